@@ -1,0 +1,103 @@
+#include "cli_common.h"
+
+#include "model/model_loader.h"
+#include "util/error.h"
+#include "util/json_util.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <unistd.h>
+
+namespace mla::cli {
+namespace {
+
+std::filesystem::path executableDir()
+{
+    std::error_code ec;
+    auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+    return ec ? std::filesystem::path() : exe.parent_path();
+}
+
+} // namespace
+
+std::filesystem::path demoModelPath()
+{
+    std::vector<std::filesystem::path> candidates;
+    if (const char* env = std::getenv("MLA_DEMO_DIR"))
+        candidates.emplace_back(env);
+    if (auto dir = executableDir(); !dir.empty())
+        candidates.push_back(dir / ".." / "share" / "mla-workbench" / "demo");
+    candidates.emplace_back(MLA_DEMO_INSTALL_DIR);
+    candidates.emplace_back(MLA_DEMO_BUILD_DIR);
+    for (const auto& c : candidates) {
+        std::error_code ec;
+        if (std::filesystem::exists(c / "stories260K.bin", ec))
+            return std::filesystem::weakly_canonical(c / "stories260K.bin", ec);
+    }
+    throw Error("the bundled demo model (stories260K.bin) was not found; looked in $MLA_DEMO_DIR, next to the binary, "
+                + std::string(MLA_DEMO_INSTALL_DIR) + " and " + MLA_DEMO_BUILD_DIR);
+}
+
+std::filesystem::path modelPathArgument(const Arguments& args, std::size_t index)
+{
+    auto p = args.positional(index);
+    if (!p || args.has("demo")) {
+        if (p && index == 0 && args.has("demo"))
+            throw UsageError{"give either MODEL or --demo, not both"};
+        return demoModelPath();
+    }
+    return *p;
+}
+
+OpenedModel openModel(const Arguments& args, std::size_t index)
+{
+    OpenedModel opened{loadModel(modelPathArgument(args, index)), nullptr, {}};
+    if (auto tok = args.value("tokenizer")) {
+        opened.tokenizer = loadTokenizer(*tok);
+        opened.tokenizerSource = *tok;
+    } else if (opened.model.embeddedVocabulary && !opened.model.embeddedVocabulary->tokens.empty()) {
+        opened.tokenizer = tokenizerFromEmbedded(*opened.model.embeddedVocabulary, opened.model.source);
+        opened.tokenizerSource = "embedded (GGUF)";
+    } else if (auto found = findTokenizerNextTo(opened.model.source)) {
+        try {
+            opened.tokenizer = loadTokenizer(*found);
+            opened.tokenizerSource = found->string();
+        } catch (const Error& e) {
+            std::cerr << "warning: ignoring the tokenizer next to the model: " << e.what() << "\n";
+        }
+    }
+    if (opened.tokenizer && opened.tokenizer->vocabSize() > opened.model.config.vocab)
+        throw Error(opened.tokenizerSource, "tokenizer has " + std::to_string(opened.tokenizer->vocabSize())
+                                                + " tokens, more than the model's vocabulary of "
+                                                + std::to_string(opened.model.config.vocab));
+    return opened;
+}
+
+void printJson(const nlohmann::ordered_json& json)
+{
+    std::cout << dumpJson(json, 2) << std::endl;
+}
+
+JobControl terminalProgress(const Arguments& args)
+{
+    if (args.has("json") || args.has("quiet") || !::isatty(STDERR_FILENO))
+        return {};
+    return JobControl(nullptr, [last = std::string(), lastPercent = -1](double f, const std::string& stage) mutable {
+        const int percent = static_cast<int>(f * 100.0);
+        if (percent == lastPercent && stage == last)
+            return;
+        lastPercent = percent;
+        last = stage;
+        std::fprintf(stderr, "\r%-40s %3d%%", stage.c_str(), percent);
+        if (f >= 1.0)
+            std::fprintf(stderr, "\n");
+        std::fflush(stderr);
+    });
+}
+
+OptionSpec tokenizerOption() { return {"tokenizer", "FILE", "tokenizer file (tokenizer.json, tokenizer.model or llama2.c .bin); default: found next to the model"}; }
+OptionSpec demoOption() { return {"demo", nullptr, "use the bundled demo model (stories260K); also the default when MODEL is omitted"}; }
+OptionSpec jsonOption() { return {"json", nullptr, "print the result as JSON on stdout"}; }
+
+} // namespace mla::cli

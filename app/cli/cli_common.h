@@ -1,0 +1,41 @@
+#pragma once
+
+#include "arguments.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+#include "util/job_control.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+namespace mla::cli {
+
+// The bundled demo checkpoint (stories260K), wherever this binary runs from: $MLA_DEMO_DIR, next to the binary
+// (../share/mla-workbench/demo, as installed or unpacked from the .deb), the install prefix, then the source tree.
+std::filesystem::path demoModelPath();
+
+struct OpenedModel {
+    Model model;
+    std::unique_ptr<Tokenizer> tokenizer;
+    std::string tokenizerSource; // file path, "embedded (GGUF)", or empty
+};
+
+// The model named by positional `index` (the demo when absent or with --demo), with its tokenizer: --tokenizer FILE,
+// else the GGUF's own vocabulary, else a tokenizer file next to the model. A model without a tokenizer still opens.
+OpenedModel openModel(const Arguments& args, std::size_t index = 0);
+std::filesystem::path modelPathArgument(const Arguments& args, std::size_t index = 0);
+
+void printJson(const nlohmann::ordered_json& json);
+
+// Progress on stderr ("stage: 42%"), only when stderr is a terminal and --quiet / --json are not given.
+JobControl terminalProgress(const Arguments& args);
+
+// Options shared by commands that open a model.
+OptionSpec tokenizerOption();
+OptionSpec demoOption();
+OptionSpec jsonOption();
+
+} // namespace mla::cli

@@ -1,0 +1,13 @@
+#pragma once
+
+#include "arguments.h"
+
+namespace mla::cli {
+
+// Each command's spec (usage, options, entry point); main.cpp lists them in one table.
+CommandSpec infoCommand();
+CommandSpec generateCommand();
+CommandSpec evalCommand();
+CommandSpec synthCommand();
+
+} // namespace mla::cli

@@ -1,0 +1,40 @@
+#pragma once
+
+#include "engine/transformer.h"
+#include "tokenizer/tokenizer.h"
+#include "util/job_control.h"
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace mla {
+
+struct GenerationOptions {
+    std::int64_t steps = 256;   // positions to run, BOS and prompt included (llama2.c's meaning)
+    float temperature = 0.0f;  // 0: greedy
+    float topP = 0.9f;
+    std::uint64_t seed = 42;
+};
+
+struct GenerationResult {
+    std::vector<int> ids;   // generated ids only: not BOS, not the prompt, not the stop token
+    std::string text;       // their decoded text (empty without a tokenizer)
+    double seconds = 0.0;
+    double tokensPerSecond = 0.0;
+    double kvBytesPerToken = 0.0;     // measured from the cache allocated for this run
+    std::int64_t kvElementsPerToken = 0;
+    std::int64_t cacheCapacity = 0;
+    std::string stopReason;           // "steps", "bos", "eos" or "context"
+};
+
+// The ids a generation starts from: BOS (when the model or tokenizer defines one), then the prompt's tokens.
+std::vector<int> promptIds(const ModelConfig& config, const Tokenizer* tokenizer, const std::string& prompt);
+
+// Generates like llama2.c: the prompt is consumed, then tokens are sampled until `steps` positions have run or the
+// model emits BOS or EOS. `onToken` (optional) receives each generated id as it comes.
+GenerationResult generate(const Transformer& transformer, const Tokenizer* tokenizer, const std::vector<int>& prompt,
+                          const GenerationOptions& options, const std::function<void(int id)>& onToken = {},
+                          const JobControl& job = {});
+
+} // namespace mla

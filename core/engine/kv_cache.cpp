@@ -1,0 +1,56 @@
+#include "engine/kv_cache.h"
+
+#include "util/error.h"
+
+namespace mla {
+
+KvCache::KvCache(const ModelConfig& config, const std::vector<LayerAttentionPlan>& plans, std::int64_t capacity, MlaForm form)
+    : m_capacity(capacity), m_form(form)
+{
+    if (capacity <= 0)
+        throw Error("internal: a KV cache needs a positive capacity");
+    m_layers.resize(static_cast<std::size_t>(config.layers));
+    for (std::int64_t l = 0; l < config.layers; ++l) {
+        LayerCache& c = m_layers[static_cast<std::size_t>(l)];
+        const LayerAttentionPlan& plan = plans[static_cast<std::size_t>(l)];
+        if (!plan.latent || form == MlaForm::Expanded) {
+            c.keys.resize(capacity, config.kvDim());
+            c.values.resize(capacity, config.kvDim());
+            continue;
+        }
+        const MlaLayerConfig& m = config.mla->layers[static_cast<std::size_t>(l)];
+        const std::int64_t ropeDims = 2 * plan.ropePairs;
+        if (ropeDims > 0)
+            c.ropeKeys.resize(capacity, config.kvHeads * ropeDims);
+        if (m.compressesKeys())
+            c.latentK.resize(capacity, m.latentK);
+        else if (ropeDims < config.headDim)
+            c.keysNope.resize(capacity, config.kvHeads * (config.headDim - ropeDims));
+        if (m.method == LatentMethod::Split || m.method == LatentMethod::Value)
+            c.latentV.resize(capacity, m.latentV);
+        else if (!m.compressesValues())
+            c.values.resize(capacity, config.kvDim());
+    }
+}
+
+std::size_t KvCache::allocatedBytes() const
+{
+    std::size_t total = 0;
+    for (const auto& c : m_layers) {
+        for (const MatrixRM* m : {&c.keys, &c.values, &c.ropeKeys, &c.keysNope, &c.latentK, &c.latentV})
+            total += static_cast<std::size_t>(m->size()) * sizeof(float);
+    }
+    return total;
+}
+
+double KvCache::bytesPerToken() const
+{
+    return static_cast<double>(allocatedBytes()) / static_cast<double>(m_capacity);
+}
+
+std::int64_t KvCache::elementsPerToken() const
+{
+    return static_cast<std::int64_t>(allocatedBytes() / sizeof(float) / static_cast<std::size_t>(m_capacity));
+}
+
+} // namespace mla

@@ -1,0 +1,90 @@
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace mla {
+
+Sampler::Sampler(float temperature, float topP, std::uint64_t seed)
+    : m_temperature(temperature), m_topP(topP), m_state(seed == 0 ? 1 : seed)
+{
+}
+
+std::uint32_t Sampler::randomU32()
+{
+    m_state ^= m_state >> 12;
+    m_state ^= m_state << 25;
+    m_state ^= m_state >> 27;
+    return static_cast<std::uint32_t>((m_state * 0x2545F4914F6CDD1Dull) >> 32);
+}
+
+float Sampler::randomF32()
+{
+    return static_cast<float>(randomU32() >> 8) / 16777216.0f;
+}
+
+int Sampler::argmax(const float* values, std::int64_t n)
+{
+    std::int64_t best = 0;
+    for (std::int64_t i = 1; i < n; ++i) {
+        if (values[i] > values[best])
+            best = i;
+    }
+    return static_cast<int>(best);
+}
+
+int Sampler::sample(float* logits, std::int64_t n)
+{
+    if (m_temperature == 0.0f)
+        return argmax(logits, n);
+    for (std::int64_t i = 0; i < n; ++i)
+        logits[i] /= m_temperature;
+    const float maxValue = *std::max_element(logits, logits + n);
+    float sum = 0.0f;
+    for (std::int64_t i = 0; i < n; ++i) {
+        logits[i] = std::exp(logits[i] - maxValue);
+        sum += logits[i];
+    }
+    for (std::int64_t i = 0; i < n; ++i)
+        logits[i] /= sum;
+
+    const float coin = randomF32();
+    if (m_topP <= 0.0f || m_topP >= 1.0f) {
+        float cdf = 0.0f;
+        for (std::int64_t i = 0; i < n; ++i) {
+            cdf += logits[i];
+            if (coin < cdf)
+                return static_cast<int>(i);
+        }
+        return static_cast<int>(n - 1);
+    }
+
+    // Nucleus sampling: candidates below (1 - topP) / (n - 1) cannot be in the nucleus and are dropped before sorting.
+    const float cutoff = (1.0f - m_topP) / static_cast<float>(n - 1);
+    std::vector<std::pair<float, int>> candidates;
+    for (std::int64_t i = 0; i < n; ++i) {
+        if (logits[i] >= cutoff)
+            candidates.emplace_back(logits[i], static_cast<int>(i));
+    }
+    std::sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    float cumulative = 0.0f;
+    std::size_t last = candidates.size() - 1;
+    for (std::size_t i = 0; i < candidates.size(); ++i) {
+        cumulative += candidates[i].first;
+        if (cumulative > m_topP) {
+            last = i;
+            break;
+        }
+    }
+    const float r = coin * cumulative;
+    float cdf = 0.0f;
+    for (std::size_t i = 0; i <= last; ++i) {
+        cdf += candidates[i].first;
+        if (r < cdf)
+            return candidates[i].second;
+    }
+    return candidates[last].second;
+}
+
+} // namespace mla

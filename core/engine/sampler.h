@@ -1,0 +1,27 @@
+#pragma once
+
+#include <cstdint>
+
+namespace mla {
+
+// Token sampling exactly as llama2.c's run.c does it (same xorshift generator, same top-p cut), so that a seed gives
+// the same text as llama2.c: temperature 0 is a plain argmax over all ids.
+class Sampler {
+public:
+    Sampler(float temperature, float topP, std::uint64_t seed);
+
+    // `logits` is modified (scaled and turned into probabilities) unless greedy.
+    int sample(float* logits, std::int64_t n);
+
+    static int argmax(const float* values, std::int64_t n);
+
+private:
+    std::uint32_t randomU32();
+    float randomF32();
+
+    float m_temperature;
+    float m_topP;
+    std::uint64_t m_state;
+};
+
+} // namespace mla

@@ -1,0 +1,112 @@
+#include "engine/transformer.h"
+
+#include "engine/ops.h"
+#include "tensor/kernels.h"
+#include "util/error.h"
+
+#include <cmath>
+
+namespace mla {
+
+Transformer::Transformer(const Model& model, MlaForm form) : m_model(model), m_form(form), m_plans(planAttention(model.config))
+{
+    if (model.config.isMla() && form == MlaForm::Absorbed) {
+        m_upK.resize(model.layers.size());
+        m_upV.resize(model.layers.size());
+        for (std::size_t l = 0; l < model.layers.size(); ++l) {
+            const auto& m = model.config.mla->layers[l];
+            if (m.compressesKeys() && !model.layers[l].upK.empty())
+                m_upK[l] = model.layers[l].upK.toMatrix();
+            if (m.compressesValues())
+                m_upV[l] = model.layers[l].upV.toMatrix();
+        }
+    }
+}
+
+KvCache Transformer::newCache(std::int64_t capacity) const
+{
+    return KvCache(m_model.config, m_plans, capacity, m_form);
+}
+
+MatrixRM Transformer::forward(std::span<const int> tokens, KvCache& cache, Logits logits, ForwardObserver* observer,
+                              std::int64_t lastLayer) const
+{
+    const ModelConfig& c = m_model.config;
+    const std::int64_t T = static_cast<std::int64_t>(tokens.size());
+    const std::int64_t p0 = cache.length();
+    if (T == 0)
+        return MatrixRM();
+    if (p0 + T > cache.capacity())
+        throw Error("context full: " + std::to_string(p0 + T) + " tokens do not fit a cache of "
+                    + std::to_string(cache.capacity()));
+    MatrixRM h(T, c.hidden);
+    for (std::int64_t t = 0; t < T; ++t) {
+        const int id = tokens[static_cast<std::size_t>(t)];
+        if (id < 0 || id >= c.vocab)
+            throw Error("token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(c.vocab));
+        m_model.embedding.rowToFloat(id, h.row(t).data());
+    }
+
+    const float eps = static_cast<float>(c.rmsEps);
+    MatrixRM xn, context, projected, gate, up;
+    const std::int64_t layers = lastLayer >= 0 ? std::min(lastLayer + 1, c.layers) : c.layers;
+    for (std::int64_t l = 0; l < layers; ++l) {
+        const LayerWeights& w = m_model.layers[static_cast<std::size_t>(l)];
+        rmsNormRows(h, w.attnNorm, eps, xn);
+        attention(l, xn, p0, cache, context, observer);
+        linear(w.o, w.oBias, context, projected);
+        h += projected;
+
+        rmsNormRows(h, w.ffnNorm, eps, xn);
+        linear(w.gate, w.gateBias, xn, gate);
+        linear(w.up, w.upBias, xn, up);
+        swiGluInPlace(gate, up);
+        linear(w.down, w.downBias, gate, projected);
+        h += projected;
+    }
+    cache.setLength(p0 + T);
+    if (logits == Logits::None || layers < c.layers)
+        return MatrixRM();
+
+    MatrixRM last = logits == Logits::Last ? MatrixRM(h.bottomRows(1)) : h;
+    rmsNormRows(last, m_model.outputNorm, eps, xn);
+    MatrixRM out;
+    matmulTransposed(m_model.output, xn, out);
+    return out;
+}
+
+void Transformer::attention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, KvCache& cache, MatrixRM& context,
+                            ForwardObserver* observer) const
+{
+    if (m_plans[static_cast<std::size_t>(layer)].latent && m_form == MlaForm::Absorbed)
+        absorbedAttention(layer, x, p0, cache, context, observer);
+    else
+        standardAttention(layer, x, p0, cache, context, observer);
+}
+
+void rotateHeads(MatrixRM& x, std::int64_t headWidth, std::int64_t group, const std::vector<std::vector<int>>& pairIndex,
+                 std::int64_t halfOffset, const std::vector<std::vector<float>>& freqs, std::int64_t p0)
+{
+    const std::int64_t heads = x.cols() / headWidth;
+    for (Eigen::Index t = 0; t < x.rows(); ++t) {
+        const std::int64_t position = p0 + t;
+        for (std::int64_t h = 0; h < heads; ++h) {
+            const std::size_t kv = static_cast<std::size_t>(h / group);
+            float* head = x.row(t).data() + h * headWidth;
+            const auto& index = pairIndex[kv];
+            const auto& f = freqs[kv];
+            for (std::size_t i = 0; i < index.size(); ++i) {
+                const float angle = static_cast<float>(position) * f[i];
+                const float cs = std::cos(angle);
+                const float sn = std::sin(angle);
+                float& a = head[index[i]];
+                float& b = head[index[i] + halfOffset];
+                const float a0 = a;
+                a = a0 * cs - b * sn;
+                b = a0 * sn + b * cs;
+            }
+        }
+    }
+}
+
+} // namespace mla

@@ -1,0 +1,82 @@
+#pragma once
+
+#include "engine/attention_plan.h"
+#include "engine/kv_cache.h"
+#include "model/model.h"
+
+#include <span>
+#include <vector>
+
+namespace mla {
+
+// What a layer saw and produced in one forward call, for observers (calibration, analysis, refits). References are
+// valid only during the callback.
+struct LayerActivations {
+    std::int64_t layer = 0;
+    std::int64_t firstPosition = 0;
+    const MatrixRM* attnInput = nullptr; // normalised hidden states entering attention, [T, hidden]
+    const MatrixRM* queries = nullptr;   // pre-RoPE queries after bias (and q_norm), original head order; null in absorbed MLA
+    const MatrixRM* keys = nullptr;      // pre-RoPE keys likewise, [T, kvHeads*headDim]
+    const MatrixRM* values = nullptr;    // values [T, kvHeads*headDim]; null in absorbed MLA
+    const MatrixRM* attnContext = nullptr; // attention output before o_proj, [T, heads*headDim]
+};
+
+class ForwardObserver {
+public:
+    virtual ~ForwardObserver() = default;
+    virtual void onLayer(const LayerActivations& activations) = 0;
+};
+
+enum class Logits { None, Last, All };
+
+// The Llama-family forward pass on the CPU, for original models and converted (MLA) ones.
+class Transformer {
+public:
+    explicit Transformer(const Model& model, MlaForm form = MlaForm::Absorbed);
+
+    const Model& model() const { return m_model; }
+    const ModelConfig& config() const { return m_model.config; }
+    MlaForm form() const { return m_form; }
+    const std::vector<LayerAttentionPlan>& plans() const { return m_plans; }
+
+    KvCache newCache(std::int64_t capacity) const;
+
+    // Runs `tokens` at positions cache.length() onwards, appending to the cache, and returns the logits asked for
+    // ([T, vocab], [1, vocab] or empty). `lastLayer` stops after that layer (inclusive) when >= 0.
+    MatrixRM forward(std::span<const int> tokens, KvCache& cache, Logits logits = Logits::Last,
+                     ForwardObserver* observer = nullptr, std::int64_t lastLayer = -1) const;
+
+private:
+    void attention(std::int64_t layer, const MatrixRM& x, std::int64_t firstPosition, KvCache& cache, MatrixRM& context,
+                   ForwardObserver* observer) const;
+    void standardAttention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, KvCache& cache, MatrixRM& context,
+                           ForwardObserver* observer) const;
+    void absorbedAttention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, KvCache& cache, MatrixRM& context,
+                           ForwardObserver* observer) const;
+
+    const Model& m_model;
+    MlaForm m_form;
+    std::vector<LayerAttentionPlan> m_plans;
+    // Absorbed MLA: the up projections as float32, used per head on the latent.
+    std::vector<MatrixRM> m_upK;
+    std::vector<MatrixRM> m_upV;
+};
+
+// Attention of every head over the cached keys and values: scores, causal (and sliding-window) mask, softmax,
+// weighted sum. `keyParts` / `queryParts` are column blocks whose products add into the scores.
+struct AttentionShape {
+    std::int64_t heads = 0;
+    std::int64_t group = 1;          // query heads per KV head
+    std::int64_t firstPosition = 0;  // position of the first query row
+    std::int64_t tokens = 0;         // query rows
+    std::int64_t slidingWindow = 0;  // 0 = unlimited
+    float scale = 1.0f;
+};
+
+// Rotates the kept pairs of every head in rows of `x` (head-major blocks of `headWidth`), row i at position p0 + i.
+// `pairIndex` lists, per KV head, the offsets j of the pairs inside the block and `halfOffset` the distance to each
+// pair's partner; query heads use their KV head's list.
+void rotateHeads(MatrixRM& x, std::int64_t headWidth, std::int64_t group, const std::vector<std::vector<int>>& pairIndex,
+                 std::int64_t halfOffset, const std::vector<std::vector<float>>& freqs, std::int64_t p0);
+
+} // namespace mla

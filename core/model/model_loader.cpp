@@ -1,0 +1,159 @@
+#include "model/model_loader.h"
+
+#include "formats/checkpoint_source.h"
+#include "model/architecture.h"
+#include "model/tensor_plan.h"
+#include "util/error.h"
+
+#include <cstring>
+#include <fstream>
+
+namespace mla {
+namespace {
+
+struct CheckpointFormat {
+    const char* name;
+    bool (*matches)(const std::filesystem::path& path, const char* magic, std::size_t magicBytes);
+    CheckpointSource (*open)(const std::filesystem::path& path);
+};
+
+bool isHuggingFace(const std::filesystem::path& path, const char*, std::size_t)
+{
+    namespace fs = std::filesystem;
+    if (fs::is_directory(path))
+        return fs::exists(path / "config.json");
+    return path.extension() == ".safetensors" || path.filename() == "model.safetensors.index.json";
+}
+
+bool isGguf(const std::filesystem::path&, const char* magic, std::size_t n)
+{
+    return n >= 4 && std::memcmp(magic, "GGUF", 4) == 0;
+}
+
+bool isLlama2c(const std::filesystem::path& path, const char*, std::size_t n)
+{
+    return !std::filesystem::is_directory(path) && n >= 4;
+}
+
+// Checked in order; llama2.c has no magic, so it is the fallback for other files.
+constexpr CheckpointFormat kFormats[] = {
+    {"safetensors", isHuggingFace, openHuggingFaceCheckpoint},
+    {"gguf", isGguf, openGgufCheckpoint},
+    {"llama2c", isLlama2c, openLlama2cCheckpoint},
+};
+
+const CheckpointFormat& formatFor(const std::filesystem::path& path)
+{
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (!fs::exists(path, ec))
+        throw Error(path, "no such file or folder");
+    char magic[8] = {};
+    std::size_t n = 0;
+    if (!fs::is_directory(path)) {
+        std::ifstream in(path, std::ios::binary);
+        if (!in)
+            throw Error(path, "cannot open");
+        in.read(magic, sizeof magic);
+        n = static_cast<std::size_t>(in.gcount());
+    }
+    for (const auto& f : kFormats) {
+        if (f.matches(path, magic, n))
+            return f;
+    }
+    if (fs::is_directory(path))
+        throw Error(path, "folder holds no config.json: not a Hugging Face checkpoint");
+    throw Error(path, "file is too short to be a checkpoint");
+}
+
+// Interleaved (2j, 2j+1) -> half (j, j + d/2) row order inside each head of a [heads * headDim, ...] tensor.
+std::vector<std::int64_t> halfLayoutRowOrder(std::int64_t heads, std::int64_t headDim)
+{
+    std::vector<std::int64_t> order;
+    order.reserve(static_cast<std::size_t>(heads * headDim));
+    for (std::int64_t h = 0; h < heads; ++h) {
+        for (std::int64_t j = 0; j < headDim / 2; ++j)
+            order.push_back(h * headDim + 2 * j);
+        for (std::int64_t j = 0; j < headDim / 2; ++j)
+            order.push_back(h * headDim + 2 * j + 1);
+    }
+    return order;
+}
+
+Tensor permuteRows(const Tensor& t, const std::vector<std::int64_t>& order)
+{
+    const std::size_t rowBytes = static_cast<std::size_t>(t.cols()) * dtypeSize(t.dtype());
+    auto buffer = std::shared_ptr<std::uint8_t[]>(new std::uint8_t[rowBytes * order.size() + 1]);
+    for (std::size_t i = 0; i < order.size(); ++i)
+        std::memcpy(buffer.get() + i * rowBytes, t.rowBytes(order[i]), rowBytes);
+    const void* data = buffer.get();
+    return Tensor(t.dtype(), t.shape(), data, std::shared_ptr<const void>(buffer, buffer.get()));
+}
+
+VectorF permuteVector(const VectorF& v, const std::vector<std::int64_t>& order)
+{
+    VectorF out(static_cast<Eigen::Index>(order.size()));
+    for (std::size_t i = 0; i < order.size(); ++i)
+        out[static_cast<Eigen::Index>(i)] = v[order[i]];
+    return out;
+}
+
+Model buildModel(CheckpointSource& source)
+{
+    const ModelConfig& c = source.config;
+    if (c.isMla() && source.interleavedRope)
+        throw Error(source.file, "MLA checkpoints are only read from Hugging Face folders");
+    Model model;
+    model.config = c;
+    model.source = source.file;
+    model.format = source.format;
+    model.sourceRopeLayout = source.interleavedRope ? "interleaved" : "half";
+    model.fileBytes = source.fileBytes;
+    model.sourceConfigJson = source.configJson;
+    model.embeddedVocabulary = source.vocabulary;
+    model.layers.resize(static_cast<std::size_t>(c.layers));
+
+    for (const PlannedTensor& planned : tensorPlan(c)) {
+        const auto name = tensorName(planned.role, source.naming, planned.layer);
+        if (!name)
+            throw Error(source.file, "this format cannot hold the " + std::string(tensorRoleLabel(planned.role)));
+        const auto tensor = source.find(*name);
+        if (!tensor)
+            throw Error(source.file, "missing tensor '" + *name + "' (" + std::string(tensorRoleLabel(planned.role)) + ")");
+        if (tensor->shape() != planned.shape)
+            throw Error(source.file, "tensor '" + *name + "' has wrong shape; expected " + shapeString(planned.shape)
+                                         + ", got " + shapeString(tensor->shape()));
+        setModelTensor(model, planned.role, planned.layer, *tensor);
+    }
+    if (c.tieEmbeddings)
+        model.output = model.embedding;
+
+    if (source.interleavedRope) {
+        const auto qOrder = halfLayoutRowOrder(c.heads, c.headDim);
+        const auto kOrder = halfLayoutRowOrder(c.kvHeads, c.headDim);
+        for (LayerWeights& w : model.layers) {
+            w.q = permuteRows(w.q, qOrder);
+            w.k = permuteRows(w.k, kOrder);
+            if (w.qBias.size())
+                w.qBias = permuteVector(w.qBias, qOrder);
+            if (w.kBias.size())
+                w.kBias = permuteVector(w.kBias, kOrder);
+        }
+    }
+    return model;
+}
+
+} // namespace
+
+std::string detectCheckpointFormat(const std::filesystem::path& path)
+{
+    return formatFor(path).name;
+}
+
+Model loadModel(const std::filesystem::path& path)
+{
+    CheckpointSource source = formatFor(path).open(path);
+    return buildModel(source);
+}
+
+} // namespace mla

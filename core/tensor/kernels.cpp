@@ -1,0 +1,182 @@
+#include "tensor/kernels.h"
+
+#include "util/error.h"
+#include "util/half.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include <omp.h>
+
+namespace mla {
+namespace detail {
+namespace {
+
+void toFloatF32(const void* src, float* dst, std::size_t n)
+{
+    std::memcpy(dst, src, n * sizeof(float));
+}
+void toFloatF16(const void* src, float* dst, std::size_t n)
+{
+    const auto* s = static_cast<const std::uint16_t*>(src);
+    for (std::size_t i = 0; i < n; ++i)
+        dst[i] = f16ToFloat(s[i]);
+}
+void toFloatBF16(const void* src, float* dst, std::size_t n)
+{
+    const auto* s = static_cast<const std::uint16_t*>(src);
+    for (std::size_t i = 0; i < n; ++i)
+        dst[i] = bf16ToFloat(s[i]);
+}
+
+template <typename Convert>
+void dotRowsGeneric(const void* rows, std::size_t cols, std::size_t rowCount, const float* x, float* out,
+                    std::size_t elementBytes, Convert convert)
+{
+    const auto* base = static_cast<const std::uint8_t*>(rows);
+    for (std::size_t r = 0; r < rowCount; ++r) {
+        const std::uint8_t* row = base + r * cols * elementBytes;
+        float acc = 0.0f;
+        for (std::size_t c = 0; c < cols; ++c)
+            acc += convert(row, c) * x[c];
+        out[r] = acc;
+    }
+}
+
+void dotRowsF32(const void* rows, std::size_t cols, std::size_t n, const float* x, float* out)
+{
+    dotRowsGeneric(rows, cols, n, x, out, 4, [](const std::uint8_t* row, std::size_t c) {
+        float v;
+        std::memcpy(&v, row + 4 * c, 4);
+        return v;
+    });
+}
+void dotRowsF16(const void* rows, std::size_t cols, std::size_t n, const float* x, float* out)
+{
+    dotRowsGeneric(rows, cols, n, x, out, 2, [](const std::uint8_t* row, std::size_t c) {
+        std::uint16_t v;
+        std::memcpy(&v, row + 2 * c, 2);
+        return f16ToFloat(v);
+    });
+}
+void dotRowsBF16(const void* rows, std::size_t cols, std::size_t n, const float* x, float* out)
+{
+    dotRowsGeneric(rows, cols, n, x, out, 2, [](const std::uint8_t* row, std::size_t c) {
+        std::uint16_t v;
+        std::memcpy(&v, row + 2 * c, 2);
+        return bf16ToFloat(v);
+    });
+}
+double sumGeneric(const float* data, std::size_t n)
+{
+    double acc = 0.0;
+    for (std::size_t i = 0; i < n; ++i)
+        acc += data[i];
+    return acc;
+}
+
+} // namespace
+
+const KernelTable& genericKernels()
+{
+    static const KernelTable table{{toFloatF32, toFloatF16, toFloatBF16}, {dotRowsF32, dotRowsF16, dotRowsBF16}, sumGeneric};
+    return table;
+}
+
+const KernelTable& activeKernels()
+{
+    static const KernelTable* table = [] {
+        __builtin_cpu_init();
+        const KernelTable* avx2 = avx2Kernels();
+        if (avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+            return avx2;
+        return &genericKernels();
+    }();
+    return *table;
+}
+
+} // namespace detail
+
+const char* kernelInstructionSet()
+{
+    return &detail::activeKernels() == &detail::genericKernels() ? "generic" : "avx2+fma+f16c";
+}
+
+void convertToFloat(DType dtype, const void* src, float* dst, std::size_t count)
+{
+    detail::activeKernels().toFloat[static_cast<int>(dtype)](src, dst, count);
+}
+
+void matvec(const Tensor& W, const float* x, float* y)
+{
+    const std::int64_t rows = W.rows();
+    const std::size_t cols = static_cast<std::size_t>(W.cols());
+    const auto dotRows = detail::activeKernels().dotRows[static_cast<int>(W.dtype())];
+    const std::size_t rowBytes = cols * dtypeSize(W.dtype());
+    const auto* base = static_cast<const std::uint8_t*>(W.data());
+    // Blocks of 16 rows keep each thread on contiguous memory; small matrices stay on one thread because waking the
+    // team costs more than the work.
+    constexpr std::int64_t kBlock = 16;
+    const std::int64_t blocks = (rows + kBlock - 1) / kBlock;
+    const bool parallel = static_cast<std::size_t>(rows) * rowBytes > (1u << 16);
+#pragma omp parallel for schedule(static) if (parallel)
+    for (std::int64_t b = 0; b < blocks; ++b) {
+        const std::int64_t first = b * kBlock;
+        const std::int64_t count = std::min(kBlock, rows - first);
+        dotRows(base + static_cast<std::size_t>(first) * rowBytes, cols, static_cast<std::size_t>(count), x, y + first);
+    }
+}
+
+void matmulTransposed(const Tensor& W, const MatrixRM& X, MatrixRM& Y)
+{
+    if (X.cols() != W.cols())
+        throw Error("internal: matmul of [" + std::to_string(X.rows()) + ", " + std::to_string(X.cols())
+                    + "] by a weight " + shapeString(W.shape()));
+    Y.resize(X.rows(), W.rows());
+    if (X.rows() == 1) {
+        matvec(W, X.data(), Y.data());
+        return;
+    }
+    if (W.dtype() == DType::F32) {
+        Eigen::Map<const MatrixRM> w(static_cast<const float*>(W.data()), W.rows(), W.cols());
+        Y.noalias() = X * w.transpose();
+        return;
+    }
+    // Half-precision weights: convert a block of rows at a time and multiply with Eigen, one block per thread.
+    constexpr std::int64_t kBlock = 128;
+    const std::int64_t rows = W.rows();
+    const std::int64_t blocks = (rows + kBlock - 1) / kBlock;
+#pragma omp parallel
+    {
+        MatrixRM block;
+        MatrixRM part;
+#pragma omp for schedule(dynamic)
+        for (std::int64_t b = 0; b < blocks; ++b) {
+            const std::int64_t first = b * kBlock;
+            const std::int64_t count = std::min(kBlock, rows - first);
+            block.resize(count, W.cols());
+            W.rowsToFloat(first, count, block.data());
+            part.noalias() = X * block.transpose();
+            Y.middleCols(first, count) = part;
+        }
+    }
+}
+
+double streamingSum(const float* data, std::size_t count)
+{
+    const auto sum = detail::activeKernels().sum;
+    double total = 0.0;
+    const int threads = omp_get_max_threads();
+    const std::size_t chunk = (count + static_cast<std::size_t>(threads) - 1) / static_cast<std::size_t>(threads);
+#pragma omp parallel for reduction(+ : total) schedule(static)
+    for (int t = 0; t < threads; ++t) {
+        const std::size_t first = static_cast<std::size_t>(t) * chunk;
+        if (first < count)
+            total += sum(data + first, std::min(chunk, count - first));
+    }
+    return total;
+}
+
+} // namespace mla

@@ -1,0 +1,33 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+
+namespace mla {
+
+// A read-only memory map of a whole file. Checkpoints are mapped, never read into RAM, so that a model larger than
+// memory can still be inspected and streamed layer by layer. Shared ownership keeps the map alive for as long as any
+// tensor view points into it.
+class MappedFile {
+public:
+    static std::shared_ptr<const MappedFile> open(const std::filesystem::path& path);
+    ~MappedFile();
+    MappedFile(const MappedFile&) = delete;
+    MappedFile& operator=(const MappedFile&) = delete;
+
+    const std::uint8_t* data() const { return m_data; }
+    std::size_t size() const { return m_size; }
+    std::span<const std::uint8_t> bytes() const { return {m_data, m_size}; }
+    const std::filesystem::path& path() const { return m_path; }
+
+private:
+    MappedFile() = default;
+    std::filesystem::path m_path;
+    const std::uint8_t* m_data = nullptr;
+    std::size_t m_size = 0;
+};
+
+} // namespace mla

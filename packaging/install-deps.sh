@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything MLA Workbench needs to build, test and run on Debian 12 (bookworm).
+# Idempotent: when every package is already present it returns in about a second without touching apt.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config
+  qt6-base-dev qt6-base-dev-tools libgl-dev libqcustomplot-dev
+  libeigen3-dev libhdf5-dev nlohmann-json3-dev libsentencepiece-dev libpcre2-dev
+  python3 python3-numpy python3-h5py
+  xvfb xauth fonts-dejavu-core
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages already present"
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
