@@ -62,7 +62,7 @@ void expandLatentLayer(const ModelConfig& c, const LayerWeights& w, const MlaLay
 
 } // namespace
 
-void Transformer::standardAttention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, KvCache& cache,
+void Transformer::standardAttention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, LayerCache& lc,
                                     MatrixRM& context, ForwardObserver* observer) const
 {
     const ModelConfig& c = m_model.config;
@@ -90,7 +90,6 @@ void Transformer::standardAttention(std::int64_t layer, const MatrixRM& x, std::
     rotateHeads(q, d, c.group(), plan.keptPairs, d / 2, plan.ropeFreqs, p0);
     rotateHeads(k, d, 1, plan.keptPairs, d / 2, plan.ropeFreqs, p0);
 
-    LayerCache& lc = cache.layer(layer);
     lc.keys.middleRows(p0, T) = k;
     lc.values.middleRows(p0, T) = v;
     const std::int64_t n = p0 + T;

@@ -4,33 +4,37 @@
 
 namespace mla {
 
+LayerCache makeLayerCache(const ModelConfig& config, const LayerAttentionPlan& plan, std::int64_t layer, std::int64_t capacity,
+                          MlaForm form)
+{
+    LayerCache c;
+    if (!plan.latent || form == MlaForm::Expanded) {
+        c.keys.resize(capacity, config.kvDim());
+        c.values.resize(capacity, config.kvDim());
+        return c;
+    }
+    const MlaLayerConfig& m = config.mla->layers[static_cast<std::size_t>(layer)];
+    const std::int64_t ropeDims = 2 * plan.ropePairs;
+    if (ropeDims > 0)
+        c.ropeKeys.resize(capacity, config.kvHeads * ropeDims);
+    if (m.compressesKeys())
+        c.latentK.resize(capacity, m.latentK);
+    else if (ropeDims < config.headDim)
+        c.keysNope.resize(capacity, config.kvHeads * (config.headDim - ropeDims));
+    if (m.method == LatentMethod::Split || m.method == LatentMethod::Value)
+        c.latentV.resize(capacity, m.latentV);
+    else if (!m.compressesValues())
+        c.values.resize(capacity, config.kvDim());
+    return c;
+}
+
 KvCache::KvCache(const ModelConfig& config, const std::vector<LayerAttentionPlan>& plans, std::int64_t capacity, MlaForm form)
     : m_capacity(capacity), m_form(form)
 {
     if (capacity <= 0)
         throw Error("internal: a KV cache needs a positive capacity");
-    m_layers.resize(static_cast<std::size_t>(config.layers));
-    for (std::int64_t l = 0; l < config.layers; ++l) {
-        LayerCache& c = m_layers[static_cast<std::size_t>(l)];
-        const LayerAttentionPlan& plan = plans[static_cast<std::size_t>(l)];
-        if (!plan.latent || form == MlaForm::Expanded) {
-            c.keys.resize(capacity, config.kvDim());
-            c.values.resize(capacity, config.kvDim());
-            continue;
-        }
-        const MlaLayerConfig& m = config.mla->layers[static_cast<std::size_t>(l)];
-        const std::int64_t ropeDims = 2 * plan.ropePairs;
-        if (ropeDims > 0)
-            c.ropeKeys.resize(capacity, config.kvHeads * ropeDims);
-        if (m.compressesKeys())
-            c.latentK.resize(capacity, m.latentK);
-        else if (ropeDims < config.headDim)
-            c.keysNope.resize(capacity, config.kvHeads * (config.headDim - ropeDims));
-        if (m.method == LatentMethod::Split || m.method == LatentMethod::Value)
-            c.latentV.resize(capacity, m.latentV);
-        else if (!m.compressesValues())
-            c.values.resize(capacity, config.kvDim());
-    }
+    for (std::int64_t l = 0; l < config.layers; ++l)
+        m_layers.push_back(makeLayerCache(config, plans[static_cast<std::size_t>(l)], l, capacity, form));
 }
 
 std::size_t KvCache::allocatedBytes() const

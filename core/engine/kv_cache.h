@@ -23,6 +23,10 @@ struct LayerCache {
     MatrixRM latentV;  // absorbed split / value-only: the value latent
 };
 
+// The cache buffers one layer needs for `capacity` tokens in the given form.
+LayerCache makeLayerCache(const ModelConfig& config, const LayerAttentionPlan& plan, std::int64_t layer, std::int64_t capacity,
+                          MlaForm form);
+
 class KvCache {
 public:
     KvCache(const ModelConfig& config, const std::vector<LayerAttentionPlan>& plans, std::int64_t capacity, MlaForm form);

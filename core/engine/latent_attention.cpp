@@ -11,7 +11,7 @@
 
 namespace mla {
 
-void Transformer::absorbedAttention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, KvCache& cache,
+void Transformer::absorbedAttention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, LayerCache& lc,
                                     MatrixRM& context, ForwardObserver* observer) const
 {
     const ModelConfig& c = m_model.config;
@@ -23,7 +23,6 @@ void Transformer::absorbedAttention(std::int64_t layer, const MatrixRM& x, std::
     const std::int64_t p = plan.ropePairs;
     const std::int64_t r = 2 * p;
     const std::int64_t nope = d - r;
-    LayerCache& lc = cache.layer(layer);
 
     MatrixRM qAll;
     linear(w.q, w.qBias, x, qAll);

@@ -28,6 +28,51 @@ KvCache Transformer::newCache(std::int64_t capacity) const
     return KvCache(m_model.config, m_plans, capacity, m_form);
 }
 
+MatrixRM Transformer::embed(std::span<const int> tokens) const
+{
+    const ModelConfig& c = m_model.config;
+    MatrixRM h(static_cast<Eigen::Index>(tokens.size()), c.hidden);
+    for (std::size_t t = 0; t < tokens.size(); ++t) {
+        const int id = tokens[t];
+        if (id < 0 || id >= c.vocab)
+            throw Error("token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(c.vocab));
+        m_model.embedding.rowToFloat(id, h.row(static_cast<Eigen::Index>(t)).data());
+    }
+    return h;
+}
+
+MatrixRM Transformer::logitsFromHidden(const MatrixRM& hidden) const
+{
+    MatrixRM xn, out;
+    rmsNormRows(hidden, m_model.outputNorm, static_cast<float>(m_model.config.rmsEps), xn);
+    matmulTransposed(m_model.output, xn, out);
+    return out;
+}
+
+void Transformer::layerForward(std::int64_t l, MatrixRM& h, std::int64_t p0, LayerCache& cache, ForwardObserver* observer) const
+{
+    const LayerWeights& w = m_model.layers[static_cast<std::size_t>(l)];
+    const float eps = static_cast<float>(m_model.config.rmsEps);
+    MatrixRM xn, context, projected, gate, up;
+    rmsNormRows(h, w.attnNorm, eps, xn);
+    attention(l, xn, p0, cache, context, observer);
+    linear(w.o, w.oBias, context, projected);
+    h += projected;
+
+    rmsNormRows(h, w.ffnNorm, eps, xn);
+    linear(w.gate, w.gateBias, xn, gate);
+    linear(w.up, w.upBias, xn, up);
+    swiGluInPlace(gate, up);
+    linear(w.down, w.downBias, gate, projected);
+    h += projected;
+}
+
+void Transformer::runLayer(std::int64_t layer, MatrixRM& hidden, ForwardObserver* observer) const
+{
+    LayerCache cache = makeLayerCache(m_model.config, m_plans[static_cast<std::size_t>(layer)], layer, hidden.rows(), m_form);
+    layerForward(layer, hidden, 0, cache, observer);
+}
+
 MatrixRM Transformer::forward(std::span<const int> tokens, KvCache& cache, Logits logits, ForwardObserver* observer,
                               std::int64_t lastLayer) const
 {
@@ -39,43 +84,17 @@ MatrixRM Transformer::forward(std::span<const int> tokens, KvCache& cache, Logit
     if (p0 + T > cache.capacity())
         throw Error("context full: " + std::to_string(p0 + T) + " tokens do not fit a cache of "
                     + std::to_string(cache.capacity()));
-    MatrixRM h(T, c.hidden);
-    for (std::int64_t t = 0; t < T; ++t) {
-        const int id = tokens[static_cast<std::size_t>(t)];
-        if (id < 0 || id >= c.vocab)
-            throw Error("token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(c.vocab));
-        m_model.embedding.rowToFloat(id, h.row(t).data());
-    }
-
-    const float eps = static_cast<float>(c.rmsEps);
-    MatrixRM xn, context, projected, gate, up;
+    MatrixRM h = embed(tokens);
     const std::int64_t layers = lastLayer >= 0 ? std::min(lastLayer + 1, c.layers) : c.layers;
-    for (std::int64_t l = 0; l < layers; ++l) {
-        const LayerWeights& w = m_model.layers[static_cast<std::size_t>(l)];
-        rmsNormRows(h, w.attnNorm, eps, xn);
-        attention(l, xn, p0, cache, context, observer);
-        linear(w.o, w.oBias, context, projected);
-        h += projected;
-
-        rmsNormRows(h, w.ffnNorm, eps, xn);
-        linear(w.gate, w.gateBias, xn, gate);
-        linear(w.up, w.upBias, xn, up);
-        swiGluInPlace(gate, up);
-        linear(w.down, w.downBias, gate, projected);
-        h += projected;
-    }
+    for (std::int64_t l = 0; l < layers; ++l)
+        layerForward(l, h, p0, cache.layer(l), observer);
     cache.setLength(p0 + T);
     if (logits == Logits::None || layers < c.layers)
         return MatrixRM();
-
-    MatrixRM last = logits == Logits::Last ? MatrixRM(h.bottomRows(1)) : h;
-    rmsNormRows(last, m_model.outputNorm, eps, xn);
-    MatrixRM out;
-    matmulTransposed(m_model.output, xn, out);
-    return out;
+    return logitsFromHidden(logits == Logits::Last ? MatrixRM(h.bottomRows(1)) : h);
 }
 
-void Transformer::attention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, KvCache& cache, MatrixRM& context,
+void Transformer::attention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, LayerCache& cache, MatrixRM& context,
                             ForwardObserver* observer) const
 {
     if (m_plans[static_cast<std::size_t>(layer)].latent && m_form == MlaForm::Absorbed)

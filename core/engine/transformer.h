@@ -46,12 +46,21 @@ public:
     MatrixRM forward(std::span<const int> tokens, KvCache& cache, Logits logits = Logits::Last,
                      ForwardObserver* observer = nullptr, std::int64_t lastLayer = -1) const;
 
+    // Layer-wise execution, for jobs that hold every calibration sequence's hidden states for one layer at a time
+    // (calibration, analysis, layer-by-layer refits): the token embeddings of a sequence, one decoder layer applied
+    // to a whole sequence [T, hidden] in place (positions 0..T-1, causal), and the final norm + output head.
+    MatrixRM embed(std::span<const int> tokens) const;
+    void runLayer(std::int64_t layer, MatrixRM& hidden, ForwardObserver* observer = nullptr) const;
+    MatrixRM logitsFromHidden(const MatrixRM& hidden) const;
+
 private:
-    void attention(std::int64_t layer, const MatrixRM& x, std::int64_t firstPosition, KvCache& cache, MatrixRM& context,
+    void layerForward(std::int64_t layer, MatrixRM& hidden, std::int64_t firstPosition, LayerCache& cache,
+                      ForwardObserver* observer) const;
+    void attention(std::int64_t layer, const MatrixRM& x, std::int64_t firstPosition, LayerCache& cache, MatrixRM& context,
                    ForwardObserver* observer) const;
-    void standardAttention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, KvCache& cache, MatrixRM& context,
+    void standardAttention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, LayerCache& cache, MatrixRM& context,
                            ForwardObserver* observer) const;
-    void absorbedAttention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, KvCache& cache, MatrixRM& context,
+    void absorbedAttention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, LayerCache& cache, MatrixRM& context,
                            ForwardObserver* observer) const;
 
     const Model& m_model;
