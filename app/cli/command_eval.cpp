@@ -17,8 +17,24 @@ TokenSequences sequencesFrom(const Arguments& args, const OpenedModel& opened)
     const bool text = args.has("text");
     if (ids == text)
         throw UsageError{"give exactly one of --ids FILE or --text FILE"};
-    if (ids)
-        return readIdSequences(*args.value("ids"));
+    if (ids) {
+        // Checked here, against this model, so that a bad id is reported with the file it came from.
+        const std::filesystem::path path = *args.value("ids");
+        TokenSequences sequences = readIdSequences(path);
+        bool scorable = false;
+        for (std::size_t s = 0; s < sequences.size(); ++s) {
+            scorable = scorable || sequences[s].size() >= 2;
+            for (const int id : sequences[s]) {
+                if (id >= opened.model.config.vocab)
+                    throw Error(path, "sequence " + std::to_string(s + 1) + " holds id " + std::to_string(id)
+                                          + ", outside the model's vocabulary of " + std::to_string(opened.model.config.vocab)
+                                          + " ids");
+            }
+        }
+        if (!scorable)
+            throw Error(path, "no sequence has two or more ids to evaluate");
+        return sequences;
+    }
     if (!opened.tokenizer)
         throw Error("--text needs a tokenizer: none was found next to the model (use --tokenizer FILE)");
     const std::filesystem::path path = *args.value("text");

@@ -9,5 +9,7 @@ CommandSpec infoCommand();
 CommandSpec generateCommand();
 CommandSpec evalCommand();
 CommandSpec synthCommand();
+CommandSpec analyzeCommand();
+CommandSpec convertCommand();
 
 } // namespace mla::cli

@@ -8,17 +8,17 @@
 
 namespace mla {
 
-Transformer::Transformer(const Model& model, MlaForm form) : m_model(model), m_form(form), m_plans(planAttention(model.config))
+Transformer::Transformer(Model model, MlaForm form) : m_model(std::move(model)), m_form(form), m_plans(planAttention(m_model.config))
 {
-    if (model.config.isMla() && form == MlaForm::Absorbed) {
-        m_upK.resize(model.layers.size());
-        m_upV.resize(model.layers.size());
-        for (std::size_t l = 0; l < model.layers.size(); ++l) {
-            const auto& m = model.config.mla->layers[l];
-            if (m.compressesKeys() && !model.layers[l].upK.empty())
-                m_upK[l] = model.layers[l].upK.toMatrix();
+    if (m_model.config.isMla() && form == MlaForm::Absorbed) {
+        m_upK.resize(m_model.layers.size());
+        m_upV.resize(m_model.layers.size());
+        for (std::size_t l = 0; l < m_model.layers.size(); ++l) {
+            const auto& m = m_model.config.mla->layers[l];
+            if (m.compressesKeys() && !m_model.layers[l].upK.empty())
+                m_upK[l] = m_model.layers[l].upK.toMatrix();
             if (m.compressesValues())
-                m_upV[l] = model.layers[l].upV.toMatrix();
+                m_upV[l] = m_model.layers[l].upV.toMatrix();
         }
     }
 }

@@ -32,7 +32,7 @@ enum class Logits { None, Last, All };
 // The Llama-family forward pass on the CPU, for original models and converted (MLA) ones.
 class Transformer {
 public:
-    explicit Transformer(const Model& model, MlaForm form = MlaForm::Absorbed);
+    explicit Transformer(Model model, MlaForm form = MlaForm::Absorbed);
 
     const Model& model() const { return m_model; }
     const ModelConfig& config() const { return m_model.config; }
@@ -63,7 +63,7 @@ private:
     void absorbedAttention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, LayerCache& cache, MatrixRM& context,
                            ForwardObserver* observer) const;
 
-    const Model& m_model;
+    Model m_model; // a copy: tensors are shared views, so this is cheap and a Transformer never dangles
     MlaForm m_form;
     std::vector<LayerAttentionPlan> m_plans;
     // Absorbed MLA: the up projections as float32, used per head on the latent.

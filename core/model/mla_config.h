@@ -37,6 +37,8 @@ struct MlaLayerConfig {
     std::int64_t latentWidth() const;
     // Cached elements per token: RoPE keys + latent(s) + whatever stays uncompressed.
     std::int64_t cacheElements(std::int64_t kvHeads, std::int64_t headDim) const;
+
+    bool operator==(const MlaLayerConfig&) const = default;
 };
 
 // Provenance and settings recorded with a converted model (config.json "mha2mla" block).

@@ -105,7 +105,8 @@ MlaConfig mlaFromJson(const nlohmann::json& json, const ModelConfig& base, const
         block.fail("mha2mla.rope_pairs_kept has " + std::to_string(pairs->size()) + " layers, expected "
                    + std::to_string(base.layers));
 
-    // Latent widths: one per layer (latent_dims / latent_dims_v) or one for all (low_rank x kv heads).
+    // Latent widths: explicit per layer (latent_dims for the key/joint latent, latent_dims_v for the value latent),
+    // else the public code's low_rank x KV heads for every latent the method has.
     auto perLayer = [&](const char* key, std::int64_t fallback) {
         std::vector<std::int64_t> out(static_cast<std::size_t>(base.layers), fallback);
         auto it = block.raw().find(key);
@@ -120,21 +121,17 @@ MlaConfig mlaFromJson(const nlohmann::json& json, const ModelConfig& base, const
         }
         return out;
     };
-    const std::int64_t lowRank = block.optionalInteger("low_rank").value_or(0);
-    const std::vector<std::int64_t> latentK = perLayer("latent_dims", lowRank * base.kvHeads);
-    const std::vector<std::int64_t> latentV = perLayer("latent_dims_v", method == LatentMethod::Split || method == LatentMethod::Value ? lowRank * base.kvHeads : 0);
+    const std::int64_t lowRankWidth = block.optionalInteger("low_rank").value_or(0) * base.kvHeads;
+    const bool keyLatent = method == LatentMethod::Joint || method == LatentMethod::Split || method == LatentMethod::Key;
+    const bool valueLatent = method == LatentMethod::Split || method == LatentMethod::Value;
+    const std::vector<std::int64_t> latentK = perLayer("latent_dims", keyLatent ? lowRankWidth : 0);
+    const std::vector<std::int64_t> latentV = perLayer("latent_dims_v", valueLatent ? lowRankWidth : 0);
 
     for (std::int64_t l = 0; l < base.layers; ++l) {
         MlaLayerConfig layer;
         layer.method = method;
-        layer.latentK = method == LatentMethod::Value ? 0 : latentK[static_cast<std::size_t>(l)];
-        layer.latentV = method == LatentMethod::Value ? latentK[static_cast<std::size_t>(l)] : latentV[static_cast<std::size_t>(l)];
-        if (method == LatentMethod::Value && block.has("latent_dims_v"))
-            layer.latentV = latentV[static_cast<std::size_t>(l)];
-        if (method == LatentMethod::None) {
-            layer.latentK = 0;
-            layer.latentV = 0;
-        }
+        layer.latentK = keyLatent ? latentK[static_cast<std::size_t>(l)] : 0;
+        layer.latentV = valueLatent ? latentV[static_cast<std::size_t>(l)] : 0;
         const nlohmann::json& layerPairs = (*pairs)[static_cast<std::size_t>(l)];
         if (!layerPairs.is_array() || static_cast<std::int64_t>(layerPairs.size()) != base.kvHeads)
             block.fail("mha2mla.rope_pairs_kept[" + std::to_string(l) + "] must list " + std::to_string(base.kvHeads)

@@ -84,4 +84,15 @@ double maxAbsoluteDifference(const float* a, const float* b, std::size_t n)
     return worst;
 }
 
+double relativeNormDifference(const float* a, const float* b, std::size_t n)
+{
+    double diff = 0.0, norm = 0.0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const double d = static_cast<double>(a[i]) - b[i];
+        diff += d * d;
+        norm += static_cast<double>(b[i]) * b[i];
+    }
+    return norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+}
+
 } // namespace mla::test

@@ -34,6 +34,9 @@ void writeTextFile(const std::filesystem::path& path, const std::string& text);
 // Largest |a - b| / max(|b|, floor) over two equally sized arrays.
 double maxRelativeDifference(const float* a, const float* b, std::size_t n, double floor = 1.0);
 double maxAbsoluteDifference(const float* a, const float* b, std::size_t n);
+// ||a - b||_2 / ||b||_2: the relative difference of two logit arrays as vectors, the measure used where results come
+// from different but equivalent orders of float32 operations (elementwise ratios there only show rounding noise).
+double relativeNormDifference(const float* a, const float* b, std::size_t n);
 
 } // namespace mla::test
 

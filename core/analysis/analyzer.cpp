@@ -1,0 +1,158 @@
+#include "analysis/analyzer.h"
+
+#include "analysis/key_value_split.h"
+#include "analysis/layer_statistics.h"
+#include "model/architecture.h"
+#include "model/tensor_plan.h"
+#include "util/error.h"
+
+#include <Eigen/Cholesky>
+
+#include <cstdio>
+
+namespace mla {
+namespace {
+
+void requireConvertible(const Model& model)
+{
+    if (model.config.isMla())
+        throw Error(model.source, "the model already uses Multi-head Latent Attention");
+    const ArchitectureInfo& arch = architectureInfo(model.config.architecture);
+    if (!arch.conversionSupported)
+        throw Error(model.source, std::string(arch.displayName) + " conversion is not supported yet: "
+                                      + std::string(arch.conversionUnsupportedReason));
+}
+
+std::int64_t longestSequence(const TokenSequences& sequences)
+{
+    std::size_t n = 0;
+    for (const auto& s : sequences)
+        n = std::max(n, s.size());
+    return static_cast<std::int64_t>(n);
+}
+
+} // namespace
+
+MatrixXdRM whiteningFactor(const MatrixXdRM& covariance, double ridge)
+{
+    const Eigen::Index n = covariance.rows();
+    const double scale = n > 0 ? covariance.diagonal().mean() : 0.0;
+    MatrixXdRM c = covariance;
+    c.diagonal().array() += std::max(ridge * scale, 1e-30);
+    Eigen::LLT<MatrixXdRM> llt(c);
+    if (llt.info() != Eigen::Success)
+        throw Error("the calibration covariance is not positive definite even with a ridge; use more calibration tokens");
+    return llt.matrixL();
+}
+
+KeyValueSpectra layerWeightSpectra(const ModelConfig& c, const LayerWeights& layer, const LayerPairSelection& selection,
+                                   const JobControl& job)
+{
+    const KeyValueSplit split = splitKeyValue(c, layer, selection);
+    return makeSpectra(singularValues(jointKeyValue(split), job), singularValues(split.kNope, job), singularValues(split.v, job));
+}
+
+KeyValueSpectra layerActivationSpectra(const ModelConfig& c, const LayerWeights& layer, const LayerPairSelection& selection,
+                                       const MatrixXdRM& covariance, double ridge, const JobControl& job)
+{
+    const KeyValueSplit split = splitKeyValue(c, layer, selection);
+    const MatrixXdRM s = whiteningFactor(covariance, ridge);
+    const MatrixXdRM joint = jointKeyValue(split).cast<double>() * s;
+    const MatrixXdRM key = split.kNope.cast<double>() * s;
+    const MatrixXdRM value = split.v.cast<double>() * s;
+    return makeSpectra(singularValues(joint, job), singularValues(key, job), singularValues(value, job));
+}
+
+AnalysisResult analyzeModel(const Model& model, const Tokenizer* tokenizer, const AnalysisOptions& options, const JobControl& job)
+{
+    requireConvertible(model);
+    const Transformer transformer(model, MlaForm::Expanded);
+    const CalibrationSet calibration = prepareCalibration(transformer, tokenizer, options.calibration, job.slice(0.0, 0.3));
+    return analyzeModel(model, calibration, calibrationSourceName(options.calibration.source), options, job.slice(0.3, 1.0));
+}
+
+AnalysisResult analyzeModel(const Model& model, const CalibrationSet& calibration, const std::string& calibrationSource,
+                            const AnalysisOptions& options, const JobControl& job)
+{
+    requireConvertible(model);
+    const ModelConfig& c = model.config;
+    const Transformer transformer(model, MlaForm::Expanded);
+    AnalysisResult result;
+    result.config = c;
+    result.modelPath = model.source.string();
+    result.modelFingerprint = modelFingerprint(model);
+    result.calibrationDescription = calibration.description;
+    result.calibrationSource = calibrationSource;
+    result.calibrationIds = calibration.sequences;
+    result.calibrationTokens = calibration.tokens();
+    result.scoreContext = longestSequence(calibration.sequences);
+    result.settings = options.settings;
+    result.layers.resize(static_cast<std::size_t>(c.layers));
+
+    const bool keepCovariance = c.hidden <= options.keepCovarianceUpToHidden;
+    StatisticsOptions statsOptions;
+    statsOptions.inputGram = options.activationSpectra || options.settings.activationAware;
+    collectLayerStatistics(
+        transformer, calibration, statsOptions,
+        [&](std::int64_t l, LayerStatistics&& stats) {
+            LayerAnalysis& layer = result.layers[static_cast<std::size_t>(l)];
+            layer.scores = computeRopeScores(c, stats, result.scoreContext);
+            layer.selection = selectLayerPairs(c, options.settings.strategy, ropePairsForLayer(c, options.settings, l),
+                                               options.settings.uniformStart, &layer.scores);
+            const LayerWeights& w = model.layers[static_cast<std::size_t>(l)];
+            if (options.spectra)
+                layer.weightSpectra = layerWeightSpectra(c, w, layer.selection, job);
+            if (statsOptions.inputGram) {
+                MatrixXdRM covariance = stats.inputGram / static_cast<double>(stats.tokens);
+                if (options.spectra && options.activationSpectra)
+                    layer.activationSpectra = layerActivationSpectra(c, w, layer.selection, covariance, options.ridge, job);
+                if (keepCovariance || options.settings.activationAware)
+                    layer.inputCovariance = std::move(covariance);
+            }
+        },
+        job);
+    return result;
+}
+
+void reselect(AnalysisResult& analysis, const Model& model, const ConversionSettings& settings, double ridge, const JobControl& job)
+{
+    const ModelConfig& c = analysis.config;
+    if (c.layers != model.config.layers || c.hidden != model.config.hidden)
+        throw Error(model.source, "does not match the analysed model");
+    for (std::int64_t l = 0; l < c.layers; ++l) {
+        job.progress(static_cast<double>(l) / static_cast<double>(c.layers), "spectra of layer " + std::to_string(l));
+        LayerAnalysis& layer = analysis.layers[static_cast<std::size_t>(l)];
+        layer.selection = selectLayerPairs(c, settings.strategy, ropePairsForLayer(c, settings, l), settings.uniformStart, &layer.scores);
+        const LayerWeights& w = model.layers[static_cast<std::size_t>(l)];
+        layer.weightSpectra = layerWeightSpectra(c, w, layer.selection, job);
+        if (layer.inputCovariance.size() > 0)
+            layer.activationSpectra = layerActivationSpectra(c, w, layer.selection, layer.inputCovariance, ridge, job);
+        else
+            layer.activationSpectra = KeyValueSpectra();
+    }
+    analysis.settings = settings;
+    job.progress(1.0, "spectra done");
+}
+
+std::string modelFingerprint(const Model& model)
+{
+    // FNV-1a over the config JSON and each planned tensor's role, layer, shape and dtype.
+    std::uint64_t h = 1469598103934665603ull;
+    auto mix = [&](const std::string& s) {
+        for (unsigned char ch : s) {
+            h ^= ch;
+            h *= 1099511628211ull;
+        }
+    };
+    mix(configToHuggingFace(model.config).dump());
+    for (const auto& p : tensorPlan(model.config)) {
+        const Tensor t = modelTensor(model, p.role, p.layer);
+        mix(std::string(tensorRoleLabel(p.role)) + std::to_string(p.layer) + shapeString(t.shape())
+            + std::string(dtypeName(t.dtype())));
+    }
+    char buffer[17];
+    std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(h));
+    return buffer;
+}
+
+} // namespace mla

@@ -1,0 +1,46 @@
+#pragma once
+
+#include "analysis/analysis_result.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+#include "util/job_control.h"
+
+namespace mla {
+
+struct AnalysisOptions {
+    CalibrationOptions calibration;
+    ConversionSettings settings;     // strategy, pairs, uniform start: what the selection and spectra follow
+    bool spectra = true;             // singular-value spectra of the key/value projections (weights)
+    bool activationSpectra = true;   // also whitened spectra (needs the input second moment per layer)
+    // Keep each layer's input covariance in the result so that spectra can be recomputed for other selections
+    // without calibration. Automatic: kept when hidden <= this size.
+    std::int64_t keepCovarianceUpToHidden = 2048;
+    double ridge = 1e-6;             // relative ridge of the whitening Cholesky: C + ridge * mean(diag C) * I
+};
+
+// Calibrates, scores every RoPE pair, selects the kept pairs and computes the key/value spectra, layer by layer.
+AnalysisResult analyzeModel(const Model& model, const Tokenizer* tokenizer, const AnalysisOptions& options,
+                            const JobControl& job = {});
+
+// The same with a calibration set prepared elsewhere (e.g. a session's stored ids).
+AnalysisResult analyzeModel(const Model& model, const CalibrationSet& calibration, const std::string& calibrationSource,
+                            const AnalysisOptions& options, const JobControl& job = {});
+
+// Recomputes the selection and the spectra for new settings from the stored scores (and covariances when kept),
+// without calibrating again. Needs the weights.
+void reselect(AnalysisResult& analysis, const Model& model, const ConversionSettings& settings, double ridge = 1e-6,
+              const JobControl& job = {});
+
+// Spectra of one layer for a selection; activation spectra when `covariance` is non-empty.
+KeyValueSpectra layerWeightSpectra(const ModelConfig& config, const LayerWeights& layer, const LayerPairSelection& selection,
+                                   const JobControl& job = {});
+KeyValueSpectra layerActivationSpectra(const ModelConfig& config, const LayerWeights& layer, const LayerPairSelection& selection,
+                                       const MatrixXdRM& covariance, double ridge, const JobControl& job = {});
+
+// The whitening factor S with S S^T = C + ridge * mean(diag C) * I (lower Cholesky factor).
+MatrixXdRM whiteningFactor(const MatrixXdRM& covariance, double ridge);
+
+// A stable digest of the config and tensor index (names, shapes, dtypes), for sessions.
+std::string modelFingerprint(const Model& model);
+
+} // namespace mla

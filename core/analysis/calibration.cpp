@@ -1,0 +1,96 @@
+#include "analysis/calibration.h"
+
+#include "engine/generator.h"
+#include "util/error.h"
+
+#include <fstream>
+#include <sstream>
+
+namespace mla {
+
+std::int64_t CalibrationSet::tokens() const
+{
+    std::int64_t n = 0;
+    for (const auto& s : sequences)
+        n += static_cast<std::int64_t>(s.size());
+    return n;
+}
+
+std::string calibrationSourceName(CalibrationOptions::Source source)
+{
+    switch (source) {
+    case CalibrationOptions::Source::Samples: return "samples";
+    case CalibrationOptions::Source::Text: return "text";
+    case CalibrationOptions::Source::Ids: return "ids";
+    }
+    return "samples";
+}
+
+CalibrationSet prepareCalibration(const Transformer& model, const Tokenizer* tokenizer, const CalibrationOptions& options,
+                                  const JobControl& job)
+{
+    const ModelConfig& c = model.config();
+    std::int64_t length = options.sequenceLength;
+    if (length < 2)
+        throw Error("calibration sequences need at least 2 tokens");
+    if (c.maxPositions > 0)
+        length = std::min(length, c.maxPositions);
+
+    CalibrationSet set;
+    switch (options.source) {
+    case CalibrationOptions::Source::Ids:
+        set.sequences = readIdSequences(options.file);
+        for (auto& s : set.sequences) {
+            if (c.maxPositions > 0 && static_cast<std::int64_t>(s.size()) > c.maxPositions)
+                s.resize(static_cast<std::size_t>(c.maxPositions));
+        }
+        set.description = "token ids from " + options.file.string();
+        break;
+    case CalibrationOptions::Source::Text: {
+        if (!tokenizer)
+            throw Error(options.file, "calibration text needs a tokenizer: none was found next to the model (use --tokenizer FILE)");
+        std::ifstream in(options.file, std::ios::binary);
+        if (!in)
+            throw Error(options.file, "cannot open");
+        std::ostringstream text;
+        text << in.rdbuf();
+        const std::vector<int> ids = tokenizer->encode(text.str(), false);
+        const bool bos = c.bosId.has_value();
+        set.sequences = splitIntoSequences(ids, length - (bos ? 1 : 0));
+        if (bos) {
+            for (auto& s : set.sequences)
+                s.insert(s.begin(), *c.bosId);
+        }
+        set.description = "text from " + options.file.string() + " in windows of " + std::to_string(length) + " tokens";
+        break;
+    }
+    case CalibrationOptions::Source::Samples: {
+        if (options.samples < 1)
+            throw Error("--calib-samples must be at least 1");
+        const std::vector<int> start = promptIds(c, tokenizer, "");
+        for (std::int64_t i = 0; i < options.samples; ++i) {
+            job.progress(static_cast<double>(i) / static_cast<double>(options.samples), "sampling calibration text");
+            GenerationOptions g;
+            g.steps = length;
+            g.temperature = options.temperature;
+            g.topP = 1.0f;
+            g.seed = options.seed * 7919 + static_cast<std::uint64_t>(i);
+            const GenerationResult r = generate(model, nullptr, start, g, {}, job);
+            std::vector<int> sequence = start;
+            sequence.insert(sequence.end(), r.ids.begin(), r.ids.end());
+            if (sequence.size() >= 2)
+                set.sequences.push_back(std::move(sequence));
+        }
+        set.description = std::to_string(options.samples) + " samples of up to " + std::to_string(length)
+                          + " tokens drawn from the model (temperature " + std::to_string(options.temperature).substr(0, 4)
+                          + ", seed " + std::to_string(options.seed) + ")";
+        break;
+    }
+    }
+    if (set.sequences.empty())
+        throw Error("calibration produced no sequence of two or more tokens");
+    job.progress(1.0, "calibration ready");
+    return set;
+}
+
+} // namespace mla

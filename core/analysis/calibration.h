@@ -1,0 +1,37 @@
+#pragma once
+
+#include "engine/evaluation.h"
+#include "engine/transformer.h"
+#include "tokenizer/tokenizer.h"
+#include "util/job_control.h"
+
+#include <filesystem>
+#include <string>
+
+namespace mla {
+
+// Where calibration tokens come from (CLI: --calib-samples N | --calib-text FILE | --calib-ids FILE).
+struct CalibrationOptions {
+    enum class Source { Samples, Text, Ids };
+    Source source = Source::Samples;
+    std::filesystem::path file;     // Text / Ids
+    std::int64_t samples = 16;      // Samples: sequences drawn from the model itself
+    std::int64_t sequenceLength = 256; // Samples and Text; capped at the model's context
+    std::uint64_t seed = 1;
+    float temperature = 1.0f;       // Samples: plain sampling from the model's own distribution
+};
+
+struct CalibrationSet {
+    std::string description; // e.g. "16 samples of 256 tokens from the model (seed 1)"
+    TokenSequences sequences;
+    std::int64_t tokens() const;
+};
+
+// Builds the calibration sequences. Samples start from BOS and are drawn with the given temperature (top-p off);
+// text is tokenised and cut into windows that each start with BOS; ids are used exactly as given.
+CalibrationSet prepareCalibration(const Transformer& model, const Tokenizer* tokenizer, const CalibrationOptions& options,
+                                  const JobControl& job = {});
+
+std::string calibrationSourceName(CalibrationOptions::Source source);
+
+} // namespace mla

@@ -1,0 +1,39 @@
+#pragma once
+
+#include "analysis/calibration.h"
+#include "engine/transformer.h"
+#include "numerics/decompositions.h"
+
+#include <functional>
+#include <vector>
+
+namespace mla {
+
+// What calibration measures in one layer, as sums over tokens (divide by `tokens` for means), in double precision.
+// Pair j of a head is dims (j, j + d_h/2) of the pre-RoPE query/key (internal half layout).
+struct LayerStatistics {
+    std::int64_t tokens = 0;
+    MatrixXdRM qPairNorm;   // [heads, pairs]: sum of ||q pair||_2
+    MatrixXdRM kPairNorm;   // [kvHeads, pairs]
+    MatrixXdRM qPairMoment; // [heads, 3 * pairs]: sums of a^2, b^2, a*b per pair (a = dim j, b = dim j + d_h/2)
+    MatrixXdRM kPairMoment; // [kvHeads, 3 * pairs]
+    MatrixXdRM inputGram;   // [hidden, hidden]: sum of x x^T of the attention input; empty unless requested
+};
+
+struct StatisticsOptions {
+    bool inputGram = false; // also accumulate the attention-input second moment (activation-aware work)
+};
+
+// Runs the calibration sequences through the model layer by layer (all sequences' hidden states for one layer in
+// memory at a time) and hands each layer's statistics to `onLayer` as soon as that layer is done, so big per-layer
+// products (the input Gram) never exist for all layers at once.
+void collectLayerStatistics(const Transformer& model, const CalibrationSet& calibration, const StatisticsOptions& options,
+                            const std::function<void(std::int64_t layer, LayerStatistics&& stats)>& onLayer,
+                            const JobControl& job = {});
+
+// Accumulates one layer's statistics from activations (used by collectLayerStatistics; exposed for tests).
+void accumulateStatistics(const ModelConfig& config, const LayerActivations& activations, const StatisticsOptions& options,
+                          LayerStatistics& stats);
+LayerStatistics emptyStatistics(const ModelConfig& config, const StatisticsOptions& options);
+
+} // namespace mla

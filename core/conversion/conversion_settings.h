@@ -1,0 +1,48 @@
+#pragma once
+
+#include "analysis/rope_selection.h"
+#include "model/mla_config.h"
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mla {
+
+// Where the singular values go: all into the up projections (public MHA2MLA code) or sqrt on each side (paper).
+enum class SigmaPlacement { Up, Sqrt };
+std::string_view sigmaPlacementName(SigmaPlacement s);
+bool parseSigmaPlacement(std::string_view name, SigmaPlacement& out);
+
+// Every choice a conversion makes. Negative / empty values mean "use the default" and are resolved by
+// resolveLayerConfigs.
+struct ConversionSettings {
+    RopeStrategy strategy = RopeStrategy::TwoNorm;
+    std::int64_t ropePairs = -1;                 // kept pairs per head; -1: d_h/16 rounded up, at least 1
+    std::vector<std::int64_t> ropePairsPerLayer; // overrides ropePairs per layer when set
+    std::int64_t uniformStart = 0;               // uniform strategy offset, in pairs
+    LatentMethod method = LatentMethod::Joint;
+    std::int64_t latentDim = -1;                 // d_c per layer (split: both latents together); -1: from targetSaving
+    std::vector<std::int64_t> latentPerLayer;    // overrides latentDim per layer when set
+    double targetSaving = 0.75;                  // used when no latent width is given
+    SigmaPlacement sigma = SigmaPlacement::Up;
+
+    // Beyond the paper's initialisation (method document, sections 2, 6, 7).
+    bool activationAware = false; // whitened decomposition on calibration inputs
+    bool balanceKeyValue = false; // equal-energy key/value blocks before a joint decomposition
+    bool refit = false;           // least-squares refit of up projections and W_o on calibration activations
+    std::string preset;           // "paper", "best" or empty
+};
+
+// The latent width d_c that gives `saving` (0..1) of the original KV cache per layer with p kept pairs per head.
+// Throws an Error when the saving cannot be reached with that many pairs and method.
+std::int64_t latentForSaving(const ModelConfig& config, std::int64_t ropePairs, LatentMethod method, double saving);
+
+// The kept-pair count of each layer under these settings.
+std::int64_t ropePairsForLayer(const ModelConfig& config, const ConversionSettings& settings, std::int64_t layer);
+
+// Per-layer MLA configs: kept pairs from `selections` ([layer] -> per KV head) and latent widths from the settings.
+std::vector<MlaLayerConfig> resolveLayerConfigs(const ModelConfig& config, const ConversionSettings& settings,
+                                                const std::vector<LayerPairSelection>& selections);
+
+} // namespace mla

@@ -1,0 +1,230 @@
+#include "conversion/converter.h"
+
+#include "formats/checkpoint_writer.h"
+#include "model/tensor_plan.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+#include "util/version.h"
+
+#include <algorithm>
+#include <set>
+
+namespace mla {
+namespace {
+
+Tensor store(const MatrixRM& m, DType dtype)
+{
+    return Tensor::fromFloats(dtype, {m.rows(), m.cols()}, m.data());
+}
+
+VectorF roundTo(const VectorF& v, DType dtype)
+{
+    if (dtype == DType::F32 || v.size() == 0)
+        return v;
+    return Tensor::fromFloats(dtype, {v.size()}, v.data()).toVector();
+}
+
+void install(LayerWeights& w, const ConvertedAttention& a, DType dtype)
+{
+    w.q = store(a.q, dtype);
+    w.qBias = roundTo(a.qBias, dtype);
+    w.k = Tensor();
+    w.v = Tensor();
+    w.kBias = w.vBias = VectorF();
+    w.kRope = a.kRope.rows() > 0 ? store(a.kRope, dtype) : Tensor();
+    w.kRopeBias = roundTo(a.kRopeBias, dtype);
+    w.downKv = a.downKv.size() > 0 ? store(a.downKv, dtype) : Tensor();
+    w.downK = a.downK.size() > 0 ? store(a.downK, dtype) : Tensor();
+    w.downV = a.downV.size() > 0 ? store(a.downV, dtype) : Tensor();
+    w.upK = a.upK.rows() > 0 ? store(a.upK, dtype) : Tensor();
+    w.upV = store(a.upV, dtype);
+    w.upKBias = roundTo(a.upKBias, dtype);
+    w.upVBias = roundTo(a.upVBias, dtype);
+}
+
+LayerConversionReport reportOf(const ConvertedAttention& a)
+{
+    return {a.jointRelativeError, a.keyRelativeError, a.valueRelativeError};
+}
+
+DType weightDtype(const Model& model)
+{
+    return model.layers.empty() ? model.embedding.dtype() : model.layers[0].q.dtype();
+}
+
+nlohmann::ordered_json mha2mlaBlock(const ModelConfig& converted)
+{
+    const MlaConfig& m = *converted.mla;
+    nlohmann::ordered_json b;
+    std::set<std::int64_t> pairCounts, latentKs;
+    nlohmann::ordered_json kept = nlohmann::ordered_json::array();
+    nlohmann::ordered_json latentK = nlohmann::ordered_json::array();
+    nlohmann::ordered_json latentV = nlohmann::ordered_json::array();
+    for (const auto& layer : m.layers) {
+        pairCounts.insert(layer.ropePairs());
+        latentKs.insert(layer.latentK);
+        kept.push_back(layer.keptPairs);
+        latentK.push_back(layer.latentK);
+        latentV.push_back(layer.latentV);
+    }
+    const LatentMethod method = m.layers.empty() ? LatentMethod::Joint : m.layers[0].method;
+    b["partial_rope_version"] = m.partialRopeVersion;
+    b["rope_dim_for_mla"] = pairCounts.size() == 1 ? nlohmann::ordered_json(2 * *pairCounts.begin()) : nlohmann::ordered_json();
+    b["uniform_start_point"] = m.uniformStartPoint;
+    b["svd_init_method"] = std::string(latentMethodPublicName(method));
+    // low_rank is the public code's d_kv (latent per KV head); only meaningful when one width serves every layer.
+    const bool uniformLatent = latentKs.size() == 1 && *latentKs.begin() % converted.kvHeads == 0;
+    b["low_rank"] = uniformLatent && method != LatentMethod::Split ? nlohmann::ordered_json(*latentKs.begin() / converted.kvHeads)
+                                                                    : nlohmann::ordered_json();
+    b["latent_dims"] = latentK;
+    b["latent_dims_v"] = latentV;
+    b["rope_pairs_kept"] = kept;
+    b["rope_pair_layout"] = "pair j = dims (j, j + head_dim/2) of a head (Hugging Face half layout)";
+    b["sigma_placement"] = m.sigmaPlacement;
+    b["activation_aware"] = m.activationAware;
+    b["preset"] = m.preset;
+    b["tool"] = std::string(kToolName);
+    b["tool_version"] = std::string(kVersion);
+    return b;
+}
+
+} // namespace
+
+std::vector<LayerPairSelection> selectPairs(const ModelConfig& c, const ConversionSettings& settings, const AnalysisResult* analysis)
+{
+    std::vector<LayerPairSelection> selections;
+    for (std::int64_t l = 0; l < c.layers; ++l) {
+        const LayerRopeScores* scores = analysis ? &analysis->layers[static_cast<std::size_t>(l)].scores : nullptr;
+        if (ropeStrategyNeedsScores(settings.strategy) && !scores)
+            throw Error("the " + std::string(ropeStrategyName(settings.strategy)) + " strategy needs a calibration analysis");
+        selections.push_back(selectLayerPairs(c, settings.strategy, ropePairsForLayer(c, settings, l), settings.uniformStart, scores));
+    }
+    return selections;
+}
+
+ConversionPlan planConversion(const ModelConfig& original, const ConversionSettings& settings,
+                              const std::vector<LayerPairSelection>& selections)
+{
+    ConversionPlan plan;
+    plan.original = original;
+    plan.settings = settings;
+    plan.converted = original;
+    MlaConfig mla;
+    mla.layers = resolveLayerConfigs(original, settings, selections);
+    mla.partialRopeVersion = std::string(ropeStrategyName(settings.strategy));
+    mla.uniformStartPoint = static_cast<int>(settings.uniformStart);
+    mla.sigmaPlacement = std::string(sigmaPlacementName(settings.sigma));
+    mla.activationAware = settings.activationAware;
+    mla.preset = settings.preset;
+    mla.toolVersion = kVersion;
+    plan.converted.mla = std::move(mla);
+    plan.converted.validate("conversion settings");
+    return plan;
+}
+
+Model convertModel(const Model& original, const ConversionPlan& plan, const CovarianceProvider& covariance, DType storage,
+                   const JobControl& job, std::vector<LayerConversionReport>* reports)
+{
+    Model model = original;
+    model.config = plan.converted;
+    for (std::int64_t l = 0; l < plan.original.layers; ++l) {
+        job.progress(static_cast<double>(l) / static_cast<double>(plan.original.layers), "converting layer " + std::to_string(l));
+        const MatrixXdRM* c = covariance ? covariance(l) : nullptr;
+        const ConvertedAttention a = convertAttention(plan.original, original.layers[static_cast<std::size_t>(l)],
+                                                      plan.converted.mla->layers[static_cast<std::size_t>(l)], plan.settings, c, job);
+        install(model.layers[static_cast<std::size_t>(l)], a, storage);
+        if (reports)
+            reports->push_back(reportOf(a));
+    }
+    job.progress(1.0, "converted");
+    return model;
+}
+
+nlohmann::ordered_json convertedConfigJson(const Model& original, const ModelConfig& converted)
+{
+    nlohmann::ordered_json j;
+    if (original.sourceConfigJson && original.sourceConfigJson->is_object())
+        j = nlohmann::ordered_json::parse(original.sourceConfigJson->dump());
+    const nlohmann::ordered_json generated = configToHuggingFace(converted);
+    for (auto it = generated.begin(); it != generated.end(); ++it) {
+        if (!j.contains(it.key()))
+            j[it.key()] = it.value();
+    }
+    if (converted.mla)
+        j["mha2mla"] = mha2mlaBlock(converted);
+    else
+        j.erase("mha2mla");
+    return j;
+}
+
+std::vector<std::filesystem::path> companionFiles(const Model& model)
+{
+    namespace fs = std::filesystem;
+    std::vector<fs::path> files;
+    const fs::path folder = fs::is_directory(model.source) ? model.source : model.source.parent_path();
+    for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+                             "generation_config.json", "added_tokens.json", "vocab.json", "merges.txt"}) {
+        if (fs::exists(folder / name))
+            files.push_back(folder / name);
+    }
+    if (auto tok = findTokenizerNextTo(model.source); tok && std::find(files.begin(), files.end(), *tok) == files.end())
+        files.push_back(*tok);
+    return files;
+}
+
+namespace {
+
+ExportReport writeModel(const Model& source, const ModelConfig& targetConfig, const ExportOptions& options,
+                        const std::function<Tensor(const PlannedTensor&)>& tensorFor, const JobControl& job)
+{
+    ExportReport report;
+    report.dtype = options.dtype.value_or(weightDtype(source));
+    CheckpointWriter writer(options.folder, targetConfig, convertedConfigJson(source, targetConfig), report.dtype,
+                            options.shardBytes);
+    writer.writeTensors([&](const PlannedTensor& p, const std::string&) { return tensorFor(p); }, job);
+    for (const auto& f : options.extraFiles)
+        writer.copyFile(f, f.filename().string());
+    for (const auto& [name, content] : options.generatedFiles)
+        writer.addFile(name, content);
+    writer.commit();
+    report.bytesWritten = writer.bytesWritten();
+    report.shards = writer.shardCount();
+    return report;
+}
+
+} // namespace
+
+ExportReport exportConvertedModel(const Model& original, const ConversionPlan& plan, const ExportOptions& options,
+                                  const CovarianceProvider& covariance, const JobControl& job)
+{
+    // The writer asks for tensors in plan order (layer by layer), so each layer is converted once, when its first
+    // attention tensor is needed, and dropped when the next layer starts.
+    Model current = original;
+    current.config = plan.converted;
+    std::int64_t convertedLayer = -1;
+    std::vector<LayerConversionReport> reports;
+    auto tensorFor = [&](const PlannedTensor& p) -> Tensor {
+        if (p.layer >= 0 && p.layer != convertedLayer) {
+            if (convertedLayer >= 0)
+                current.layers[static_cast<std::size_t>(convertedLayer)] = original.layers[static_cast<std::size_t>(convertedLayer)];
+            convertedLayer = p.layer;
+            const MatrixXdRM* c = covariance ? covariance(p.layer) : nullptr;
+            const ConvertedAttention a = convertAttention(plan.original, original.layers[static_cast<std::size_t>(p.layer)],
+                                                          plan.converted.mla->layers[static_cast<std::size_t>(p.layer)],
+                                                          plan.settings, c, job);
+            install(current.layers[static_cast<std::size_t>(p.layer)], a, DType::F32);
+            reports.push_back(reportOf(a));
+        }
+        return modelTensor(current, p.role, p.layer);
+    };
+    ExportReport report = writeModel(original, plan.converted, options, tensorFor, job);
+    report.layers = std::move(reports);
+    return report;
+}
+
+ExportReport exportModel(const Model& model, const ExportOptions& options, const JobControl& job)
+{
+    return writeModel(model, model.config, options, [&](const PlannedTensor& p) { return modelTensor(model, p.role, p.layer); }, job);
+}
+
+} // namespace mla

@@ -1,0 +1,147 @@
+#include "conversion/layer_converter.h"
+
+#include "analysis/analyzer.h"
+#include "analysis/key_value_split.h"
+#include "util/error.h"
+
+#include <cmath>
+
+namespace mla {
+namespace {
+
+struct Factors {
+    MatrixRM up;
+    MatrixRM down;
+};
+
+double relativeError(const MatrixRM& m, const MatrixRM& up, const MatrixRM& down)
+{
+    const double norm = m.cast<double>().norm();
+    if (norm == 0.0)
+        return 0.0;
+    return (m.cast<double>() - up.cast<double>() * down.cast<double>()).norm() / norm;
+}
+
+// Best rank-k factors of m (weight space), or of m S in activation space when `whitening` is given:
+// m S ~= (m S V)(V^T) gives up = m S V and down = V^T S^{-1}, which minimises E||m x - up down x||^2.
+Factors factorize(const MatrixRM& m, std::int64_t k, SigmaPlacement sigma, const MatrixXdRM* whitening, const JobControl& job)
+{
+    Factors f;
+    std::vector<double> singular;
+    if (whitening) {
+        const MatrixXdRM ms = m.cast<double>() * *whitening;
+        const LowRankFactors lr = lowRankFactors(ms.cast<float>(), k, {}, job);
+        // down = V^T S^{-1}: solve S^T X^T = V, i.e. X = V^T S^{-1} without forming the inverse.
+        const MatrixXdRM vt = lr.down.cast<double>();
+        const MatrixXdRM downT = whitening->transpose().triangularView<Eigen::Upper>().solve(vt.transpose());
+        f.down = downT.transpose().cast<float>();
+        f.up = (ms * vt.transpose()).cast<float>();
+        singular = lr.singular;
+    } else {
+        LowRankFactors lr = lowRankFactors(m, k, {}, job);
+        f.up = std::move(lr.up);
+        f.down = std::move(lr.down);
+        singular = lr.singular;
+    }
+    if (sigma == SigmaPlacement::Sqrt) {
+        for (std::size_t i = 0; i < singular.size() && static_cast<Eigen::Index>(i) < f.down.rows(); ++i) {
+            if (singular[i] <= 0.0)
+                continue;
+            const float root = static_cast<float>(std::sqrt(singular[i]));
+            f.down.row(static_cast<Eigen::Index>(i)) *= root;
+            f.up.col(static_cast<Eigen::Index>(i)) /= root;
+        }
+    }
+    return f;
+}
+
+} // namespace
+
+ConvertedAttention convertAttention(const ModelConfig& c, const LayerWeights& layer, const MlaLayerConfig& target,
+                                    const ConversionSettings& settings, const MatrixXdRM* covariance, const JobControl& job)
+{
+    if (layer.k.empty() || layer.v.empty())
+        throw Error("internal: converting a layer that has no key/value projections");
+    ConvertedAttention out;
+    reorderQuery(c, layer, target.keptPairs, out.q, out.qBias);
+    const KeyValueSplit split = splitKeyValue(c, layer, target.keptPairs);
+    out.kRope = split.kRope;
+    out.kRopeBias = split.kRopeBias;
+    out.upKBias = split.kNopeBias;
+    out.upVBias = split.vBias;
+
+    MatrixXdRM whitening;
+    const MatrixXdRM* white = nullptr;
+    if (settings.activationAware) {
+        if (!covariance)
+            throw Error("internal: activation-aware conversion needs the calibration covariance");
+        whitening = whiteningFactor(*covariance, 1e-6);
+        white = &whitening;
+    }
+
+    const bool hasNope = split.kNope.rows() > 0;
+    switch (target.method) {
+    case LatentMethod::Joint: {
+        const MatrixRM joint = jointKeyValue(split);
+        Factors f = factorize(joint, target.latentK, settings.sigma, white, job);
+        out.downKv = std::move(f.down);
+        out.upK = f.up.topRows(split.kNope.rows());
+        out.upV = f.up.bottomRows(split.v.rows());
+        out.jointRelativeError = relativeError(joint, f.up, out.downKv);
+        if (hasNope)
+            out.keyRelativeError = relativeError(split.kNope, out.upK, out.downKv);
+        out.valueRelativeError = relativeError(split.v, out.upV, out.downKv);
+        break;
+    }
+    case LatentMethod::Split: {
+        if (hasNope) {
+            Factors k = factorize(split.kNope, target.latentK, settings.sigma, white, job);
+            out.downK = std::move(k.down);
+            out.upK = std::move(k.up);
+            out.keyRelativeError = relativeError(split.kNope, out.upK, out.downK);
+        } else {
+            out.downK = MatrixRM::Zero(target.latentK, c.hidden);
+        }
+        Factors v = factorize(split.v, target.latentV, settings.sigma, white, job);
+        out.downV = std::move(v.down);
+        out.upV = std::move(v.up);
+        out.valueRelativeError = relativeError(split.v, out.upV, out.downV);
+        break;
+    }
+    case LatentMethod::Key: {
+        if (hasNope) {
+            Factors k = factorize(split.kNope, target.latentK, settings.sigma, white, job);
+            out.downK = std::move(k.down);
+            out.upK = std::move(k.up);
+            out.keyRelativeError = relativeError(split.kNope, out.upK, out.downK);
+        } else {
+            out.downK = MatrixRM::Zero(target.latentK, c.hidden);
+        }
+        out.upV = split.v;
+        break;
+    }
+    case LatentMethod::Value: {
+        out.upK = split.kNope;
+        Factors v = factorize(split.v, target.latentV, settings.sigma, white, job);
+        out.downV = std::move(v.down);
+        out.upV = std::move(v.up);
+        out.valueRelativeError = relativeError(split.v, out.upV, out.downV);
+        break;
+    }
+    case LatentMethod::None:
+        out.upK = split.kNope;
+        out.upV = split.v;
+        break;
+    }
+    if (target.method == LatentMethod::Split || target.method == LatentMethod::Key || target.method == LatentMethod::Value) {
+        const double kn = split.kNope.cast<double>().squaredNorm();
+        const double vn = split.v.cast<double>().squaredNorm();
+        const double total = kn + vn;
+        out.jointRelativeError = total > 0 ? std::sqrt((out.keyRelativeError * out.keyRelativeError * kn
+                                                        + out.valueRelativeError * out.valueRelativeError * vn) / total)
+                                           : 0.0;
+    }
+    return out;
+}
+
+} // namespace mla

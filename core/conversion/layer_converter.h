@@ -1,0 +1,32 @@
+#pragma once
+
+#include "conversion/conversion_settings.h"
+#include "model/model.h"
+#include "numerics/decompositions.h"
+
+namespace mla {
+
+// One attention layer in the MHA2MLA layout (method document, section 5), float32.
+struct ConvertedAttention {
+    MatrixRM q;          // reordered rows: every head's kept RoPE dims, then every head's position-free dims
+    VectorF qBias;
+    MatrixRM kRope;      // [kvHeads * 2p, hidden]
+    VectorF kRopeBias;
+    MatrixRM downKv;     // joint
+    MatrixRM downK;      // split, key-only
+    MatrixRM downV;      // split, value-only
+    MatrixRM upK;        // acts on the key latent, or on the hidden state when keys are not compressed
+    MatrixRM upV;
+    VectorF upKBias, upVBias;
+    double keyRelativeError = 0.0;   // ||W_k_nope - up_k down_k||_F / ||W_k_nope||_F (weight space)
+    double valueRelativeError = 0.0;
+    double jointRelativeError = 0.0; // over [W_k_nope; W_v]
+};
+
+// Converts one layer's attention. `covariance` (E[x x^T] of the attention input) is used by the activation-aware
+// decomposition and may be null otherwise.
+ConvertedAttention convertAttention(const ModelConfig& config, const LayerWeights& layer, const MlaLayerConfig& target,
+                                    const ConversionSettings& settings, const MatrixXdRM* covariance = nullptr,
+                                    const JobControl& job = {});
+
+} // namespace mla

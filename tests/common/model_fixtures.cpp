@@ -1,0 +1,58 @@
+#include "common/model_fixtures.h"
+
+#include "common/test_support.h"
+#include "engine/generator.h"
+#include "model/model_loader.h"
+
+#include <stdexcept>
+
+namespace mla::test {
+
+std::filesystem::path realModelPath(const std::string& name)
+{
+    if (name == "stories260K")
+        return demoDir() / "stories260K.bin";
+    if (name == "stories260K-gguf")
+        return modelsDir() / "stories260K" / "stories260K.gguf";
+    if (name == "aidreams260K")
+        return modelsDir() / "aidreams260K" / "aidreams260K.bin";
+    if (name == "poem5L")
+        return modelsDir() / "poem5L" / "poem_model.bin";
+    if (name == "xs260K")
+        return modelsDir() / "xs260K" / "xs260K.bin";
+    if (name == "stories260K-hf" || name == "aidreams260K-hf")
+        return modelsDir() / name;
+    throw std::runtime_error("unknown test model " + name);
+}
+
+Model loadRealModel(const std::string& name)
+{
+    return loadModel(realModelPath(name));
+}
+
+TokenSequences sampleSequences(const Transformer& model, int count, int length, std::uint64_t seed, float temperature)
+{
+    TokenSequences out;
+    const std::vector<int> start = promptIds(model.config(), nullptr, "");
+    for (int i = 0; i < count; ++i) {
+        GenerationOptions g;
+        g.steps = length;
+        g.temperature = temperature;
+        g.topP = 1.0f;
+        g.seed = seed * 1000 + static_cast<std::uint64_t>(i);
+        const GenerationResult r = generate(model, nullptr, start, g);
+        std::vector<int> s = start;
+        s.insert(s.end(), r.ids.begin(), r.ids.end());
+        if (s.size() >= 2)
+            out.push_back(std::move(s));
+    }
+    return out;
+}
+
+MatrixRM sequenceLogits(const Transformer& model, const std::vector<int>& ids)
+{
+    KvCache cache = model.newCache(static_cast<std::int64_t>(ids.size()));
+    return model.forward(ids, cache, Logits::All);
+}
+
+} // namespace mla::test
