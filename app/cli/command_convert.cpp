@@ -1,15 +1,28 @@
 #include "analysis/analyzer.h"
 #include "cli_common.h"
 #include "commands.h"
+#include "conversion/budget_allocation.h"
 #include "conversion/converter.h"
+#include "conversion/presets.h"
+#include "conversion/sequential_converter.h"
 #include "conversion_options.h"
 #include "util/error.h"
 
 #include <chrono>
+#include <cmath>
 #include <iostream>
 
 namespace mla::cli {
 namespace {
+
+std::int64_t budgetFor(const ConversionSettings& s, const ModelConfig& c)
+{
+    if (s.kvBudget > 0)
+        return s.kvBudget;
+    if (!(s.targetSaving > 0.0 && s.targetSaving < 1.0))
+        throw Error("the KV saving must be between 0 and 1");
+    return static_cast<std::int64_t>(std::llround((1.0 - s.targetSaving) * static_cast<double>(c.kvElementsPerToken())));
+}
 
 int runConvert(const Arguments& args)
 {
@@ -21,17 +34,44 @@ int runConvert(const Arguments& args)
     const Model& model = opened.model;
     ConversionSettings settings = settingsFrom(args, model.config);
     const JobControl job = terminalProgress(args);
+    const bool calibrationPass = settingsNeedCalibrationPass(settings);
 
     std::optional<AnalysisResult> analysis;
-    if (ropeStrategyNeedsScores(settings.strategy) || settings.activationAware) {
+    if (ropeStrategyNeedsScores(settings.strategy) || calibrationPass) {
         AnalysisOptions options;
         options.calibration = calibrationFrom(args);
         options.settings = settings;
+        options.settings.ropePairsPerLayer.clear();
+        if (options.settings.ropePairs < 0 && settings.allocate)
+            options.settings.ropePairs = defaultRopePairs(model.config);
         options.spectra = false;
         options.activationSpectra = false;
-        analysis = analyzeModel(model, opened.tokenizer.get(), options, job.slice(0.0, 0.4));
+        analysis = analyzeModel(model, opened.tokenizer.get(), options, job.slice(0.0, 0.2));
     } else if (calibrationGiven(args)) {
         std::cerr << "note: the " << ropeStrategyName(settings.strategy) << " strategy needs no calibration; ignoring it\n";
+    }
+    CalibrationSet calibration;
+    if (analysis) {
+        calibration.sequences = analysis->calibrationIds;
+        calibration.description = analysis->calibrationDescription;
+    }
+
+    nlohmann::ordered_json allocationJson;
+    if (settings.allocate) {
+        AllocationOptions a;
+        a.budget = budgetFor(settings, model.config);
+        a.strategy = settings.strategy;
+        a.activationAware = settings.activationAware;
+        auto candidates = measureAllocationCandidates(model, *analysis, calibration, a, job.slice(0.2, 0.5));
+        if (settings.ropePairs >= 0) {
+            for (auto& layer : candidates)
+                std::erase_if(layer, [&](const AllocationCandidate& c) { return c.pairs != settings.ropePairs; });
+        }
+        const Allocation allocation = allocateBudget(candidates, a.budget);
+        settings.ropePairsPerLayer = allocation.pairs;
+        settings.latentPerLayer = allocation.latent;
+        allocationJson = {{"budget", a.budget}, {"elements", allocation.elements}, {"predicted_cost", allocation.totalCost},
+                          {"pairs", allocation.pairs}, {"latent", allocation.latent}, {"cost", allocation.cost}};
     }
     const ConversionPlan plan = planConversion(model.config, settings, selectPairs(model.config, settings, analysis ? &*analysis : nullptr));
 
@@ -45,32 +85,48 @@ int runConvert(const Arguments& args)
     }
     exportOptions.shardBytes = static_cast<std::uint64_t>(args.integer("shard-mb", 1, 1 << 30).value_or(0)) << 20;
     exportOptions.extraFiles = companionFiles(model);
-    CovarianceProvider covariance;
-    if (analysis && settings.activationAware)
-        covariance = [&](std::int64_t l) { return &analysis->layers[static_cast<std::size_t>(l)].inputCovariance; };
-    const ExportReport report = exportConvertedModel(model, plan, exportOptions, covariance, job.slice(analysis ? 0.4 : 0.0, 1.0));
+    ExportReport report;
+    std::vector<LayerFitReport> fits;
+    const JobControl writeJob = job.slice(settings.allocate ? 0.5 : (analysis ? 0.2 : 0.0), 1.0);
+    if (calibrationPass)
+        report = exportSequentially(model, plan, calibration, exportOptions, writeJob, &fits);
+    else
+        report = exportConvertedModel(model, plan, exportOptions, {}, writeJob);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
     const ModelConfig& c = plan.converted;
     nlohmann::ordered_json layers = nlohmann::ordered_json::array();
     for (std::int64_t l = 0; l < c.layers; ++l) {
         const auto& m = c.mla->layers[static_cast<std::size_t>(l)];
-        const auto& r = report.layers[static_cast<std::size_t>(l)];
-        layers.push_back({{"kept_pairs", m.keptPairs}, {"latent_dim", m.latentWidth()},
-                          {"d_kv", static_cast<double>(m.latentWidth()) / static_cast<double>(c.kvHeads)},
-                          {"kv_elements", m.cacheElements(c.kvHeads, c.headDim)},
-                          {"relative_error", r.jointRelativeError}, {"key_relative_error", r.keyRelativeError},
-                          {"value_relative_error", r.valueRelativeError}});
+        nlohmann::ordered_json layer = {{"kept_pairs", m.keptPairs}, {"latent_dim", m.latentWidth()},
+                                        {"d_kv", static_cast<double>(m.latentWidth()) / static_cast<double>(c.kvHeads)},
+                                        {"kv_elements", m.cacheElements(c.kvHeads, c.headDim)}};
+        if (static_cast<std::size_t>(l) < report.layers.size()) {
+            const auto& r = report.layers[static_cast<std::size_t>(l)];
+            layer["relative_error"] = r.jointRelativeError;
+            layer["key_relative_error"] = r.keyRelativeError;
+            layer["value_relative_error"] = r.valueRelativeError;
+        }
+        if (static_cast<std::size_t>(l) < fits.size()) {
+            const auto& f = fits[static_cast<std::size_t>(l)];
+            layer["output_error_initial"] = f.outputErrorInitial;
+            layer["output_error_final"] = f.outputErrorFinal;
+            layer["balanced"] = f.balanced;
+        }
+        layers.push_back(layer);
     }
     const std::int64_t originalKv = model.config.kvElementsPerToken();
     nlohmann::ordered_json j;
     j["out"] = *out;
     j["attention"] = "mla";
+    j["preset"] = settings.preset;
     j["rope_strategy"] = std::string(ropeStrategyName(settings.strategy));
     j["rope_pairs"] = c.mla->layers[0].ropePairs();
     j["rope_dims"] = 2 * c.mla->layers[0].ropePairs();
     j["svd"] = std::string(latentMethodName(settings.method));
     j["sigma"] = std::string(sigmaPlacementName(settings.sigma));
+    j["activation_aware"] = settings.activationAware;
+    j["refit"] = settings.refit;
     j["latent_dim"] = c.mla->layers[0].latentWidth();
     j["d_kv"] = static_cast<double>(c.mla->layers[0].latentWidth()) / static_cast<double>(c.kvHeads);
     j["kv_elements_per_token"] = c.kvElementsPerToken();
@@ -81,15 +137,21 @@ int runConvert(const Arguments& args)
     j["seconds"] = seconds;
     if (analysis)
         j["calibration"] = {{"description", analysis->calibrationDescription}, {"tokens", analysis->calibrationTokens}};
+    if (!allocationJson.is_null())
+        j["allocation"] = allocationJson;
     j["layers"] = layers;
     if (args.has("json")) {
         printJson(j);
         return 0;
     }
-    std::cout << "wrote " << *out << ": MLA with " << j["rope_pairs"].get<std::int64_t>() << " RoPE pairs per head ("
-              << ropeStrategyName(settings.strategy) << "), " << latentMethodName(settings.method) << " latent "
-              << j["latent_dim"].get<std::int64_t>() << " (d_kv " << j["d_kv"].get<double>() << ")\n"
-              << "KV cache per token: " << originalKv << " -> " << c.kvElementsPerToken() << " elements ("
+    std::cout << "wrote " << *out << (settings.preset.empty() ? "" : " (preset " + settings.preset + ")") << ": MLA with "
+              << ropeStrategyName(settings.strategy) << " partial RoPE and a " << latentMethodName(settings.method) << " latent\n";
+    for (std::int64_t l = 0; l < c.layers; ++l) {
+        const auto& m = c.mla->layers[static_cast<std::size_t>(l)];
+        std::cout << "  layer " << l << ": " << m.ropePairs() << " pairs per head, latent " << m.latentWidth() << " (d_kv "
+                  << static_cast<double>(m.latentWidth()) / static_cast<double>(c.kvHeads) << ")\n";
+    }
+    std::cout << "KV cache per token: " << originalKv << " -> " << c.kvElementsPerToken() << " elements ("
               << 100.0 * j["kv_saving"].get<double>() << "% saved), " << seconds << " s\n";
     return 0;
 }
@@ -111,12 +173,14 @@ CommandSpec convertCommand()
         return o;
     }();
     return {"convert",
-            "[MODEL] --out DIR [--rope-strategy high|low|uniform|2-norm] [--rope-pairs P] [--svd joint|split|key|value|none] "
-            "[--latent-dim D] [--sigma up|sqrt] [calibration] [--json]",
+            "[MODEL] --out DIR [--preset paper|best] [--rope-strategy high|low|uniform|2-norm|rotation-loss] [--rope-pairs P] "
+            "[--svd joint|split|key|value|none] [--latent-dim D | --kv-saving F | --kv-budget N] [--sigma up|sqrt] "
+            "[calibration] [--json]",
             "convert to Multi-head Latent Attention (partial RoPE + low-rank KV) and write the model",
             "Defaults: 2-norm selection calibrated on 16 sampled sequences, head_dim/16 pairs per head (at least 1), joint "
-            "SVD, latent width for a 75% KV saving, singular values in the up projections. The folder appears only when "
-            "complete.",
+            "SVD, latent width for a 75% KV saving, singular values in the up projections. --preset best lets the tool "
+            "choose pairs and latent per layer for the budget and refits the layers on calibration data. The folder "
+            "appears only when complete.",
             options, 1, runConvert};
 }
 

@@ -1,5 +1,9 @@
 #include "conversion_options.h"
 
+#include "conversion/presets.h"
+
+#include <limits>
+
 namespace mla::cli {
 
 std::vector<OptionSpec> calibrationOptions()
@@ -23,6 +27,13 @@ std::vector<OptionSpec> settingsOptions()
         {"latent-dim", "D", "latent width per layer d_c (d_kv = d_c / kv_heads); default: the width for a 75% KV saving"},
         {"kv-saving", "F", "target KV-cache saving in (0, 1) that sets the latent width (default 0.75)"},
         {"sigma", "up|sqrt", "singular values in the up projections (public code, default) or split as square roots (paper)"},
+        {"preset", "NAME", "paper (the public MHA2MLA initialisation) or best (our training-free conversion); flags override it"},
+        {"kv-budget", "N", "total cached elements per token (all layers) for the per-layer allocation of the best preset"},
+        {"whiten", nullptr, "activation-aware (whitened) decomposition on the calibration inputs"},
+        {"balance", "MODE", "key/value energy balance before the joint decomposition: off, on or auto (per layer, by measured error)"},
+        {"refit", nullptr, "refit the up projections and W_o by least squares, layer by layer, on calibration activations"},
+        {"no-refit", nullptr, "do not refit (overrides the preset)"},
+        {"allocate", nullptr, "choose pairs and latent per layer for the budget (--kv-budget or --kv-saving)"},
     };
 }
 
@@ -53,6 +64,11 @@ CalibrationOptions calibrationFrom(const Arguments& args)
 ConversionSettings settingsFrom(const Arguments& args, const ModelConfig& config)
 {
     ConversionSettings s;
+    if (auto preset = args.value("preset")) {
+        if (*preset != "paper" && *preset != "best")
+            throw UsageError{"--preset must be paper or best"};
+        applyPreset(*preset, s);
+    }
     if (auto v = args.value("rope-strategy"); v && !parseRopeStrategy(*v, s.strategy))
         throw UsageError{"--rope-strategy must be high, low, uniform, 2-norm or rotation-loss"};
     s.ropePairs = args.integer("rope-pairs", 0, config.headDim / 2).value_or(-1);
@@ -65,8 +81,39 @@ ConversionSettings settingsFrom(const Arguments& args, const ModelConfig& config
             throw UsageError{"give --latent-dim or --kv-saving, not both"};
         s.targetSaving = *saving;
     }
+    if (auto budget = args.integer("kv-budget", 1, std::numeric_limits<int>::max())) {
+        if (s.latentDim > 0 || args.has("kv-saving"))
+            throw UsageError{"give one of --latent-dim, --kv-saving or --kv-budget"};
+        s.kvBudget = *budget;
+        s.allocate = true;
+    }
     if (auto v = args.value("sigma"); v && !parseSigmaPlacement(*v, s.sigma))
         throw UsageError{"--sigma must be up or sqrt"};
+    if (args.has("whiten"))
+        s.activationAware = true;
+    if (auto v = args.value("balance")) {
+        if (*v == "off") {
+            s.balanceKeyValue = s.chooseBalance = false;
+        } else if (*v == "on") {
+            s.balanceKeyValue = true;
+            s.chooseBalance = false;
+        } else if (*v == "auto") {
+            s.chooseBalance = true;
+        } else {
+            throw UsageError{"--balance must be off, on or auto"};
+        }
+    }
+    if (args.has("refit") && args.has("no-refit"))
+        throw UsageError{"give --refit or --no-refit, not both"};
+    if (args.has("refit"))
+        s.refit = true;
+    if (args.has("no-refit"))
+        s.refit = false;
+    if (args.has("allocate"))
+        s.allocate = true;
+    // A fixed latent width leaves nothing to allocate.
+    if (s.latentDim > 0 || s.method != LatentMethod::Joint)
+        s.allocate = false;
     return s;
 }
 

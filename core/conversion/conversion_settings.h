@@ -28,10 +28,14 @@ struct ConversionSettings {
     SigmaPlacement sigma = SigmaPlacement::Up;
 
     // Beyond the paper's initialisation (method document, sections 2, 6, 7).
-    bool activationAware = false; // whitened decomposition on calibration inputs
-    bool balanceKeyValue = false; // equal-energy key/value blocks before a joint decomposition
-    bool refit = false;           // least-squares refit of up projections and W_o on calibration activations
-    std::string preset;           // "paper", "best" or empty
+    bool activationAware = false;      // whitened decomposition on calibration inputs
+    bool balanceKeyValue = false;      // equal-energy key/value blocks before a joint decomposition
+    bool chooseBalance = false;        // per layer, keep balanced or plain, whichever gives the lower output error
+    bool refit = false;                // least-squares refit of up projections and W_o, layer by layer in order
+    double refitRidge = 1e-3;          // ridge toward the initial weights, relative to the mean Gram diagonal
+    bool allocate = false;             // choose pairs and latent per layer for a total budget (see kvBudget)
+    std::int64_t kvBudget = -1;        // total cached elements per token over all layers; -1: from targetSaving
+    std::string preset;                // "paper", "best" or empty
 };
 
 // The latent width d_c that gives `saving` (0..1) of the original KV cache per layer with p kept pairs per head.

@@ -172,10 +172,8 @@ std::vector<std::filesystem::path> companionFiles(const Model& model)
     return files;
 }
 
-namespace {
-
-ExportReport writeModel(const Model& source, const ModelConfig& targetConfig, const ExportOptions& options,
-                        const std::function<Tensor(const PlannedTensor&)>& tensorFor, const JobControl& job)
+ExportReport writeModelWith(const Model& source, const ModelConfig& targetConfig, const ExportOptions& options,
+                            const std::function<Tensor(const PlannedTensor&)>& tensorFor, const JobControl& job)
 {
     ExportReport report;
     report.dtype = options.dtype.value_or(weightDtype(source));
@@ -191,8 +189,6 @@ ExportReport writeModel(const Model& source, const ModelConfig& targetConfig, co
     report.shards = writer.shardCount();
     return report;
 }
-
-} // namespace
 
 ExportReport exportConvertedModel(const Model& original, const ConversionPlan& plan, const ExportOptions& options,
                                   const CovarianceProvider& covariance, const JobControl& job)
@@ -217,14 +213,14 @@ ExportReport exportConvertedModel(const Model& original, const ConversionPlan& p
         }
         return modelTensor(current, p.role, p.layer);
     };
-    ExportReport report = writeModel(original, plan.converted, options, tensorFor, job);
+    ExportReport report = writeModelWith(original, plan.converted, options, tensorFor, job);
     report.layers = std::move(reports);
     return report;
 }
 
 ExportReport exportModel(const Model& model, const ExportOptions& options, const JobControl& job)
 {
-    return writeModel(model, model.config, options, [&](const PlannedTensor& p) { return modelTensor(model, p.role, p.layer); }, job);
+    return writeModelWith(model, model.config, options, [&](const PlannedTensor& p) { return modelTensor(model, p.role, p.layer); }, job);
 }
 
 } // namespace mla

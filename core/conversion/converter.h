@@ -4,6 +4,7 @@
 #include "conversion/conversion_settings.h"
 #include "conversion/layer_converter.h"
 #include "model/model.h"
+#include "model/tensor_plan.h"
 #include "tensor/dtype.h"
 #include "util/job_control.h"
 
@@ -62,6 +63,11 @@ struct ExportReport {
 // folder in the MHA2MLA layout; the folder appears complete or not at all.
 ExportReport exportConvertedModel(const Model& original, const ConversionPlan& plan, const ExportOptions& options,
                                   const CovarianceProvider& covariance = {}, const JobControl& job = {});
+
+// Writes a checkpoint of `targetConfig` whose tensors come from `tensorFor` (called in plan order), with the
+// config.json of `source` adapted to the target.
+ExportReport writeModelWith(const Model& source, const ModelConfig& targetConfig, const ExportOptions& options,
+                            const std::function<Tensor(const PlannedTensor&)>& tensorFor, const JobControl& job = {});
 
 // Writes an already converted (MLA) model in memory, e.g. after a refit.
 ExportReport exportModel(const Model& model, const ExportOptions& options, const JobControl& job = {});

@@ -83,11 +83,32 @@ ConvertedAttention convertAttention(const ModelConfig& c, const LayerWeights& la
     switch (target.method) {
     case LatentMethod::Joint: {
         const MatrixRM joint = jointKeyValue(split);
-        Factors f = factorize(joint, target.latentK, settings.sigma, white, job);
+        // Balance: keys and values of very different energy let the larger block take the whole latent. Scaling
+        // each block to unit energy (measured in the space the decomposition works in) before the joint
+        // decomposition, and undoing the scale in the up projections, gives both a fair share.
+        double keyScale = 1.0, valueScale = 1.0;
+        if (settings.balanceKeyValue && hasNope) {
+            auto energy = [&](const MatrixRM& block) {
+                const MatrixXdRM b = block.cast<double>();
+                return white ? (b * *white).norm() : b.norm();
+            };
+            const double ek = energy(split.kNope), ev = energy(split.v);
+            if (ek > 0 && ev > 0) {
+                keyScale = 1.0 / ek;
+                valueScale = 1.0 / ev;
+            }
+        }
+        MatrixRM scaled = joint;
+        scaled.topRows(split.kNope.rows()) *= static_cast<float>(keyScale);
+        scaled.bottomRows(split.v.rows()) *= static_cast<float>(valueScale);
+        Factors f = factorize(scaled, target.latentK, settings.sigma, white, job);
         out.downKv = std::move(f.down);
-        out.upK = f.up.topRows(split.kNope.rows());
-        out.upV = f.up.bottomRows(split.v.rows());
-        out.jointRelativeError = relativeError(joint, f.up, out.downKv);
+        out.upK = f.up.topRows(split.kNope.rows()) / static_cast<float>(keyScale);
+        out.upV = f.up.bottomRows(split.v.rows()) / static_cast<float>(valueScale);
+        MatrixRM up(joint.rows(), out.downKv.rows());
+        up.topRows(out.upK.rows()) = out.upK;
+        up.bottomRows(out.upV.rows()) = out.upV;
+        out.jointRelativeError = relativeError(joint, up, out.downKv);
         if (hasNope)
             out.keyRelativeError = relativeError(split.kNope, out.upK, out.downKv);
         out.valueRelativeError = relativeError(split.v, out.upV, out.downKv);

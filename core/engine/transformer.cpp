@@ -73,6 +73,14 @@ void Transformer::runLayer(std::int64_t layer, MatrixRM& hidden, ForwardObserver
     layerForward(layer, hidden, 0, cache, observer);
 }
 
+MatrixRM Transformer::attentionContext(std::int64_t layer, const MatrixRM& normedInput, ForwardObserver* observer) const
+{
+    LayerCache cache = makeLayerCache(m_model.config, m_plans[static_cast<std::size_t>(layer)], layer, normedInput.rows(), m_form);
+    MatrixRM context;
+    attention(layer, normedInput, 0, cache, context, observer);
+    return context;
+}
+
 MatrixRM Transformer::forward(std::span<const int> tokens, KvCache& cache, Logits logits, ForwardObserver* observer,
                               std::int64_t lastLayer) const
 {

@@ -51,6 +51,9 @@ public:
     // to a whole sequence [T, hidden] in place (positions 0..T-1, causal), and the final norm + output head.
     MatrixRM embed(std::span<const int> tokens) const;
     void runLayer(std::int64_t layer, MatrixRM& hidden, ForwardObserver* observer = nullptr) const;
+    // The attention context (before o_proj, [T, heads*headDim]) of one layer for a whole sequence of already
+    // normalised inputs [T, hidden], positions 0..T-1.
+    MatrixRM attentionContext(std::int64_t layer, const MatrixRM& normedInput, ForwardObserver* observer = nullptr) const;
     MatrixRM logitsFromHidden(const MatrixRM& hidden) const;
 
 private:

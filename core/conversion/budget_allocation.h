@@ -1,0 +1,48 @@
+#pragma once
+
+#include "analysis/analysis_result.h"
+#include "analysis/calibration.h"
+#include "model/model.h"
+#include "util/job_control.h"
+
+#include <vector>
+
+namespace mla {
+
+// One way to spend cache in one layer: p kept pairs per KV head and a latent width, with its predicted cost.
+struct AllocationCandidate {
+    std::int64_t pairs = 0;
+    std::int64_t latent = 0;
+    std::int64_t elements = 0; // cached elements per token: kvHeads * 2p + latent
+    double cost = 0.0;
+};
+
+struct Allocation {
+    std::vector<std::int64_t> pairs;   // per layer
+    std::vector<std::int64_t> latent;  // per layer
+    std::vector<double> cost;          // per layer
+    double totalCost = 0.0;
+    std::int64_t elements = 0;         // total cached elements per token
+};
+
+// The per-layer choice minimising the summed cost within `budget` elements per token (a multiple-choice knapsack,
+// solved exactly by dynamic programming over the budget). Throws when even the cheapest choices exceed the budget.
+Allocation allocateBudget(const std::vector<std::vector<AllocationCandidate>>& candidates, std::int64_t budget);
+
+struct AllocationOptions {
+    std::int64_t budget = 0;           // total elements per token
+    RopeStrategy strategy = RopeStrategy::RotationLoss; // which pairs a layer keeps for a given count
+    bool activationAware = true;
+    int latentSteps = 12;              // latent widths measured per pair count
+    std::int64_t maxTokens = 4096;     // calibration tokens used for the measurement
+};
+
+// Measures, layer by layer on the original model's calibration activations, the attention-output error of each
+// candidate (pairs, latent): ||O_candidate - O_original||^2 / ||h||^2 with h the residual stream entering the layer,
+// so that costs of different layers add up in the same unit. Needs the analysis's RoPE scores.
+std::vector<std::vector<AllocationCandidate>> measureAllocationCandidates(const Model& model, const AnalysisResult& analysis,
+                                                                          const CalibrationSet& calibration,
+                                                                          const AllocationOptions& options,
+                                                                          const JobControl& job = {});
+
+} // namespace mla

@@ -1,0 +1,264 @@
+#include "conversion/sequential_converter.h"
+
+#include "analysis/key_value_split.h"
+#include "conversion/least_squares.h"
+#include "engine/ops.h"
+#include "model/tensor_plan.h"
+#include "util/error.h"
+
+namespace mla {
+namespace {
+
+void installConverted(LayerWeights& w, const ConvertedAttention& a)
+{
+    auto t = [](const MatrixRM& m) { return m.size() > 0 ? Tensor::fromMatrix(m) : Tensor(); };
+    w.q = t(a.q);
+    w.qBias = a.qBias;
+    w.k = w.v = Tensor();
+    w.kBias = w.vBias = VectorF();
+    w.kRope = a.kRope.rows() > 0 ? t(a.kRope) : Tensor();
+    w.kRopeBias = a.kRopeBias;
+    w.downKv = t(a.downKv);
+    w.downK = t(a.downK);
+    w.downV = t(a.downV);
+    w.upK = a.upK.rows() > 0 ? t(a.upK) : Tensor();
+    w.upV = t(a.upV);
+    w.upKBias = a.upKBias;
+    w.upVBias = a.upVBias;
+}
+
+MatrixRM subtractBias(MatrixRM m, const VectorF& bias)
+{
+    if (bias.size() > 0)
+        m.rowwise() -= bias.transpose();
+    return m;
+}
+
+// Attention output (o_proj applied) of a one-layer model on normalised inputs.
+MatrixRM attentionOutput(const Transformer& t, const LayerWeights& w, const MatrixRM& x, MatrixRM* context = nullptr)
+{
+    MatrixRM ctx = t.attentionContext(0, x);
+    MatrixRM out;
+    linear(w.o, w.oBias, ctx, out);
+    if (context)
+        *context = std::move(ctx);
+    return out;
+}
+
+struct Observed : ForwardObserver {
+    MatrixRM keys, values;
+    void onLayer(const LayerActivations& a) override
+    {
+        keys = *a.keys;
+        values = *a.values;
+    }
+};
+
+} // namespace
+
+Model singleLayerModel(const Model& base, const LayerWeights& layer, const std::optional<MlaLayerConfig>& mla)
+{
+    Model m;
+    m.config = base.config;
+    m.config.layers = 1;
+    m.config.mla.reset();
+    if (mla) {
+        MlaConfig c;
+        c.layers = {*mla};
+        m.config.mla = c;
+    }
+    m.embedding = base.embedding;
+    m.output = base.output;
+    m.outputNorm = base.outputNorm;
+    m.layers = {layer};
+    return m;
+}
+
+SequentialConverter::SequentialConverter(const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
+                                         const JobControl& job)
+    : m_original(original), m_plan(plan), m_job(job), m_converted(original)
+{
+    if (calibration.sequences.empty())
+        throw Error("the sequential conversion needs calibration sequences");
+    m_converted.config = plan.converted;
+    const Transformer embedder(original);
+    for (const auto& s : calibration.sequences) {
+        m_hiddenOriginal.push_back(embedder.embed(s));
+        m_hiddenConverted.push_back(m_hiddenOriginal.back());
+    }
+}
+
+const LayerWeights& SequentialConverter::convertLayer(std::int64_t l)
+{
+    if (l != m_next)
+        throw Error("internal: layers must be converted in order");
+    const ModelConfig& c = m_plan.original;
+    const LayerWeights& ow = m_original.layers[static_cast<std::size_t>(l)];
+    const MlaLayerConfig& target = m_plan.converted.mla->layers[static_cast<std::size_t>(l)];
+    const ConversionSettings& settings = m_plan.settings;
+    const float eps = static_cast<float>(c.rmsEps);
+    const std::size_t n = m_hiddenOriginal.size();
+    auto progress = [&](double f, const char* stage) {
+        m_job.progress((static_cast<double>(l) + f) / static_cast<double>(c.layers), std::string(stage) + " (layer " + std::to_string(l) + ")");
+    };
+
+    // Inputs of both models, the original layer's targets, and the covariance of the converted inputs.
+    const Transformer originalLayer(singleLayerModel(m_original, ow, std::nullopt), MlaForm::Expanded);
+    std::vector<MatrixRM> xo(n), xc(n), targetOut(n), targetKv(n);
+    MatrixXdRM covariance = MatrixXdRM::Zero(c.hidden, c.hidden);
+    std::int64_t tokens = 0;
+    const KeyValueSplit split = splitKeyValue(c, ow, target.keptPairs);
+    for (std::size_t s = 0; s < n; ++s) {
+        progress(0.1 * static_cast<double>(s) / static_cast<double>(n), "targets");
+        rmsNormRows(m_hiddenOriginal[s], ow.attnNorm, eps, xo[s]);
+        rmsNormRows(m_hiddenConverted[s], ow.attnNorm, eps, xc[s]);
+        const MatrixXdRM x = xc[s].cast<double>();
+        covariance.noalias() += x.transpose() * x;
+        tokens += xc[s].rows();
+        targetOut[s] = attentionOutput(originalLayer, ow, xo[s]);
+        // Position-free keys and values of the original layer on its own inputs, without their biases.
+        MatrixRM kNope, v;
+        linear(Tensor::fromMatrix(split.kNope), VectorF(), xo[s], kNope);
+        linear(Tensor::fromMatrix(split.v), VectorF(), xo[s], v);
+        targetKv[s].resize(xo[s].rows(), kNope.cols() + v.cols());
+        targetKv[s] << kNope, v;
+    }
+    covariance /= static_cast<double>(tokens);
+
+    auto outputError = [&](const LayerWeights& w) {
+        const Transformer t(singleLayerModel(m_original, w, target), MlaForm::Expanded);
+        double err = 0.0, norm = 0.0;
+        for (std::size_t s = 0; s < n; ++s) {
+            const MatrixRM out = attentionOutput(t, w, xc[s]);
+            err += (out - targetOut[s]).cast<double>().squaredNorm();
+            norm += targetOut[s].cast<double>().squaredNorm();
+        }
+        return norm > 0 ? err / norm : err;
+    };
+
+    // 1. Factors, with or without the key/value balance.
+    ConversionSettings plain = settings;
+    plain.activationAware = settings.activationAware;
+    std::vector<bool> balanceChoices;
+    if (settings.chooseBalance)
+        balanceChoices = {false, true};
+    else
+        balanceChoices = {settings.balanceKeyValue};
+    LayerWeights best = ow;
+    double bestError = std::numeric_limits<double>::infinity();
+    bool bestBalanced = false;
+    for (bool balanced : balanceChoices) {
+        progress(0.2, "decomposing");
+        ConversionSettings s = plain;
+        s.balanceKeyValue = balanced;
+        LayerWeights w = ow;
+        installConverted(w, convertAttention(c, ow, target, s, &covariance, m_job));
+        const double e = outputError(w);
+        if (e < bestError) {
+            bestError = e;
+            best = std::move(w);
+            bestBalanced = balanced;
+        }
+    }
+    LayerFitReport report;
+    report.outputErrorInitial = bestError;
+    report.balanced = bestBalanced;
+
+    if (settings.refit) {
+        // 2. Up projections: features are the latent(s) of the converted inputs. A joint latent feeds both sides.
+        progress(0.5, "refitting up projections");
+        const std::int64_t nopeRows = split.kNope.rows();
+        auto latentOf = [&](const Tensor& down, const MatrixRM& x) {
+            MatrixRM lat;
+            linear(down, VectorF(), x, lat);
+            return lat;
+        };
+        auto refit = [&](const Tensor& down, Tensor& up, std::int64_t firstColumn, std::int64_t columns) {
+            if (down.empty() || up.empty() || columns == 0)
+                return;
+            LeastSquaresFit fit(down.rows(), columns);
+            for (std::size_t s = 0; s < n; ++s)
+                fit.add(latentOf(down, xc[s]), targetKv[s].middleCols(firstColumn, columns));
+            const MatrixRM w0 = up.toMatrix();
+            report.upResidualBefore += fit.residual(w0);
+            const MatrixRM w1 = fit.solve(w0, settings.refitRidge);
+            report.upResidualAfter += fit.residual(w1);
+            up = Tensor::fromMatrix(w1);
+        };
+        if (target.method == LatentMethod::Joint) {
+            if (nopeRows > 0)
+                refit(best.downKv, best.upK, 0, nopeRows);
+            refit(best.downKv, best.upV, nopeRows, split.v.rows());
+        } else {
+            if (target.compressesKeys() && nopeRows > 0)
+                refit(best.downK, best.upK, 0, nopeRows);
+            if (target.compressesValues())
+                refit(best.downV, best.upV, nopeRows, split.v.rows());
+        }
+
+        // 3. W_o: from the converted attention context to the original attention output (bias kept).
+        progress(0.75, "refitting the output projection");
+        const Transformer t(singleLayerModel(m_original, best, target), MlaForm::Expanded);
+        LeastSquaresFit fit(c.qDim(), c.hidden);
+        for (std::size_t s = 0; s < n; ++s) {
+            MatrixRM context;
+            attentionOutput(t, best, xc[s], &context);
+            fit.add(context, subtractBias(targetOut[s], ow.oBias));
+        }
+        const MatrixRM w0 = ow.o.toMatrix();
+        report.outputResidualBefore = fit.residual(w0);
+        const MatrixRM w1 = fit.solve(w0, settings.refitRidge);
+        report.outputResidualAfter = fit.residual(w1);
+        best.o = Tensor::fromMatrix(w1);
+    }
+    report.outputErrorFinal = settings.refit ? outputError(best) : bestError;
+
+    // Advance both models' hidden states through this layer.
+    progress(0.9, "advancing");
+    m_converted.layers[static_cast<std::size_t>(l)] = best;
+    const Transformer originalFull(singleLayerModel(m_original, ow, std::nullopt), MlaForm::Expanded);
+    const Transformer convertedFull(singleLayerModel(m_original, best, target), MlaForm::Expanded);
+    for (std::size_t s = 0; s < n; ++s) {
+        originalFull.runLayer(0, m_hiddenOriginal[s]);
+        convertedFull.runLayer(0, m_hiddenConverted[s]);
+    }
+    m_reports.push_back(report);
+    ++m_next;
+    return m_converted.layers[static_cast<std::size_t>(l)];
+}
+
+Model convertSequentially(const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
+                          const JobControl& job, std::vector<LayerFitReport>* reports)
+{
+    SequentialConverter converter(original, plan, calibration, job);
+    for (std::int64_t l = 0; l < plan.original.layers; ++l)
+        converter.convertLayer(l);
+    if (reports)
+        *reports = converter.reports();
+    return converter.converted();
+}
+
+ExportReport exportSequentially(const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
+                                const ExportOptions& options, const JobControl& job, std::vector<LayerFitReport>* reports)
+{
+    SequentialConverter converter(original, plan, calibration, job.slice(0.0, 0.95));
+    Model current = original;
+    current.config = plan.converted;
+    std::int64_t done = -1;
+    // The writer asks for tensors layer by layer, so each layer is converted when its first tensor is needed and
+    // released (back to the original's views) once the next layer starts.
+    ExportReport report = writeModelWith(original, plan.converted, options, [&](const PlannedTensor& p) -> Tensor {
+        if (p.layer >= 0 && p.layer != done) {
+            if (done >= 0)
+                current.layers[static_cast<std::size_t>(done)] = original.layers[static_cast<std::size_t>(done)];
+            current.layers[static_cast<std::size_t>(p.layer)] = converter.convertLayer(p.layer);
+            done = p.layer;
+        }
+        return modelTensor(current, p.role, p.layer);
+    }, job.slice(0.95, 1.0));
+    if (reports)
+        *reports = converter.reports();
+    return report;
+}
+
+} // namespace mla

@@ -1,0 +1,185 @@
+// The pieces of the training-free conversion that goes beyond the paper, each on a small exact case.
+#include "analysis/analyzer.h"
+#include "common/model_fixtures.h"
+#include "common/test_support.h"
+#include "conversion/budget_allocation.h"
+#include "conversion/layer_converter.h"
+#include "conversion/least_squares.h"
+#include "conversion/presets.h"
+#include "conversion/sequential_converter.h"
+
+#include <QtTest>
+
+#include <random>
+
+using namespace mla;
+
+class TestBeyondPaper : public QObject {
+    Q_OBJECT
+private slots:
+    void whiteningWithIdentityCovarianceIsTheWeightSvd();
+    void whiteningMinimisesTheActivationError();
+    void allocationIsOptimalOnABruteForcedToy();
+    void allocationRejectsAnImpossibleBudget();
+    void leastSquaresRefitNeverIncreasesTheObjective();
+    void sequentialRefitsNeverIncreaseCalibrationError();
+    void presetsSetWhatTheyPromise();
+};
+
+void TestBeyondPaper::whiteningWithIdentityCovarianceIsTheWeightSvd()
+{
+    const Model model = test::loadRealModel("aidreams260K");
+    const ModelConfig& c = model.config;
+    MlaLayerConfig target;
+    target.keptPairs = selectLayerPairs(c, RopeStrategy::High, 1, 0, nullptr);
+    target.latentK = 20;
+    ConversionSettings plain;
+    ConversionSettings whitened;
+    whitened.activationAware = true;
+    const MatrixXdRM identity = MatrixXdRM::Identity(c.hidden, c.hidden);
+    const ConvertedAttention a = convertAttention(c, model.layers[1], target, plain);
+    const ConvertedAttention b = convertAttention(c, model.layers[1], target, whitened, &identity);
+    // Same subspace and the same product (the ridge of 1e-6 perturbs it at that relative level).
+    const MatrixRM pa = a.upV * a.downKv, pb = b.upV * b.downKv;
+    QVERIFY((pa - pb).norm() <= 1e-4 * pa.norm());
+    QVERIFY(std::abs(a.jointRelativeError - b.jointRelativeError) < 1e-5);
+}
+
+void TestBeyondPaper::whiteningMinimisesTheActivationError()
+{
+    // On anisotropic inputs, the whitened factors must reconstruct M x better than the weight SVD does.
+    const Model model = test::loadRealModel("stories260K");
+    const ModelConfig& c = model.config;
+    std::mt19937 rng(3);
+    std::normal_distribution<double> normal;
+    MatrixXdRM x(2000, c.hidden);
+    for (Eigen::Index i = 0; i < x.rows(); ++i)
+        for (Eigen::Index j = 0; j < x.cols(); ++j)
+            x(i, j) = normal(rng) * (j < 8 ? 10.0 : 0.3); // a few dominant input directions
+    const MatrixXdRM covariance = x.transpose() * x / static_cast<double>(x.rows());
+    MlaLayerConfig target;
+    target.keptPairs = selectLayerPairs(c, RopeStrategy::High, 1, 0, nullptr);
+    target.latentK = 6;
+    ConversionSettings whitened;
+    whitened.activationAware = true;
+    const ConvertedAttention w = convertAttention(c, model.layers[2], target, {}, nullptr);
+    const ConvertedAttention a = convertAttention(c, model.layers[2], target, whitened, &covariance);
+    const MatrixXdRM v = model.layers[2].v.toMatrix().cast<double>();
+    auto activationError = [&](const ConvertedAttention& f) {
+        const MatrixXdRM approx = f.upV.cast<double>() * f.downKv.cast<double>();
+        return ((v - approx) * x.transpose()).norm();
+    };
+    QVERIFY2(activationError(a) < 0.9 * activationError(w),
+             qPrintable(QStringLiteral("%1 vs %2").arg(activationError(a)).arg(activationError(w))));
+}
+
+void TestBeyondPaper::allocationIsOptimalOnABruteForcedToy()
+{
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<double> cost(0.0, 1.0);
+    std::uniform_int_distribution<int> size(1, 9);
+    for (int trial = 0; trial < 50; ++trial) {
+        std::vector<std::vector<AllocationCandidate>> layers(4);
+        for (auto& layer : layers) {
+            for (int k = 0; k < 4; ++k) {
+                const int e = size(rng);
+                layer.push_back({k, e, e, cost(rng)});
+            }
+        }
+        const std::int64_t budget = 14;
+        double bestCost = std::numeric_limits<double>::infinity();
+        for (int a = 0; a < 4; ++a)
+            for (int b = 0; b < 4; ++b)
+                for (int c = 0; c < 4; ++c)
+                    for (int d = 0; d < 4; ++d) {
+                        const auto e = layers[0][a].elements + layers[1][b].elements + layers[2][c].elements + layers[3][d].elements;
+                        if (e <= budget)
+                            bestCost = std::min(bestCost, layers[0][a].cost + layers[1][b].cost + layers[2][c].cost + layers[3][d].cost);
+                    }
+        if (bestCost == std::numeric_limits<double>::infinity()) {
+            QVERIFY_THROWS_EXCEPTION(Error, allocateBudget(layers, budget));
+            continue;
+        }
+        const Allocation got = allocateBudget(layers, budget);
+        QVERIFY(got.elements <= budget);
+        QVERIFY2(std::abs(got.totalCost - bestCost) < 1e-12, qPrintable(QStringLiteral("%1 vs %2").arg(got.totalCost).arg(bestCost)));
+    }
+}
+
+void TestBeyondPaper::allocationRejectsAnImpossibleBudget()
+{
+    std::vector<std::vector<AllocationCandidate>> layers{{{0, 5, 5, 1.0}}, {{0, 6, 6, 1.0}}};
+    QVERIFY_THROWS_EXCEPTION(Error, allocateBudget(layers, 10));
+    QCOMPARE(allocateBudget(layers, 11).elements, std::int64_t(11));
+}
+
+void TestBeyondPaper::leastSquaresRefitNeverIncreasesTheObjective()
+{
+    std::mt19937 rng(11);
+    std::normal_distribution<float> normal;
+    for (double ridge : {0.0, 1e-3, 1.0, 100.0}) {
+        LeastSquaresFit fit(6, 3);
+        MatrixRM truth(3, 6);
+        for (Eigen::Index i = 0; i < truth.size(); ++i)
+            truth.data()[i] = normal(rng);
+        for (int batch = 0; batch < 5; ++batch) {
+            MatrixRM x(40, 6), y(40, 3);
+            for (Eigen::Index i = 0; i < x.size(); ++i)
+                x.data()[i] = normal(rng);
+            y = x * truth.transpose();
+            for (Eigen::Index i = 0; i < y.size(); ++i)
+                y.data()[i] += 0.1f * normal(rng);
+            fit.add(x, y);
+        }
+        MatrixRM start = truth;
+        for (Eigen::Index i = 0; i < start.size(); ++i)
+            start.data()[i] += normal(rng);
+        const MatrixRM solved = fit.solve(start, ridge);
+        QVERIFY(fit.residual(solved) <= fit.residual(start) * (1 + 1e-9));
+        if (ridge == 0.0)
+            QVERIFY(fit.residual(solved) <= fit.residual(truth) * (1 + 1e-6)); // the unregularised optimum
+    }
+}
+
+void TestBeyondPaper::sequentialRefitsNeverIncreaseCalibrationError()
+{
+    for (const char* name : {"stories260K", "aidreams260K"}) {
+        const Model model = test::loadRealModel(name);
+        const Transformer t(model);
+        CalibrationSet calibration;
+        calibration.sequences = test::sampleSequences(t, 4, 64, 2);
+        ConversionSettings s;
+        s.strategy = RopeStrategy::High;
+        s.ropePairs = 1;
+        s.targetSaving = 0.75;
+        s.activationAware = true;
+        s.refit = true;
+        const ConversionPlan plan = planConversion(model.config, s, selectPairs(model.config, s, nullptr));
+        std::vector<LayerFitReport> reports;
+        convertSequentially(model, plan, calibration, {}, &reports);
+        QCOMPARE(static_cast<std::int64_t>(reports.size()), model.config.layers);
+        for (const auto& r : reports) {
+            QVERIFY(r.upResidualAfter <= r.upResidualBefore * (1 + 1e-9));
+            QVERIFY(r.outputResidualAfter <= r.outputResidualBefore * (1 + 1e-9));
+            QVERIFY2(r.outputErrorFinal <= r.outputErrorInitial * (1 + 1e-6),
+                     qPrintable(QStringLiteral("%1: %2 -> %3").arg(QString::fromLatin1(name)).arg(r.outputErrorInitial).arg(r.outputErrorFinal)));
+        }
+    }
+}
+
+void TestBeyondPaper::presetsSetWhatTheyPromise()
+{
+    ConversionSettings s;
+    applyPreset("paper", s);
+    QCOMPARE(s.strategy, RopeStrategy::TwoNorm);
+    QCOMPARE(s.method, LatentMethod::Joint);
+    QCOMPARE(s.sigma, SigmaPlacement::Up);
+    QVERIFY(!s.activationAware && !s.refit && !s.allocate);
+    QVERIFY(!settingsNeedCalibrationPass(s));
+    applyPreset("best", s);
+    QVERIFY(s.activationAware && s.refit && s.allocate && s.chooseBalance);
+    QVERIFY_THROWS_EXCEPTION(Error, applyPreset("fastest", s));
+}
+
+QTEST_APPLESS_MAIN(TestBeyondPaper)
+#include "tst_beyond_paper.moc"
