@@ -4,6 +4,7 @@
 #include "model/tensor_plan.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/mapped_file.h"
 #include "util/version.h"
 
 #include <algorithm>
@@ -40,6 +41,14 @@ void install(LayerWeights& w, const ConvertedAttention& a, DType dtype)
     w.upV = store(a.upV, dtype);
     w.upKBias = roundTo(a.upKBias, dtype);
     w.upVBias = roundTo(a.upVBias, dtype);
+}
+
+// A finished layer's weights are not read again: drop their pages from this process's resident memory.
+void releaseLayerPages(const LayerWeights& w)
+{
+    for (const Tensor* t : {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down})
+        if (!t->empty())
+            MappedFile::releasePages(t->data(), t->bytes());
 }
 
 LayerConversionReport reportOf(const ConvertedAttention& a)
@@ -201,8 +210,10 @@ ExportReport exportConvertedModel(const Model& original, const ConversionPlan& p
     std::vector<LayerConversionReport> reports;
     auto tensorFor = [&](const PlannedTensor& p) -> Tensor {
         if (p.layer >= 0 && p.layer != convertedLayer) {
-            if (convertedLayer >= 0)
+            if (convertedLayer >= 0) {
                 current.layers[static_cast<std::size_t>(convertedLayer)] = original.layers[static_cast<std::size_t>(convertedLayer)];
+                releaseLayerPages(original.layers[static_cast<std::size_t>(convertedLayer)]);
+            }
             convertedLayer = p.layer;
             const MatrixXdRM* c = covariance ? covariance(p.layer) : nullptr;
             const ConvertedAttention a = convertAttention(plan.original, original.layers[static_cast<std::size_t>(p.layer)],

@@ -2,6 +2,7 @@
 
 #include "formats/safetensors_writer.h"
 #include "util/error.h"
+#include "util/mapped_file.h"
 #include "util/staged_output.h"
 
 #include <cstdio>
@@ -64,6 +65,7 @@ void CheckpointWriter::writeTensors(const TensorSource& source, const JobControl
                 throw Error(m_staged->destination(), "internal: tensor '" + m_names[i] + "' produced with shape "
                                                          + shapeString(t.shape()) + ", expected " + shapeString(m_plan[i].shape));
             writer.writeNext(m_names[i], t);
+            MappedFile::releasePages(t.data(), t.bytes());
             totalSize += static_cast<std::uint64_t>(t.numel()) * dtypeSize(m_dtype);
             weightMap[m_names[i]] = shard.file;
             ++done;

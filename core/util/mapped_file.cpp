@@ -3,6 +3,8 @@
 #include "util/error.h"
 
 #include <cerrno>
+#include <map>
+#include <mutex>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -10,6 +12,40 @@
 #include <unistd.h>
 
 namespace mla {
+namespace {
+
+// Live mappings by start address, so releasePages only ever touches file-backed memory.
+std::mutex& registryMutex()
+{
+    static std::mutex m;
+    return m;
+}
+std::map<const std::uint8_t*, std::size_t>& registry()
+{
+    static std::map<const std::uint8_t*, std::size_t> r;
+    return r;
+}
+
+} // namespace
+
+void MappedFile::releasePages(const void* data, std::size_t bytes)
+{
+    const auto* begin = static_cast<const std::uint8_t*>(data);
+    {
+        std::lock_guard<std::mutex> lock(registryMutex());
+        auto it = registry().upper_bound(begin);
+        if (it == registry().begin())
+            return;
+        --it;
+        if (begin + bytes > it->first + it->second)
+            return;
+    }
+    const std::uintptr_t page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const std::uintptr_t first = (reinterpret_cast<std::uintptr_t>(begin) + page - 1) / page * page;
+    const std::uintptr_t last = (reinterpret_cast<std::uintptr_t>(begin) + bytes) / page * page;
+    if (last > first)
+        ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
 
 std::shared_ptr<const MappedFile> MappedFile::open(const std::filesystem::path& path)
 {
@@ -37,6 +73,8 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::filesystem::path& 
             throw Error(path, std::string("cannot memory-map: ") + std::strerror(err));
         }
         file->m_data = static_cast<const std::uint8_t*>(p);
+        std::lock_guard<std::mutex> lock(registryMutex());
+        registry()[file->m_data] = file->m_size;
     }
     ::close(fd);
     return file;
@@ -44,8 +82,13 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::filesystem::path& 
 
 MappedFile::~MappedFile()
 {
-    if (m_data)
+    if (m_data) {
+        {
+            std::lock_guard<std::mutex> lock(registryMutex());
+            registry().erase(m_data);
+        }
         ::munmap(const_cast<std::uint8_t*>(m_data), m_size);
+    }
 }
 
 } // namespace mla

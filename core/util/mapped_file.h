@@ -23,6 +23,11 @@ public:
     std::span<const std::uint8_t> bytes() const { return {m_data, m_size}; }
     const std::filesystem::path& path() const { return m_path; }
 
+    // Drops the resident pages of [data, data + bytes) when that range lies inside a live MappedFile, so streaming
+    // jobs keep their resident memory to what they are working on (the page cache keeps the data for re-reads).
+    // Anything else (heap memory, a range outside every map) is left alone.
+    static void releasePages(const void* data, std::size_t bytes);
+
 private:
     MappedFile() = default;
     std::filesystem::path m_path;
