@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   qt6-base-dev qt6-base-dev-tools libgl-dev libqcustomplot-dev
   libeigen3-dev libhdf5-dev nlohmann-json3-dev libsentencepiece-dev libpcre2-dev
-  python3 python3-numpy python3-h5py
+  python3 python3-numpy python3-h5py time
   xvfb xauth fonts-dejavu-core
 )
 
