@@ -111,13 +111,17 @@ CheckpointSource openGgufCheckpoint(const std::filesystem::path& path)
     }
     if (c.kvHeads == 0)
         c.kvHeads = c.heads;
-    if (c.headDim == 0 && c.heads > 0)
+    if (c.headDim == 0 && c.heads > 0) {
+        if (c.hidden % c.heads != 0)
+            throw Error(path, std::to_string(c.heads) + " attention heads do not divide " + prefix + "embedding_length "
+                                  + std::to_string(c.hidden));
         c.headDim = c.hidden / c.heads;
+    }
     if (const auto* eps = gguf->find(prefix + "attention.layer_norm_rms_epsilon"))
         c.rmsEps = eps->number;
     if (const auto* base = gguf->find(prefix + "rope.freq_base"))
         c.rope.theta = base->number;
-    if (const auto* ropeDims = gguf->find(prefix + "rope.dimension_count"); ropeDims && ropeDims->integer != c.headDim)
+    if (const auto* ropeDims = gguf->find(prefix + "rope.dimension_count"); ropeDims && c.headDim > 0 && ropeDims->integer != c.headDim)
         throw Error(path, "rope.dimension_count " + std::to_string(ropeDims->integer) + " differs from the head size "
                               + std::to_string(c.headDim) + "; partial rotary embeddings are not supported");
     if (const auto* scaling = gguf->find(prefix + "rope.scaling.type"); scaling && scaling->string != "none") {
