@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything MLA Workbench needs to build, test and run on Debian 12 (bookworm).
 # Idempotent: when every package is already present it returns in about a second without touching apt.
+# clang-14, its sanitizer/libFuzzer runtimes and libomp build the sanitizer and fuzzing tree of .ci/run; file (for
+# CPack's dependency scan), appstream and desktop-file-utils check the Debian package and its desktop metadata.
 set -euo pipefail
 
 packages=(
@@ -9,6 +11,8 @@ packages=(
   libeigen3-dev libhdf5-dev nlohmann-json3-dev libsentencepiece-dev libpcre2-dev
   python3 python3-numpy python3-h5py time
   xvfb xauth fonts-dejavu-core
+  clang-14 libclang-rt-14-dev libomp-14-dev
+  file appstream desktop-file-utils
 )
 
 missing=()

@@ -1,42 +1,19 @@
 #include "cli_common.h"
 
 #include "model/model_loader.h"
+#include "util/demo_model.h"
 #include "util/error.h"
 #include "util/json_util.h"
 
 #include <cstdio>
-#include <cstdlib>
 #include <iostream>
 #include <unistd.h>
 
 namespace mla::cli {
-namespace {
-
-std::filesystem::path executableDir()
-{
-    std::error_code ec;
-    auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-    return ec ? std::filesystem::path() : exe.parent_path();
-}
-
-} // namespace
 
 std::filesystem::path demoModelPath()
 {
-    std::vector<std::filesystem::path> candidates;
-    if (const char* env = std::getenv("MLA_DEMO_DIR"))
-        candidates.emplace_back(env);
-    if (auto dir = executableDir(); !dir.empty())
-        candidates.push_back(dir / ".." / "share" / "mla-workbench" / "demo");
-    candidates.emplace_back(MLA_DEMO_INSTALL_DIR);
-    candidates.emplace_back(MLA_DEMO_BUILD_DIR);
-    for (const auto& c : candidates) {
-        std::error_code ec;
-        if (std::filesystem::exists(c / "stories260K.bin", ec))
-            return std::filesystem::weakly_canonical(c / "stories260K.bin", ec);
-    }
-    throw Error("the bundled demo model (stories260K.bin) was not found; looked in $MLA_DEMO_DIR, next to the binary, "
-                + std::string(MLA_DEMO_INSTALL_DIR) + " and " + MLA_DEMO_BUILD_DIR);
+    return findDemoModel(MLA_DEMO_INSTALL_DIR, MLA_DEMO_BUILD_DIR);
 }
 
 std::filesystem::path modelPathArgument(const Arguments& args, std::size_t index)

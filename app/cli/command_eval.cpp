@@ -1,5 +1,6 @@
 #include "cli_common.h"
 #include "commands.h"
+#include "device_option.h"
 #include "engine/evaluation.h"
 #include "model/model_loader.h"
 #include "util/error.h"
@@ -60,6 +61,7 @@ TokenSequences sequencesFrom(const Arguments& args, const OpenedModel& opened)
 
 int runEval(const Arguments& args)
 {
+    applyDeviceOption(args);
     const OpenedModel opened = openModel(args);
     const TokenSequences sequences = sequencesFrom(args, opened);
     const JobControl job = terminalProgress(args);
@@ -111,6 +113,7 @@ CommandSpec evalCommand()
              {"seq-len", "N", "window length for --text (default: the model's context)"},
              {"reference", "REF", "a second model (e.g. the original) to compare against"},
              {"quiet", nullptr, "no progress output"},
+             deviceOption(),
              jsonOption()},
             1, runEval};
 }

@@ -1,5 +1,6 @@
 #include "cli_common.h"
 #include "commands.h"
+#include "device_option.h"
 #include "engine/generator.h"
 #include "util/error.h"
 
@@ -20,6 +21,7 @@ MlaForm formFrom(const Arguments& args)
 
 int runGenerate(const Arguments& args)
 {
+    applyDeviceOption(args);
     GenerationOptions options;
     options.steps = args.integer("steps", 1, 1 << 24).value_or(256);
     options.temperature = static_cast<float>(args.number("temperature", 0.0, 100.0).value_or(0.0));
@@ -78,6 +80,7 @@ CommandSpec generateCommand()
              {"top-p", "P", "nucleus sampling threshold in (0, 1); 0 or 1 disables it (default 0.9)"},
              {"seed", "S", "random seed (default 42)"},
              {"mla-form", "FORM", "for MLA models: absorbed (latent cache, default) or expanded (rebuilt keys/values)"},
+             deviceOption(),
              jsonOption()},
             1, runGenerate};
 }

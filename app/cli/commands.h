@@ -11,5 +11,6 @@ CommandSpec evalCommand();
 CommandSpec synthCommand();
 CommandSpec analyzeCommand();
 CommandSpec convertCommand();
+CommandSpec sessionCommand();
 
 } // namespace mla::cli

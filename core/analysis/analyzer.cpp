@@ -2,6 +2,7 @@
 
 #include "analysis/key_value_split.h"
 #include "analysis/layer_statistics.h"
+#include "backend/compute_backend.h"
 #include "model/architecture.h"
 #include "model/tensor_plan.h"
 #include "util/error.h"
@@ -49,7 +50,9 @@ KeyValueSpectra layerWeightSpectra(const ModelConfig& c, const LayerWeights& lay
                                    const JobControl& job)
 {
     const KeyValueSplit split = splitKeyValue(c, layer, selection);
-    return makeSpectra(singularValues(jointKeyValue(split), job), singularValues(split.kNope, job), singularValues(split.v, job));
+    const MatrixRM joint = jointKeyValue(split);
+    auto s = currentBackend().spectra({&joint, &split.kNope, &split.v}, nullptr, job);
+    return makeSpectra(std::move(s[0]), std::move(s[1]), std::move(s[2]));
 }
 
 KeyValueSpectra layerActivationSpectra(const ModelConfig& c, const LayerWeights& layer, const LayerPairSelection& selection,
@@ -57,10 +60,9 @@ KeyValueSpectra layerActivationSpectra(const ModelConfig& c, const LayerWeights&
 {
     const KeyValueSplit split = splitKeyValue(c, layer, selection);
     const MatrixXdRM s = whiteningFactor(covariance, ridge);
-    const MatrixXdRM joint = jointKeyValue(split).cast<double>() * s;
-    const MatrixXdRM key = split.kNope.cast<double>() * s;
-    const MatrixXdRM value = split.v.cast<double>() * s;
-    return makeSpectra(singularValues(joint, job), singularValues(key, job), singularValues(value, job));
+    const MatrixRM joint = jointKeyValue(split);
+    auto spectra = currentBackend().spectra({&joint, &split.kNope, &split.v}, &s, job);
+    return makeSpectra(std::move(spectra[0]), std::move(spectra[1]), std::move(spectra[2]));
 }
 
 AnalysisResult analyzeModel(const Model& model, const Tokenizer* tokenizer, const AnalysisOptions& options, const JobControl& job)

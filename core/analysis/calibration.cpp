@@ -71,7 +71,9 @@ CalibrationSet prepareCalibration(const Transformer& model, const Tokenizer* tok
         for (std::int64_t i = 0; i < options.samples; ++i) {
             job.progress(static_cast<double>(i) / static_cast<double>(options.samples), "sampling calibration text");
             GenerationOptions g;
-            g.steps = length;
+            // `steps` counts positions and the last sampled token needs none, so steps = length - 1 yields
+            // sequences of exactly `length` tokens (BOS included).
+            g.steps = length - 1;
             g.temperature = options.temperature;
             g.topP = 1.0f;
             g.seed = options.seed * 7919 + static_cast<std::uint64_t>(i);

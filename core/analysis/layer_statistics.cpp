@@ -1,5 +1,6 @@
 #include "analysis/layer_statistics.h"
 
+#include "backend/compute_backend.h"
 #include "util/error.h"
 
 #include <cmath>
@@ -25,18 +26,6 @@ void accumulatePairs(const MatrixRM& x, std::int64_t heads, std::int64_t headDim
         }
     }
 }
-
-class StatisticsObserver : public ForwardObserver {
-public:
-    StatisticsObserver(const ModelConfig& config, const StatisticsOptions& options, LayerStatistics& stats)
-        : m_config(config), m_options(options), m_stats(stats) {}
-    void onLayer(const LayerActivations& a) override { accumulateStatistics(m_config, a, m_options, m_stats); }
-
-private:
-    const ModelConfig& m_config;
-    const StatisticsOptions& m_options;
-    LayerStatistics& m_stats;
-};
 
 } // namespace
 
@@ -71,23 +60,18 @@ void collectLayerStatistics(const Transformer& model, const CalibrationSet& cali
                             const JobControl& job)
 {
     const ModelConfig& c = model.config();
-    std::vector<MatrixRM> hidden;
-    hidden.reserve(calibration.sequences.size());
     for (const auto& s : calibration.sequences) {
         if (c.maxPositions > 0 && static_cast<std::int64_t>(s.size()) > c.maxPositions)
             throw Error("a calibration sequence of " + std::to_string(s.size()) + " tokens exceeds the model's context of "
                         + std::to_string(c.maxPositions));
-        hidden.push_back(model.embed(s));
     }
+    // The forward passes run on the current compute backend (the CPU one runs model.runLayer with the observer below).
+    const std::unique_ptr<LayerBatchRunner> runner = currentBackend().layerRunner(model, calibration.sequences);
     for (std::int64_t l = 0; l < c.layers; ++l) {
         LayerStatistics stats = emptyStatistics(c, options);
-        StatisticsObserver observer(c, options, stats);
-        for (std::size_t i = 0; i < hidden.size(); ++i) {
-            job.progress((static_cast<double>(l) + static_cast<double>(i) / static_cast<double>(hidden.size()))
-                             / static_cast<double>(c.layers),
-                         "calibrating layer " + std::to_string(l));
-            model.runLayer(l, hidden[i], &observer);
-        }
+        runner->runLayer(l, options, &stats,
+                         job.slice(static_cast<double>(l) / static_cast<double>(c.layers),
+                                   static_cast<double>(l + 1) / static_cast<double>(c.layers)));
         onLayer(l, std::move(stats));
     }
     job.progress(1.0, "calibration done");

@@ -1,13 +1,16 @@
 #include "conversion/converter.h"
 
+#include "backend/compute_backend.h"
 #include "formats/checkpoint_writer.h"
 #include "model/tensor_plan.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
+#include "util/memory_budget.h"
 #include "util/version.h"
 
 #include <algorithm>
+#include <future>
 #include <set>
 
 namespace mla {
@@ -134,6 +137,25 @@ ConversionPlan planConversion(const ModelConfig& original, const ConversionSetti
 Model convertModel(const Model& original, const ConversionPlan& plan, const CovarianceProvider& covariance, DType storage,
                    const JobControl& job, std::vector<LayerConversionReport>* reports)
 {
+    // The converted attention tensors of every layer are held in memory (everything else stays shared with the
+    // original): refuse up front when they cannot fit.
+    std::uint64_t convertedBytes = 0;
+    for (const PlannedTensor& p : tensorPlan(plan.converted)) {
+        switch (p.role) {
+        case TensorRole::Q: case TensorRole::KRope: case TensorRole::DownKv: case TensorRole::DownK:
+        case TensorRole::DownV: case TensorRole::UpK: case TensorRole::UpV: {
+            std::uint64_t n = dtypeSize(storage);
+            for (std::int64_t d : p.shape)
+                n *= static_cast<std::uint64_t>(d);
+            convertedBytes += n;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    requireMemory(convertedBytes, "holding the converted attention of " + std::to_string(plan.original.layers) + " layers",
+                  original.source);
     Model model = original;
     model.config = plan.converted;
     for (std::int64_t l = 0; l < plan.original.layers; ++l) {
@@ -208,6 +230,16 @@ ExportReport exportConvertedModel(const Model& original, const ConversionPlan& p
     current.config = plan.converted;
     std::int64_t convertedLayer = -1;
     std::vector<LayerConversionReport> reports;
+    auto convertLayer = [&](std::int64_t l) {
+        const MatrixXdRM* c = covariance ? covariance(l) : nullptr;
+        return convertAttention(plan.original, original.layers[static_cast<std::size_t>(l)],
+                                plan.converted.mla->layers[static_cast<std::size_t>(l)], plan.settings, c, job);
+    };
+    // On a GPU backend the next layer is converted (its weights read, decomposed on the device) while the current one
+    // is written, so that the export runs at the speed of the disk; the CPU keeps one layer at a time.
+    const bool overlap = currentBackend().isGpu();
+    std::future<ConvertedAttention> next;
+    std::int64_t nextLayer = -1;
     auto tensorFor = [&](const PlannedTensor& p) -> Tensor {
         if (p.layer >= 0 && p.layer != convertedLayer) {
             if (convertedLayer >= 0) {
@@ -215,10 +247,12 @@ ExportReport exportConvertedModel(const Model& original, const ConversionPlan& p
                 releaseLayerPages(original.layers[static_cast<std::size_t>(convertedLayer)]);
             }
             convertedLayer = p.layer;
-            const MatrixXdRM* c = covariance ? covariance(p.layer) : nullptr;
-            const ConvertedAttention a = convertAttention(plan.original, original.layers[static_cast<std::size_t>(p.layer)],
-                                                          plan.converted.mla->layers[static_cast<std::size_t>(p.layer)],
-                                                          plan.settings, c, job);
+            const ConvertedAttention a = nextLayer == p.layer ? next.get() : convertLayer(p.layer);
+            nextLayer = -1;
+            if (overlap && p.layer + 1 < plan.original.layers) {
+                nextLayer = p.layer + 1;
+                next = std::async(std::launch::async, convertLayer, nextLayer);
+            }
             install(current.layers[static_cast<std::size_t>(p.layer)], a, DType::F32);
             reports.push_back(reportOf(a));
         }

@@ -2,6 +2,7 @@
 
 #include "analysis/analyzer.h"
 #include "analysis/key_value_split.h"
+#include "backend/compute_backend.h"
 #include "util/error.h"
 
 #include <cmath>
@@ -19,7 +20,7 @@ double relativeError(const MatrixRM& m, const MatrixRM& up, const MatrixRM& down
     const double norm = m.cast<double>().norm();
     if (norm == 0.0)
         return 0.0;
-    return (m.cast<double>() - up.cast<double>() * down.cast<double>()).norm() / norm;
+    return currentBackend().reconstructionError(m, up, down) / norm;
 }
 
 // Best rank-k factors of m (weight space), or of m S in activation space when `whitening` is given:
@@ -28,9 +29,10 @@ Factors factorize(const MatrixRM& m, std::int64_t k, SigmaPlacement sigma, const
 {
     Factors f;
     std::vector<double> singular;
+    const ComputeBackend& backend = currentBackend();
     if (whitening) {
-        const MatrixXdRM ms = m.cast<double>() * *whitening;
-        const LowRankFactors lr = lowRankFactors(ms.cast<float>(), k, {}, job);
+        const MatrixXdRM ms = backend.multiply(m, *whitening);
+        const LowRankFactors lr = backend.lowRankFactors(ms.cast<float>(), k, {}, job);
         // down = V^T S^{-1}: solve S^T X^T = V, i.e. X = V^T S^{-1} without forming the inverse.
         const MatrixXdRM vt = lr.down.cast<double>();
         const MatrixXdRM downT = whitening->transpose().triangularView<Eigen::Upper>().solve(vt.transpose());
@@ -38,7 +40,7 @@ Factors factorize(const MatrixRM& m, std::int64_t k, SigmaPlacement sigma, const
         f.up = (ms * vt.transpose()).cast<float>();
         singular = lr.singular;
     } else {
-        LowRankFactors lr = lowRankFactors(m, k, {}, job);
+        LowRankFactors lr = backend.lowRankFactors(m, k, {}, job);
         f.up = std::move(lr.up);
         f.down = std::move(lr.down);
         singular = lr.singular;
@@ -89,8 +91,10 @@ ConvertedAttention convertAttention(const ModelConfig& c, const LayerWeights& la
         double keyScale = 1.0, valueScale = 1.0;
         if (settings.balanceKeyValue && hasNope) {
             auto energy = [&](const MatrixRM& block) {
-                const MatrixXdRM b = block.cast<double>();
-                return white ? (b * *white).norm() : b.norm();
+                if (white)
+                    return currentBackend().multiply(block, *white).norm();
+                const MatrixXdRM wide = block.cast<double>();
+                return wide.norm();
             };
             const double ek = energy(split.kNope), ev = energy(split.v);
             if (ek > 0 && ev > 0) {

@@ -1,5 +1,6 @@
 #include "engine/evaluation.h"
 
+#include "backend/compute_backend.h"
 #include "engine/ops.h"
 #include "engine/sampler.h"
 #include "util/error.h"
@@ -114,8 +115,7 @@ PerplexityResult perplexity(const Transformer& model, const TokenSequences& sequ
     for (const auto& sequence : sequences) {
         forEachWindow(c, sequence, [&](std::span<const int> window) {
             job.progress(static_cast<double>(done) / static_cast<double>(std::max<std::int64_t>(total, 1)), "perplexity");
-            KvCache cache = model.newCache(static_cast<std::int64_t>(window.size()));
-            const MatrixRM logits = model.forward(window, cache, Logits::All);
+            const MatrixRM logits = currentBackend().decoderSession(model, static_cast<std::int64_t>(window.size()))->forward(window, Logits::All);
             for (std::size_t t = 0; t + 1 < window.size(); ++t) {
                 const float* row = logits.row(static_cast<Eigen::Index>(t)).data();
                 result.nll += logSumExp(row, logits.cols()) - row[window[t + 1]];
@@ -148,10 +148,9 @@ ComparisonResult compareModels(const Transformer& model, const Transformer& refe
     for (const auto& sequence : sequences) {
         forEachWindow(window, sequence, [&](std::span<const int> ids) {
             job.progress(static_cast<double>(done) / static_cast<double>(std::max<std::int64_t>(total, 1)), "comparing");
-            KvCache cacheModel = model.newCache(static_cast<std::int64_t>(ids.size()));
-            KvCache cacheReference = reference.newCache(static_cast<std::int64_t>(ids.size()));
-            const MatrixRM a = model.forward(ids, cacheModel, Logits::All);
-            const MatrixRM b = reference.forward(ids, cacheReference, Logits::All);
+            const ComputeBackend& backend = currentBackend();
+            const MatrixRM a = backend.decoderSession(model, static_cast<std::int64_t>(ids.size()))->forward(ids, Logits::All);
+            const MatrixRM b = backend.decoderSession(reference, static_cast<std::int64_t>(ids.size()))->forward(ids, Logits::All);
             for (std::size_t t = 0; t + 1 < ids.size(); ++t) {
                 const float* rowA = a.row(static_cast<Eigen::Index>(t)).data();
                 const float* rowB = b.row(static_cast<Eigen::Index>(t)).data();

@@ -1,5 +1,6 @@
 #include "engine/generator.h"
 
+#include "backend/compute_backend.h"
 #include "engine/sampler.h"
 #include "util/error.h"
 
@@ -39,10 +40,11 @@ GenerationResult generate(const Transformer& transformer, const Tokenizer* token
     steps = std::max<std::int64_t>(steps, static_cast<std::int64_t>(prompt.size()));
 
     GenerationResult result;
-    KvCache cache = transformer.newCache(steps);
+    // The forward passes run on the current compute backend (the CPU's session is Transformer::forward on a KvCache).
+    const std::unique_ptr<DecoderSession> session = currentBackend().decoderSession(transformer, steps);
     result.cacheCapacity = steps;
-    result.kvBytesPerToken = cache.bytesPerToken();
-    result.kvElementsPerToken = cache.elementsPerToken();
+    result.kvBytesPerToken = session->kvBytesPerToken();
+    result.kvElementsPerToken = session->kvElementsPerToken();
     Sampler sampler(options.temperature, options.topP, options.seed);
 
     std::optional<int> bos = c.bosId;
@@ -53,7 +55,7 @@ GenerationResult generate(const Transformer& transformer, const Tokenizer* token
         eos.push_back(*tokenizer->eosId());
 
     const auto start = std::chrono::steady_clock::now();
-    MatrixRM logits = transformer.forward(prompt, cache, Logits::Last);
+    MatrixRM logits = session->forward(prompt, Logits::Last);
     result.stopReason = "steps";
     std::int64_t position = static_cast<std::int64_t>(prompt.size());
     while (true) {
@@ -75,7 +77,7 @@ GenerationResult generate(const Transformer& transformer, const Tokenizer* token
             break;
         }
         const int token = next;
-        logits = transformer.forward(std::span<const int>(&token, 1), cache, Logits::Last);
+        logits = session->forward(std::span<const int>(&token, 1), Logits::Last);
         ++position;
     }
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -1,6 +1,9 @@
 #include "engine/kv_cache.h"
 
 #include "util/error.h"
+#include "util/memory_budget.h"
+
+#include <limits>
 
 namespace mla {
 
@@ -28,11 +31,24 @@ LayerCache makeLayerCache(const ModelConfig& config, const LayerAttentionPlan& p
     return c;
 }
 
-KvCache::KvCache(const ModelConfig& config, const std::vector<LayerAttentionPlan>& plans, std::int64_t capacity, MlaForm form)
+KvCache::KvCache(const ModelConfig& config, const std::vector<LayerAttentionPlan>& plans, std::int64_t capacity, MlaForm form,
+                 const std::filesystem::path& file)
     : m_capacity(capacity), m_form(form)
 {
     if (capacity <= 0)
         throw Error("internal: a KV cache needs a positive capacity");
+    // Size it from one-position caches of each layer, and refuse before allocating what this machine cannot hold.
+    std::uint64_t bytesPerPosition = 0;
+    for (std::int64_t l = 0; l < config.layers; ++l) {
+        const LayerCache one = makeLayerCache(config, plans[static_cast<std::size_t>(l)], l, 1, form);
+        for (const MatrixRM* m : {&one.keys, &one.values, &one.ropeKeys, &one.keysNope, &one.latentK, &one.latentV})
+            bytesPerPosition += static_cast<std::uint64_t>(m->size()) * sizeof(float);
+    }
+    std::uint64_t bytes = 0;
+    if (__builtin_mul_overflow(bytesPerPosition, static_cast<std::uint64_t>(capacity), &bytes))
+        bytes = std::numeric_limits<std::uint64_t>::max();
+    requireMemory(bytes, "a KV cache of " + std::to_string(capacity) + " positions (" + formatBytes(bytesPerPosition)
+                             + " per position)", file);
     for (std::int64_t l = 0; l < config.layers; ++l)
         m_layers.push_back(makeLayerCache(config, plans[static_cast<std::size_t>(l)], l, capacity, form));
 }

@@ -5,6 +5,7 @@
 #include "tensor/tensor.h"
 
 #include <cstdint>
+#include <filesystem>
 #include <vector>
 
 namespace mla {
@@ -29,7 +30,9 @@ LayerCache makeLayerCache(const ModelConfig& config, const LayerAttentionPlan& p
 
 class KvCache {
 public:
-    KvCache(const ModelConfig& config, const std::vector<LayerAttentionPlan>& plans, std::int64_t capacity, MlaForm form);
+    // Refuses (an Error naming `file`, the model's) a cache larger than the memory available, before allocating.
+    KvCache(const ModelConfig& config, const std::vector<LayerAttentionPlan>& plans, std::int64_t capacity, MlaForm form,
+            const std::filesystem::path& file = {});
 
     std::int64_t capacity() const { return m_capacity; }
     std::int64_t length() const { return m_length; }

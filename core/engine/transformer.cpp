@@ -25,7 +25,7 @@ Transformer::Transformer(Model model, MlaForm form) : m_model(std::move(model)),
 
 KvCache Transformer::newCache(std::int64_t capacity) const
 {
-    return KvCache(m_model.config, m_plans, capacity, m_form);
+    return KvCache(m_model.config, m_plans, capacity, m_form, m_model.source);
 }
 
 MatrixRM Transformer::embed(std::span<const int> tokens) const

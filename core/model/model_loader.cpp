@@ -4,6 +4,7 @@
 #include "model/architecture.h"
 #include "model/tensor_plan.h"
 #include "util/error.h"
+#include "util/memory_budget.h"
 
 #include <cstring>
 #include <fstream>
@@ -129,6 +130,13 @@ Model buildModel(CheckpointSource& source)
         model.output = model.embedding;
 
     if (source.interleavedRope) {
+        // The reordered rows are copies (the only weights that leave the memory map): refuse before copying when
+        // this machine cannot hold them.
+        std::uint64_t copies = 0;
+        for (const LayerWeights& w : model.layers)
+            copies += w.q.bytes() + w.k.bytes();
+        requireMemory(copies, "reordering the query and key rows of " + std::to_string(c.layers) + " layers into the RoPE layout",
+                      source.file);
         const auto qOrder = halfLayoutRowOrder(c.heads, c.headDim);
         const auto kOrder = halfLayoutRowOrder(c.kvHeads, c.headDim);
         for (LayerWeights& w : model.layers) {

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include <cpuid.h>
 #include <omp.h>
 
 namespace mla {
@@ -77,6 +78,13 @@ double sumGeneric(const float* data, std::size_t n)
     return acc;
 }
 
+// CPUID leaf 1, ECX bit 29 (clang 14's __builtin_cpu_supports does not know "f16c").
+bool cpuHasF16c()
+{
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
+
 } // namespace
 
 const KernelTable& genericKernels()
@@ -90,7 +98,7 @@ const KernelTable& activeKernels()
     static const KernelTable* table = [] {
         __builtin_cpu_init();
         const KernelTable* avx2 = avx2Kernels();
-        if (avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        if (avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpuHasF16c())
             return avx2;
         return &genericKernels();
     }();

@@ -5,18 +5,55 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 namespace mla {
 namespace {
 
-std::filesystem::path stagingName(const std::filesystem::path& destination)
+std::filesystem::path absoluteDestination(const std::filesystem::path& destination)
 {
     std::filesystem::path absolute = std::filesystem::absolute(destination).lexically_normal();
     if (absolute.filename().empty())
         absolute = absolute.parent_path();
-    return absolute.parent_path()
-           / ("." + absolute.filename().string() + ".partial-" + std::to_string(::getpid()));
+    return absolute;
+}
+
+std::string stagingPrefix(const std::filesystem::path& absolute)
+{
+    return "." + absolute.filename().string() + ".partial-";
+}
+
+std::filesystem::path stagingName(const std::filesystem::path& destination)
+{
+    const std::filesystem::path absolute = absoluteDestination(destination);
+    return absolute.parent_path() / (stagingPrefix(absolute) + std::to_string(::getpid()));
+}
+
+// A write that was killed (kill -9, a crash, power loss) leaves its staging file or folder behind, named with its
+// process id. Those of processes that no longer exist are removed before a new write to the same destination, so
+// interrupted exports of a large model do not pile up beside it. A live process's staging is never touched.
+void removeStaleStaging(const std::filesystem::path& destination)
+{
+    namespace fs = std::filesystem;
+    const fs::path absolute = absoluteDestination(destination);
+    const std::string prefix = stagingPrefix(absolute);
+    std::error_code ec;
+    for (fs::directory_iterator it(absolute.parent_path(), ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.rfind(prefix, 0) != 0)
+            continue;
+        std::string rest = name.substr(prefix.size());
+        if (rest.size() > 4 && rest.compare(rest.size() - 4, 4, "-old") == 0)
+            rest.resize(rest.size() - 4);
+        if (rest.empty() || rest.size() > 9 || rest.find_first_not_of("0123456789") != std::string::npos)
+            continue;
+        const pid_t pid = static_cast<pid_t>(std::stol(rest));
+        if (pid <= 0 || pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        std::error_code removeError;
+        fs::remove_all(it->path(), removeError);
+    }
 }
 
 } // namespace
@@ -33,6 +70,7 @@ void syncFile(const std::filesystem::path& path)
 StagedFile::StagedFile(std::filesystem::path destination)
     : m_destination(std::move(destination)), m_staging(stagingName(m_destination))
 {
+    removeStaleStaging(m_destination);
     std::error_code ec;
     std::filesystem::remove(m_staging, ec);
 }
@@ -56,6 +94,7 @@ void StagedFile::commit()
 StagedDirectory::StagedDirectory(std::filesystem::path destination)
     : m_destination(std::move(destination)), m_staging(stagingName(m_destination))
 {
+    removeStaleStaging(m_destination);
     std::error_code ec;
     std::filesystem::remove_all(m_staging, ec);
     std::filesystem::create_directories(m_staging, ec);

@@ -2,9 +2,13 @@
 // safetensors + config.json) truncated at ~50 offsets and with header bytes flipped, run through `info` and
 // `generate --steps 4`. Truncation must exit 1 with one message naming the file; a flip must exit 1 likewise, or 0 when
 // the corruption is harmless (a flipped weight or token byte); never a crash, a signal, a usage error or a hang.
+// Lying shapes: well-formed files whose shapes disagree with each other (a transposed tensor with the right byte size,
+// a config.json that describes another model) must be refused by the loader's shape checks.
 #include "common/test_support.h"
 
 #include <QElapsedTimer>
+
+#include <nlohmann/json.hpp>
 
 #include <cstring>
 #include <fstream>
@@ -53,10 +57,13 @@ struct Tally {
 };
 
 // Runs one CLI command on the corrupted model and checks the contract; returns the exit code (-1 on failure).
-int check(const Target& t, const std::vector<std::string>& args, const std::string& what, bool mustFail, Tally& tally)
+int check(const Target& t, const std::vector<std::string>& args, const std::string& what, bool mustFail, Tally& tally,
+          std::string* stderrText = nullptr)
 {
     const auto r = mla::test::runCli(args, 20000);
     ++tally.runs;
+    if (stderrText)
+        *stderrText = r.err;
     const std::string context = t.name + " " + what + ": exit " + std::to_string(r.exitCode) + (r.crashed ? " CRASHED" : "")
                                 + (r.timedOut ? " TIMED OUT" : "") + "\nstderr: " + r.err.substr(0, 1000);
     if (r.crashed || r.timedOut || (r.exitCode != 0 && r.exitCode != 1) || (mustFail && r.exitCode != 1)) {
@@ -107,6 +114,8 @@ private slots:
     void headerFlips_data();
     void headerFlips();
     void weightFlipsAreHarmless();
+    void lyingShapes_data();
+    void lyingShapes();
     void cleanupTestCase();
 
 private:
@@ -256,6 +265,68 @@ void TestCliMalformedSweep::weightFlipsAreHarmless()
             QVERIFY2(!r.crashed && !r.timedOut && r.exitCode == 0, (t.name + ": " + r.err).c_str());
         }
         writeBytes(t.corrupt, t.original);
+    }
+}
+
+void TestCliMalformedSweep::lyingShapes_data()
+{
+    QTest::addColumn<QString>("file");  // "safetensors" (a tensor record of the header) or "config.json"
+    QTest::addColumn<QString>("key");   // the tensor, or the config key
+    QTest::addColumn<QString>("value"); // JSON: the new shape, or the new config value
+    QTest::addColumn<QString>("expected"); // in the message
+    // Same byte size, so the safetensors reader accepts them; only the model's shape checks can tell.
+    QTest::newRow("gate_proj transposed") << "safetensors" << "model.layers.0.mlp.gate_proj.weight" << "[64, 172]" << "has wrong shape";
+    QTest::newRow("k_proj transposed") << "safetensors" << "model.layers.3.self_attn.k_proj.weight" << "[64, 32]" << "has wrong shape";
+    QTest::newRow("embedding reshaped") << "safetensors" << "model.embed_tokens.weight" << "[256, 128]" << "has wrong shape";
+    QTest::newRow("norm as a matrix") << "safetensors" << "model.norm.weight" << "[8, 8]" << "has wrong shape";
+    // A config.json describing a different model than the weights beside it.
+    QTest::newRow("hidden_size") << "config.json" << "hidden_size" << "32" << "has wrong shape";
+    QTest::newRow("one layer more") << "config.json" << "num_hidden_layers" << "6" << "missing tensor";
+    QTest::newRow("kv heads") << "config.json" << "num_key_value_heads" << "8" << "has wrong shape";
+    QTest::newRow("head_dim") << "config.json" << "head_dim" << "16" << "has wrong shape";
+    QTest::newRow("vocab_size") << "config.json" << "vocab_size" << "1024" << "has wrong shape";
+    QTest::newRow("intermediate_size") << "config.json" << "intermediate_size" << "171" << "has wrong shape";
+    QTest::newRow("untied, no lm_head") << "config.json" << "tie_word_embeddings" << "false" << "missing tensor";
+}
+
+void TestCliMalformedSweep::lyingShapes()
+{
+    QFETCH(QString, file);
+    QFETCH(QString, key);
+    QFETCH(QString, value);
+    QFETCH(QString, expected);
+    const Target t = target(file);
+    const nlohmann::json newValue = nlohmann::json::parse(value.toStdString());
+    std::vector<std::uint8_t> bytes;
+    if (file == "config.json") {
+        nlohmann::json config = nlohmann::json::parse(t.original.begin(), t.original.end());
+        config[key.toStdString()] = newValue;
+        const std::string text = config.dump(2);
+        bytes.assign(text.begin(), text.end());
+    } else {
+        nlohmann::json header = nlohmann::json::parse(t.original.begin() + 8, t.original.begin() + static_cast<std::ptrdiff_t>(t.headerEnd));
+        QVERIFY(header.contains(key.toStdString()));
+        header[key.toStdString()]["shape"] = newValue;
+        std::string text = header.dump();
+        text.append((8 - text.size() % 8) % 8, ' ');
+        const std::uint64_t length = text.size();
+        bytes.resize(8);
+        std::memcpy(bytes.data(), &length, 8);
+        bytes.insert(bytes.end(), text.begin(), text.end());
+        bytes.insert(bytes.end(), t.original.begin() + static_cast<std::ptrdiff_t>(t.headerEnd), t.original.end());
+    }
+    struct Restore {
+        const Target& t;
+        ~Restore() { writeBytes(t.corrupt, t.original); }
+    } restore{t};
+    writeBytes(t.corrupt, bytes);
+    Tally tally;
+    for (const auto& args : {std::vector<std::string>{"info", t.model.string(), "--json"},
+                             std::vector<std::string>{"generate", t.model.string(), "--steps", "4"}}) {
+        std::string err;
+        if (check(t, args, key.toStdString() + " = " + value.toStdString() + ", " + args[0], true, tally, &err) < 0)
+            break;
+        QVERIFY2(err.find(expected.toStdString()) != std::string::npos, err.c_str());
     }
 }
 

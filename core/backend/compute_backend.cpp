@@ -1,0 +1,292 @@
+#include "backend/compute_backend.h"
+
+#include "tensor/kernels.h"
+#include "util/error.h"
+
+#if defined(MLA_WITH_CUDA)
+#include "backend/cuda/cuda_entry.h"
+#endif
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace mla {
+namespace {
+
+// ---------------------------------------------------------------------------------------------------------------------
+// The CPU backend: the functions core used before the interface existed, called exactly as they were.
+
+class StatisticsObserver : public ForwardObserver {
+public:
+    StatisticsObserver(const ModelConfig& config, const StatisticsOptions& options, LayerStatistics& stats)
+        : m_config(config), m_options(options), m_stats(stats) {}
+    void onLayer(const LayerActivations& a) override { accumulateStatistics(m_config, a, m_options, m_stats); }
+
+private:
+    const ModelConfig& m_config;
+    const StatisticsOptions& m_options;
+    LayerStatistics& m_stats;
+};
+
+class CpuLayerRunner final : public LayerBatchRunner {
+public:
+    CpuLayerRunner(const Transformer& model, const TokenSequences& sequences) : m_model(model)
+    {
+        m_hidden.reserve(sequences.size());
+        for (const auto& s : sequences)
+            m_hidden.push_back(model.embed(s));
+    }
+
+    void runLayer(std::int64_t layer, const StatisticsOptions& options, LayerStatistics* stats, const JobControl& job) override
+    {
+        const ModelConfig& c = m_model.config();
+        std::unique_ptr<StatisticsObserver> observer;
+        if (stats)
+            observer = std::make_unique<StatisticsObserver>(c, options, *stats);
+        for (std::size_t i = 0; i < m_hidden.size(); ++i) {
+            job.progress(static_cast<double>(i) / static_cast<double>(m_hidden.size()), "calibrating layer " + std::to_string(layer));
+            m_model.runLayer(layer, m_hidden[i], observer.get());
+        }
+    }
+
+    std::vector<MatrixRM> hiddenStates() const override { return m_hidden; }
+
+private:
+    const Transformer& m_model;
+    std::vector<MatrixRM> m_hidden;
+};
+
+class CpuDecoderSession final : public DecoderSession {
+public:
+    CpuDecoderSession(const Transformer& model, std::int64_t capacity) : m_model(model), m_cache(model.newCache(capacity)) {}
+    MatrixRM forward(std::span<const int> tokens, Logits logits) override { return m_model.forward(tokens, m_cache, logits); }
+    void reset() override { m_cache.clear(); }
+    std::int64_t length() const override { return m_cache.length(); }
+    std::int64_t capacity() const override { return m_cache.capacity(); }
+    double kvBytesPerToken() const override { return m_cache.bytesPerToken(); }
+    std::int64_t kvElementsPerToken() const override { return m_cache.elementsPerToken(); }
+
+private:
+    const Transformer& m_model;
+    KvCache m_cache;
+};
+
+class CpuBackend final : public ComputeBackend {
+public:
+    std::string name() const override { return "cpu"; }
+    ComputeDevice device() const override
+    {
+        ComputeDevice d;
+        d.id = "cpu";
+        int threads = 1;
+#ifdef _OPENMP
+        threads = omp_get_max_threads();
+#endif
+        d.name = std::string("CPU (") + kernelInstructionSet() + ", " + std::to_string(threads) + (threads == 1 ? " thread)" : " threads)");
+        d.gpu = false;
+        return d;
+    }
+    std::unique_ptr<LayerBatchRunner> layerRunner(const Transformer& model, const TokenSequences& sequences) const override
+    {
+        return std::make_unique<CpuLayerRunner>(model, sequences);
+    }
+    std::unique_ptr<DecoderSession> decoderSession(const Transformer& model, std::int64_t capacity) const override
+    {
+        return std::make_unique<CpuDecoderSession>(model, capacity);
+    }
+    Eigen::MatrixXd gram(const MatrixRM& m, GramSide side, const JobControl& job) const override { return gramMatrix(m, side, job); }
+    Eigen::VectorXd symmetricEigenvalues(Eigen::MatrixXd a, const JobControl& job) const override
+    {
+        return mla::symmetricEigenvalues(std::move(a), job);
+    }
+    std::vector<double> singularValues(const MatrixRM& m, const JobControl& job) const override { return mla::singularValues(m, job); }
+    std::vector<double> singularValues(const MatrixXdRM& m, const JobControl& job) const override { return mla::singularValues(m, job); }
+    LowRankFactors lowRankFactors(const MatrixRM& m, std::int64_t k, const LowRankOptions& options, const JobControl& job) const override
+    {
+        return mla::lowRankFactors(m, k, options, job);
+    }
+    MatrixXdRM multiply(const MatrixRM& a, const MatrixXdRM& b) const override
+    {
+        const MatrixXdRM wide = a.cast<double>();
+        return wide * b;
+    }
+    double reconstructionError(const MatrixRM& m, const MatrixRM& up, const MatrixRM& down) const override
+    {
+        return (m.cast<double>() - up.cast<double>() * down.cast<double>()).norm();
+    }
+};
+
+std::shared_ptr<const ComputeBackend>& currentSlot()
+{
+    static std::shared_ptr<const ComputeBackend> current;
+    return current;
+}
+
+std::mutex& currentMutex()
+{
+    static std::mutex m;
+    return m;
+}
+
+bool cudaDisabledByEnvironment()
+{
+    const char* v = std::getenv("MLA_CUDA_DISABLE");
+    return v && *v && std::strcmp(v, "0") != 0;
+}
+
+std::string gibibytes(std::uint64_t bytes)
+{
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%.1f GiB", static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
+    return buffer;
+}
+
+} // namespace
+
+std::string ComputeDevice::label() const
+{
+    if (!gpu)
+        return name;
+    return name + " (" + gibibytes(memoryBytes) + ")";
+}
+
+std::vector<std::vector<double>> ComputeBackend::spectra(const std::vector<const MatrixRM*>& matrices, const MatrixXdRM* right,
+                                                         const JobControl& job) const
+{
+    std::vector<std::vector<double>> out;
+    out.reserve(matrices.size());
+    for (const MatrixRM* m : matrices) {
+        if (right) {
+            const MatrixXdRM product = m->cast<double>() * *right;
+            out.push_back(singularValues(product, job));
+        } else {
+            out.push_back(singularValues(*m, job));
+        }
+    }
+    return out;
+}
+
+const ComputeBackend& cpuBackend()
+{
+    return *cpuBackendShared();
+}
+
+std::shared_ptr<const ComputeBackend> cpuBackendShared()
+{
+    static const std::shared_ptr<const ComputeBackend> cpu = std::make_shared<CpuBackend>();
+    return cpu;
+}
+
+bool cudaCompiledIn()
+{
+#if defined(MLA_WITH_CUDA)
+    return true;
+#else
+    return false;
+#endif
+}
+
+std::shared_ptr<const ComputeBackend> cudaBackend(std::string* whyNot)
+{
+    if (cudaDisabledByEnvironment()) {
+        if (whyNot)
+            *whyNot = "CUDA is disabled by MLA_CUDA_DISABLE";
+        return nullptr;
+    }
+#if defined(MLA_WITH_CUDA)
+    // Created once and never destroyed: the CUDA runtime tears itself down at exit, before static destructors would
+    // release device memory.
+    static std::once_flag once;
+    static std::shared_ptr<const ComputeBackend>* instance = nullptr;
+    static std::string reason;
+    std::call_once(once, [] {
+        std::string why;
+        std::shared_ptr<const ComputeBackend> b;
+        try {
+            b = cuda::createCudaBackend(why);
+        } catch (const std::exception& e) {
+            why = e.what();
+        }
+        instance = new std::shared_ptr<const ComputeBackend>(b);
+        reason = why;
+    });
+    if (!*instance && whyNot)
+        *whyNot = reason;
+    return *instance;
+#else
+    if (whyNot)
+        *whyNot = "this build has no CUDA support (configure with -DMLA_WITH_CUDA=ON where nvcc is installed)";
+    return nullptr;
+#endif
+}
+
+std::vector<ComputeDevice> listComputeDevices()
+{
+    std::vector<ComputeDevice> devices{cpuBackend().device()};
+#if defined(MLA_WITH_CUDA)
+    if (!cudaDisabledByEnvironment()) {
+        std::string why;
+        for (auto& d : cuda::cudaDevices(why))
+            devices.push_back(std::move(d));
+    }
+#endif
+    return devices;
+}
+
+BackendSelection selectBackend(std::string_view preference)
+{
+    BackendSelection s;
+    if (preference == "cpu") {
+        s.backend = cpuBackendShared();
+        return s;
+    }
+    if (preference != "auto" && preference != "cuda")
+        throw Error("unknown device '" + std::string(preference) + "' (use auto, cpu or cuda)");
+    std::string why;
+    if (auto cuda = cudaBackend(&why)) {
+        s.backend = cuda;
+        s.message = "computing on " + cuda->device().label() + " (" + cuda->device().id + ")";
+        return s;
+    }
+    s.backend = cpuBackendShared();
+    s.message = (preference == "cuda" ? "CUDA was asked for but is not available: " : "no GPU: ") + why + "; computing on the CPU";
+    s.fellBack = preference == "cuda";
+    return s;
+}
+
+const ComputeBackend& currentBackend()
+{
+    return *currentBackendShared();
+}
+
+std::shared_ptr<const ComputeBackend> currentBackendShared()
+{
+    std::lock_guard lock(currentMutex());
+    if (!currentSlot())
+        return cpuBackendShared();
+    return currentSlot();
+}
+
+void setCurrentBackend(std::shared_ptr<const ComputeBackend> backend)
+{
+    std::lock_guard lock(currentMutex());
+    currentSlot() = std::move(backend);
+}
+
+ScopedBackend::ScopedBackend(std::shared_ptr<const ComputeBackend> backend) : m_previous(currentBackendShared())
+{
+    setCurrentBackend(std::move(backend));
+}
+
+ScopedBackend::~ScopedBackend()
+{
+    setCurrentBackend(std::move(m_previous));
+}
+
+} // namespace mla

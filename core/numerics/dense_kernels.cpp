@@ -1,0 +1,78 @@
+#include "numerics/dense_kernels.h"
+
+#include "numerics/dense_kernel_table.h"
+#include "util/error.h"
+
+#include <atomic>
+
+namespace mla {
+namespace {
+
+std::atomic<bool> g_allowAvx2{true};
+
+const detail::DenseKernelTable* activeTable()
+{
+    static const detail::DenseKernelTable* avx2 = [] {
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+            return detail::avx2DenseKernels();
+        return static_cast<const detail::DenseKernelTable*>(nullptr);
+    }();
+    return g_allowAvx2.load(std::memory_order_relaxed) ? avx2 : nullptr;
+}
+
+} // namespace
+
+void gemm(Eigen::Ref<Eigen::MatrixXd> dst, double alpha, const Eigen::Ref<const Eigen::MatrixXd>& a, Op opA,
+          const Eigen::Ref<const Eigen::MatrixXd>& b, Op opB, double beta)
+{
+    const bool ta = opA == Op::Transpose;
+    const bool tb = opB == Op::Transpose;
+    const Eigen::Index m = ta ? a.cols() : a.rows();
+    const Eigen::Index k = ta ? a.rows() : a.cols();
+    const Eigen::Index kb = tb ? b.cols() : b.rows();
+    const Eigen::Index n = tb ? b.rows() : b.cols();
+    if (m != dst.rows() || n != dst.cols() || k != kb)
+        throw Error("internal: GEMM shapes do not match");
+    if (const detail::DenseKernelTable* table = activeTable()) {
+        table->gemm({dst.data(), dst.outerStride(), m, n, k, a.data(), a.outerStride(), ta, b.data(), b.outerStride(), tb, alpha, beta});
+        return;
+    }
+    if (beta == 0.0)
+        dst.setZero();
+    else if (beta != 1.0)
+        dst *= beta;
+    if (k == 0 || alpha == 0.0)
+        return;
+    if (!ta && !tb)
+        dst.noalias() += alpha * a * b;
+    else if (ta && !tb)
+        dst.noalias() += alpha * a.transpose() * b;
+    else if (!ta && tb)
+        dst.noalias() += alpha * a * b.transpose();
+    else
+        dst.noalias() += alpha * a.transpose() * b.transpose();
+}
+
+void lowerSymvColumns(const double* s, Eigen::Index ld, Eigen::Index size, Eigen::Index c0, Eigen::Index c1, const double* x,
+                      double* y)
+{
+    if (const detail::DenseKernelTable* table = activeTable()) {
+        table->symvColumns({s, ld, size, c0, c1, x, y});
+        return;
+    }
+    for (Eigen::Index c = c0; c < c1; ++c) {
+        const double* col = s + c * ld;
+        const Eigen::Index len = size - c - 1;
+        Eigen::Map<const Eigen::VectorXd> tail(col + c + 1, len);
+        Eigen::Map<const Eigen::VectorXd> xTail(x + c + 1, len);
+        Eigen::Map<Eigen::VectorXd>(y + c + 1, len) += x[c] * tail;
+        y[c] += col[c] * x[c] + tail.dot(xTail);
+    }
+}
+
+const char* denseKernelInstructionSet() { return activeTable() ? "avx2+fma" : "generic"; }
+
+void allowAvx2DenseKernels(bool allow) { g_allowAvx2.store(allow, std::memory_order_relaxed); }
+
+} // namespace mla

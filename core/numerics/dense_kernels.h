@@ -1,0 +1,31 @@
+#pragma once
+
+#include <Eigen/Core>
+
+// The kernels that carry the spectral pipeline, dispatched at run time: the double GEMMs (Gram matrix, trailing
+// updates of the tridiagonal reduction, back-transformation, products with M) and the column kernel of the symmetric
+// matrix-vector product (the memory-bound half of the reduction). The project builds for baseline x86-64, where
+// Eigen's kernels use SSE2 only; on a CPU with AVX2 and FMA the same Eigen GEMM compiled for those runs about 2.4x as
+// fast (measured: docs/numerics.md).
+namespace mla {
+
+enum class Op { None, Transpose };
+
+// dst = beta * dst + alpha * op(a) * op(b), column-major blocks with unit inner stride (any outer stride). Parallel
+// over the cores like Eigen's own GEMM, or on the calling thread inside a parallel region.
+void gemm(Eigen::Ref<Eigen::MatrixXd> dst, double alpha, const Eigen::Ref<const Eigen::MatrixXd>& a, Op opA,
+          const Eigen::Ref<const Eigen::MatrixXd>& b, Op opB, double beta);
+
+// The columns [c0, c1) of y += S x for the symmetric S stored in its lower triangle at s (size x size, stride ld):
+// each stored entry is read once and used twice (y[c] gets the dot product, y[r > c] the axpy).
+void lowerSymvColumns(const double* s, Eigen::Index ld, Eigen::Index size, Eigen::Index c0, Eigen::Index c1, const double* x,
+                      double* y);
+
+// "avx2+fma" or "generic": which build of the kernels runs now.
+const char* denseKernelInstructionSet();
+
+// For tests and benchmarks: false restricts the kernels to the generic build, true (the default) allows AVX2 where the
+// CPU has it.
+void allowAvx2DenseKernels(bool allow);
+
+} // namespace mla

@@ -1,0 +1,55 @@
+#pragma once
+
+#include "analysis/analysis_result.h"
+#include "conversion/conversion_settings.h"
+#include "conversion/sanity_check.h"
+#include "util/job_control.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+namespace mla {
+
+struct Model;
+
+// Everything a user can save and reopen without the model: the analysis (with its calibration ids), the settings
+// as they stand in the workbench (which may differ from the analysed ones), and the results of a conversion check.
+struct Session {
+    AnalysisResult analysis;       // layers empty: no analysis yet (then only the model and settings are stored)
+    ConversionSettings settings;
+    std::optional<SanityReport> sanity;
+    std::string modelConfigJson;   // the original model's config, as JSON text
+    std::int64_t parameterCount = 0; // of the original model; 0 when unknown (the summary then has no "params")
+    std::string createdAt;         // ISO 8601, set on save
+    std::string toolVersion;       // set on save
+    int schemaVersion = 0;         // of the file it was read from (0 for a new session)
+};
+
+inline constexpr const char* kSessionFormatName = "mla-workbench-session";
+inline constexpr int kSessionSchemaVersion = 1;
+
+// A new session for an analysis of `model`: its config JSON and parameter count filled in, the workbench settings
+// starting as the analysed ones.
+Session makeSession(const Model& model, AnalysisResult analysis);
+
+// Writes an HDF5 session file (schema: docs/session-format.md) to a temporary name beside `path` and renames it
+// into place when complete; a failed or cancelled save leaves any previous file untouched. Progress is reported per
+// group and cancellation is checked between groups.
+void saveSession(const Session& session, const std::filesystem::path& path, const JobControl& job = {});
+
+// Reads a session. A damaged, truncated or foreign file, or a schema newer than this tool knows, is an mla::Error
+// naming the file and the problem; older schemas are migrated.
+Session loadSession(const std::filesystem::path& path);
+
+// Empty when `model` is the model the session was made from (same config and tensor index); otherwise a one-line
+// warning naming both fingerprints, for the GUI and CLI to show before using the weights with this session.
+std::string sessionModelMismatch(const Session& session, const Model& model);
+
+// The analyze --json keys present in a session, for `mla-workbench-cli session FILE --json`, plus "session"
+// (format, schema, tool, created, fingerprint), "settings" (the workbench's) and "results" when a check was stored.
+nlohmann::ordered_json sessionSummaryJson(const Session& session);
+
+} // namespace mla

@@ -1,0 +1,369 @@
+// loadSession: format check, schema version dispatch (the migration table) and the version 1 reader. Everything
+// read is checked against the model config stored in the same file before it is used as a size or an index.
+#include "session/session.h"
+
+#include "session/hdf5_reader.h"
+#include "session/session_schema.h"
+#include "util/error.h"
+
+#include <algorithm>
+#include <limits>
+#include <new>
+
+namespace mla {
+namespace {
+
+std::size_t z(std::int64_t v)
+{
+    return static_cast<std::size_t>(v);
+}
+
+class SessionReaderV1 {
+public:
+    explicit SessionReaderV1(const Hdf5Reader& r) : m_r(r) {}
+
+    Session read()
+    {
+        Session s;
+        const hid_t root = m_r.root();
+        s.toolVersion = m_r.stringAttribute(root, schema::kToolVersion, "/");
+        s.createdAt = m_r.stringAttribute(root, schema::kCreated, "/");
+        readModel(s);
+        h5::Handle settings = m_r.group(root, schema::kSettings, "/");
+        s.settings = readSettings(settings.id(), "/settings");
+        if (auto analysis = m_r.optionalGroup(root, schema::kAnalysis, "/")) {
+            readCalibration(s.analysis);
+            readAnalysis(analysis->id(), s.analysis);
+        }
+        if (auto results = m_r.optionalGroup(root, schema::kResults, "/")) {
+            if (auto sanity = m_r.optionalGroup(results->id(), "sanity", "/results"))
+                s.sanity = readSanity(sanity->id());
+        }
+        return s;
+    }
+
+private:
+    void readModel(Session& s)
+    {
+        h5::Handle g = m_r.group(m_r.root(), schema::kModel, "/");
+        const std::string where = "/model";
+        AnalysisResult& a = s.analysis;
+        a.modelPath = m_r.stringAttribute(g.id(), "source_path", where);
+        a.modelFingerprint = m_r.stringAttribute(g.id(), "fingerprint", where);
+        s.modelConfigJson = m_r.stringAttribute(g.id(), "source_config_json", where);
+        s.parameterCount = m_r.integerAttribute(g.id(), "parameter_count", where, 0, std::numeric_limits<std::int64_t>::max());
+        const std::string configText = m_r.stringAttribute(g.id(), "config_json", where);
+        const nlohmann::json config = nlohmann::json::parse(configText, nullptr, false);
+        if (config.is_discarded() || !config.is_object())
+            m_r.fail("/model config_json is not a JSON object");
+        a.config = configFromHuggingFace(config, m_r.path());
+        m_c = a.config;
+        if (m_c.isMla())
+            m_r.fail("/model config_json describes an already converted (MLA) model");
+        // The plain copies must agree with the JSON: a disagreement means the file was damaged or edited by hand.
+        const std::pair<const char*, std::int64_t> copies[] = {
+            {"hidden_size", m_c.hidden}, {"intermediate_size", m_c.ffn}, {"num_hidden_layers", m_c.layers},
+            {"num_attention_heads", m_c.heads}, {"num_key_value_heads", m_c.kvHeads}, {"head_dim", m_c.headDim},
+            {"vocab_size", m_c.vocab}};
+        for (const auto& [name, value] : copies) {
+            if (m_r.integerAttribute(g.id(), name, where, std::numeric_limits<std::int64_t>::min(),
+                                     std::numeric_limits<std::int64_t>::max()) != value)
+                m_r.fail("/model attribute '" + std::string(name) + "' disagrees with config_json");
+        }
+        if (m_r.stringAttribute(g.id(), "architecture", where) != m_c.architecture)
+            m_r.fail("/model attribute 'architecture' disagrees with config_json");
+        m_pairs = m_c.headDim / 2;
+    }
+
+    std::int64_t flag(hid_t g, const char* name, const std::string& where) const
+    {
+        return m_r.integerAttribute(g, name, where, 0, 1);
+    }
+
+    ConversionSettings readSettings(hid_t g, const std::string& where) const
+    {
+        ConversionSettings s;
+        const std::string strategy = m_r.stringAttribute(g, "rope_strategy", where);
+        if (!parseRopeStrategy(strategy, s.strategy))
+            m_r.fail(where + " rope_strategy '" + strategy + "' is not one of high, low, uniform, 2-norm, rotation-loss");
+        s.ropePairs = m_r.integerAttribute(g, "rope_pairs", where, -1, m_pairs);
+        s.uniformStart = m_r.integerAttribute(g, "uniform_start", where, 0, m_pairs);
+        const std::string method = m_r.stringAttribute(g, "svd_method", where);
+        if (!parseLatentMethod(method, s.method))
+            m_r.fail(where + " svd_method '" + method + "' is not one of joint, split, key, value, none");
+        s.latentDim = m_r.integerAttribute(g, "latent_dim", where, -1, 1 << 24);
+        s.targetSaving = m_r.numberAttribute(g, "target_kv_saving", where);
+        const std::string sigma = m_r.stringAttribute(g, "sigma", where);
+        if (!parseSigmaPlacement(sigma, s.sigma))
+            m_r.fail(where + " sigma '" + sigma + "' is not up or sqrt");
+        s.activationAware = flag(g, "activation_aware", where) != 0;
+        s.balanceKeyValue = flag(g, "balance_key_value", where) != 0;
+        s.chooseBalance = flag(g, "choose_balance", where) != 0;
+        s.refit = flag(g, "refit", where) != 0;
+        s.refitRidge = m_r.numberAttribute(g, "refit_ridge", where);
+        s.allocate = flag(g, "allocate", where) != 0;
+        s.kvBudget = m_r.integerAttribute(g, "kv_budget", where, -1, std::numeric_limits<std::int64_t>::max());
+        s.preset = m_r.stringAttribute(g, "preset", where);
+        s.ropePairsPerLayer = perLayer(g, "rope_pairs_per_layer", where, 0, m_pairs);
+        s.latentPerLayer = perLayer(g, "latent_dim_per_layer", where, 0, 1 << 24);
+        return s;
+    }
+
+    std::vector<std::int64_t> perLayer(hid_t g, const char* name, const std::string& where, std::int64_t min,
+                                       std::int64_t max) const
+    {
+        std::vector<std::int64_t> values = m_r.integers(g, name, where, {-1}, u(m_c.layers));
+        if (!values.empty() && static_cast<std::int64_t>(values.size()) != m_c.layers)
+            m_r.fail(where + "/" + name + " lists " + std::to_string(values.size()) + " layers, the model has "
+                     + std::to_string(m_c.layers));
+        for (auto v : values) {
+            if (v < min || v > max)
+                m_r.fail(where + "/" + name + " holds " + std::to_string(v) + ", outside [" + std::to_string(min) + ", "
+                         + std::to_string(max) + "]");
+        }
+        return values;
+    }
+
+    static std::uint64_t u(std::int64_t v) { return static_cast<std::uint64_t>(v); }
+
+    void readCalibration(AnalysisResult& a) const
+    {
+        h5::Handle g = m_r.group(m_r.root(), schema::kCalibration, "/");
+        const std::string where = "/calibration";
+        a.calibrationSource = m_r.stringAttribute(g.id(), "source", where);
+        a.calibrationDescription = m_r.stringAttribute(g.id(), "description", where);
+        a.calibrationTokens = m_r.integerAttribute(g.id(), "token_count", where, 0, std::numeric_limits<std::int64_t>::max());
+        const std::int64_t sequences = m_r.integerAttribute(g.id(), "sequence_count", where, 0,
+                                                            static_cast<std::int64_t>(schema::kMaxSequences));
+        const std::vector<std::int64_t> ids = m_r.integers(g.id(), "ids", where, {-1}, schema::kMaxCalibrationTokens);
+        const std::vector<std::int64_t> offsets = m_r.integers(g.id(), "sequence_offsets", where, {sequences + 1},
+                                                               schema::kMaxSequences + 1);
+        if (offsets.front() != 0 || offsets.back() != static_cast<std::int64_t>(ids.size())
+            || !std::is_sorted(offsets.begin(), offsets.end()))
+            m_r.fail(where + "/sequence_offsets must rise from 0 to the number of ids");
+        for (auto id : ids) {
+            if (id < 0 || id >= m_c.vocab)
+                m_r.fail(where + "/ids holds id " + std::to_string(id) + ", outside the vocabulary of "
+                         + std::to_string(m_c.vocab));
+        }
+        a.calibrationIds.resize(z(sequences));
+        for (std::int64_t s = 0; s < sequences; ++s)
+            a.calibrationIds[z(s)].assign(ids.begin() + offsets[z(s)], ids.begin() + offsets[z(s) + 1]);
+    }
+
+    void readScores(hid_t g, const char* name, MatrixXdRM LayerRopeScores::*member, std::int64_t rows,
+                    std::vector<LayerAnalysis>& layers) const
+    {
+        const std::vector<double> values = m_r.doubles(g, name, "/analysis", {m_c.layers, rows, m_pairs}, schema::kMaxArrayValues);
+        const std::size_t block = z(rows * m_pairs);
+        for (std::int64_t l = 0; l < m_c.layers; ++l)
+            layers[z(l)].scores.*member = Eigen::Map<const MatrixXdRM>(values.data() + z(l) * block, rows, m_pairs);
+    }
+
+    void readKeptPairs(hid_t analysis, std::vector<LayerAnalysis>& layers) const
+    {
+        h5::Handle g = m_r.group(analysis, schema::kKeptPairs, "/analysis");
+        const std::string where = "/analysis/kept_pairs";
+        for (std::int64_t l = 0; l < m_c.layers; ++l) {
+            std::vector<std::int64_t> shape;
+            const std::vector<std::int64_t> pairs = m_r.integers(g.id(), schema::layerName(l), where, {m_c.kvHeads, -1},
+                                                                 u(m_c.kvHeads * m_pairs), &shape);
+            const std::int64_t kept = shape[1];
+            if (kept > m_pairs)
+                m_r.fail(where + "/" + schema::layerName(l) + " keeps more pairs than a head has");
+            LayerPairSelection selection(z(m_c.kvHeads));
+            for (std::int64_t h = 0; h < m_c.kvHeads; ++h) {
+                for (std::int64_t i = 0; i < kept; ++i) {
+                    const std::int64_t j = pairs[z(h * kept + i)];
+                    if (j < 0 || j >= m_pairs || (i > 0 && j <= selection[z(h)].back()))
+                        m_r.fail(where + "/" + schema::layerName(l) + " must hold ascending, distinct pair indices in [0, "
+                                 + std::to_string(m_pairs) + ")");
+                    selection[z(h)].push_back(static_cast<int>(j));
+                }
+            }
+            layers[z(l)].selection = std::move(selection);
+        }
+    }
+
+    // Longest spectrum any of the three matrices can have: min(rows, cols) <= hidden.
+    std::uint64_t maxSpectrum() const { return u(m_c.hidden + 2 * m_c.kvDim()); }
+
+    void readSpectra(hid_t spectra, hid_t errors, const char* space, bool activation, std::vector<LayerAnalysis>& layers) const
+    {
+        h5::Handle sp = m_r.group(spectra, space, "/analysis/spectra");
+        h5::Handle ep = m_r.group(errors, space, "/analysis/error_curves");
+        for (int kind = 0; kind < 3; ++kind) {
+            const char* kindName = schema::kSpectrumKinds[kind];
+            const std::string sWhere = std::string("/analysis/spectra/") + space;
+            const std::string eWhere = std::string("/analysis/error_curves/") + space;
+            h5::Handle sg = m_r.group(sp.id(), kindName, sWhere);
+            h5::Handle eg = m_r.group(ep.id(), kindName, eWhere);
+            for (std::int64_t l = 0; l < m_c.layers; ++l) {
+                const std::string name = schema::layerName(l);
+                std::vector<double> values = m_r.doubles(sg.id(), name, sWhere + "/" + kindName, {-1}, maxSpectrum());
+                std::vector<double> curve = m_r.doubles(eg.id(), name, eWhere + "/" + kindName, {-1}, maxSpectrum() + 1);
+                // Plots index the curve by rank 0..n: it must have exactly one more entry than the spectrum.
+                const bool ok = values.empty() ? curve.size() <= 1 : curve.size() == values.size() + 1;
+                if (!ok)
+                    m_r.fail(eWhere + "/" + kindName + "/" + name + " has " + std::to_string(curve.size()) + " entries for "
+                             + std::to_string(values.size()) + " singular values (expected one more)");
+                KeyValueSpectra& s = activation ? layers[z(l)].activationSpectra : layers[z(l)].weightSpectra;
+                std::vector<double>* valueSlots[] = {&s.joint, &s.key, &s.value};
+                std::vector<double>* errorSlots[] = {&s.jointError, &s.keyError, &s.valueError};
+                *valueSlots[kind] = std::move(values);
+                *errorSlots[kind] = std::move(curve);
+            }
+        }
+    }
+
+    void readAnalysis(hid_t g, AnalysisResult& a) const
+    {
+        const std::string where = "/analysis";
+        const std::pair<const char*, std::int64_t> shape[] = {
+            {"layers", m_c.layers}, {"heads", m_c.heads}, {"kv_heads", m_c.kvHeads}, {"pairs", m_pairs}};
+        for (const auto& [name, value] : shape) {
+            if (m_r.integerAttribute(g, name, where, 0, std::numeric_limits<std::int64_t>::max()) != value)
+                m_r.fail(where + " attribute '" + std::string(name) + "' disagrees with the model config");
+        }
+        a.scoreContext = m_r.integerAttribute(g, "score_context", where, 0, std::numeric_limits<std::int64_t>::max());
+        h5::Handle settings = m_r.group(g, schema::kSettings, where);
+        a.settings = readSettings(settings.id(), where + "/settings");
+
+        a.layers.resize(z(m_c.layers));
+        readScores(g, schema::kQueryPairNorms, &LayerRopeScores::queryNorm, m_c.heads, a.layers);
+        readScores(g, schema::kKeyPairNorms, &LayerRopeScores::keyNorm, m_c.kvHeads, a.layers);
+        readScores(g, schema::kRopeScores, &LayerRopeScores::perKvHead, m_c.kvHeads, a.layers);
+        readScores(g, schema::kRopeScoresQ, &LayerRopeScores::perQuery, m_c.heads, a.layers);
+        readScores(g, schema::kRotationLoss, &LayerRopeScores::rotationLoss, m_c.kvHeads, a.layers);
+        readScores(g, schema::kRotationLossQ, &LayerRopeScores::rotationLossPerQuery, m_c.heads, a.layers);
+        readKeptPairs(g, a.layers);
+
+        h5::Handle spectra = m_r.group(g, schema::kSpectra, where);
+        h5::Handle errors = m_r.group(g, schema::kErrorCurves, where);
+        readSpectra(spectra.id(), errors.id(), schema::kWeightSpace, false, a.layers);
+        if (m_r.hasChild(spectra.id(), schema::kActivationSpace))
+            readSpectra(spectra.id(), errors.id(), schema::kActivationSpace, true, a.layers);
+
+        if (auto cov = m_r.optionalGroup(g, schema::kInputCovariance, where)) {
+            const std::string covWhere = where + "/" + schema::kInputCovariance;
+            for (std::int64_t l = 0; l < m_c.layers; ++l) {
+                const std::string name = schema::layerName(l);
+                if (!m_r.hasChild(cov->id(), name))
+                    continue;
+                const std::vector<double> values = m_r.doubles(cov->id(), name, covWhere, {m_c.hidden, m_c.hidden},
+                                                               schema::kMaxArrayValues);
+                a.layers[z(l)].inputCovariance = Eigen::Map<const MatrixXdRM>(values.data(), m_c.hidden, m_c.hidden);
+            }
+        }
+    }
+
+    std::vector<int> ids(hid_t g, const char* name, const std::string& where) const
+    {
+        const std::vector<std::int64_t> values = m_r.integers(g, name, where, {-1}, schema::kMaxGeneratedIds);
+        std::vector<int> out;
+        out.reserve(values.size());
+        for (auto v : values) {
+            if (v < 0 || v >= m_c.vocab)
+                m_r.fail(where + "/" + name + " holds id " + std::to_string(v) + ", outside the vocabulary");
+            out.push_back(static_cast<int>(v));
+        }
+        return out;
+    }
+
+    SanityReport readSanity(hid_t g) const
+    {
+        const std::string where = "/results/sanity";
+        SanityReport r;
+        r.originalPpl = m_r.scalarNumber(g, "original_perplexity", where);
+        r.convertedPpl = m_r.scalarNumber(g, "converted_perplexity", where);
+        r.kl = m_r.scalarNumber(g, "kl_divergence", where);
+        r.top1Agreement = m_r.scalarNumber(g, "top1_agreement", where);
+        r.evaluatedTokens = m_r.scalarInteger(g, "evaluated_tokens", where);
+        r.originalKvBytesPerToken = m_r.scalarNumber(g, "original_kv_bytes_per_token", where);
+        r.convertedKvBytesPerToken = m_r.scalarNumber(g, "converted_kv_bytes_per_token", where);
+        h5::Handle gens = m_r.group(g, "generations", where);
+        const std::string gensWhere = where + "/generations";
+        const std::int64_t count = m_r.integerAttribute(gens.id(), "count", gensWhere, 0,
+                                                        static_cast<std::int64_t>(schema::kMaxGenerations));
+        for (std::int64_t i = 0; i < count; ++i) {
+            const std::string name = schema::generationName(z(i));
+            h5::Handle one = m_r.group(gens.id(), name, gensWhere);
+            const std::string oneWhere = gensWhere + "/" + name;
+            GenerationComparison c;
+            c.prompt = m_r.stringAttribute(one.id(), "prompt", oneWhere);
+            c.originalText = m_r.stringAttribute(one.id(), "original_text", oneWhere);
+            c.convertedText = m_r.stringAttribute(one.id(), "converted_text", oneWhere);
+            c.firstDifference = m_r.integerAttribute(one.id(), "first_difference", oneWhere, -1,
+                                                     static_cast<std::int64_t>(schema::kMaxGeneratedIds));
+            c.originalIds = ids(one.id(), "original_ids", oneWhere);
+            c.convertedIds = ids(one.id(), "converted_ids", oneWhere);
+            r.generations.push_back(std::move(c));
+        }
+        return r;
+    }
+
+    const Hdf5Reader& m_r;
+    ModelConfig m_c;
+    std::int64_t m_pairs = 0;
+};
+
+Session loadVersion1(const Hdf5Reader& reader)
+{
+    return SessionReaderV1(reader).read();
+}
+
+// The migration hook: one loader per schema version this tool can read, each returning a current Session. When the
+// schema changes, the new version gets a loader and the old loaders stay, so older files keep opening.
+struct SchemaLoader {
+    int version;
+    Session (*load)(const Hdf5Reader&);
+};
+
+constexpr SchemaLoader kSchemaLoaders[] = {
+    {1, &loadVersion1},
+};
+
+Session readSession(const std::filesystem::path& path)
+{
+    h5::LibraryGuard guard;
+    const Hdf5Reader reader(path);
+    const hid_t root = reader.root();
+    if (!reader.hasAttribute(root, schema::kFormat))
+        reader.fail("not an MLA Workbench session (an HDF5 file without the '" + std::string(schema::kFormat)
+                    + "' attribute of session files)");
+    const std::string format = reader.stringAttribute(root, schema::kFormat, "/");
+    if (format != kSessionFormatName)
+        reader.fail("not an MLA Workbench session (its format is '" + format + "')");
+    const std::int64_t version = reader.integerAttribute(root, schema::kSchemaVersion, "/", std::numeric_limits<int>::min(),
+                                                         std::numeric_limits<int>::max());
+    if (version > kSessionSchemaVersion)
+        reader.fail("written by a newer MLA Workbench (session schema version " + std::to_string(version)
+                    + "; this version reads up to " + std::to_string(kSessionSchemaVersion)
+                    + "): update MLA Workbench to open it");
+    for (const SchemaLoader& loader : kSchemaLoaders) {
+        if (loader.version == version) {
+            Session s = loader.load(reader);
+            s.schemaVersion = static_cast<int>(version);
+            return s;
+        }
+    }
+    reader.fail("session schema version " + std::to_string(version) + " is not supported (this version reads "
+                + std::to_string(kSchemaLoaders[0].version) + " to " + std::to_string(kSessionSchemaVersion) + ")");
+}
+
+} // namespace
+
+Session loadSession(const std::filesystem::path& path)
+{
+    try {
+        return readSession(path);
+    } catch (const Error&) {
+        throw;
+    } catch (const std::bad_alloc&) {
+        throw Error(path, "damaged session: it asks for more memory than is available");
+    } catch (const std::exception& e) {
+        throw Error(path, std::string("damaged session: ") + e.what());
+    }
+}
+
+} // namespace mla

@@ -1,0 +1,308 @@
+// saveSession: the schema of docs/session-format.md, version 1.
+#include "session/session.h"
+
+#include "session/analysis_json.h"
+#include "session/hdf5_writer.h"
+#include "session/session_schema.h"
+#include "util/error.h"
+#include "util/staged_output.h"
+#include "util/version.h"
+
+#include <ctime>
+
+namespace mla {
+namespace {
+
+using Dims = std::vector<std::uint64_t>;
+
+std::uint64_t u(std::int64_t v)
+{
+    return static_cast<std::uint64_t>(v);
+}
+
+std::string isoNow()
+{
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    gmtime_r(&now, &utc);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    return text;
+}
+
+class SessionWriter {
+public:
+    SessionWriter(const Session& session, const std::filesystem::path& staging, const std::filesystem::path& path,
+                  const JobControl& job)
+        : m_s(session), m_a(session.analysis), m_c(session.analysis.config), m_path(path), m_job(job), m_w(staging, path)
+    {
+    }
+
+    void write()
+    {
+        const bool analysed = !m_a.layers.empty();
+        const double analysisShare = analysed ? 0.8 : 0.0;
+        m_job.progress(0.0, "saving session: model");
+        writeRoot();
+        writeModel();
+        m_job.progress(0.05, "saving session: settings");
+        writeSettings(m_w.root(), schema::kSettings, m_s.settings);
+        if (analysed) {
+            m_job.progress(0.1, "saving session: calibration");
+            writeCalibration();
+            writeAnalysis(0.15, 0.15 + analysisShare * 0.95);
+        }
+        m_job.progress(0.95, "saving session: results");
+        if (m_s.sanity)
+            writeResults(*m_s.sanity);
+        m_job.checkCancelled();
+        m_w.close();
+    }
+
+private:
+    [[noreturn]] void internal(const std::string& problem) const
+    {
+        throw Error(m_path, "cannot save this session: " + problem);
+    }
+
+    void writeRoot()
+    {
+        const hid_t root = m_w.root();
+        m_w.attribute(root, schema::kFormat, kSessionFormatName);
+        m_w.attribute(root, schema::kSchemaVersion, std::int64_t{kSessionSchemaVersion});
+        m_w.attribute(root, schema::kTool, kToolName);
+        m_w.attribute(root, schema::kToolVersion, kVersion);
+        m_w.attribute(root, schema::kCreated, isoNow());
+    }
+
+    void writeModel()
+    {
+        h5::Handle g = m_w.createGroup(m_w.root(), schema::kModel);
+        m_w.attribute(g.id(), "source_path", m_a.modelPath);
+        m_w.attribute(g.id(), "fingerprint", m_a.modelFingerprint);
+        m_w.attribute(g.id(), "config_json", configToHuggingFace(m_c).dump());
+        m_w.attribute(g.id(), "source_config_json", m_s.modelConfigJson);
+        m_w.attribute(g.id(), "parameter_count", m_s.parameterCount);
+        // Copies of the shape for readers that do not parse JSON; the loader checks them against config_json.
+        m_w.attribute(g.id(), "architecture", m_c.architecture);
+        m_w.attribute(g.id(), "hidden_size", m_c.hidden);
+        m_w.attribute(g.id(), "intermediate_size", m_c.ffn);
+        m_w.attribute(g.id(), "num_hidden_layers", m_c.layers);
+        m_w.attribute(g.id(), "num_attention_heads", m_c.heads);
+        m_w.attribute(g.id(), "num_key_value_heads", m_c.kvHeads);
+        m_w.attribute(g.id(), "head_dim", m_c.headDim);
+        m_w.attribute(g.id(), "vocab_size", m_c.vocab);
+    }
+
+    void writeSettings(hid_t parent, const char* name, const ConversionSettings& s)
+    {
+        h5::Handle g = m_w.createGroup(parent, name);
+        m_w.attribute(g.id(), "rope_strategy", std::string(ropeStrategyName(s.strategy)));
+        m_w.attribute(g.id(), "rope_pairs", s.ropePairs);
+        m_w.attribute(g.id(), "uniform_start", s.uniformStart);
+        m_w.attribute(g.id(), "svd_method", std::string(latentMethodName(s.method)));
+        m_w.attribute(g.id(), "latent_dim", s.latentDim);
+        m_w.attribute(g.id(), "target_kv_saving", s.targetSaving);
+        m_w.attribute(g.id(), "sigma", std::string(sigmaPlacementName(s.sigma)));
+        m_w.attribute(g.id(), "activation_aware", std::int64_t{s.activationAware});
+        m_w.attribute(g.id(), "balance_key_value", std::int64_t{s.balanceKeyValue});
+        m_w.attribute(g.id(), "choose_balance", std::int64_t{s.chooseBalance});
+        m_w.attribute(g.id(), "refit", std::int64_t{s.refit});
+        m_w.attribute(g.id(), "refit_ridge", s.refitRidge);
+        m_w.attribute(g.id(), "allocate", std::int64_t{s.allocate});
+        m_w.attribute(g.id(), "kv_budget", s.kvBudget);
+        m_w.attribute(g.id(), "preset", s.preset);
+        m_w.attribute(g.id(), "json", settingsJson(s).dump());
+        m_w.dataset(g.id(), "rope_pairs_per_layer", {s.ropePairsPerLayer.size()}, s.ropePairsPerLayer.data(), "pairs",
+                    "kept RoPE pairs per head for each layer; empty: rope_pairs for every layer");
+        m_w.dataset(g.id(), "latent_dim_per_layer", {s.latentPerLayer.size()}, s.latentPerLayer.data(), "elements",
+                    "latent width d_c of each layer; empty: latent_dim (or target_kv_saving) for every layer");
+    }
+
+    void writeCalibration()
+    {
+        h5::Handle g = m_w.createGroup(m_w.root(), schema::kCalibration);
+        m_w.attribute(g.id(), "source", m_a.calibrationSource);
+        m_w.attribute(g.id(), "description", m_a.calibrationDescription);
+        m_w.attribute(g.id(), "token_count", m_a.calibrationTokens);
+        m_w.attribute(g.id(), "sequence_count", static_cast<std::int64_t>(m_a.calibrationIds.size()));
+        std::vector<std::int32_t> ids;
+        std::vector<std::int64_t> offsets{0};
+        for (const auto& sequence : m_a.calibrationIds) {
+            ids.insert(ids.end(), sequence.begin(), sequence.end());
+            offsets.push_back(static_cast<std::int64_t>(ids.size()));
+        }
+        m_w.dataset(g.id(), "ids", {ids.size()}, ids.data(), "token ids",
+                    "every calibration sequence, concatenated; sequence s is ids[sequence_offsets[s]:sequence_offsets[s+1]]");
+        m_w.dataset(g.id(), "sequence_offsets", {offsets.size()}, offsets.data(), "index into ids",
+                    "start of each sequence in ids, then the total length");
+    }
+
+    // One [layer][rows][pairs] array from the same member of every layer's scores.
+    void writeScores(hid_t g, const char* name, MatrixXdRM LayerRopeScores::*member, std::int64_t rows, const char* units,
+                     const char* description)
+    {
+        const std::int64_t pairs = m_c.headDim / 2;
+        std::vector<double> values;
+        values.reserve(u(m_c.layers * rows * pairs));
+        for (std::int64_t l = 0; l < m_c.layers; ++l) {
+            const MatrixXdRM& m = m_a.layers[u(l)].scores.*member;
+            if (m.rows() != rows || m.cols() != pairs)
+                internal(std::string(name) + " of layer " + std::to_string(l) + " is " + std::to_string(m.rows()) + " x "
+                         + std::to_string(m.cols()) + ", expected " + std::to_string(rows) + " x " + std::to_string(pairs));
+            values.insert(values.end(), m.data(), m.data() + m.size());
+        }
+        m_w.dataset(g, name, {u(m_c.layers), u(rows), u(pairs)}, values.data(), units, description);
+    }
+
+    void writeSpectra(hid_t analysis, bool activation)
+    {
+        const char* space = activation ? schema::kActivationSpace : schema::kWeightSpace;
+        h5::Handle spectraParent = m_w.createGroup(analysis, space);
+        h5::Handle errorParent = m_w.createGroup(m_errorCurves.id(), space);
+        const char* units = activation ? "singular value (whitened by the calibration inputs)" : "singular value";
+        for (int kind = 0; kind < 3; ++kind) {
+            h5::Handle sg = m_w.createGroup(spectraParent.id(), schema::kSpectrumKinds[kind]);
+            h5::Handle eg = m_w.createGroup(errorParent.id(), schema::kSpectrumKinds[kind]);
+            for (std::int64_t l = 0; l < m_c.layers; ++l) {
+                const KeyValueSpectra& s = activation ? m_a.layers[u(l)].activationSpectra : m_a.layers[u(l)].weightSpectra;
+                const std::vector<double>* values[] = {&s.joint, &s.key, &s.value};
+                const std::vector<double>* errors[] = {&s.jointError, &s.keyError, &s.valueError};
+                m_w.dataset(sg.id(), schema::layerName(l), {values[kind]->size()}, values[kind]->data(), units,
+                            "singular values, descending");
+                m_w.dataset(eg.id(), schema::layerName(l), {errors[kind]->size()}, errors[kind]->data(), "fraction",
+                            "relative Frobenius error of the best rank-k approximation, k = 0..n");
+            }
+        }
+    }
+
+    void writeAnalysis(double begin, double end)
+    {
+        const std::int64_t L = m_c.layers;
+        if (static_cast<std::int64_t>(m_a.layers.size()) != L)
+            internal("the analysis has " + std::to_string(m_a.layers.size()) + " layers, the model " + std::to_string(L));
+        h5::Handle g = m_w.createGroup(m_w.root(), schema::kAnalysis);
+        m_w.attribute(g.id(), "layers", L);
+        m_w.attribute(g.id(), "heads", m_c.heads);
+        m_w.attribute(g.id(), "kv_heads", m_c.kvHeads);
+        m_w.attribute(g.id(), "pairs", m_c.headDim / 2);
+        m_w.attribute(g.id(), "score_context", m_a.scoreContext);
+        writeSettings(g.id(), schema::kSettings, m_a.settings);
+
+        writeScores(g.id(), schema::kQueryPairNorms, &LayerRopeScores::queryNorm, m_c.heads, "activation units",
+                    "mean over calibration tokens of the L2 norm of each query head's pair [layer][head][pair]");
+        writeScores(g.id(), schema::kKeyPairNorms, &LayerRopeScores::keyNorm, m_c.kvHeads, "activation units",
+                    "mean L2 norm of each key head's pair [layer][kv_head][pair]");
+        writeScores(g.id(), schema::kRopeScores, &LayerRopeScores::perKvHead, m_c.kvHeads, "activation units squared",
+                    "2-norm score (query norm x key norm) summed over each KV group [layer][kv_head][pair]");
+        writeScores(g.id(), schema::kRopeScoresQ, &LayerRopeScores::perQuery, m_c.heads, "activation units squared",
+                    "2-norm score per query head (paper-compatible) [layer][head][pair]");
+        writeScores(g.id(), schema::kRotationLoss, &LayerRopeScores::rotationLoss, m_c.kvHeads, "squared attention logit",
+                    "expected squared logit change if the pair stopped rotating, per KV group [layer][kv_head][pair]");
+        writeScores(g.id(), schema::kRotationLossQ, &LayerRopeScores::rotationLossPerQuery, m_c.heads,
+                    "squared attention logit", "rotation loss per query head [layer][head][pair]");
+        m_job.progress(begin + 0.2 * (end - begin), "saving session: kept pairs");
+
+        h5::Handle kept = m_w.createGroup(g.id(), schema::kKeptPairs);
+        for (std::int64_t l = 0; l < L; ++l) {
+            const LayerPairSelection& selection = m_a.layers[u(l)].selection;
+            if (static_cast<std::int64_t>(selection.size()) != m_c.kvHeads)
+                internal("the selection of layer " + std::to_string(l) + " lists " + std::to_string(selection.size())
+                         + " KV heads, expected " + std::to_string(m_c.kvHeads));
+            std::vector<std::int32_t> pairs;
+            for (const auto& head : selection) {
+                if (head.size() != selection[0].size())
+                    internal("KV heads of layer " + std::to_string(l) + " keep different numbers of pairs");
+                pairs.insert(pairs.end(), head.begin(), head.end());
+            }
+            m_w.dataset(kept.id(), schema::layerName(l), {selection.size(), selection[0].size()}, pairs.data(), "pair index",
+                        "RoPE pairs that keep their rotation [kv_head][...], ascending; pair j = dims (j, j + head_dim/2)");
+        }
+        m_job.progress(begin + 0.35 * (end - begin), "saving session: spectra");
+
+        h5::Handle spectra = m_w.createGroup(g.id(), schema::kSpectra);
+        m_errorCurves = m_w.createGroup(g.id(), schema::kErrorCurves);
+        writeSpectra(spectra.id(), false);
+        bool anyActivation = false;
+        for (const auto& layer : m_a.layers)
+            anyActivation = anyActivation || !layer.activationSpectra.empty();
+        if (anyActivation)
+            writeSpectra(spectra.id(), true);
+        m_errorCurves.reset();
+
+        bool anyCovariance = false;
+        for (const auto& layer : m_a.layers)
+            anyCovariance = anyCovariance || layer.inputCovariance.size() > 0;
+        if (anyCovariance) {
+            h5::Handle cov = m_w.createGroup(g.id(), schema::kInputCovariance);
+            for (std::int64_t l = 0; l < L; ++l) {
+                m_job.progress(begin + (0.5 + 0.5 * static_cast<double>(l) / static_cast<double>(L)) * (end - begin),
+                               "saving session: input covariances");
+                const MatrixXdRM& c = m_a.layers[u(l)].inputCovariance;
+                if (c.size() == 0)
+                    continue;
+                if (c.rows() != m_c.hidden || c.cols() != m_c.hidden)
+                    internal("the input covariance of layer " + std::to_string(l) + " is not hidden x hidden");
+                m_w.dataset(cov.id(), schema::layerName(l), {u(c.rows()), u(c.cols())}, c.data(), "activation units squared",
+                            "E[x x^T] of the attention input over the calibration tokens");
+            }
+        }
+    }
+
+    void writeResults(const SanityReport& r)
+    {
+        h5::Handle results = m_w.createGroup(m_w.root(), schema::kResults);
+        h5::Handle g = m_w.createGroup(results.id(), "sanity");
+        m_w.scalar(g.id(), "original_perplexity", r.originalPpl, "perplexity", "of the original model on the evaluation tokens");
+        m_w.scalar(g.id(), "converted_perplexity", r.convertedPpl, "perplexity", "of the converted model on the same tokens");
+        m_w.scalar(g.id(), "kl_divergence", r.kl, "nats per token", "mean KL(original || converted) of the next-token distributions");
+        m_w.scalar(g.id(), "top1_agreement", r.top1Agreement, "fraction", "positions where both models rank the same token first");
+        m_w.scalar(g.id(), "evaluated_tokens", r.evaluatedTokens, "tokens", "positions the metrics were measured on");
+        m_w.scalar(g.id(), "original_kv_bytes_per_token", r.originalKvBytesPerToken, "bytes per token",
+                   "KV cache measured while generating with the original model");
+        m_w.scalar(g.id(), "converted_kv_bytes_per_token", r.convertedKvBytesPerToken, "bytes per token",
+                   "KV cache measured while generating with the converted model");
+        h5::Handle gens = m_w.createGroup(g.id(), "generations");
+        m_w.attribute(gens.id(), "count", static_cast<std::int64_t>(r.generations.size()));
+        for (std::size_t i = 0; i < r.generations.size(); ++i) {
+            const GenerationComparison& c = r.generations[i];
+            h5::Handle one = m_w.createGroup(gens.id(), schema::generationName(i));
+            m_w.attribute(one.id(), "prompt", c.prompt);
+            m_w.attribute(one.id(), "original_text", c.originalText);
+            m_w.attribute(one.id(), "converted_text", c.convertedText);
+            m_w.attribute(one.id(), "first_difference", c.firstDifference);
+            const std::vector<std::int32_t> a(c.originalIds.begin(), c.originalIds.end());
+            const std::vector<std::int32_t> b(c.convertedIds.begin(), c.convertedIds.end());
+            m_w.dataset(one.id(), "original_ids", {a.size()}, a.data(), "token ids", "greedy continuation of the original model");
+            m_w.dataset(one.id(), "converted_ids", {b.size()}, b.data(), "token ids", "greedy continuation of the converted model");
+        }
+    }
+
+    const Session& m_s;
+    const AnalysisResult& m_a;
+    const ModelConfig& m_c;
+    std::filesystem::path m_path;
+    const JobControl& m_job;
+    Hdf5Writer m_w;
+    h5::Handle m_errorCurves;
+};
+
+} // namespace
+
+void saveSession(const Session& session, const std::filesystem::path& path, const JobControl& job)
+{
+    // A session without a model shape cannot be reopened; refuse before anything touches the disk.
+    session.analysis.config.validate(path);
+    job.checkCancelled();
+    StagedFile staged(path);
+    {
+        h5::LibraryGuard guard;
+        SessionWriter writer(session, staged.path(), path, job);
+        writer.write();
+    }
+    // The last cancellation point comes before the rename: once the file is in place the save has happened.
+    job.progress(1.0, "session saved");
+    staged.commit();
+}
+
+} // namespace mla
