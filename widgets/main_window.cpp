@@ -1,11 +1,466 @@
 #include "main_window.h"
 
-namespace mla {
+#include "document/settings_store.h"
+#include "document/workbench.h"
+#include "jobs/session_job.h"
+#include "panels/explainer_panel.h"
+#include "panels/model_panel.h"
+#include "panels/preview_view.h"
+#include "panels/rope_view.h"
+#include "panels/run_bar.h"
+#include "panels/sanity_view.h"
+#include "panels/settings_panel.h"
+#include "panels/spectrum_view.h"
+#include "plots/plot_widget.h"
+#include "util/demo_model.h"
+#include "util/error.h"
 
-MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent)
+#include <QAction>
+#include <QApplication>
+#include <QCloseEvent>
+#include <QDockWidget>
+#include <QDragEnterEvent>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QMimeData>
+#include <QStyle>
+#include <QScrollArea>
+#include <QScrollBar>
+#include <QSettings>
+#include <QStatusBar>
+#include <QTabWidget>
+#include <QToolBar>
+#include <QUndoStack>
+
+namespace mla {
+namespace {
+
+constexpr int kMaxRecent = 8;
+const QStringList kCheckpointSuffixes = {QStringLiteral("safetensors"), QStringLiteral("bin"), QStringLiteral("gguf"),
+                                         QStringLiteral("json")};
+
+bool isSessionFile(const QString& path)
 {
-    setWindowTitle(QStringLiteral("MLA Workbench"));
-    resize(1280, 800);
+    return QFileInfo(path).suffix().compare(QLatin1String("h5"), Qt::CaseInsensitive) == 0;
+}
+
+bool canOpen(const QString& path)
+{
+    const QFileInfo info(path);
+    return info.isDir() || kCheckpointSuffixes.contains(info.suffix().toLower()) || isSessionFile(path);
+}
+
+} // namespace
+
+MainWindow::MainWindow(QWidget* parent) : MainWindow(Options(), parent) {}
+
+MainWindow::MainWindow(const Options& options, QWidget* parent) : QMainWindow(parent), m_options(options)
+{
+    m_workbench = new Workbench(this);
+    build();
+    buildMenus();
+    restoreState();
+    updateTitle();
+    updateActions();
+}
+
+MainWindow::~MainWindow() = default;
+
+void MainWindow::build()
+{
+    setObjectName(QStringLiteral("MainWindow"));
+    setAcceptDrops(true);
+    setDockOptions(QMainWindow::AnimatedDocks | QMainWindow::AllowTabbedDocks);
+
+    m_ropeView = new RopeView(m_workbench, this);
+    m_spectrumView = new SpectrumView(m_workbench, this);
+    m_previewView = new PreviewView(m_workbench, this);
+    m_sanityView = new SanityView(m_workbench, this);
+    m_tabs = new QTabWidget(this);
+    m_tabs->setDocumentMode(true);
+    m_tabs->addTab(m_ropeView, tr("RoPE contribution"));
+    m_tabs->addTab(m_spectrumView, tr("Spectra"));
+    m_tabs->addTab(m_previewView, tr("Preview"));
+    m_tabs->addTab(m_sanityView, tr("Sanity check"));
+    m_tabs->setTabToolTip(RopeTab, tr("Which frequency pairs matter: the per-pair scores of every layer and head (Ctrl+1)"));
+    m_tabs->setTabToolTip(SpectraTab, tr("Singular values of the key/value projections and the rank cursor (Ctrl+2)"));
+    m_tabs->setTabToolTip(PreviewTab, tr("Predicted error, KV cache and memory of the current settings (Ctrl+3)"));
+    m_tabs->setTabToolTip(SanityTab, tr("The converted model against the original (Ctrl+4)"));
+    setCentralWidget(m_tabs);
+
+    m_modelPanel = new ModelPanel(m_workbench, this);
+    m_modelDock = new QDockWidget(tr("Model"), this);
+    m_modelDock->setObjectName(QStringLiteral("ModelDock"));
+    m_modelDock->setWidget(m_modelPanel);
+    addDockWidget(Qt::LeftDockWidgetArea, m_modelDock);
+
+    m_settingsPanel = new SettingsPanel(m_workbench, this);
+    auto* scroll = new QScrollArea(this);
+    scroll->setWidget(m_settingsPanel);
+    scroll->setWidgetResizable(true);
+    scroll->setFrameShape(QFrame::NoFrame);
+    scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+    // Never narrower than the panel itself: with no horizontal scroll bar the controls would be cut off.
+    scroll->setMinimumWidth(m_settingsPanel->minimumSizeHint().width() + scroll->verticalScrollBar()->sizeHint().width());
+    m_settingsDock = new QDockWidget(tr("Settings"), this);
+    m_settingsDock->setObjectName(QStringLiteral("SettingsDock"));
+    m_settingsDock->setWidget(scroll);
+    addDockWidget(Qt::LeftDockWidgetArea, m_settingsDock);
+    splitDockWidget(m_modelDock, m_settingsDock, Qt::Vertical);
+
+    m_explainer = new ExplainerPanel(m_workbench, this);
+    m_explainerDock = new QDockWidget(tr("How it works"), this);
+    m_explainerDock->setObjectName(QStringLiteral("ExplainerDock"));
+    m_explainerDock->setWidget(m_explainer);
+    addDockWidget(Qt::RightDockWidgetArea, m_explainerDock);
+    resizeDocks({m_modelDock, m_explainerDock}, {350, 310}, Qt::Horizontal);
+    resizeDocks({m_modelDock, m_settingsDock}, {300, 520}, Qt::Vertical);
+
+    m_runBar = new RunBar(m_workbench, this);
+    auto* runToolBar = new QToolBar(tr("Run"), this);
+    runToolBar->setObjectName(QStringLiteral("RunBar"));
+    runToolBar->setMovable(false);
+    runToolBar->addWidget(m_runBar);
+    addToolBar(Qt::BottomToolBarArea, runToolBar);
+
+    connect(m_settingsPanel, &SettingsPanel::topicRequested, m_explainer, &ExplainerPanel::showTopic);
+    connect(m_tabs, &QTabWidget::currentChanged, this, [this](int tab) {
+        static const char* const topics[] = {"rope", "svd", "cache", "absorb"};
+        if (tab >= 0 && tab < 4)
+            m_explainer->showTopic(QString::fromLatin1(topics[tab]));
+    });
+    connect(m_workbench, &Workbench::modelChanged, this, [this] {
+        updateTitle();
+        updateActions();
+        if (m_workbench->hasModel())
+            addRecent(m_workbench->modelPath());
+    });
+    connect(m_workbench, &Workbench::analysisChanged, this, &MainWindow::updateActions);
+    connect(m_workbench, &Workbench::conversionChanged, this, &MainWindow::updateActions);
+    connect(m_workbench, &Workbench::busyChanged, this, &MainWindow::updateActions);
+    connect(m_workbench, &Workbench::previewChanged, this, &MainWindow::updateActions);
+    connect(m_workbench, &Workbench::errorOccurred, this, &MainWindow::showError);
+    connect(m_workbench, &Workbench::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 10000); });
+    connect(m_workbench, &Workbench::jobStarted, this, [this](const QString& t) { statusBar()->showMessage(tr("%1…").arg(t)); });
+    connect(m_workbench, &Workbench::analysisChanged, this, [this] {
+        if (m_workbench->analysis() && m_tabs->currentIndex() == SanityTab)
+            showTab(RopeTab);
+    });
+    connect(m_workbench, &Workbench::sanityChanged, this, [this] {
+        if (m_workbench->sanity())
+            showTab(SanityTab);
+    });
+    statusBar()->showMessage(tr("Ready"));
+}
+
+void MainWindow::buildMenus()
+{
+    QMenu* file = menuBar()->addMenu(tr("&File"));
+    QAction* open = file->addAction(style()->standardIcon(QStyle::SP_DialogOpenButton), tr("&Open Checkpoint…"), this, &MainWindow::openFileDialog);
+    open->setShortcut(QKeySequence::Open);
+    open->setStatusTip(tr("Open a .safetensors, llama2.c .bin or .gguf checkpoint (or drop one on the window)"));
+    QAction* openFolder = file->addAction(tr("Open &Folder…"), this, &MainWindow::openFolderDialog);
+    openFolder->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_D));
+    openFolder->setStatusTip(tr("Open a Hugging Face model folder (config.json + safetensors)"));
+    file->addAction(tr("Open &Demo Model"), this, &MainWindow::openDemo)->setStatusTip(tr("The bundled stories260K checkpoint"));
+    m_recentMenu = file->addMenu(tr("Open &Recent"));
+    file->addSeparator();
+    m_openSession = file->addAction(tr("Open Sess&ion…"), this, &MainWindow::openSessionDialog);
+    m_openSession->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O));
+    m_saveSession = file->addAction(style()->standardIcon(QStyle::SP_DialogSaveButton), tr("&Save Session…"), this, &MainWindow::saveSessionDialog);
+    m_saveSession->setShortcut(QKeySequence::Save);
+    m_saveSession->setStatusTip(tr("Save the analysis, settings and check results to an HDF5 session"));
+    file->addSeparator();
+    m_export = file->addAction(tr("&Export Converted Model…"), this, &MainWindow::exportDialog);
+    m_export->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
+    m_export->setStatusTip(tr("Write the converted model as a Hugging Face folder in the MHA2MLA layout"));
+    file->addSeparator();
+    QAction* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
+    quit->setShortcut(QKeySequence::Quit);
+    if (!sessionsAvailable()) {
+        m_openSession->setVisible(false);
+        m_saveSession->setVisible(false);
+    }
+
+    QMenu* edit = menuBar()->addMenu(tr("&Edit"));
+    QAction* undo = m_workbench->undoStack()->createUndoAction(this, tr("&Undo"));
+    undo->setShortcut(QKeySequence::Undo);
+    QAction* redo = m_workbench->undoStack()->createRedoAction(this, tr("&Redo"));
+    redo->setShortcuts({QKeySequence::Redo, QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_Z)});
+    edit->addAction(undo);
+    edit->addAction(redo);
+
+    QMenu* run = menuBar()->addMenu(tr("&Run"));
+    m_analyze = run->addAction(tr("&Analyze"), m_workbench, &Workbench::analyze);
+    m_analyze->setShortcut(QKeySequence(Qt::Key_F5));
+    m_analyze->setStatusTip(tr("Calibrate, score every RoPE pair and compute the key/value spectra"));
+    m_convert = run->addAction(tr("&Convert"), m_workbench, &Workbench::convert);
+    m_convert->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_R));
+    m_check = run->addAction(tr("&Sanity Check"), m_workbench, &Workbench::runSanityCheck);
+    m_check->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_T));
+    run->addSeparator();
+    m_cancel = run->addAction(tr("C&ancel"), m_workbench, &Workbench::cancel);
+    m_cancel->setShortcut(QKeySequence(Qt::Key_Escape));
+
+    QMenu* view = menuBar()->addMenu(tr("&View"));
+    const QString names[] = {tr("&RoPE Contribution"), tr("S&pectra"), tr("Pre&view"), tr("Sanit&y Check")};
+    for (int t = 0; t < 4; ++t) {
+        QAction* a = view->addAction(names[t], this, [this, t] { showTab(t); });
+        a->setShortcut(QKeySequence(Qt::CTRL | static_cast<Qt::Key>(Qt::Key_1 + t)));
+    }
+    view->addSeparator();
+    view->addAction(m_modelDock->toggleViewAction());
+    view->addAction(m_settingsDock->toggleViewAction());
+    QAction* explain = m_explainerDock->toggleViewAction();
+    explain->setShortcut(QKeySequence(Qt::Key_F1));
+    view->addAction(explain);
+
+    QMenu* help = menuBar()->addMenu(tr("&Help"));
+    help->addAction(tr("&About MLA Workbench"), this, &MainWindow::about);
+    help->addAction(tr("About &Qt"), qApp, &QApplication::aboutQt);
+    updateRecentMenu();
+}
+
+QList<QAction*> MainWindow::workbenchActions() const
+{
+    QList<QAction*> out;
+    for (QAction* menu : menuBar()->actions()) {
+        if (menu->menu()) {
+            for (QAction* a : menu->menu()->actions()) {
+                if (!a->isSeparator() && !a->menu())
+                    out.append(a);
+            }
+        }
+    }
+    return out;
+}
+
+QMessageBox* MainWindow::errorDialog() const
+{
+    return m_errorBox.data();
+}
+
+QList<PlotWidget*> MainWindow::plots() const
+{
+    return findChildren<PlotWidget*>();
+}
+
+void MainWindow::restoreState()
+{
+    QSettings settings;
+    if (!m_options.restoreSettings) {
+        resize(1500, 920);
+        return;
+    }
+    if (!restoreGeometry(settings.value(QStringLiteral("window/geometry")).toByteArray()))
+        resize(1500, 920);
+    QMainWindow::restoreState(settings.value(QStringLiteral("window/state")).toByteArray());
+    SettingsSnapshot snapshot = m_workbench->snapshot();
+    settingsFromVariant(settings.value(QStringLiteral("settings/last")).toMap(), snapshot);
+    m_workbench->applySnapshot(snapshot);
+    m_workbench->setContextLength(settings.value(QStringLiteral("memory/context"), 4096).toLongLong());
+    m_workbench->setBatchSize(settings.value(QStringLiteral("memory/batch"), 1).toLongLong());
+    CacheFormat format;
+    if (parseCacheFormat(settings.value(QStringLiteral("memory/format"), QStringLiteral("bf16")).toString().toStdString(), format))
+        m_workbench->setCacheFormat(format);
+    m_tabs->setCurrentIndex(settings.value(QStringLiteral("window/tab"), 0).toInt());
+}
+
+void MainWindow::saveState() const
+{
+    if (!m_options.restoreSettings)
+        return;
+    QSettings settings;
+    settings.setValue(QStringLiteral("window/geometry"), saveGeometry());
+    settings.setValue(QStringLiteral("window/state"), QMainWindow::saveState());
+    settings.setValue(QStringLiteral("window/tab"), m_tabs->currentIndex());
+    settings.setValue(QStringLiteral("settings/last"), settingsToVariant(m_workbench->snapshot()));
+    settings.setValue(QStringLiteral("memory/context"), static_cast<qlonglong>(m_workbench->contextLength()));
+    settings.setValue(QStringLiteral("memory/batch"), static_cast<qlonglong>(m_workbench->batchSize()));
+    settings.setValue(QStringLiteral("memory/format"), QString::fromUtf8(cacheFormatName(m_workbench->cacheFormat()).data()));
+}
+
+void MainWindow::closeEvent(QCloseEvent* event)
+{
+    saveState();
+    m_workbench->cancel();
+    QMainWindow::closeEvent(event);
+}
+
+void MainWindow::updateTitle()
+{
+    const QString name = m_workbench->modelName();
+    setWindowTitle(name.isEmpty() ? tr("MLA Workbench") : tr("MLA Workbench \u2014 %1").arg(name));
+}
+
+void MainWindow::updateActions()
+{
+    const bool busy = m_workbench->isBusy();
+    m_analyze->setEnabled(m_workbench->hasModel() && !busy);
+    m_convert->setEnabled(m_workbench->hasModel() && !busy && m_workbench->preview().problem.empty());
+    m_check->setEnabled(m_workbench->conversion().has_value() && !busy);
+    m_export->setEnabled(m_workbench->conversion().has_value() && !busy);
+    m_saveSession->setEnabled(m_workbench->analysis() != nullptr && !busy);
+}
+
+void MainWindow::showTab(int tab)
+{
+    if (tab >= 0 && tab < m_tabs->count())
+        m_tabs->setCurrentIndex(tab);
+}
+
+// ---------------------------------------------------------------------------------------------------- opening
+
+void MainWindow::openPath(const QString& path)
+{
+    if (isSessionFile(path))
+        m_workbench->openSession(path);
+    else
+        m_workbench->openModel(path);
+}
+
+void MainWindow::openDemo()
+{
+    try {
+        const std::filesystem::path demo = findDemoModel(MLA_DEMO_INSTALL_DIR, MLA_DEMO_BUILD_DIR);
+        m_workbench->openModel(QString::fromStdString(demo.string()));
+    } catch (const Error& e) {
+        showError(tr("Cannot open the demo model"), QString::fromUtf8(e.what()));
+    }
+}
+
+void MainWindow::openFileDialog()
+{
+    QSettings settings;
+    const QString path = QFileDialog::getOpenFileName(this, tr("Open Checkpoint"), settings.value(QStringLiteral("open/lastDir")).toString(),
+                                                      tr("Checkpoints (*.safetensors *.bin *.gguf *.json);;Sessions (*.h5);;All files (*)"));
+    if (path.isEmpty())
+        return;
+    settings.setValue(QStringLiteral("open/lastDir"), QFileInfo(path).absolutePath());
+    openPath(path);
+}
+
+void MainWindow::openFolderDialog()
+{
+    QSettings settings;
+    const QString path = QFileDialog::getExistingDirectory(this, tr("Open Model Folder"), settings.value(QStringLiteral("open/lastDir")).toString());
+    if (path.isEmpty())
+        return;
+    settings.setValue(QStringLiteral("open/lastDir"), path);
+    openPath(path);
+}
+
+void MainWindow::openSessionDialog()
+{
+    const QString path = QFileDialog::getOpenFileName(this, tr("Open Session"), QString(), tr("Sessions (*.h5);;All files (*)"));
+    if (!path.isEmpty())
+        m_workbench->openSession(path);
+}
+
+void MainWindow::saveSessionDialog()
+{
+    if (!m_workbench->analysis()) {
+        showError(tr("Nothing to save"), tr("A session stores an analysis: run Analyze (F5) first."));
+        return;
+    }
+    QString base = QFileInfo(m_workbench->modelName()).completeBaseName();
+    if (base.isEmpty())
+        base = QStringLiteral("session");
+    QString path = QFileDialog::getSaveFileName(this, tr("Save Session"), base + QStringLiteral(".h5"), tr("Sessions (*.h5)"));
+    if (path.isEmpty())
+        return;
+    if (QFileInfo(path).suffix().isEmpty())
+        path += QStringLiteral(".h5");
+    m_workbench->saveSession(path);
+}
+
+void MainWindow::exportDialog()
+{
+    if (!m_workbench->conversion()) {
+        showError(tr("Nothing to export"), tr("Convert the model first (Run > Convert)."));
+        return;
+    }
+    const QString base = QFileInfo(m_workbench->modelName()).completeBaseName() + QStringLiteral("-mla");
+    const QString parent = QFileDialog::getExistingDirectory(this, tr("Export into folder"), QString());
+    if (parent.isEmpty())
+        return;
+    QString folder = parent + QLatin1Char('/') + base;
+    for (int i = 2; QFileInfo::exists(folder); ++i)
+        folder = parent + QLatin1Char('/') + base + QStringLiteral("-%1").arg(i);
+    m_workbench->exportTo(folder);
+}
+
+void MainWindow::addRecent(const QString& path)
+{
+    if (!m_options.restoreSettings || path.isEmpty())
+        return;
+    QSettings settings;
+    QStringList recent = settings.value(QStringLiteral("recentFiles")).toStringList();
+    recent.removeAll(path);
+    recent.prepend(path);
+    while (recent.size() > kMaxRecent)
+        recent.removeLast();
+    settings.setValue(QStringLiteral("recentFiles"), recent);
+    updateRecentMenu();
+}
+
+void MainWindow::updateRecentMenu()
+{
+    m_recentMenu->clear();
+    const QStringList recent = QSettings().value(QStringLiteral("recentFiles")).toStringList();
+    for (int i = 0; i < recent.size(); ++i) {
+        QAction* a = m_recentMenu->addAction(QStringLiteral("&%1 %2").arg(i + 1).arg(QFileInfo(recent[i]).fileName()), this,
+                                             [this, path = recent[i]] { openPath(path); });
+        a->setStatusTip(recent[i]);
+        a->setToolTip(recent[i]);
+    }
+    if (recent.isEmpty())
+        m_recentMenu->addAction(tr("(none)"))->setEnabled(false);
+    m_recentMenu->setEnabled(true);
+}
+
+// ---------------------------------------------------------------------------------------------------- drag and drop
+
+void MainWindow::dragEnterEvent(QDragEnterEvent* event)
+{
+    const QList<QUrl> urls = event->mimeData()->urls();
+    if (urls.size() == 1 && urls.front().isLocalFile() && canOpen(urls.front().toLocalFile()))
+        event->acceptProposedAction();
+}
+
+void MainWindow::dropEvent(QDropEvent* event)
+{
+    const QList<QUrl> urls = event->mimeData()->urls();
+    if (urls.size() == 1 && urls.front().isLocalFile()) {
+        openPath(urls.front().toLocalFile());
+        event->acceptProposedAction();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------- messages
+
+void MainWindow::showError(const QString& title, const QString& message)
+{
+    m_lastError = title + QStringLiteral(": ") + message;
+    statusBar()->showMessage(m_lastError, 15000);
+    if (!m_options.interactive)
+        return;
+    if (m_errorBox)
+        m_errorBox->close();
+    m_errorBox = new QMessageBox(QMessageBox::Critical, title, title, QMessageBox::Ok, this);
+    m_errorBox->setInformativeText(message);
+    m_errorBox->setAttribute(Qt::WA_DeleteOnClose);
+    m_errorBox->open();
+}
+
+void MainWindow::about()
+{
+    QMessageBox::about(this, tr("About MLA Workbench"),
+                       tr("<h3>MLA Workbench</h3><p>Converts multi-head and grouped-query attention models to Multi-head Latent "
+                          "Attention: partial RoPE, a low-rank joint key/value latent and an absorbed cache that really "
+                          "saves memory.</p><p>Method: MHA2MLA (Ji et al., 2025), TransMLA, DeepSeek-V2.</p>"));
 }
 
 } // namespace mla

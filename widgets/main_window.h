@@ -1,13 +1,112 @@
 #pragma once
 
 #include <QMainWindow>
+#include <QPointer>
+
+class QAction;
+class QDockWidget;
+class QMenu;
+class QMessageBox;
+class QTabWidget;
 
 namespace mla {
 
+class ExplainerPanel;
+class ModelPanel;
+class PlotWidget;
+class PreviewView;
+class RopeView;
+class RunBar;
+class SanityView;
+class SettingsPanel;
+class SpectrumView;
+class Workbench;
+
+// The workbench window: model panel and settings on the left, the RoPE heatmap, spectra, live preview and sanity
+// check as tabs in the centre, "How it works" on the right, the run bar at the bottom. It wires menus, shortcuts,
+// drag and drop, recent files, QSettings (geometry and last settings) and error dialogs around the Workbench.
 class MainWindow : public QMainWindow {
     Q_OBJECT
 public:
+    struct Options {
+        bool restoreSettings = true; // read geometry and last settings from QSettings (and write them back on close)
+        bool interactive = true;     // show error dialogs (off: errors go to the status bar and lastError())
+    };
     explicit MainWindow(QWidget* parent = nullptr);
+    explicit MainWindow(const Options& options, QWidget* parent = nullptr);
+    ~MainWindow() override;
+
+    Workbench* workbench() const { return m_workbench; }
+    ModelPanel* modelPanel() const { return m_modelPanel; }
+    SettingsPanel* settingsPanel() const { return m_settingsPanel; }
+    RopeView* ropeView() const { return m_ropeView; }
+    SpectrumView* spectrumView() const { return m_spectrumView; }
+    PreviewView* previewView() const { return m_previewView; }
+    SanityView* sanityView() const { return m_sanityView; }
+    ExplainerPanel* explainer() const { return m_explainer; }
+    RunBar* runBar() const { return m_runBar; }
+    QTabWidget* tabs() const { return m_tabs; }
+    QList<PlotWidget*> plots() const;
+    QList<QAction*> workbenchActions() const; // every menu action (for tests of shortcuts)
+
+    // Last error shown (title: message), for tests and the self-test.
+    QString lastError() const { return m_lastError; }
+    QMessageBox* errorDialog() const;
+
+    enum Tab { RopeTab, SpectraTab, PreviewTab, SanityTab };
+
+public Q_SLOTS:
+    // A checkpoint (file or folder) or a session (*.h5).
+    void openPath(const QString& path);
+    void openDemo();
+    void showTab(int tab);
+
+protected:
+    void closeEvent(QCloseEvent* event) override;
+    void dragEnterEvent(QDragEnterEvent* event) override;
+    void dropEvent(QDropEvent* event) override;
+
+private:
+    void build();
+    void buildMenus();
+    void restoreState();
+    void saveState() const;
+    void updateTitle();
+    void updateActions();
+    void updateRecentMenu();
+    void addRecent(const QString& path);
+    void showError(const QString& title, const QString& message);
+    void openFileDialog();
+    void openFolderDialog();
+    void openSessionDialog();
+    void saveSessionDialog();
+    void exportDialog();
+    void about();
+
+    Options m_options;
+    Workbench* m_workbench = nullptr;
+    QTabWidget* m_tabs = nullptr;
+    ModelPanel* m_modelPanel = nullptr;
+    SettingsPanel* m_settingsPanel = nullptr;
+    RopeView* m_ropeView = nullptr;
+    SpectrumView* m_spectrumView = nullptr;
+    PreviewView* m_previewView = nullptr;
+    SanityView* m_sanityView = nullptr;
+    ExplainerPanel* m_explainer = nullptr;
+    RunBar* m_runBar = nullptr;
+    QDockWidget* m_modelDock = nullptr;
+    QDockWidget* m_settingsDock = nullptr;
+    QDockWidget* m_explainerDock = nullptr;
+    QMenu* m_recentMenu = nullptr;
+    QAction* m_saveSession = nullptr;
+    QAction* m_openSession = nullptr;
+    QAction* m_export = nullptr;
+    QAction* m_analyze = nullptr;
+    QAction* m_convert = nullptr;
+    QAction* m_check = nullptr;
+    QAction* m_cancel = nullptr;
+    QPointer<QMessageBox> m_errorBox;
+    QString m_lastError;
 };
 
 } // namespace mla

@@ -1,0 +1,190 @@
+// The background jobs: progress with an ETA, typed results, failures with core's message, cancellation that leaves
+// nothing behind (no result, no partial export folder), and superseded runs whose results are dropped.
+
+#include "common/test_support.h"
+#include "jobs/analysis_job.h"
+#include "jobs/conversion_job.h"
+#include "jobs/eta_estimator.h"
+#include "jobs/export_job.h"
+#include "jobs/model_load_job.h"
+
+#include <QDir>
+#include <QSignalSpy>
+#include <QTest>
+
+#include <atomic>
+#include <filesystem>
+
+using namespace mla;
+
+namespace {
+
+constexpr int kTimeout = 120000;
+
+AnalysisOptions quickAnalysis(RopeStrategy strategy)
+{
+    AnalysisOptions o;
+    o.calibration.samples = 2;
+    o.calibration.sequenceLength = 32;
+    o.settings.strategy = strategy;
+    return o;
+}
+
+} // namespace
+
+class TestJobs : public QObject {
+    Q_OBJECT
+    LoadedModel m_demo;
+
+private Q_SLOTS:
+    void initTestCase()
+    {
+        registerJobMetaTypes();
+        m_demo = openCheckpoint(test::demoDir() / "stories260K.bin");
+        QVERIFY(m_demo.model);
+        QVERIFY(m_demo.tokenizer); // tok512.bin next to it
+    }
+
+    void etaEstimator()
+    {
+        EtaEstimator eta;
+        QCOMPARE(eta.remainingSeconds(), -1.0);
+        eta.update(0.1, 0.001);
+        QCOMPARE(eta.remainingSeconds(), -1.0); // too early to say
+        for (int i = 1; i <= 10; ++i)
+            eta.update(i * 1.0, i * 0.05); // 5% per second
+        QVERIFY(std::abs(eta.remainingSeconds() - 10.0) < 1.0);
+        eta.update(11.0, 1.0);
+        QCOMPARE(eta.remainingSeconds(), 0.0);
+    }
+
+    void loadFailureNamesTheFile()
+    {
+        const auto dir = test::scratchDir("load_failure");
+        const auto bad = dir / "broken.gguf";
+        test::writeTextFile(bad, "GGUF but not really");
+        ModelLoadJob job;
+        QSignalSpy failed(&job, &Job::failed);
+        QSignalSpy loaded(&job, &ModelLoadJob::loaded);
+        QSignalSpy finished(&job, &Job::finished);
+        job.start(QString::fromStdString(bad.string()));
+        QVERIFY(job.isRunning());
+        QVERIFY(finished.wait(kTimeout));
+        QCOMPARE(failed.count(), 1);
+        QCOMPARE(loaded.count(), 0);
+        QVERIFY2(failed.at(0).at(0).toString().contains(QStringLiteral("broken.gguf")), qPrintable(failed.at(0).at(0).toString()));
+        QCOMPARE(job.lastOutcome(), Job::Outcome::Failed);
+        QVERIFY(!job.isRunning());
+    }
+
+    void analysisReportsProgressAndResult()
+    {
+        AnalysisJob job;
+        QSignalSpy started(&job, &Job::started);
+        QSignalSpy progress(&job, &Job::progressChanged);
+        QSignalSpy analysed(&job, &AnalysisJob::analysed);
+        QSignalSpy finished(&job, &Job::finished);
+        job.start(m_demo, quickAnalysis(RopeStrategy::TwoNorm));
+        QCOMPARE(started.count(), 1);
+        QVERIFY(finished.wait(kTimeout));
+        QCOMPARE(analysed.count(), 1);
+        QCOMPARE(finished.count(), 1);
+        QVERIFY(progress.count() >= 1);
+        double last = -1.0;
+        for (const auto& args : progress) {
+            QVERIFY(args.at(0).toDouble() >= 0.0 && args.at(0).toDouble() <= 1.0);
+            QVERIFY(!args.at(1).toString().isEmpty());
+            last = args.at(0).toDouble();
+        }
+        QVERIFY(last > 0.5);
+        const auto a = analysed.at(0).at(0).value<AnalysisPtr>();
+        QVERIFY(a);
+        QCOMPARE(static_cast<std::int64_t>(a->layers.size()), m_demo.model->config.layers);
+    }
+
+    void supersededRunIsDropped()
+    {
+        AnalysisJob job;
+        QSignalSpy analysed(&job, &AnalysisJob::analysed);
+        QSignalSpy cancelled(&job, &Job::cancelled);
+        QSignalSpy finished(&job, &Job::finished);
+        job.start(m_demo, quickAnalysis(RopeStrategy::High));
+        job.start(m_demo, quickAnalysis(RopeStrategy::Low)); // supersedes the first
+        QVERIFY(finished.wait(kTimeout));
+        QTest::qWait(200); // anything the first run still posts must be dropped
+        QCOMPARE(analysed.count(), 1);
+        QCOMPARE(analysed.at(0).at(0).value<AnalysisPtr>()->settings.strategy, RopeStrategy::Low);
+        QCOMPARE(finished.count(), 1);
+        QCOMPARE(cancelled.count(), 0);
+    }
+
+    void cancelledConversionDeliversNothing()
+    {
+        ConversionJob job;
+        std::atomic<int> reports{0};
+        job.setWorkerProgressHook([&job, &reports](double, const std::string&) {
+            if (++reports == 1)
+                job.cancel(); // from the worker thread, at its first progress report
+        });
+        QSignalSpy converted(&job, &ConversionJob::converted);
+        QSignalSpy cancelled(&job, &Job::cancelled);
+        QSignalSpy finished(&job, &Job::finished);
+        ConversionSettings s;
+        s.strategy = RopeStrategy::High;
+        s.latentDim = 8;
+        job.start(m_demo.model, nullptr, s, {});
+        QVERIFY(finished.wait(kTimeout));
+        QCOMPARE(cancelled.count(), 1);
+        QCOMPARE(converted.count(), 0);
+        QCOMPARE(job.lastOutcome(), Job::Outcome::Cancelled);
+    }
+
+    void cancelledExportLeavesNoFolder()
+    {
+        ConversionSettings s;
+        s.strategy = RopeStrategy::High;
+        s.latentDim = 8;
+        const ConversionOutcome converted = convertInMemory(*m_demo.model, nullptr, s, {});
+        const auto dir = test::scratchDir("export_cancel");
+        const QString folder = QString::fromStdString((dir / "cancelled-mla").string());
+
+        ExportJob job;
+        std::atomic<int> reports{0};
+        job.setWorkerProgressHook([&job, &reports](double, const std::string&) {
+            if (++reports == 2)
+                job.cancel(); // part-way: some tensors are already written to the staging place
+        });
+        QSignalSpy exported(&job, &ExportJob::exported);
+        QSignalSpy cancelled(&job, &Job::cancelled);
+        QSignalSpy finished(&job, &Job::finished);
+        job.start(m_demo.model, converted.converted, folder);
+        QVERIFY(finished.wait(kTimeout));
+        QCOMPARE(cancelled.count(), 1);
+        QCOMPARE(exported.count(), 0);
+        QVERIFY(reports >= 2);
+        QVERIFY2(!std::filesystem::exists(folder.toStdString()), "a cancelled export left its folder");
+        // Nothing else either: no staging folder left beside it.
+        QCOMPARE(QDir(QString::fromStdString(dir.string())).entryList(QDir::NoDotAndDotDot | QDir::AllEntries | QDir::Hidden), QStringList());
+
+        // The same export, not cancelled, writes a complete folder.
+        ExportJob again;
+        QSignalSpy done(&again, &ExportJob::exported);
+        QSignalSpy finishedAgain(&again, &Job::finished);
+        again.start(m_demo.model, converted.converted, folder);
+        QVERIFY(finishedAgain.wait(kTimeout));
+        QCOMPARE(done.count(), 1);
+        QVERIFY(std::filesystem::exists(std::filesystem::path(folder.toStdString()) / "config.json"));
+    }
+
+    void destructorWaitsForWork()
+    {
+        // A job destroyed while running cancels and waits: nothing is delivered to a dead object.
+        auto* job = new AnalysisJob;
+        job->start(m_demo, quickAnalysis(RopeStrategy::TwoNorm));
+        delete job;
+        QTest::qWait(50);
+    }
+};
+
+QTEST_MAIN(TestJobs)
+#include "tst_jobs.moc"

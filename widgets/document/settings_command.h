@@ -1,0 +1,27 @@
+#pragma once
+
+#include "document/workbench.h"
+
+#include <QUndoCommand>
+
+namespace mla {
+
+// One undoable settings change: the whole settings value before and after. Consecutive changes of one control
+// (same merge id, e.g. a slider drag) merge into one step.
+class SettingsCommand : public QUndoCommand {
+public:
+    SettingsCommand(Workbench* workbench, SettingsSnapshot before, SettingsSnapshot after, const QString& text, int mergeId);
+
+    void undo() override;
+    void redo() override;
+    int id() const override { return m_mergeId; }
+    bool mergeWith(const QUndoCommand* other) override;
+
+private:
+    Workbench* m_workbench;
+    SettingsSnapshot m_before;
+    SettingsSnapshot m_after;
+    int m_mergeId;
+};
+
+} // namespace mla

@@ -1,0 +1,204 @@
+#pragma once
+
+#include "analysis/calibration.h"
+#include "conversion/preview.h"
+#include "jobs/job_types.h"
+#include "jobs/sanity_job.h"
+#include "jobs/session_job.h"
+
+#include <QObject>
+#include <QPointer>
+#include <QString>
+#include <QTimer>
+
+#include <optional>
+#include <vector>
+
+class QUndoStack;
+
+namespace mla {
+
+class Job;
+class ModelLoadJob;
+class AnalysisJob;
+class ReselectJob;
+class ConversionJob;
+class SanityJob;
+class ExportJob;
+class AllocationJob;
+struct AllocationRequest;
+
+// The settings a user edits, as one undoable value.
+struct SettingsSnapshot {
+    ConversionSettings conversion;
+    CalibrationOptions calibration;
+    std::vector<bool> lockedLayers; // layers whose latent width was set by hand (kept when the global one moves)
+};
+
+// The workbench's document: the open model, its analysis, the settings, the live preview, the converted model and
+// its sanity report, and the jobs that produce them. Views read from it and change it only through its slots;
+// every settings change is an undoable command. No widgets here, so tests and the benchmark drive it directly.
+class Workbench : public QObject {
+    Q_OBJECT
+public:
+    explicit Workbench(QObject* parent = nullptr);
+    ~Workbench() override;
+
+    // --- what is open
+    bool hasModel() const { return m_model.model != nullptr; }
+    const LoadedModel& model() const { return m_model; }
+    QString modelPath() const { return m_modelPath; }
+    QString modelName() const; // file or folder name, for the title
+    const ModelConfig* config() const; // of the model, else of the analysis (a session without weights), else null
+    std::int64_t parameterCount() const { return m_parameterCount; }
+
+    const AnalysisPtr& analysis() const { return m_analysis; }
+    const std::optional<ConversionOutcome>& conversion() const { return m_conversion; }
+    bool conversionMatchesSettings() const; // false once the settings moved after converting
+    const std::optional<SanityReport>& sanity() const { return m_sanity; }
+    QString lastExportFolder() const { return m_lastExport; }
+
+    // --- settings and the live preview
+    const ConversionSettings& settings() const { return m_settings.conversion; }
+    const CalibrationOptions& calibration() const { return m_settings.calibration; }
+    const SettingsSnapshot& snapshot() const { return m_settings; }
+    const std::vector<bool>& lockedLayers() const { return m_settings.lockedLayers; }
+    QUndoStack* undoStack() const { return m_undo; }
+
+    const ConversionPreview& preview() const { return m_preview; }
+    bool previewHasErrors() const { return m_analysis != nullptr; } // predicted errors need an analysis
+    bool previewIsStale() const { return m_analysis && !m_preview.selectionMatchesAnalysis; }
+    // Kept pairs of every layer and KV head under the current settings (empty before an analysis for score-based
+    // strategies).
+    const std::vector<LayerPairSelection>& selections() const { return m_selections; }
+    // The latent width of every unlocked layer (explicit, or the one the target saving gives); 0 when none.
+    std::int64_t resolvedLatent() const;
+    std::int64_t resolvedRopePairs() const;
+
+    // --- memory view parameters (persisted, not undoable)
+    std::int64_t contextLength() const { return m_contextLength; }
+    std::int64_t batchSize() const { return m_batch; }
+    void setContextLength(std::int64_t n);
+    void setBatchSize(std::int64_t n);
+    CacheFormat cacheFormat() const { return m_cacheFormat; }
+    void setCacheFormat(CacheFormat f);
+
+    QString device() const { return m_device; }
+    void setDevice(const QString& id); // selects core's backend; a message when it falls back
+
+    // --- jobs
+    bool isBusy() const;
+    QString busyTitle() const;
+    const SanityJobOptions& sanityOptions() const { return m_sanityOptions; }
+    void setSanityOptions(const SanityJobOptions& o) { m_sanityOptions = o; }
+    // Runs the sanity check automatically after each conversion (default on).
+    void setAutoSanityCheck(bool on) { m_autoSanity = on; }
+
+    // Shows an analysis without the weights (a session, the benchmark): the preview works, conversion does not.
+    void setAnalysisOnly(const AnalysisPtr& analysis, std::int64_t parameterCount);
+
+public Q_SLOTS:
+    void openModel(const QString& path);
+    void analyze();
+    void convert();
+    void runSanityCheck();
+    void allocate(); // per-layer pairs and latents for the current budget (measured; locked layers kept)
+    void exportTo(const QString& folder);
+    void saveSession(const QString& path);
+    void openSession(const QString& path);
+    void cancel();
+
+    // Settings changes (undoable). `mergeId` >= 0 merges consecutive changes of one control (a slider drag).
+    void changeSettings(const mla::ConversionSettings& settings, const QString& what, int mergeId = -1);
+    void changeCalibration(const mla::CalibrationOptions& calibration, const QString& what);
+    void setGlobalLatent(std::int64_t latent, int mergeId = -1); // unlocked layers follow, locked ones keep theirs
+    void setTargetSaving(double saving, int mergeId = -1);       // the latent follows the saving from now on
+    void setLayerLatent(int layer, std::int64_t latent, int mergeId = -1); // sets and locks one layer
+    void setLayerLocked(int layer, bool locked);
+    void applySnapshot(const mla::SettingsSnapshot& snapshot); // used by undo/redo
+
+Q_SIGNALS:
+    void modelChanged();
+    void analysisChanged();
+    void settingsChanged();
+    void previewChanged();
+    void memoryParametersChanged();
+    void conversionChanged();
+    void sanityChanged();
+    void exported(const QString& folder);
+    void sessionSaved(const QString& path);
+
+    void jobStarted(const QString& title);
+    void jobProgress(double fraction, const QString& stage, double etaSeconds);
+    void jobFinished(const QString& title, bool succeeded);
+    void busyChanged(bool busy);
+
+    void errorOccurred(const QString& title, const QString& message);
+    void statusMessage(const QString& message);
+
+private:
+    void pushSettings(SettingsSnapshot after, const QString& what, int mergeId, bool followLocks = true);
+    AllocationRequest allocationRequest() const;
+    std::int64_t globalLatent(const SettingsSnapshot& snapshot) const;
+    void resetAllocation(SettingsSnapshot& snapshot) const; // the budget moved: uniform layers, locked ones kept
+    void normalise(SettingsSnapshot& snapshot) const; // per-layer latents follow the locks
+    std::vector<std::int64_t> previewLatents() const;
+    void recomputePreview();
+    void scheduleReselect();
+    void startReselect();
+    void track(Job* job);
+    void setModel(const LoadedModel& model, const QString& path);
+    void setAnalysis(const AnalysisPtr& analysis);
+    void defaultSettingsFor(const ModelConfig& config);
+
+    LoadedModel m_model;
+    QString m_modelPath;
+    std::int64_t m_parameterCount = 0;
+    AnalysisPtr m_analysis;
+    std::optional<ModelConfig> m_analysisOnlyConfig;
+    std::optional<ConversionOutcome> m_conversion;
+    ConversionSettings m_convertedWith;
+    std::optional<SanityReport> m_sanity;
+    QString m_lastExport;
+
+    SettingsSnapshot m_settings;
+    ConversionPreview m_preview;
+    std::vector<LayerPairSelection> m_selections;
+    // What m_selections was computed from: a latent or saving move keeps the kept pairs, so they are not re-selected
+    // (32 layers x 32 KV heads of sorting on a 7B-shaped model, a third of a live-preview frame).
+    struct SelectionKey {
+        AnalysisPtr analysis; // held, so a new analysis can never reuse its address
+        std::int64_t layers = 0;
+        std::int64_t kvHeads = 0;
+        std::int64_t headDim = 0;
+        RopeStrategy strategy = RopeStrategy::TwoNorm;
+        std::int64_t ropePairs = 0;
+        std::vector<std::int64_t> ropePairsPerLayer;
+        std::int64_t uniformStart = 0;
+        bool operator==(const SelectionKey&) const = default;
+    };
+    std::optional<SelectionKey> m_selectionKey;
+    void updateSelections(const ModelConfig& config);
+    std::int64_t m_contextLength = 4096;
+    std::int64_t m_batch = 1;
+    CacheFormat m_cacheFormat = CacheFormat::BF16;
+    QString m_device = QStringLiteral("cpu");
+    SanityJobOptions m_sanityOptions;
+    bool m_autoSanity = true;
+
+    QUndoStack* m_undo = nullptr;
+    QTimer m_reselectTimer;
+    ModelLoadJob* m_loadJob = nullptr;
+    AnalysisJob* m_analysisJob = nullptr;
+    ReselectJob* m_reselectJob = nullptr;
+    ConversionJob* m_conversionJob = nullptr;
+    SanityJob* m_sanityJob = nullptr;
+    ExportJob* m_exportJob = nullptr;
+    SessionJob* m_sessionJob = nullptr;
+    AllocationJob* m_allocationJob = nullptr;
+    QList<Job*> m_jobs;
+};
+
+} // namespace mla
+
+Q_DECLARE_METATYPE(mla::SettingsSnapshot)

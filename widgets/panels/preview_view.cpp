@@ -1,0 +1,237 @@
+#include "panels/preview_view.h"
+
+#include "conversion/presets.h"
+#include "document/formatting.h"
+#include "document/workbench.h"
+#include "models/layer_preview_model.h"
+#include "plots/bar_plot.h"
+#include "plots/memory_plot.h"
+#include "ui_support/view_data.h"
+
+#include <QComboBox>
+#include <QFrame>
+#include <QGridLayout>
+#include <QHBoxLayout>
+#include <QHeaderView>
+#include <QLabel>
+#include <QSortFilterProxyModel>
+#include <QSplitter>
+#include <QTableView>
+#include <QTimer>
+#include <QVBoxLayout>
+
+namespace mla {
+namespace {
+
+QLabel* card(const QString& title, QWidget* parent, QGridLayout* grid, int column)
+{
+    auto* frame = new QFrame(parent);
+    frame->setFrameShape(QFrame::StyledPanel);
+    auto* v = new QVBoxLayout(frame);
+    v->setContentsMargins(10, 6, 10, 6);
+    auto* caption = new QLabel(title, frame);
+    caption->setForegroundRole(QPalette::PlaceholderText);
+    auto* value = new QLabel(frame);
+    value->setTextFormat(Qt::RichText);
+    value->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    v->addWidget(caption);
+    v->addWidget(value);
+    grid->addWidget(frame, 0, column);
+    return value;
+}
+
+} // namespace
+
+PreviewView::PreviewView(Workbench* workbench, QWidget* parent) : QWidget(parent), m_workbench(workbench)
+{
+    auto* cards = new QGridLayout;
+    m_kv = card(tr("KV cache per token"), this, cards, 0);
+    m_bytes = card(tr("Cache memory"), this, cards, 1);
+    m_params = card(tr("Parameters"), this, cards, 2);
+    m_error = card(tr("Predicted error (mean of layers)"), this, cards, 3);
+    m_kv->setToolTip(tr("Σ over layers: 2·n<sub>kv</sub>·d<sub>h</sub> before, d<sub>c</sub> + n<sub>kv</sub>·r after; saving = 1 − after/before"));
+    m_error->setToolTip(tr("Relative reconstruction error of [W<sub>k_nope</sub>; W<sub>v</sub>] from the spectra: "
+                           "√(Σ<sub>i&gt;k</sub> s<sub>i</sub>²/Σ s<sub>i</sub>²), on the weights and on calibration activations"));
+    m_problem = new QLabel(this);
+    m_problem->setWordWrap(true);
+    m_problem->setStyleSheet(QStringLiteral("QLabel { color: #c0392b; font-weight: bold; }"));
+    m_problem->hide();
+
+    m_compare = new QComboBox(this);
+    m_compare->addItem(tr("nothing"), QString());
+    for (const PresetInfo& p : conversionPresets())
+        m_compare->addItem(tr("preset %1").arg(QString::fromStdString(p.name)), QString::fromStdString(p.name));
+    m_compare->setToolTip(tr("Show a preset's predicted errors beside the current settings' (same latent budget)"));
+
+    m_errors = new BarPlot(this);
+    m_memory = new MemoryPlot(this);
+    m_layers = new LayerPreviewModel(this);
+    auto* proxy = new QSortFilterProxyModel(this);
+    proxy->setSourceModel(m_layers);
+    proxy->setSortRole(LayerPreviewModel::SortRole);
+    m_table = new QTableView(this);
+    m_table->setModel(proxy);
+    m_table->setSortingEnabled(true);
+    m_table->sortByColumn(LayerPreviewModel::LayerColumn, Qt::AscendingOrder);
+    m_table->verticalHeader()->setVisible(false);
+    // Columns fit their contents, but not on every frame of a slider drag (ResizeToContents measures every cell on each
+    // change): once when the rows change and once a drag pauses.
+    m_table->horizontalHeader()->setSectionResizeMode(QHeaderView::Interactive);
+    m_table->horizontalHeader()->setStretchLastSection(true);
+    m_fitColumns = new QTimer(this);
+    m_fitColumns->setSingleShot(true);
+    m_fitColumns->setInterval(250);
+    connect(m_fitColumns, &QTimer::timeout, m_table, &QTableView::resizeColumnsToContents);
+    connect(proxy, &QAbstractItemModel::modelReset, m_table, &QTableView::resizeColumnsToContents);
+    connect(proxy, &QAbstractItemModel::dataChanged, m_fitColumns, qOverload<>(&QTimer::start));
+    m_table->setAlternatingRowColors(true);
+    m_table->setEditTriggers(QAbstractItemView::DoubleClicked | QAbstractItemView::EditKeyPressed | QAbstractItemView::SelectedClicked);
+    m_table->verticalHeader()->setDefaultSectionSize(m_table->fontMetrics().height() + 6);
+
+    auto* compareRow = new QHBoxLayout;
+    compareRow->addWidget(new QLabel(tr("Compare with:"), this));
+    compareRow->addWidget(m_compare);
+    compareRow->addStretch(1);
+    auto* left = new QWidget(this);
+    auto* leftLayout = new QVBoxLayout(left);
+    leftLayout->setContentsMargins(0, 0, 0, 0);
+    leftLayout->addLayout(compareRow);
+    leftLayout->addWidget(m_errors, 1);
+    auto* plots = new QSplitter(Qt::Horizontal, this);
+    plots->addWidget(left);
+    plots->addWidget(m_memory);
+    plots->setStretchFactor(0, 1);
+    plots->setStretchFactor(1, 1);
+    plots->setSizes({500, 500});
+    auto* split = new QSplitter(Qt::Vertical, this);
+    split->addWidget(plots);
+    split->addWidget(m_table);
+    split->setStretchFactor(0, 3);
+    split->setStretchFactor(1, 2);
+
+    auto* layout = new QVBoxLayout(this);
+    layout->addLayout(cards);
+    layout->addWidget(m_problem);
+    layout->addWidget(split, 1);
+
+    connect(m_layers, &LayerPreviewModel::latentEdited, m_workbench, [this](int layer, qint64 latent) { m_workbench->setLayerLatent(layer, latent); });
+    connect(m_layers, &LayerPreviewModel::lockToggled, m_workbench, &Workbench::setLayerLocked);
+    connect(m_compare, &QComboBox::currentIndexChanged, this, &PreviewView::refresh);
+    connect(m_workbench, &Workbench::previewChanged, this, &PreviewView::refresh);
+    connect(m_workbench, &Workbench::modelChanged, this, &PreviewView::refresh);
+    connect(m_workbench, &Workbench::memoryParametersChanged, this, &PreviewView::refreshMemory);
+    refresh();
+}
+
+QString PreviewView::summaryText() const
+{
+    QStringList parts;
+    for (QLabel* l : {m_kv, m_bytes, m_params, m_error})
+        parts << l->text();
+    return parts.join(QLatin1Char('\n'));
+}
+
+void PreviewView::refresh()
+{
+    const ConversionPreview& p = m_workbench->preview();
+    const ModelConfig* c = m_workbench->config();
+    const bool valid = c && p.problem.empty() && !p.layers.empty();
+    m_problem->setVisible(c && !p.problem.empty());
+    m_problem->setText(tr("These settings cannot be converted: %1").arg(QString::fromStdString(p.problem)));
+    if (!valid) {
+        for (QLabel* l : {m_kv, m_bytes, m_params, m_error})
+            l->setText(QStringLiteral("\u2014"));
+        m_layers->setPreview({}, {}, 1);
+        m_errors->setData({}, {}, tr("layer"), tr("relative error"));
+        m_errors->setPlaceholder(c ? QString() : tr("Open a model to begin"));
+        m_memory->setCurves({}, {});
+        return;
+    }
+    m_kv->setText(tr("<b>%1</b> → <b>%2</b> elements &nbsp; <span style='font-size:large'><b>%3</b></span>")
+                      .arg(fmt::integer(p.kv.originalTotal), fmt::integer(p.kv.convertedTotal), fmt::signedPercent(-p.kv.saving())));
+    if (p.paramsConverted >= 0) {
+        const double change = p.paramsOriginal > 0 ? static_cast<double>(p.paramsConverted - p.paramsOriginal) / static_cast<double>(p.paramsOriginal) : 0.0;
+        m_params->setText(tr("<b>%1</b> → <b>%2</b> (%3)")
+                              .arg(fmt::count(static_cast<double>(p.paramsOriginal)), fmt::count(static_cast<double>(p.paramsConverted)),
+                                   fmt::signedPercent(change, 2)));
+    } else {
+        m_params->setText(tr("%1 → run Analyze").arg(fmt::count(static_cast<double>(p.paramsOriginal))));
+    }
+    if (m_workbench->previewHasErrors()) {
+        QString text = tr("weights <b>%1</b>").arg(fmt::error(p.meanWeightError));
+        if (p.meanActivationError >= 0)
+            text += tr(" · activations <b>%1</b>").arg(fmt::error(p.meanActivationError));
+        if (m_workbench->previewIsStale())
+            text += tr(" <i>(updating…)</i>");
+        m_error->setText(text);
+    } else {
+        m_error->setText(tr("run Analyze (F5)"));
+    }
+
+    m_layers->setPreview(p, m_workbench->lockedLayers(), c->kvHeads);
+
+    QStringList categories;
+    BarPlot::Series weight{tr("weight space"), {}};
+    BarPlot::Series activation{tr("activation space"), {}};
+    for (std::size_t l = 0; l < p.layers.size(); ++l) {
+        categories << QString::number(l);
+        weight.values.push_back(p.layers[l].weightError);
+        activation.values.push_back(p.layers[l].activationError);
+    }
+    QList<BarPlot::Series> series{weight};
+    if (p.meanActivationError >= 0)
+        series.append(activation);
+    const QString preset = m_compare->currentData().toString();
+    const AnalysisPtr& analysis = m_workbench->analysis();
+    if (!preset.isEmpty() && analysis) {
+        ConversionSettings other = m_workbench->settings();
+        applyPreset(preset.toStdString(), other);
+        other.ropePairsPerLayer.clear();
+        const ConversionPreview q = previewConversion(*analysis, other, m_workbench->parameterCount());
+        if (q.problem.empty()) {
+            const bool useActivation = other.activationAware && q.meanActivationError >= 0;
+            BarPlot::Series s{tr("preset %1 (%2)").arg(preset, useActivation ? tr("activations") : tr("weights")), {}};
+            for (const auto& l : q.layers)
+                s.values.push_back(useActivation ? l.activationError : l.weightError);
+            series.append(s);
+        }
+    }
+    m_errors->setPlaceholder(m_workbench->previewHasErrors() ? QString() : tr("Run Analyze (F5) to see the predicted error per layer"));
+    m_errors->setData(categories, m_workbench->previewHasErrors() ? series : QList<BarPlot::Series>{}, tr("layer"),
+                      tr("predicted relative error"));
+    m_errors->setReferenceLine(m_workbench->previewHasErrors() ? p.meanWeightError : -1.0, tr("mean (weights)"));
+    refreshMemory();
+}
+
+void PreviewView::refreshMemory()
+{
+    const ConversionPreview& p = m_workbench->preview();
+    const ModelConfig* c = m_workbench->config();
+    if (!c || !p.problem.empty() || p.layers.empty()) {
+        m_memory->setCurves({}, {});
+        m_bytes->setText(QStringLiteral("\u2014"));
+        return;
+    }
+    const std::int64_t context = m_workbench->contextLength();
+    const std::int64_t batch = m_workbench->batchSize();
+    const std::vector<std::int64_t> contexts = ui::contextGrid(*c, context);
+    QList<MemoryPlot::Curve> curves;
+    const std::pair<CacheFormat, Qt::PenStyle> formats[] = {
+        {CacheFormat::BF16, Qt::SolidLine}, {CacheFormat::Int8, Qt::DashLine}, {CacheFormat::Int4, Qt::DotLine}};
+    for (const auto& [format, style] : formats) {
+        const QString name = QString::fromUtf8(cacheFormatName(format).data()).toUpper();
+        curves.append({tr("original · %1").arg(name), ui::cacheBytesCurve(p.kv, false, contexts, batch, format), 1, style, false});
+        curves.append({tr("MLA · %1").arg(name), ui::cacheBytesCurve(p.kv, true, contexts, batch, format), 0, style, true});
+    }
+    m_memory->setCurves(contexts, curves);
+    m_memory->setMarker(context);
+    const CacheFormat f = m_workbench->cacheFormat();
+    const QString fname = QString::fromUtf8(cacheFormatName(f).data()).toUpper();
+    m_bytes->setText(tr("%1: <b>%2</b> → <b>%3</b> per token<br>at %4 × %5: <b>%6</b> → <b>%7</b>")
+                         .arg(fname, fmt::bytes(p.kv.originalBytesPerToken(f)), fmt::bytes(p.kv.convertedBytesPerToken(f)),
+                              fmt::integer(context))
+                         .arg(batch)
+                         .arg(fmt::bytes(p.kv.originalCacheBytes(context, batch, f)), fmt::bytes(p.kv.convertedCacheBytes(context, batch, f))));
+}
+
+} // namespace mla

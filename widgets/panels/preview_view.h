@@ -1,0 +1,53 @@
+#pragma once
+
+#include <QWidget>
+
+class QComboBox;
+class QLabel;
+class QTableView;
+class QTimer;
+
+namespace mla {
+
+class BarPlot;
+class LayerPreviewModel;
+class MemoryPlot;
+class Workbench;
+
+// The live preview, updated as a control moves (closed forms from the analysis's spectra, no decomposition): KV per
+// token and the saving, bytes per token and at the chosen context, the parameter change, the predicted error per
+// layer (bars, optionally beside a preset's), memory against context length for the original and converted model
+// in BF16 / int8 / int4, and the per-layer table where a layer's latent can be set and locked by hand.
+class PreviewView : public QWidget {
+    Q_OBJECT
+public:
+    explicit PreviewView(Workbench* workbench, QWidget* parent = nullptr);
+
+    BarPlot* errorPlot() const { return m_errors; }
+    MemoryPlot* memoryPlot() const { return m_memory; }
+    LayerPreviewModel* layerModel() const { return m_layers; }
+    QTableView* layerTable() const { return m_table; }
+    QComboBox* compareCombo() const { return m_compare; }
+    QString summaryText() const; // the cards' text, for tests
+
+public Q_SLOTS:
+    void refresh();
+
+private:
+    void refreshMemory();
+
+    Workbench* m_workbench;
+    QLabel* m_kv = nullptr;
+    QLabel* m_bytes = nullptr;
+    QLabel* m_params = nullptr;
+    QLabel* m_error = nullptr;
+    QLabel* m_problem = nullptr;
+    QComboBox* m_compare = nullptr;
+    BarPlot* m_errors = nullptr;
+    MemoryPlot* m_memory = nullptr;
+    LayerPreviewModel* m_layers = nullptr;
+    QTableView* m_table = nullptr;
+    QTimer* m_fitColumns = nullptr;
+};
+
+} // namespace mla

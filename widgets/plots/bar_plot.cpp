@@ -1,0 +1,185 @@
+#include "plots/bar_plot.h"
+
+#include "plots/qcustomplot_include.h"
+
+#include <QToolTip>
+
+#include <algorithm>
+#include <cmath>
+
+namespace mla {
+
+BarPlot::BarPlot(QWidget* parent) : PlotWidget(parent)
+{
+    setTitle(tr("Predicted error per layer"));
+    m_group = new QCPBarsGroup(plot());
+    m_group->setSpacingType(QCPBarsGroup::stAbsolute);
+    m_group->setSpacing(1);
+    plot()->setMouseTracking(true);
+    plot()->installEventFilter(this);
+    plot()->xAxis->grid()->setVisible(false);
+    applyPalette();
+}
+
+void BarPlot::applyPalette()
+{
+    PlotWidget::applyPalette();
+    if (m_group)
+        rebuild();
+}
+
+void BarPlot::setData(const QStringList& categories, const QList<Series>& series, const QString& categoryLabel, const QString& valueLabel)
+{
+    m_categories = categories;
+    m_series = series;
+    m_categoryLabel = categoryLabel;
+    m_valueLabel = valueLabel;
+    rebuild();
+}
+
+void BarPlot::setReferenceLine(double value, const QString& label)
+{
+    m_reference = value;
+    m_referenceLabel = label;
+    rebuild();
+}
+
+void BarPlot::setPlaceholder(const QString& text)
+{
+    m_placeholder = text;
+    rebuild();
+}
+
+void BarPlot::rebuild()
+{
+    QCustomPlot* p = plot();
+    p->clearPlottables();
+    p->clearItems();
+    m_group->clear();
+    const int n = static_cast<int>(m_series.size());
+    const double width = n > 0 ? 0.8 / n : 0.8;
+    double top = 0.0;
+    bool empty = true;
+    for (int s = 0; s < n; ++s) {
+        auto* bars = new QCPBars(p->xAxis, p->yAxis);
+        bars->setName(m_series[s].name);
+        QColor c = accent(s);
+        bars->setPen(QPen(c.darker(130), 1));
+        bars->setBrush(c);
+        // Axis-aligned rectangles need no antialiasing; without it (and opaque) they take the raster engine's fast
+        // rectangle fill, several times cheaper than blended polygons on every live-preview frame.
+        bars->setAntialiased(false);
+        bars->setAntialiasedFill(false);
+        bars->setWidth(width);
+        QVector<double> keys, values;
+        for (std::size_t i = 0; i < m_series[s].values.size(); ++i) {
+            const double v = m_series[s].values[i];
+            if (v < 0 || std::isnan(v))
+                continue;
+            keys.append(static_cast<double>(i));
+            values.append(v);
+            top = std::max(top, v);
+            empty = false;
+        }
+        bars->setData(keys, values, true);
+        if (n > 1)
+            bars->setBarsGroup(m_group);
+    }
+    auto ticker = QSharedPointer<QCPAxisTickerText>(new QCPAxisTickerText);
+    const int step = std::max(1, static_cast<int>(m_categories.size()) / 16);
+    for (int i = 0; i < m_categories.size(); i += step)
+        ticker->addTick(i, m_categories[i]);
+    p->xAxis->setTicker(ticker);
+    p->xAxis->setLabel(m_categoryLabel);
+    p->yAxis->setLabel(m_valueLabel);
+    p->xAxis->setRange(-0.6, std::max(1.0, static_cast<double>(m_categories.size())) - 0.4);
+    if (m_reference >= 0) {
+        top = std::max(top, m_reference);
+        auto* line = new QCPItemStraightLine(p);
+        line->point1->setCoords(0, m_reference);
+        line->point2->setCoords(1, m_reference);
+        line->setPen(QPen(foreground(), 1, Qt::DashLine));
+        auto* label = new QCPItemText(p);
+        label->position->setTypeX(QCPItemPosition::ptAxisRectRatio);
+        label->position->setCoords(0.99, m_reference);
+        label->setPositionAlignment(Qt::AlignRight | Qt::AlignBottom);
+        label->setText(m_referenceLabel);
+        label->setColor(foreground());
+    }
+    p->yAxis->setRange(0, top > 0 ? top * 1.15 : 1.0);
+    if (empty && !m_placeholder.isEmpty()) {
+        auto* text = new QCPItemText(p);
+        text->position->setType(QCPItemPosition::ptAxisRectRatio);
+        text->position->setCoords(0.5, 0.5);
+        text->setText(m_placeholder);
+        text->setColor(foreground());
+        QFont f = font();
+        f.setPointSizeF(f.pointSizeF() * 1.1);
+        text->setFont(f);
+    }
+    p->legend->setVisible(n > 1 && !empty);
+    if (p->legend->visible()) {
+        p->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignLeft | Qt::AlignTop);
+        styleLegend(p->legend);
+    }
+    requestReplot();
+}
+
+QString BarPlot::barText(int category, int series) const
+{
+    if (series < 0 || series >= m_series.size() || category < 0 || static_cast<std::size_t>(category) >= m_series[series].values.size())
+        return QString();
+    const double v = m_series[series].values[static_cast<std::size_t>(category)];
+    if (v < 0)
+        return QString();
+    const QString name = category < m_categories.size() ? m_categories[category] : QString::number(category);
+    return tr("%1 %2 · %3: %4").arg(m_categoryLabel, name, m_series[series].name, QString::number(v, 'g', 4));
+}
+
+bool BarPlot::eventFilter(QObject* watched, QEvent* event)
+{
+    if (watched == plot() && event->type() == QEvent::MouseMove) {
+        auto* me = static_cast<QMouseEvent*>(event);
+        QCustomPlot* p = plot();
+        QString text;
+        for (int s = 0; s < p->plottableCount() && text.isEmpty(); ++s) {
+            auto* bars = qobject_cast<QCPBars*>(p->plottable(s));
+            if (!bars)
+                continue;
+            QVariant details;
+            if (bars->selectTest(me->position(), false, &details) >= 0 && bars->selectTest(me->position(), false, &details) < 1) {
+                const QCPDataSelection sel = details.value<QCPDataSelection>();
+                if (!sel.isEmpty()) {
+                    const auto it = bars->data()->at(sel.dataRange().begin());
+                    text = barText(static_cast<int>(std::lround(it->key)), s);
+                }
+            }
+        }
+        if (text.isEmpty())
+            QToolTip::hideText();
+        else
+            QToolTip::showText(me->globalPosition().toPoint(), text, p);
+    }
+    return PlotWidget::eventFilter(watched, event);
+}
+
+QString BarPlot::csv() const
+{
+    if (m_series.isEmpty() || m_categories.isEmpty())
+        return QString();
+    QString out = m_categoryLabel.isEmpty() ? QStringLiteral("category") : m_categoryLabel;
+    for (const auto& s : m_series)
+        out += QStringLiteral(",\"%1\"").arg(s.name);
+    out += QLatin1Char('\n');
+    for (int i = 0; i < m_categories.size(); ++i) {
+        out += m_categories[i];
+        for (const auto& s : m_series) {
+            const double v = static_cast<std::size_t>(i) < s.values.size() ? s.values[static_cast<std::size_t>(i)] : -1.0;
+            out += QLatin1Char(',') + (v < 0 ? QString() : QString::number(v, 'g', 10));
+        }
+        out += QLatin1Char('\n');
+    }
+    return out;
+}
+
+} // namespace mla

@@ -1,0 +1,48 @@
+#pragma once
+
+#include "plots/plot_widget.h"
+
+#include <QList>
+
+#include <vector>
+
+class QCPItemStraightLine;
+
+namespace mla {
+
+// KV cache memory against context length (both axes logarithmic: a saving is a constant vertical offset), one curve
+// per model and cache format, with a marker at the chosen context length.
+class MemoryPlot : public PlotWidget {
+    Q_OBJECT
+public:
+    struct Curve {
+        QString name;               // "original · BF16"
+        std::vector<double> bytes;  // one per context length
+        int colour = 0;             // accent index
+        Qt::PenStyle style = Qt::SolidLine; // one style per cache format
+        bool converted = false;     // drawn thicker
+    };
+
+    explicit MemoryPlot(QWidget* parent = nullptr);
+
+    void setCurves(const std::vector<std::int64_t>& contexts, const QList<Curve>& curves);
+    void setMarker(std::int64_t context); // <= 0 hides it
+    QString valuesAt(std::int64_t context) const; // the tooltip text of a context length
+
+    const QList<Curve>& curves() const { return m_curves; }
+    QString csv() const override;
+
+protected:
+    void applyPalette() override;
+    bool eventFilter(QObject* watched, QEvent* event) override;
+
+private:
+    void rebuild();
+
+    std::vector<std::int64_t> m_contexts;
+    QList<Curve> m_curves;
+    std::int64_t m_marker = 0;
+    QCPItemStraightLine* m_markerLine = nullptr;
+};
+
+} // namespace mla

@@ -1,0 +1,524 @@
+#include "self_test.h"
+
+#include "document/workbench.h"
+#include "jobs/session_job.h"
+#include "main_window.h"
+#include "model/model_loader.h"
+#include "models/layer_preview_model.h"
+#include "models/model_info_model.h"
+#include "models/sanity_metrics_model.h"
+#include "panels/explainer_panel.h"
+#include "panels/model_panel.h"
+#include "panels/preview_view.h"
+#include "panels/rope_view.h"
+#include "panels/run_bar.h"
+#include "panels/sanity_view.h"
+#include "panels/settings_panel.h"
+#include "panels/spectrum_view.h"
+#include "plots/heatmap_plot.h"
+#include "plots/plot_widget.h"
+#include "plots/spectrum_plot.h"
+#include "ui_support/view_data.h"
+
+#include <QButtonGroup>
+#include <QCheckBox>
+#include <QComboBox>
+#include <QCoreApplication>
+#include <QDir>
+#include <QDoubleSpinBox>
+#include <QElapsedTimer>
+#include <QEventLoop>
+#include <QFile>
+#include <QFileInfo>
+#include <QLabel>
+#include <QLineEdit>
+#include <QProgressBar>
+#include <QSet>
+#include <QSlider>
+#include <QSpinBox>
+#include <QTabWidget>
+#include <QTextStream>
+#include <QTimer>
+#include <QUndoStack>
+
+#include <cmath>
+#include <cstdio>
+
+namespace mla {
+namespace {
+
+constexpr int kJobTimeoutMs = 10 * 60 * 1000;
+
+void say(const QString& line)
+{
+    std::fprintf(stdout, "%s\n", line.toLocal8Bit().constData());
+    std::fflush(stdout);
+}
+
+} // namespace
+
+SelfTest::SelfTest(MainWindow* window, QString scratchDir) : m_window(window), m_dir(std::move(scratchDir)) {}
+
+bool SelfTest::waitUntil(const std::function<bool()>& done, int timeoutMs)
+{
+    QElapsedTimer timer;
+    timer.start();
+    while (!done()) {
+        if (timer.elapsed() > timeoutMs)
+            return false;
+        QEventLoop loop;
+        QTimer::singleShot(5, &loop, &QEventLoop::quit);
+        loop.exec();
+    }
+    return true;
+}
+
+void SelfTest::check(bool condition, const QString& what)
+{
+    if (!condition)
+        m_stepFailures << what;
+}
+
+void SelfTest::step(const QString& name, const std::function<void()>& body)
+{
+    ++m_steps;
+    m_stepFailures.clear();
+    QElapsedTimer timer;
+    timer.start();
+    try {
+        body();
+    } catch (const std::exception& e) {
+        m_stepFailures << QStringLiteral("exception: %1").arg(QString::fromUtf8(e.what()));
+    }
+    QCoreApplication::processEvents();
+    if (m_stepFailures.isEmpty()) {
+        say(QStringLiteral("  ok    %1 (%2 ms)").arg(name).arg(timer.elapsed()));
+    } else {
+        say(QStringLiteral("  FAIL  %1").arg(name));
+        for (const QString& f : std::as_const(m_stepFailures)) {
+            say(QStringLiteral("        - %1").arg(f));
+            m_failures << name + QStringLiteral(": ") + f;
+        }
+    }
+}
+
+int SelfTest::run()
+{
+    say(QStringLiteral("mla-workbench self-test (scratch: %1)").arg(m_dir));
+    step(QStringLiteral("open the demo model"), [this] { openDemo(); });
+    if (!m_window->workbench()->hasModel()) {
+        say(QStringLiteral("self-test: FAILED (the demo model did not open)"));
+        return 1;
+    }
+    step(QStringLiteral("reject a broken checkpoint with core's message"), [this] { rejectBrokenCheckpoint(); });
+    step(QStringLiteral("cancel an analysis"), [this] { cancelAnalysis(); });
+    step(QStringLiteral("analyze"), [this] { analyze(); });
+    step(QStringLiteral("move every settings control"), [this] { moveControls(); });
+    step(QStringLiteral("undo and redo"), [this] { undoRedo(); });
+    step(QStringLiteral("RoPE contribution view"), [this] { ropeView(); });
+    step(QStringLiteral("spectrum view and rank cursor"), [this] { spectrumView(); });
+    step(QStringLiteral("preview, per-layer lock"), [this] { previewView(); });
+    step(QStringLiteral("How it works panel"), [this] { explainer(); });
+    step(QStringLiteral("convert and sanity check"), [this] { convertAndCheck(); });
+    step(QStringLiteral("export every plot as PNG, PDF, SVG and CSV"), [this] { exportPlots(); });
+    step(QStringLiteral("export the converted model"), [this] { exportModel(); });
+    if (sessionsAvailable())
+        step(QStringLiteral("save and reopen a session"), [this] { sessions(); });
+    if (m_failures.isEmpty()) {
+        say(QStringLiteral("self-test: all %1 steps passed").arg(m_steps));
+        return 0;
+    }
+    say(QStringLiteral("self-test: FAILED, %1 problem(s)").arg(m_failures.size()));
+    return 1;
+}
+
+void SelfTest::openDemo()
+{
+    Workbench* wb = m_window->workbench();
+    m_window->openDemo();
+    check(waitUntil([wb] { return wb->hasModel() && !wb->isBusy(); }, kJobTimeoutMs), QStringLiteral("the demo model did not open: %1").arg(m_window->lastError()));
+    check(m_window->windowTitle() == QStringLiteral("MLA Workbench \u2014 stories260K.bin"),
+          QStringLiteral("window title is \"%1\"").arg(m_window->windowTitle()));
+    check(m_window->modelPanel()->infoModel()->rowCount() >= 12, QStringLiteral("the model panel is empty"));
+    check(wb->preview().problem.empty() && !wb->preview().layers.empty(), QStringLiteral("no KV preview before analysis"));
+}
+
+void SelfTest::rejectBrokenCheckpoint()
+{
+    Workbench* wb = m_window->workbench();
+    const QString broken = QDir(m_dir).filePath(QStringLiteral("broken.safetensors"));
+    QFile f(broken);
+    check(f.open(QIODevice::WriteOnly) && f.write("\x10\x00\x00\x00\x00\x00\x00\x00{not json", 17) == 17, QStringLiteral("cannot write the broken file"));
+    f.close();
+    int errors = 0;
+    const auto c = QObject::connect(wb, &Workbench::errorOccurred, [&errors] { ++errors; });
+    m_window->openPath(broken);
+    check(waitUntil([&] { return errors > 0 && !wb->isBusy(); }, 30000), QStringLiteral("no error was reported for a broken checkpoint"));
+    QObject::disconnect(c);
+    check(m_window->lastError().contains(QStringLiteral("broken.safetensors")),
+          QStringLiteral("the error does not name the file: %1").arg(m_window->lastError()));
+    check(wb->hasModel() && wb->modelName() == QStringLiteral("stories260K.bin"), QStringLiteral("the open model was lost"));
+}
+
+void SelfTest::cancelAnalysis()
+{
+    Workbench* wb = m_window->workbench();
+    const AnalysisPtr before = wb->analysis();
+    wb->analyze();
+    check(wb->isBusy(), QStringLiteral("analysis did not start"));
+    wb->cancel();
+    check(waitUntil([wb] { return !wb->isBusy(); }, kJobTimeoutMs), QStringLiteral("cancel did not stop the analysis"));
+    check(wb->analysis() == before, QStringLiteral("a cancelled analysis left a result behind"));
+}
+
+void SelfTest::analyze()
+{
+    Workbench* wb = m_window->workbench();
+    const QString errorBefore = m_window->lastError();
+    wb->analyze();
+    check(waitUntil([wb] { return !wb->isBusy(); }, kJobTimeoutMs), QStringLiteral("analysis did not finish"));
+    check(wb->analysis() != nullptr, QStringLiteral("no analysis: %1").arg(m_window->lastError()));
+    if (!wb->analysis())
+        return;
+    check(static_cast<std::int64_t>(wb->analysis()->layers.size()) == wb->config()->layers, QStringLiteral("analysis has the wrong layer count"));
+    check(wb->previewHasErrors() && wb->preview().meanWeightError >= 0, QStringLiteral("no predicted errors after analysis"));
+    check(m_window->runBar()->progressBar()->value() == m_window->runBar()->progressBar()->maximum(), QStringLiteral("the progress bar did not reach 100%"));
+}
+
+void SelfTest::moveControls()
+{
+    Workbench* wb = m_window->workbench();
+    SettingsPanel* s = m_window->settingsPanel();
+    const ModelConfig& c = *wb->config();
+    int previews = 0;
+    const auto conn = QObject::connect(wb, &Workbench::previewChanged, [&previews] { ++previews; });
+    auto expectPreview = [&](const QString& control) {
+        check(previews > 0, QStringLiteral("%1 did not update the preview").arg(control));
+        previews = 0;
+    };
+
+    for (int i = 0; i < s->strategyCombo()->count(); ++i) {
+        s->strategyCombo()->setCurrentIndex(i);
+        expectPreview(QStringLiteral("strategy %1").arg(s->strategyCombo()->itemText(i)));
+        check(wb->preview().problem.empty(), QStringLiteral("strategy %1: %2").arg(s->strategyCombo()->itemText(i), QString::fromStdString(wb->preview().problem)));
+        check(static_cast<std::int64_t>(wb->selections().size()) == c.layers, QStringLiteral("strategy %1 gave no selection").arg(s->strategyCombo()->itemText(i)));
+    }
+    s->strategyCombo()->setCurrentIndex(s->strategyCombo()->findData(static_cast<int>(RopeStrategy::Uniform)));
+    s->uniformStartSpin()->setValue(1);
+    expectPreview(QStringLiteral("uniform start"));
+    s->strategyCombo()->setCurrentIndex(s->strategyCombo()->findData(static_cast<int>(RopeStrategy::TwoNorm)));
+    previews = 0;
+
+    for (int p = s->pairsSlider()->minimum(); p <= s->pairsSlider()->maximum(); ++p) {
+        s->pairsSlider()->setValue(p);
+        if (p != wb->resolvedRopePairs())
+            check(false, QStringLiteral("pairs slider %1 gave %2 pairs").arg(p).arg(wb->resolvedRopePairs()));
+        // Keeping (nearly) every pair can make the 75% target saving unreachable: that must show as a problem, not fail.
+        check(wb->preview().problem.empty() != wb->preview().layers.empty(), QStringLiteral("pairs %1: inconsistent preview").arg(p));
+        check(s->pairsNote()->text().contains(QString::number(2 * p)), QStringLiteral("pairs %1 are not shown as dims").arg(p));
+    }
+    s->pairsSlider()->setValue(static_cast<int>(defaultRopePairs(c)));
+    expectPreview(QStringLiteral("pairs slider"));
+
+    for (int i = s->methodCombo()->count() - 1; i >= 0; --i) {
+        const bool changed = s->methodCombo()->currentIndex() != i;
+        s->methodCombo()->setCurrentIndex(i);
+        const QString name = s->methodCombo()->itemText(i);
+        if (changed)
+            expectPreview(QStringLiteral("method %1").arg(name));
+        previews = 0;
+        // A method that compresses only the keys or only the values may not reach the target saving on a small model:
+        // that must show as a problem with no per-layer preview, never as a half-filled one.
+        check(wb->preview().problem.empty() != wb->preview().layers.empty(),
+              QStringLiteral("method %1: inconsistent preview (%2)").arg(name, QString::fromStdString(wb->preview().problem)));
+        if (static_cast<LatentMethod>(s->methodCombo()->itemData(i).toInt()) == LatentMethod::Joint)
+            check(wb->preview().problem.empty(), QStringLiteral("method %1: %2").arg(name, QString::fromStdString(wb->preview().problem)));
+    }
+    s->methodCombo()->setCurrentIndex(s->methodCombo()->findData(static_cast<int>(LatentMethod::Joint)));
+    check(wb->settings().method == LatentMethod::Joint, QStringLiteral("the method combo has no joint entry"));
+
+    const int lo = s->latentSlider()->minimum();
+    const int hi = s->latentSlider()->maximum();
+    for (int v : {lo, (lo + hi) / 2, hi, (lo + hi) / 3}) {
+        s->latentSlider()->setValue(v);
+        check(wb->resolvedLatent() == v, QStringLiteral("latent slider %1 gave d_c %2").arg(v).arg(wb->resolvedLatent()));
+        check(!wb->preview().layers.empty() && wb->preview().layers[0].latentK == v, QStringLiteral("latent %1 not in the preview").arg(v));
+        check(s->latentNote()->text().contains(QString::number(static_cast<double>(v) / static_cast<double>(c.kvHeads), 'g', 4)),
+              QStringLiteral("latent %1 not shown per KV head").arg(v));
+    }
+    expectPreview(QStringLiteral("latent slider"));
+    double last = -1;
+    for (double saving : {50.0, 62.5, 75.0}) {
+        s->savingSpin()->setValue(saving);
+        check(std::abs(100.0 * wb->preview().kv.saving() - saving) < 100.0 / static_cast<double>(2 * c.kvDim()) + 1e-9,
+              QStringLiteral("target saving %1% gave %2%").arg(saving).arg(100.0 * wb->preview().kv.saving()));
+        check(wb->preview().meanWeightError >= last, QStringLiteral("a larger saving predicted a smaller error"));
+        last = wb->preview().meanWeightError;
+    }
+    expectPreview(QStringLiteral("saving"));
+    // The rotated keys alone take more than 1% of the cache: 99% is unreachable and must say so.
+    s->savingSpin()->setValue(s->savingSpin()->maximum());
+    check(!wb->preview().problem.empty() && wb->preview().layers.empty(), QStringLiteral("an unreachable saving showed no problem"));
+    s->savingSpin()->setValue(75.0);
+    check(wb->preview().problem.empty(), QStringLiteral("75% saving: %1").arg(QString::fromStdString(wb->preview().problem)));
+    for (int i = 0; i < s->sigmaCombo()->count(); ++i)
+        s->sigmaCombo()->setCurrentIndex(i);
+    s->sigmaCombo()->setCurrentIndex(0);
+    for (QCheckBox* box : {s->activationCheck(), s->balanceCheck(), s->refitCheck(), s->allocateCheck()}) {
+        box->setChecked(!box->isChecked());
+        box->setChecked(!box->isChecked());
+    }
+    for (int i = 0; i < s->presetCombo()->count(); ++i) {
+        s->presetCombo()->setCurrentIndex(i);
+        Q_EMIT s->presetCombo()->activated(i);
+        check(wb->settings().preset == s->presetCombo()->itemData(i).toString().toStdString(), QStringLiteral("preset %1 not applied").arg(s->presetCombo()->itemText(i)));
+    }
+    s->presetCombo()->setCurrentIndex(0);
+    Q_EMIT s->presetCombo()->activated(0);
+    s->calibrationFileEdit()->setText(QDir(m_dir).filePath(QStringLiteral("calibration.txt")));
+    Q_EMIT s->calibrationFileEdit()->editingFinished();
+    s->calibrationSourceCombo()->setCurrentIndex(1);
+    check(wb->calibration().source == CalibrationOptions::Source::Text, QStringLiteral("calibration source not applied"));
+    s->calibrationSourceCombo()->setCurrentIndex(0);
+    s->samplesSpin()->setValue(8);
+    Q_EMIT s->samplesSpin()->editingFinished();
+    check(wb->calibration().samples == 8, QStringLiteral("calibration samples not applied"));
+
+    // Model panel controls.
+    ModelPanel* m = m_window->modelPanel();
+    m->contextSpin()->setValue(8192);
+    m->batchSpin()->setValue(4);
+    m->formatCombo()->setCurrentIndex(1);
+    check(wb->contextLength() == 8192 && wb->batchSize() == 4 && wb->cacheFormat() == CacheFormat::Int8,
+          QStringLiteral("the model panel's cache controls did not apply"));
+    m->formatCombo()->setCurrentIndex(0);
+    QObject::disconnect(conn);
+}
+
+void SelfTest::undoRedo()
+{
+    Workbench* wb = m_window->workbench();
+    QUndoStack* undo = wb->undoStack();
+    check(undo->count() > 10, QStringLiteral("only %1 undo steps were recorded").arg(undo->count()));
+    const QVariantMap end = QVariantMap{{QStringLiteral("latent"), qlonglong(wb->resolvedLatent())},
+                                        {QStringLiteral("pairs"), qlonglong(wb->resolvedRopePairs())},
+                                        {QStringLiteral("strategy"), static_cast<int>(wb->settings().strategy)}};
+    const int index = undo->index();
+    undo->setIndex(0);
+    check(wb->settings().strategy == RopeStrategy::TwoNorm && wb->settings().latentDim < 0,
+          QStringLiteral("undo to the start did not restore the first settings"));
+    undo->setIndex(index);
+    const QVariantMap again = QVariantMap{{QStringLiteral("latent"), qlonglong(wb->resolvedLatent())},
+                                          {QStringLiteral("pairs"), qlonglong(wb->resolvedRopePairs())},
+                                          {QStringLiteral("strategy"), static_cast<int>(wb->settings().strategy)}};
+    check(end == again, QStringLiteral("redo did not restore the last settings"));
+}
+
+void SelfTest::ropeView()
+{
+    Workbench* wb = m_window->workbench();
+    m_window->showTab(MainWindow::RopeTab);
+    RopeView* v = m_window->ropeView();
+    const ModelConfig& c = *wb->config();
+    for (int h = 0; h < v->headCombo()->count(); ++h) {
+        v->headCombo()->setCurrentIndex(h);
+        for (int m = 0; m < v->measureCombo()->count(); ++m) {
+            v->measureCombo()->setCurrentIndex(m);
+            const ui::ScoreGrid& g = v->heatmap()->grid();
+            check(g.rows == c.layers && g.columns == (h == 0 ? c.kvHeads : 1) * c.pairsPerHead(),
+                  QStringLiteral("heatmap head %1 measure %2 has shape %3 x %4").arg(h).arg(m).arg(g.rows).arg(g.columns));
+        }
+    }
+    v->headCombo()->setCurrentIndex(0);
+    v->measureCombo()->setCurrentIndex(0);
+    const ui::ScoreGrid& g = v->heatmap()->grid();
+    const auto kept = std::count(g.kept.begin(), g.kept.end(), std::uint8_t{1});
+    check(kept == c.layers * c.kvHeads * wb->resolvedRopePairs(), QStringLiteral("%1 cells outlined, expected %2").arg(kept).arg(c.layers * c.kvHeads * wb->resolvedRopePairs()));
+    const QString text = v->heatmap()->cellText(0, 0);
+    check(text.contains(QStringLiteral("wavelength")) && text.contains(QStringLiteral("frequency")), QStringLiteral("hover text lacks frequency and wavelength"));
+    v->logCheck()->setChecked(true);
+    check(v->heatmap()->logScale(), QStringLiteral("log scale not applied"));
+    v->logCheck()->setChecked(false);
+}
+
+void SelfTest::spectrumView()
+{
+    Workbench* wb = m_window->workbench();
+    m_window->showTab(MainWindow::SpectraTab);
+    SpectrumView* v = m_window->spectrumView();
+    for (int k = SpectrumView::Joint; k <= SpectrumView::Split; ++k) {
+        v->setKind(static_cast<SpectrumView::Kind>(k));
+        check(v->plot()->seriesCount() == (k == SpectrumView::Split ? 2 : 1) * wb->config()->layers,
+              QStringLiteral("spectrum kind %1 shows %2 series").arg(k).arg(v->plot()->seriesCount()));
+    }
+    for (int i = 0; i < v->sourceCombo()->count(); ++i)
+        v->sourceCombo()->setCurrentIndex(i);
+    v->setKind(SpectrumView::Joint);
+    v->sourceCombo()->setCurrentIndex(0);
+    check(v->plot()->rankCursorVisible(), QStringLiteral("no rank cursor on the joint spectrum"));
+    const std::int64_t target = std::max<std::int64_t>(2, wb->resolvedLatent() / 2);
+    v->plot()->dragCursorTo(target);
+    check(wb->resolvedLatent() == target, QStringLiteral("dragging the cursor to %1 set d_c %2").arg(target).arg(wb->resolvedLatent()));
+    check(v->plot()->rankCursor() == target, QStringLiteral("the cursor did not follow"));
+    wb->undoStack()->undo();
+    v->layerCombo()->setCurrentIndex(1);
+    v->layerCombo()->setCurrentIndex(0);
+}
+
+void SelfTest::previewView()
+{
+    Workbench* wb = m_window->workbench();
+    m_window->showTab(MainWindow::PreviewTab);
+    PreviewView* v = m_window->previewView();
+    LayerPreviewModel* model = v->layerModel();
+    check(model->rowCount() == wb->config()->layers, QStringLiteral("the preview table has %1 rows").arg(model->rowCount()));
+    check(v->summaryText().contains(QStringLiteral("\u2192")), QStringLiteral("the preview summary is empty"));
+    const std::int64_t global = wb->resolvedLatent();
+    const std::int64_t layerLatent = std::max<std::int64_t>(1, global / 2);
+    model->setData(model->index(0, LayerPreviewModel::LatentColumn), qlonglong(layerLatent));
+    check(wb->lockedLayers().at(0), QStringLiteral("editing a layer's latent did not lock it"));
+    check(wb->preview().layers[0].latentK == layerLatent, QStringLiteral("layer 0's latent is not %1").arg(layerLatent));
+    m_window->settingsPanel()->latentSpin()->setValue(static_cast<int>(global + 1));
+    check(wb->preview().layers[0].latentK == layerLatent && wb->preview().layers[1].latentK == global + 1,
+          QStringLiteral("the locked layer moved with the global latent (layer 0: %1, expected %2; layer 1: %3, expected %4)")
+              .arg(wb->preview().layers[0].latentK)
+              .arg(layerLatent)
+              .arg(wb->preview().layers[1].latentK)
+              .arg(global + 1));
+    model->setData(model->index(0, LayerPreviewModel::LockColumn), Qt::Unchecked, Qt::CheckStateRole);
+    check(!wb->lockedLayers().at(0) && wb->preview().layers[0].latentK == global + 1, QStringLiteral("unlocking did not release the layer"));
+    for (int i = 0; i < v->compareCombo()->count(); ++i)
+        v->compareCombo()->setCurrentIndex(i);
+    v->compareCombo()->setCurrentIndex(0);
+    m_window->settingsPanel()->savingSpin()->setValue(75.0);
+}
+
+void SelfTest::explainer()
+{
+    ExplainerPanel* e = m_window->explainer();
+    const auto values = e->values();
+    check(values.value(QStringLiteral("d_c")) == QString::number(m_window->workbench()->resolvedLatent()), QStringLiteral("the explainer's d_c is stale"));
+    check(values.value(QStringLiteral("saving")).endsWith(QLatin1Char('%')), QStringLiteral("the explainer shows no saving"));
+    check(!e->html().contains(QStringLiteral("%{")), QStringLiteral("unreplaced placeholders in the explainer"));
+    for (const QString& topic : {QStringLiteral("rope"), QStringLiteral("svd"), QStringLiteral("absorb"), QStringLiteral("cache")})
+        e->showTopic(topic);
+}
+
+void SelfTest::convertAndCheck()
+{
+    Workbench* wb = m_window->workbench();
+    wb->convert();
+    check(waitUntil([wb] { return !wb->isBusy() && wb->conversion() && wb->sanity(); }, kJobTimeoutMs),
+          QStringLiteral("conversion or sanity check did not finish: %1").arg(m_window->lastError()));
+    if (!wb->sanity())
+        return;
+    const SanityReport& r = *wb->sanity();
+    check(std::isfinite(r.originalPpl) && std::isfinite(r.convertedPpl) && r.originalPpl > 1.0 && r.convertedPpl > 1.0,
+          QStringLiteral("perplexities %1 / %2").arg(r.originalPpl).arg(r.convertedPpl));
+    check(r.kl >= 0.0 && r.top1Agreement >= 0.0 && r.top1Agreement <= 1.0, QStringLiteral("KL %1, agreement %2").arg(r.kl).arg(r.top1Agreement));
+    check(r.convertedKvBytesPerToken < r.originalKvBytesPerToken,
+          QStringLiteral("the converted cache is not smaller: %1 vs %2 bytes").arg(r.convertedKvBytesPerToken).arg(r.originalKvBytesPerToken));
+    check(!r.generations.empty() && !r.generations[0].originalIds.empty(), QStringLiteral("no generations"));
+    SanityView* v = m_window->sanityView();
+    check(v->metricsModel()->rowCount() == 5, QStringLiteral("the metrics table has %1 rows").arg(v->metricsModel()->rowCount()));
+    check(v->originalHtml().contains(QStringLiteral("Once upon a time")), QStringLiteral("the prompt is not shown"));
+    check(m_window->tabs()->currentIndex() == MainWindow::SanityTab, QStringLiteral("the sanity tab was not shown"));
+    v->promptEdit()->setText(QStringLiteral("The cat"));
+    wb->runSanityCheck();
+    check(waitUntil([wb] { return !wb->isBusy(); }, kJobTimeoutMs) && wb->sanity() && wb->sanity()->generations[0].prompt == "The cat",
+          QStringLiteral("a re-run with a new prompt failed"));
+}
+
+void SelfTest::exportPlots()
+{
+    QDir dir(m_dir);
+    dir.mkpath(QStringLiteral("plots"));
+    for (int t = 0; t < m_window->tabs()->count(); ++t)
+        m_window->showTab(t); // every plot laid out once
+    const QList<PlotWidget*> plots = m_window->plots();
+    QSet<QString> kinds;
+    for (PlotWidget* p : plots)
+        kinds.insert(QString::fromLatin1(p->metaObject()->className()));
+    for (const char* kind : {"mla::HeatmapPlot", "mla::SpectrumPlot", "mla::BarPlot", "mla::MemoryPlot"})
+        check(kinds.contains(QString::fromLatin1(kind)), QStringLiteral("no %1 in the window").arg(QString::fromLatin1(kind)));
+    int n = 0;
+    for (PlotWidget* p : plots) {
+        for (const QString& format : PlotWidget::exportFormats()) {
+            const QString path = dir.filePath(QStringLiteral("plots/%1-%2.%3").arg(n).arg(QString::fromLatin1(p->metaObject()->className() + 5)).arg(format));
+            QString error;
+            const bool ok = p->exportTo(path, &error);
+            check(ok && QFileInfo(path).size() > 0, QStringLiteral("%1 as %2: %3").arg(p->title(), format, error));
+            if (ok && format == QLatin1String("svg")) {
+                QFile f(path);
+                f.open(QIODevice::ReadOnly);
+                const QByteArray head = f.read(200);
+                check(head.startsWith("<?xml") && head.contains("<svg"), QStringLiteral("%1.svg is not SVG").arg(p->title()));
+            }
+        }
+        ++n;
+    }
+}
+
+void SelfTest::exportModel()
+{
+    Workbench* wb = m_window->workbench();
+    const QString folder = QDir(m_dir).filePath(QStringLiteral("stories260K-mla"));
+    QString exported;
+    const auto c = QObject::connect(wb, &Workbench::exported, [&exported](const QString& f) { exported = f; });
+    wb->exportTo(folder);
+    check(waitUntil([&] { return !wb->isBusy(); }, kJobTimeoutMs) && exported == folder, QStringLiteral("export failed: %1").arg(m_window->lastError()));
+    QObject::disconnect(c);
+    check(QFileInfo::exists(QDir(folder).filePath(QStringLiteral("config.json"))), QStringLiteral("no config.json in the export"));
+    const Model reloaded = loadModel(folder.toStdString());
+    check(reloaded.config.isMla() && reloaded.config.layers == wb->config()->layers, QStringLiteral("the exported model does not load as MLA"));
+}
+
+void SelfTest::sessions()
+{
+    Workbench* wb = m_window->workbench();
+    const QString path = QDir(m_dir).filePath(QStringLiteral("session.h5"));
+    QString saved;
+    auto c = QObject::connect(wb, &Workbench::sessionSaved, [&saved](const QString& p) { saved = p; });
+    const std::int64_t latent = wb->resolvedLatent();
+    wb->saveSession(path);
+    check(waitUntil([&] { return !wb->isBusy(); }, kJobTimeoutMs) && saved == path, QStringLiteral("session save failed: %1").arg(m_window->lastError()));
+    QObject::disconnect(c);
+    const AnalysisPtr before = wb->analysis();
+    m_window->settingsPanel()->latentSpin()->setValue(static_cast<int>(latent + 1));
+    wb->openSession(path);
+    check(waitUntil([&] { return !wb->isBusy() && wb->analysis() != before; }, kJobTimeoutMs), QStringLiteral("session open failed: %1").arg(m_window->lastError()));
+    check(wb->hasModel(), QStringLiteral("reopening the session of the open model dropped the model"));
+    check(wb->analysis() && wb->analysis()->layers.size() == before->layers.size(), QStringLiteral("the session's analysis differs"));
+    check(wb->resolvedLatent() == latent, QStringLiteral("the session's settings were not restored (d_c %1, saved %2)").arg(wb->resolvedLatent()).arg(latent));
+}
+
+// ---------------------------------------------------------------------------------------------------- screenshot
+
+int takeScreenshot(MainWindow* window, const QString& model, const QString& path, int tab)
+{
+    Workbench* wb = window->workbench();
+    if (model.isEmpty())
+        window->openDemo();
+    else
+        window->openPath(model);
+    if (!SelfTest::waitUntil([wb] { return wb->hasModel() && !wb->isBusy(); }, kJobTimeoutMs)) {
+        say(QStringLiteral("screenshot: the model did not open: %1").arg(window->lastError()));
+        return 1;
+    }
+    wb->analyze();
+    if (!SelfTest::waitUntil([wb] { return wb->analysis() && !wb->isBusy(); }, kJobTimeoutMs)) {
+        say(QStringLiteral("screenshot: analysis failed: %1").arg(window->lastError()));
+        return 1;
+    }
+    window->showTab(tab);
+    SelfTest::waitUntil([] { return false; }, 600); // let queued replots and layouts settle
+    const QImage image = window->grab().toImage();
+    if (image.isNull() || !image.save(path)) {
+        say(QStringLiteral("screenshot: cannot write %1").arg(path));
+        return 1;
+    }
+    say(QStringLiteral("screenshot: wrote %1 (%2 x %3)").arg(path).arg(image.width()).arg(image.height()));
+    return 0;
+}
+
+} // namespace mla

@@ -1,0 +1,57 @@
+#pragma once
+
+#include <QString>
+#include <QStringList>
+
+#include <functional>
+
+namespace mla {
+
+class MainWindow;
+
+// `mla-workbench --self-test`: drives a real window like a user would — opens the demo model, rejects a broken
+// checkpoint with core's message, analyses, cancels, moves every settings control (checking the live preview after
+// each move), undoes and redoes, exercises every panel and plot, converts, runs the sanity check, exports the model
+// and every plot in every format, saves and reopens a session — and reports each step. run() returns 0 only when
+// every step passed.
+class SelfTest {
+public:
+    SelfTest(MainWindow* window, QString scratchDir);
+
+    int run();
+    const QStringList& failures() const { return m_failures; }
+
+    // Processes events until `done` holds or `timeoutMs` passes; false on timeout.
+    static bool waitUntil(const std::function<bool()>& done, int timeoutMs);
+
+private:
+    void step(const QString& name, const std::function<void()>& body);
+    void check(bool condition, const QString& what);
+
+    void openDemo();
+    void rejectBrokenCheckpoint();
+    void analyze();
+    void cancelAnalysis();
+    void moveControls();
+    void undoRedo();
+    void ropeView();
+    void spectrumView();
+    void previewView();
+    void explainer();
+    void convertAndCheck();
+    void exportPlots();
+    void exportModel();
+    void sessions();
+
+    MainWindow* m_window;
+    QString m_dir;
+    QStringList m_failures;
+    QStringList m_stepFailures;
+    int m_steps = 0;
+};
+
+// `mla-workbench --screenshot FILE`: opens `model` (the demo when empty), analyses it, shows `tab` and saves the
+// window as PNG. Returns 0 on success.
+int takeScreenshot(MainWindow* window, const QString& model, const QString& path, int tab);
+
+} // namespace mla
