@@ -85,13 +85,15 @@ HeatmapPlot::HeatmapPlot(QWidget* parent) : PlotWidget(parent)
     QCPAxisRect* rect = p->axisRect();
     m_map = new QCPColorMap(p->xAxis, p->yAxis);
     m_map->setInterpolate(false);
-    m_map->setTightBoundary(true);
-    m_map->setGradient(viridis());
+    // The data range gives the centres of the outer cells: cell (r, c) covers r ± 0.5, c ± 0.5, where the ticks and
+    // the kept-pair outlines are (a tight boundary would squeeze the cells by half a cell at each edge).
+    m_map->setTightBoundary(false);
     m_scale = new QCPColorScale(p);
     p->plotLayout()->addElement(0, 1, m_scale);
     m_scale->setType(QCPAxis::atRight);
     m_scale->setBarWidth(14);
     m_map->setColorScale(m_scale);
+    m_scale->setGradient(viridis()); // after linking: the scale's gradient is the one the map uses
     auto* margins = new QCPMarginGroup(p);
     rect->setMarginGroup(QCP::msBottom | QCP::msTop, margins);
     m_scale->setMarginGroup(QCP::msBottom | QCP::msTop, margins);
@@ -115,6 +117,8 @@ void HeatmapPlot::applyPalette()
     if (!m_scale)
         return;
     styleAxisRect(m_scale->axis()->axisRect());
+    // The colour bar paints its gradient and then its axis rect, whose background would cover the gradient.
+    m_scale->axis()->axisRect()->setBackground(Qt::NoBrush);
     QCPAxis* a = m_scale->axis();
     a->setBasePen(QPen(foreground()));
     a->setTickPen(QPen(foreground()));
