@@ -2,6 +2,7 @@
 
 #include "backend/cuda/cuda_kernels.cuh"
 #include "util/error.h"
+#include "util/mapped_file.h"
 
 #include <algorithm>
 #include <cmath>
@@ -330,6 +331,10 @@ void DeviceModel::gather(std::int64_t layer, std::byte* destination) const
 #pragma omp parallel for schedule(dynamic)
     for (std::int64_t i = 0; i < count; ++i)
         std::memcpy(pieces[static_cast<std::size_t>(i)].dst, pieces[static_cast<std::size_t>(i)].src, pieces[static_cast<std::size_t>(i)].bytes);
+    // The layer now lives in the staging buffer (and on the device): its memory-mapped pages are dropped from resident
+    // memory, as the CPU converter does, so that calibrating a 7B model does not hold the whole checkpoint resident.
+    for (const Job& j : jobs)
+        MappedFile::releasePages(j.src, j.bytes);
 }
 
 void DeviceModel::upload(std::int64_t layer)
@@ -490,11 +495,13 @@ void DeviceStatistics::addTo(const Context& ctx, const ModelConfig& c, LayerStat
     add(kNorm, stats.kPairNorm, c.kvHeads, pairs);
     add(kMoment, stats.kPairMoment, c.kvHeads, 3 * pairs);
     if (gramWanted) {
-        Eigen::MatrixXd g(c.hidden, c.hidden);
-        download(ctx, g.data(), gram.data(), static_cast<std::size_t>(g.size()) * sizeof(double));
-        g.triangularView<Eigen::StrictlyUpper>() = g.transpose();
+        // The device's G is symmetric, so its column-major image read row-major is G itself (up to rounding): it is
+        // added as one contiguous pass. A strided transpose of 4096 x 4096 doubles per layer was slower than the
+        // whole GPU forward (docs/benchmarks.md).
         if (stats.inputGram.rows() != c.hidden)
             stats.inputGram = MatrixXdRM::Zero(c.hidden, c.hidden);
+        MatrixXdRM g(c.hidden, c.hidden);
+        download(ctx, g.data(), gram.data(), static_cast<std::size_t>(g.size()) * sizeof(double));
         stats.inputGram += g;
     }
     stats.tokens += tokens;
@@ -586,10 +593,11 @@ void layerForward(Context& ctx, ForwardScratch& s, const ModelConfig& c, const D
         double* xd = s.widened.reserve(static_cast<std::size_t>(rows * hidden));
         kernels::floatToDouble(xn, xd, rows * hidden, stream);
         const double one = 1.0;
-        // G += X^T X: row-major X [rows, hidden] is column-major X^T (hidden x rows).
-        check(cublasDsyrk(ctx.blas, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, toInt(hidden), toInt(rows), &one, xd, toInt(hidden), &one,
-                          stats->gram.data(), toInt(hidden)),
-              "cublasDsyrk (input Gram)");
+        // G += X^T X: row-major X [rows, hidden] is column-major X^T (hidden x rows). A full DGEMM, not DSYRK: cuBLAS's
+        // DSYRK ran about 50 times slower on an H100 (docs/benchmarks.md) and made the Gram 98% of the calibration time.
+        check(cublasDgemm(ctx.blas, CUBLAS_OP_N, CUBLAS_OP_T, toInt(hidden), toInt(hidden), toInt(rows), &one, xd, toInt(hidden), xd,
+                          toInt(hidden), &one, stats->gram.data(), toInt(hidden)),
+              "cublasDgemm (input Gram)");
     }
     float* q = s.q.reserve(static_cast<std::size_t>(rows * qDim));
     float* k = s.k.reserve(static_cast<std::size_t>(rows * kvDim));

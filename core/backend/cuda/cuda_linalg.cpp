@@ -135,6 +135,8 @@ void Linalg::widen(const MatrixRM& m, DeviceBuffer<double>& dst)
     kernels::floatToDouble(m_float.data(), dst.data(), static_cast<std::int64_t>(n), m_ctx.compute);
 }
 
+// Full DGEMMs rather than DSYRK: on an H100 cuBLAS's DSYRK is many times slower than the DGEMM of twice the work
+// (docs/benchmarks.md); the host copies still mirror the lower triangle so that the result is exactly symmetric.
 void Linalg::gramOnDevice(const double* a, std::int64_t rows, std::int64_t cols, GramSide side, DeviceBuffer<double>& g)
 {
     const double one = 1.0, zero = 0.0;
@@ -142,12 +144,12 @@ void Linalg::gramOnDevice(const double* a, std::int64_t rows, std::int64_t cols,
         const int n = checkedInt(cols, "columns"), k = checkedInt(rows, "rows");
         g.reserve(static_cast<std::size_t>(n) * static_cast<std::size_t>(n));
         // Row-major M seen column-major is M^T (cols x rows, ld cols): G = M^T M = A A^T.
-        check(cublasDsyrk(m_ctx.blas, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, n, k, &one, a, n, &zero, g.data(), n), "cublasDsyrk");
+        check(cublasDgemm(m_ctx.blas, CUBLAS_OP_N, CUBLAS_OP_T, n, n, k, &one, a, n, a, n, &zero, g.data(), n), "cublasDgemm (Gram)");
     } else {
         const int n = checkedInt(rows, "rows"), k = checkedInt(cols, "columns");
         g.reserve(static_cast<std::size_t>(n) * static_cast<std::size_t>(n));
         // G = M M^T = A^T A with A = M^T (cols x rows, ld cols).
-        check(cublasDsyrk(m_ctx.blas, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, n, k, &one, a, k, &zero, g.data(), n), "cublasDsyrk");
+        check(cublasDgemm(m_ctx.blas, CUBLAS_OP_T, CUBLAS_OP_N, n, n, k, &one, a, k, a, k, &zero, g.data(), n), "cublasDgemm (Gram)");
     }
 }
 
