@@ -89,7 +89,8 @@ bool cpuHasF16c()
 
 const KernelTable& genericKernels()
 {
-    static const KernelTable table{{toFloatF32, toFloatF16, toFloatBF16}, {dotRowsF32, dotRowsF16, dotRowsBF16}, sumGeneric};
+    static const KernelTable table{{toFloatF32, toFloatF16, toFloatBF16}, {dotRowsF32, dotRowsF16, dotRowsBF16},
+                                    {nullptr, nullptr, nullptr}, sumGeneric};
     return table;
 }
 
@@ -124,16 +125,20 @@ void matvec(const Tensor& W, const float* x, float* y)
     const auto dotRows = detail::activeKernels().dotRows[static_cast<int>(W.dtype())];
     const std::size_t rowBytes = cols * dtypeSize(W.dtype());
     const auto* base = static_cast<const std::uint8_t*>(W.data());
-    // Blocks of 16 rows keep each thread on contiguous memory; small matrices stay on one thread because waking the
-    // team costs more than the work.
-    constexpr std::int64_t kBlock = 16;
-    const std::int64_t blocks = (rows + kBlock - 1) / kBlock;
+    // One contiguous range of rows per thread (a multiple of 16 rows), so each thread streams its own part of the
+    // matrix in one call; small matrices stay on one thread because waking the team costs more than the work.
     const bool parallel = static_cast<std::size_t>(rows) * rowBytes > (1u << 16);
-#pragma omp parallel for schedule(static) if (parallel)
-    for (std::int64_t b = 0; b < blocks; ++b) {
-        const std::int64_t first = b * kBlock;
-        const std::int64_t count = std::min(kBlock, rows - first);
-        dotRows(base + static_cast<std::size_t>(first) * rowBytes, cols, static_cast<std::size_t>(count), x, y + first);
+#pragma omp parallel if (parallel)
+    {
+        constexpr std::int64_t kAlign = 16;
+        const std::int64_t threads = omp_get_num_threads();
+        const std::int64_t share = (rows + threads - 1) / threads;
+        const std::int64_t chunk = (share + kAlign - 1) / kAlign * kAlign;
+        const std::int64_t first = std::min<std::int64_t>(rows, omp_get_thread_num() * chunk);
+        const std::int64_t count = std::min(chunk, rows - first);
+        if (count > 0)
+            dotRows(base + static_cast<std::size_t>(first) * rowBytes, cols, static_cast<std::size_t>(count), x,
+                    y + first);
     }
 }
 
@@ -147,6 +152,24 @@ void matmulTransposed(const Tensor& W, const MatrixRM& X, MatrixRM& Y)
         matvec(W, X.data(), Y.data());
         return;
     }
+    const std::int64_t rows = W.rows();
+    const std::size_t cols = static_cast<std::size_t>(W.cols());
+    if (const auto gemmRows = detail::activeKernels().gemmRows[static_cast<int>(W.dtype())]) {
+        // Blocks of 64 rows (four panels of the kernel), spread over the threads; every block sees all tokens.
+        constexpr std::int64_t kRows = 64;
+        const std::int64_t blocks = (rows + kRows - 1) / kRows;
+        const std::size_t rowBytes = cols * dtypeSize(W.dtype());
+        const auto* base = static_cast<const std::uint8_t*>(W.data());
+        const std::size_t n = static_cast<std::size_t>(X.rows());
+#pragma omp parallel for schedule(static)
+        for (std::int64_t b = 0; b < blocks; ++b) {
+            const std::int64_t first = b * kRows;
+            gemmRows(base + static_cast<std::size_t>(first) * rowBytes, cols,
+                     static_cast<std::size_t>(std::min(kRows, rows - first)), X.data(), cols, n, Y.data() + first,
+                     static_cast<std::size_t>(rows));
+        }
+        return;
+    }
     if (W.dtype() == DType::F32) {
         Eigen::Map<const MatrixRM> w(static_cast<const float*>(W.data()), W.rows(), W.cols());
         Y.noalias() = X * w.transpose();
@@ -154,7 +177,6 @@ void matmulTransposed(const Tensor& W, const MatrixRM& X, MatrixRM& Y)
     }
     // Half-precision weights: convert a block of rows at a time and multiply with Eigen, one block per thread.
     constexpr std::int64_t kBlock = 128;
-    const std::int64_t rows = W.rows();
     const std::int64_t blocks = (rows + kBlock - 1) / kBlock;
 #pragma omp parallel
     {

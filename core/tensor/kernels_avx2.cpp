@@ -3,7 +3,9 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 namespace mla::detail {
 namespace {
@@ -119,6 +121,187 @@ void dotRows(const void* rowsData, std::size_t cols, std::size_t rowCount, const
     }
 }
 
+// BF16 rows, four at a time. A 32-bit lane of 16 loaded bf16 values holds an even element in its low half and an
+// odd one in its high half: shifting left by 16 gives the even elements as float32, masking the low half gives the
+// odd ones. So x is first split, per 16 columns, into its 8 even then its 8 odd elements (once per call; the caller
+// passes many rows), and each 16 columns cost one load, one shift, one and and two FMAs per row.
+void dotRowsBF16(const void* rowsData, std::size_t cols, std::size_t rowCount, const float* x, float* out)
+{
+    const auto* rows = static_cast<const std::uint16_t*>(rowsData);
+    const std::size_t blocked = cols / 16 * 16;
+    thread_local std::vector<float> split;
+    split.resize(blocked);
+    for (std::size_t c = 0; c < blocked; c += 16)
+        for (std::size_t i = 0; i < 8; ++i) {
+            split[c + i] = x[c + 2 * i];
+            split[c + 8 + i] = x[c + 2 * i + 1];
+        }
+    const float* xs = split.data();
+    const __m256i oddMask = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+    const auto even = [](__m256i v) { return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)); };
+    const auto odd = [&](__m256i v) { return _mm256_castsi256_ps(_mm256_and_si256(v, oddMask)); };
+    const auto load = [](const std::uint16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); };
+    std::size_t r = 0;
+    for (; r + 4 <= rowCount; r += 4) {
+        const std::uint16_t* r0 = rows + r * cols;
+        const std::uint16_t* r1 = r0 + cols;
+        const std::uint16_t* r2 = r1 + cols;
+        const std::uint16_t* r3 = r2 + cols;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
+        for (std::size_t c = 0; c < blocked; c += 16) {
+            const __m256 xe = _mm256_loadu_ps(xs + c);
+            const __m256 xo = _mm256_loadu_ps(xs + c + 8);
+            const __m256i w0 = load(r0 + c), w1 = load(r1 + c), w2 = load(r2 + c), w3 = load(r3 + c);
+            a0 = _mm256_fmadd_ps(even(w0), xe, a0);
+            a1 = _mm256_fmadd_ps(even(w1), xe, a1);
+            a2 = _mm256_fmadd_ps(even(w2), xe, a2);
+            a3 = _mm256_fmadd_ps(even(w3), xe, a3);
+            b0 = _mm256_fmadd_ps(odd(w0), xo, b0);
+            b1 = _mm256_fmadd_ps(odd(w1), xo, b1);
+            b2 = _mm256_fmadd_ps(odd(w2), xo, b2);
+            b3 = _mm256_fmadd_ps(odd(w3), xo, b3);
+        }
+        float s0 = horizontalSum(_mm256_add_ps(a0, b0));
+        float s1 = horizontalSum(_mm256_add_ps(a1, b1));
+        float s2 = horizontalSum(_mm256_add_ps(a2, b2));
+        float s3 = horizontalSum(_mm256_add_ps(a3, b3));
+        for (std::size_t c = blocked; c < cols; ++c) {
+            s0 += BF16Row::scalar(r0 + c) * x[c];
+            s1 += BF16Row::scalar(r1 + c) * x[c];
+            s2 += BF16Row::scalar(r2 + c) * x[c];
+            s3 += BF16Row::scalar(r3 + c) * x[c];
+        }
+        out[r] = s0;
+        out[r + 1] = s1;
+        out[r + 2] = s2;
+        out[r + 3] = s3;
+    }
+    for (; r < rowCount; ++r) {
+        const std::uint16_t* row = rows + r * cols;
+        __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+        for (std::size_t c = 0; c < blocked; c += 16) {
+            const __m256i w = load(row + c);
+            a = _mm256_fmadd_ps(even(w), _mm256_loadu_ps(xs + c), a);
+            b = _mm256_fmadd_ps(odd(w), _mm256_loadu_ps(xs + c + 8), b);
+        }
+        float s = horizontalSum(_mm256_add_ps(a, b));
+        for (std::size_t c = blocked; c < cols; ++c)
+            s += BF16Row::scalar(row + c) * x[c];
+        out[r] = s;
+    }
+}
+
+// Prefill GEMM. A panel of 16 weight rows is converted to float32 once and stored column-major
+// (packed[k * 16 + j] = W[j, k]); a register-blocked kernel then multiplies it by up to 6 tokens at a time:
+// 12 accumulators (6 tokens x 16 outputs), each column of the panel costs 2 loads, 6 broadcasts and 12 FMAs.
+constexpr std::size_t kPanel = 16;
+constexpr std::size_t kTokens = 6;
+
+template <std::size_t M>
+void gemmTile(const float* packed, std::size_t cols, const float* X, std::size_t ldx, float* Y, std::size_t ldy,
+              std::size_t width)
+{
+    __m256 lo[M], hi[M];
+#pragma GCC unroll 8
+    for (std::size_t m = 0; m < M; ++m) {
+        lo[m] = _mm256_setzero_ps();
+        hi[m] = _mm256_setzero_ps();
+    }
+    for (std::size_t k = 0; k < cols; ++k) {
+        const __m256 w0 = _mm256_loadu_ps(packed + k * kPanel);
+        const __m256 w1 = _mm256_loadu_ps(packed + k * kPanel + 8);
+    #pragma GCC unroll 8
+    for (std::size_t m = 0; m < M; ++m) {
+            const __m256 xv = _mm256_broadcast_ss(X + m * ldx + k);
+            lo[m] = _mm256_fmadd_ps(w0, xv, lo[m]);
+            hi[m] = _mm256_fmadd_ps(w1, xv, hi[m]);
+        }
+    }
+#pragma GCC unroll 8
+    for (std::size_t m = 0; m < M; ++m) {
+        float* y = Y + m * ldy;
+        if (width == kPanel) {
+            _mm256_storeu_ps(y, lo[m]);
+            _mm256_storeu_ps(y + 8, hi[m]);
+        } else {
+            alignas(32) float tmp[kPanel];
+            _mm256_store_ps(tmp, lo[m]);
+            _mm256_store_ps(tmp + 8, hi[m]);
+            for (std::size_t j = 0; j < width; ++j)
+                y[j] = tmp[j];
+        }
+    }
+}
+
+// Transposes 8 vectors of 8 floats in place: afterwards v[c][i] is the former v[i][c].
+inline void transpose8x8(__m256 v[8])
+{
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; ++i) {
+        v[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        v[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
+// packed[k * kPanel + j] = float(rows[j][k]) for the first `width` rows, zero for the rest of the panel; blocks of
+// 8 rows x 8 columns are converted and transposed in registers.
+template <typename Row>
+void packPanel(const typename Row::Element* rows, std::size_t cols, std::size_t width, float* packed)
+{
+    const std::size_t blocked = cols / 8 * 8;
+    for (std::size_t j0 = 0; j0 < kPanel; j0 += 8) {
+        for (std::size_t k = 0; k < blocked; k += 8) {
+            __m256 v[8];
+            for (std::size_t i = 0; i < 8; ++i)
+                v[i] = j0 + i < width ? Row::load(rows + (j0 + i) * cols + k) : _mm256_setzero_ps();
+            transpose8x8(v);
+            for (std::size_t c = 0; c < 8; ++c)
+                _mm256_storeu_ps(packed + (k + c) * kPanel + j0, v[c]);
+        }
+        for (std::size_t k = blocked; k < cols; ++k)
+            for (std::size_t i = 0; i < 8; ++i)
+                packed[k * kPanel + j0 + i] = j0 + i < width ? Row::scalar(rows + (j0 + i) * cols + k) : 0.0f;
+    }
+}
+
+template <typename Row>
+void gemmRows(const void* rowsData, std::size_t cols, std::size_t rowCount, const float* X, std::size_t ldx,
+              std::size_t n, float* Y, std::size_t ldy)
+{
+    using E = typename Row::Element;
+    const E* rows = static_cast<const E*>(rowsData);
+    thread_local std::vector<float> packed;
+    packed.resize(cols * kPanel);
+    for (std::size_t first = 0; first < rowCount; first += kPanel) {
+        const std::size_t width = std::min(kPanel, rowCount - first);
+        packPanel<Row>(rows + first * cols, cols, width, packed.data());
+        std::size_t t = 0;
+        for (; t + kTokens <= n; t += kTokens)
+            gemmTile<kTokens>(packed.data(), cols, X + t * ldx, ldx, Y + t * ldy + first, ldy, width);
+        const float* xt = X + t * ldx;
+        float* yt = Y + t * ldy + first;
+        switch (n - t) {
+        case 5: gemmTile<5>(packed.data(), cols, xt, ldx, yt, ldy, width); break;
+        case 4: gemmTile<4>(packed.data(), cols, xt, ldx, yt, ldy, width); break;
+        case 3: gemmTile<3>(packed.data(), cols, xt, ldx, yt, ldy, width); break;
+        case 2: gemmTile<2>(packed.data(), cols, xt, ldx, yt, ldy, width); break;
+        case 1: gemmTile<1>(packed.data(), cols, xt, ldx, yt, ldy, width); break;
+        default: break;
+        }
+    }
+}
+
 template <typename Row>
 void toFloat(const void* srcData, float* dst, std::size_t n)
 {
@@ -148,7 +331,8 @@ double sum(const float* data, std::size_t n)
 }
 
 const KernelTable kTable{{toFloat<F32Row>, toFloat<F16Row>, toFloat<BF16Row>},
-                         {dotRows<F32Row>, dotRows<F16Row>, dotRows<BF16Row>},
+                         {dotRows<F32Row>, dotRows<F16Row>, dotRowsBF16},
+                         {gemmRows<F32Row>, gemmRows<F16Row>, gemmRows<BF16Row>},
                          sum};
 
 } // namespace
