@@ -38,11 +38,11 @@ fi
 # Dependencies: Debian runtime packages (from dpkg-shlibdeps), never development packages.
 depends=$(dpkg-deb -f "$deb" Depends)
 echo "Depends: $depends"
-for p in libc6 libstdc++6 libqt6core6 libhdf5; do
+for p in libc6 libstdc++6 libhdf5; do
   grep -q "$p" <<<"$depends" || fail "Depends lacks $p"
 done
 if [ "$gui" = gui ]; then
-  for p in libqt6widgets6 qt6-qpa-plugins; do
+  for p in libqt6core6 libqt6widgets6 qt6-qpa-plugins; do
     grep -q "$p" <<<"$depends" || fail "Depends lacks $p"
   done
 fi

@@ -4,6 +4,7 @@
 #include "util/error.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace mla {
 namespace {
@@ -63,6 +64,14 @@ GgufValueType readValueType(ByteReader& r, const std::string& key)
     return static_cast<GgufValueType>(raw);
 }
 
+// A float's integer part where it has one that fits; 0 for NaN, infinities and out-of-range values (converting those
+// is undefined behaviour, and a hostile file can hold any bits).
+std::int64_t integerPart(double x)
+{
+    constexpr double kLimit = 9.2233720368547748e18; // 2^63
+    return std::isfinite(x) && x > -kLimit && x < kLimit ? static_cast<std::int64_t>(x) : 0;
+}
+
 void readScalar(ByteReader& r, GgufValueType t, GgufValue& v)
 {
     switch (t) {
@@ -74,8 +83,8 @@ void readScalar(ByteReader& r, GgufValueType t, GgufValue& v)
     case GgufValueType::I32: v.integer = r.read<std::int32_t>("value"); break;
     case GgufValueType::U64: v.integer = static_cast<std::int64_t>(r.read<std::uint64_t>("value")); break;
     case GgufValueType::I64: v.integer = r.read<std::int64_t>("value"); break;
-    case GgufValueType::F32: v.number = r.read<float>("value"); v.integer = static_cast<std::int64_t>(v.number); return;
-    case GgufValueType::F64: v.number = r.read<double>("value"); v.integer = static_cast<std::int64_t>(v.number); return;
+    case GgufValueType::F32: v.number = r.read<float>("value"); v.integer = integerPart(v.number); return;
+    case GgufValueType::F64: v.number = r.read<double>("value"); v.integer = integerPart(v.number); return;
     case GgufValueType::Bool: {
         const auto b = r.read<std::uint8_t>("value");
         if (b > 1)

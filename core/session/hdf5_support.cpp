@@ -1,5 +1,7 @@
 #include "session/hdf5_support.h"
 
+#include "session/session.h"
+
 namespace mla::h5 {
 namespace {
 
@@ -54,3 +56,13 @@ Handle fileAccessList()
 }
 
 } // namespace mla::h5
+
+namespace mla {
+
+std::int64_t openHdf5Objects()
+{
+    const h5::LibraryGuard guard;
+    return static_cast<std::int64_t>(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL));
+}
+
+} // namespace mla

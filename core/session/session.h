@@ -52,4 +52,8 @@ std::string sessionModelMismatch(const Session& session, const Model& model);
 // (format, schema, tool, created, fingerprint), "settings" (the workbench's) and "results" when a check was stored.
 nlohmann::ordered_json sessionSummaryJson(const Session& session);
 
+// HDF5 files, groups, datasets, attributes and datatypes open in this process, as the library counts them: the same
+// before and after a save or load, also one that failed (tests use it to show that no error path leaks an object).
+std::int64_t openHdf5Objects();
+
 } // namespace mla

@@ -83,6 +83,7 @@ def main():
     ap.add_argument("--cli", default=os.path.join(ROOT, "build", "app", "mla-workbench-cli"))
     ap.add_argument("--work", default=None)
     ap.add_argument("--quick", action="store_true", help="SmolLM-135M with 4 layers only")
+    ap.add_argument("--device", default="cpu", help="convert's --device: cpu (default), cuda or auto")
     args = ap.parse_args()
     if not os.path.exists("/usr/bin/time"):
         sys.exit("needs /usr/bin/time (Debian package 'time')")
@@ -100,7 +101,8 @@ def main():
         in_bytes = folder_bytes(src)
         read_bw, cold = read_throughput(src)
         drop_caches()
-        wall, rss, stdout = timed([args.cli, "convert", src, "--out", out, "--rope-strategy", "high", "--quiet", "--json"])
+        wall, rss, stdout = timed([args.cli, "convert", src, "--out", out, "--rope-strategy", "high", "--device", args.device,
+                                     "--quiet", "--json"])
         report = json.loads(stdout)
         out_bytes = folder_bytes(out)
         write_bw = write_throughput(work, out_bytes)

@@ -283,6 +283,15 @@ void TestExportSizes::modelCardListsSettingsSavingAndMetrics()
 
 void TestExportSizes::sevenBShapedExportStaysWithinMemoryBound()
 {
+#if defined(__SANITIZE_ADDRESS__)
+    QSKIP("resident memory is not the program's under AddressSanitizer (shadow memory, quarantine), and the 1.3 GB "
+          "export runs past the time limit there; the memory bound is checked in the ordinary build");
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    QSKIP("resident memory is not the program's under AddressSanitizer (shadow memory, quarantine), and the 1.3 GB "
+          "export runs past the time limit there; the memory bound is checked in the ordinary build");
+#endif
+#endif
     // A Llama-2-7B-shaped checkpoint (hidden 4096, 32 heads of 128, ffn 11008, vocab 32000) with 2 layers in BF16:
     // 1.3 GB on disk. Real shapes, so every tensor is as large as in the real model.
     const auto dir = test::scratchDir("export-7b");

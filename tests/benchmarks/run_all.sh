@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Every CPU benchmark of docs/benchmarks.md, one after the other, each reporting ratios against a baseline measured
+# in the same run. Needs a build with benchmarks (the default):
+#
+#   tests/benchmarks/run_all.sh [BUILD_DIR] [--full]
+#
+# Without --full the decomposition benchmark uses a 1920 x 1024 matrix (numpy's full SVD of the 7B-shaped
+# 7680 x 4096 one takes about 10 minutes on 2 cores) and the conversion benchmark a 4-layer SmolLM-135M only.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+build=build
+full=0
+for a in "$@"; do
+  case "$a" in
+    --full) full=1 ;;
+    *) build=$a ;;
+  esac
+done
+for t in tests/benchmarks/bench_inference tests/benchmarks/bench_decompositions app/mla-workbench-cli; do
+  [ -x "$build/$t" ] || { echo "run_all: $build/$t not built (cmake --build $build)" >&2; exit 1; }
+done
+section() { printf '\n=== %s\n' "$1"; }
+
+section "inference: decode / prefill on SmolLM-135M shapes against the read bandwidth"
+OMP_PROC_BIND=close "$build/tests/benchmarks/bench_inference" --cache-dir "$build/bench-cache"
+
+section "decompositions: spectrum + top-k factors against numpy's SVD"
+if [ $full = 1 ]; then
+  tests/benchmarks/run_decompositions.sh "$build"
+else
+  tests/benchmarks/run_decompositions.sh "$build" --size 1920x1024
+fi
+
+section "conversion: wall time against the I/O floor, peak memory"
+quick=--quick
+[ $full = 1 ] && quick=
+python3 tests/benchmarks/bench_conversion.py --cli "$build/app/mla-workbench-cli" $quick
+
+if [ -x "$build/tests/benchmarks/bench_preview" ]; then
+  section "live preview: one settings move on a Llama-2-7B-shaped analysis (budget 16 ms)"
+  QT_QPA_PLATFORM=offscreen "$build/tests/benchmarks/bench_preview"
+fi
