@@ -34,7 +34,14 @@ std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::fromBytes(std::s
         throw Error(file, "empty file, not a SentencePiece model");
     std::unique_ptr<SentencePieceTokenizer> t(new SentencePieceTokenizer());
     t->m_file = file;
-    const auto status = t->m_processor->LoadFromSerializedProto(serialized);
+    sentencepiece::util::Status status;
+    try {
+        status = t->m_processor->LoadFromSerializedProto(serialized);
+    } catch (const std::exception& e) {
+        // libsentencepiece's trie builder throws instead of returning a status on some malformed vocabularies (found
+        // by fuzzing: tests/fuzz/regressions/tokenizer_sentencepiece).
+        throw Error(file, std::string("not a valid SentencePiece model: ") + e.what());
+    }
     if (!status.ok())
         throw Error(file, "not a valid SentencePiece model: " + status.ToString());
     if (t->m_processor->GetPieceSize() <= 0)

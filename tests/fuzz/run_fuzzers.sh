@@ -29,7 +29,7 @@ run_one() {
   # -timeout: one input running longer is a hang; -rss_limit_mb also caps any single allocation (malloc_limit_mb),
   # so a parser that sizes an allocation from a lying header is a finding, not a slow run.
   local status=0
-  OMP_NUM_THREADS=1 TMPDIR=$dir/tmp ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  OMP_NUM_THREADS=1 TMPDIR=$dir/tmp ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$here/../sanitizers/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$dir/artifacts/" "${corpora[@]}" > "$dir/log" 2>&1 || status=$?
   local execs
