@@ -45,32 +45,6 @@ std::vector<double> singularFromEigenvalues(const Eigen::VectorXd& values)
     return s;
 }
 
-// Zero columns of up / rows of down (and zero singular values) up to rank k.
-void padTo(LowRankFactors& f, Index rows, Index cols, Index k)
-{
-    const Index have = f.up.cols();
-    if (have >= k)
-        return;
-    MatrixRM up = MatrixRM::Zero(rows, k);
-    MatrixRM down = MatrixRM::Zero(k, cols);
-    up.leftCols(have) = f.up;
-    down.topRows(have) = f.down;
-    f.up = std::move(up);
-    f.down = std::move(down);
-    f.singular.resize(static_cast<std::size_t>(k), 0.0);
-}
-
-LowRankFactors trivialFactors(const MatrixRM& m, Index k)
-{
-    LowRankFactors f;
-    f.up = MatrixRM::Zero(m.rows(), k);
-    f.down = MatrixRM::Zero(k, m.cols());
-    f.singular.assign(static_cast<std::size_t>(k), 0.0);
-    f.residual = std::sqrt(squaredFrobeniusNorm(m));
-    f.optimalResidual = f.residual;
-    return f;
-}
-
 // Factors from U_k (eigenvectors of M M^T): down rows = normalised rows of B = U_k^T M, up = U_k scaled by the row
 // norms, so up down = U_k U_k^T M. Weak rows are orthogonalised against the others (their share moves into up), zero
 // rows stay zero. Returns ||B||_F^2 = ||U_k^T M||_F^2.
@@ -133,6 +107,32 @@ double leftFactors(const MatrixRM& m, const Eigen::MatrixXd& u, MatrixRMd& up, M
 }
 
 } // namespace
+
+// Zero columns of up / rows of down (and zero singular values) up to rank k.
+void padTo(LowRankFactors& f, Eigen::Index rows, Eigen::Index cols, Eigen::Index k)
+{
+    const Index have = f.up.cols();
+    if (have >= k)
+        return;
+    MatrixRM up = MatrixRM::Zero(rows, k);
+    MatrixRM down = MatrixRM::Zero(k, cols);
+    up.leftCols(have) = f.up;
+    down.topRows(have) = f.down;
+    f.up = std::move(up);
+    f.down = std::move(down);
+    f.singular.resize(static_cast<std::size_t>(k), 0.0);
+}
+
+LowRankFactors trivialFactors(const MatrixRM& m, Eigen::Index k)
+{
+    LowRankFactors f;
+    f.up = MatrixRM::Zero(m.rows(), k);
+    f.down = MatrixRM::Zero(k, m.cols());
+    f.singular.assign(static_cast<std::size_t>(k), 0.0);
+    f.residual = std::sqrt(squaredFrobeniusNorm(m));
+    f.optimalResidual = f.residual;
+    return f;
+}
 
 std::vector<double> singularValues(const MatrixRM& m, const JobControl& job)
 {

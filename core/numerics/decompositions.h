@@ -51,6 +51,11 @@ struct LowRankOptions {
 
 LowRankFactors lowRankFactors(const MatrixRM& m, std::int64_t k, const LowRankOptions& options = {}, const JobControl& job = {});
 
+// Shared by every backend's lowRankFactors: zero columns of up / rows of down (and zero singular values) up to rank k,
+// and the factors of rank k for an empty or rank-0 request (all zero, residual ||m||_F).
+void padTo(LowRankFactors& f, Eigen::Index rows, Eigen::Index cols, Eigen::Index k);
+LowRankFactors trivialFactors(const MatrixRM& m, Eigen::Index k);
+
 // The spectrum of one matrix and, afterwards, exact factors of any rank, from one Gram matrix and one tridiagonal
 // reduction (the expensive part). This is what a conversion needs per layer: the error curve to choose k, then the
 // factors at that k, without decomposing twice.

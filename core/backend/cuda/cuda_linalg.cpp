@@ -39,31 +39,6 @@ int checkedInt(std::int64_t v, const char* what)
     return static_cast<int>(v);
 }
 
-void padTo(LowRankFactors& f, Index rows, Index cols, Index k)
-{
-    const Index have = f.up.cols();
-    if (have >= k)
-        return;
-    MatrixRM up = MatrixRM::Zero(rows, k);
-    MatrixRM down = MatrixRM::Zero(k, cols);
-    up.leftCols(have) = f.up;
-    down.topRows(have) = f.down;
-    f.up = std::move(up);
-    f.down = std::move(down);
-    f.singular.resize(static_cast<std::size_t>(k), 0.0);
-}
-
-LowRankFactors trivialFactors(const MatrixRM& m, Index k)
-{
-    LowRankFactors f;
-    f.up = MatrixRM::Zero(m.rows(), k);
-    f.down = MatrixRM::Zero(k, m.cols());
-    f.singular.assign(static_cast<std::size_t>(k), 0.0);
-    f.residual = std::sqrt(squaredFrobeniusNorm(m));
-    f.optimalResidual = f.residual;
-    return f;
-}
-
 // numerics/decompositions.cpp's leftFactors with B = U^T M already computed (on the GPU): down rows = normalised rows
 // of B, up = U scaled by the row norms; weak rows orthogonalised against the strong ones. Returns ||B||_F^2.
 double leftFactorsFrom(Index rows, Index cols, const Eigen::MatrixXd& u, const Eigen::MatrixXd& b, MatrixRMd& up, MatrixRMd& down)
