@@ -3,7 +3,6 @@
 #include "util/error.h"
 
 #include <cstring>
-#include <memory>
 
 namespace mla {
 namespace {
@@ -139,29 +138,22 @@ std::string Hdf5Reader::stringAttribute(hid_t object, const std::string& name, c
     const htri_t variable = H5Tis_variable_str(fileType.id());
     if (variable < 0)
         fail(where + " attribute '" + name + "' has a damaged type");
-    h5::Handle memoryType = h5::datatype(H5Tcopy(H5T_C_S1));
-    H5Tset_cset(memoryType.id(), H5Tget_cset(fileType.id()));
-    if (variable > 0) {
-        H5Tset_size(memoryType.id(), H5T_VARIABLE);
-        char* text = nullptr;
-        if (H5Aread(attr.id(), memoryType.id(), &text) < 0)
-            fail(where + " attribute '" + name + "' cannot be read (" + h5::takeErrorMessage() + ")");
-        std::unique_ptr<char, herr_t (*)(void*)> owned(text, &H5free_memory);
-        if (!text)
-            return {};
-        const std::size_t length = strnlen(text, kMaxStringBytes + 1);
-        if (length > kMaxStringBytes)
-            fail(where + " attribute '" + name + "' is implausibly long");
-        return std::string(text, length);
-    }
+    // See utf8StringType in hdf5_writer.cpp: libhdf5 1.10 reads variable-length data from a damaged file unchecked.
+    if (variable > 0)
+        fail(where + " attribute '" + name
+             + "' is a variable-length string; sessions store text as fixed-length UTF-8 strings (docs/session-format.md)");
     const std::size_t size = H5Tget_size(fileType.id());
     if (size == 0 || size > kMaxStringBytes)
         fail(where + " attribute '" + name + "' has an implausible length");
-    H5Tset_size(memoryType.id(), size);
+    // Read with the file's own string type, so there is no conversion (which would overwrite the last byte of a
+    // null-padded string with a terminator).
+    h5::Handle memoryType = h5::datatype(H5Tcopy(fileType.id()));
     std::string text(size, '\0');
-    if (H5Aread(attr.id(), memoryType.id(), text.data()) < 0)
+    if (!memoryType || H5Aread(attr.id(), memoryType.id(), text.data()) < 0)
         fail(where + " attribute '" + name + "' cannot be read (" + h5::takeErrorMessage() + ")");
     text.resize(strnlen(text.data(), size));
+    if (H5Tget_strpad(fileType.id()) == H5T_STR_SPACEPAD)
+        text.erase(text.find_last_not_of(' ') + 1);
     return text;
 }
 

@@ -13,11 +13,15 @@ constexpr std::uint64_t kCompressFromBytes = 4096;
 // inflate megabytes.
 constexpr std::uint64_t kChunkBytes = 1 << 20;
 
-h5::Handle utf8StringType()
+// Text is fixed-length, not variable-length: reading variable-length data makes libhdf5 1.10 trust sizes and indices
+// stored in the file's global heap without checking them, so a damaged session could crash the reader (found by
+// fuzzing). A fixed-length string lives inside the attribute itself and is read as plain bytes.
+h5::Handle utf8StringType(std::size_t bytes)
 {
     h5::Handle type = h5::datatype(H5Tcopy(H5T_C_S1));
     if (type) {
-        H5Tset_size(type.id(), H5T_VARIABLE);
+        H5Tset_size(type.id(), std::max<std::size_t>(bytes, 1)); // HDF5 has no zero-length string type
+        H5Tset_strpad(type.id(), H5T_STR_NULLPAD);
         H5Tset_cset(type.id(), H5T_CSET_UTF8);
     }
     return type;
@@ -73,11 +77,12 @@ h5::Handle Hdf5Writer::createGroup(hid_t parent, const std::string& name)
 
 void Hdf5Writer::attribute(hid_t object, const std::string& name, const std::string& value)
 {
-    h5::Handle type = utf8StringType();
+    h5::Handle type = utf8StringType(value.size());
     h5::Handle space = h5::dataspace(H5Screate(H5S_SCALAR));
     h5::Handle attr = h5::attribute(H5Acreate2(object, name.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT));
-    const char* text = value.c_str();
-    if (!attr || H5Awrite(attr.id(), type.id(), &text) < 0)
+    std::string padded = value;
+    padded.resize(std::max<std::size_t>(value.size(), 1), '\0');
+    if (!attr || H5Awrite(attr.id(), type.id(), padded.data()) < 0)
         fail("cannot write attribute '" + name + "'");
 }
 

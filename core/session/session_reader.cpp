@@ -331,7 +331,14 @@ Session readSession(const std::filesystem::path& path)
     if (!reader.hasAttribute(root, schema::kFormat))
         reader.fail("not an MLA Workbench session (an HDF5 file without the '" + std::string(schema::kFormat)
                     + "' attribute of session files)");
-    const std::string format = reader.stringAttribute(root, schema::kFormat, "/");
+    std::string format;
+    try {
+        format = reader.stringAttribute(root, schema::kFormat, "/");
+    } catch (const Error&) {
+        // e.g. a file h5py wrote, whose text attributes are variable-length strings
+        reader.fail("not an MLA Workbench session (its '" + std::string(schema::kFormat)
+                    + "' attribute is not the fixed-length text of session files)");
+    }
     if (format != kSessionFormatName)
         reader.fail("not an MLA Workbench session (its format is '" + format + "')");
     const std::int64_t version = reader.integerAttribute(root, schema::kSchemaVersion, "/", std::numeric_limits<int>::min(),

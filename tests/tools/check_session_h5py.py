@@ -16,6 +16,11 @@ except ImportError as e:  # the C++ test skips on this status
     sys.exit(77)
 
 
+def text(value):
+    """Session text is fixed-length UTF-8, which h5py returns as bytes."""
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
 def same(name, stored, expected, problems):
     a = np.asarray(stored)
     b = np.asarray(expected, dtype=a.dtype if a.dtype.kind in "iu" else np.float64)
@@ -33,7 +38,7 @@ def main():
         expected = json.load(f)
     problems = []
     with h5py.File(session_path, "r") as f:
-        if f.attrs.get("format") != "mla-workbench-session":
+        if text(f.attrs.get("format")) != "mla-workbench-session":
             problems.append(f"format attribute is {f.attrs.get('format')!r}")
         if int(f.attrs.get("schema_version", -1)) != 1:
             problems.append(f"schema_version is {f.attrs.get('schema_version')!r}")
@@ -62,15 +67,15 @@ def main():
             problems.append(f"calibration: {len(ids)} ids, the JSON says {expected['calibration']['tokens']} tokens")
         if len(offsets) != expected["calibration"]["sequences"] + 1:
             problems.append("calibration: sequence_offsets does not match the sequence count")
-        if c.attrs["description"] != expected["calibration"]["description"]:
+        if text(c.attrs["description"]) != expected["calibration"]["description"]:
             problems.append("calibration: description differs")
         m = f["model"]
-        if m.attrs["source_path"] != expected["model"]:
+        if text(m.attrs["source_path"]) != expected["model"]:
             problems.append(f"model: source_path {m.attrs['source_path']!r}, the JSON says {expected['model']!r}")
-        config = json.loads(m.attrs["config_json"])
+        config = json.loads(text(m.attrs["config_json"]))
         if config["num_hidden_layers"] != layers or int(m.attrs["num_hidden_layers"]) != layers:
             problems.append("model: layer count disagrees with the analysis")
-        settings = json.loads(f["analysis/settings"].attrs["json"])
+        settings = json.loads(text(f["analysis/settings"].attrs["json"]))
         if settings["rope_strategy"] != expected["rope_strategy"]:
             problems.append("analysis/settings: rope_strategy differs from the JSON")
     for p in problems:

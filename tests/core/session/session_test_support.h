@@ -189,7 +189,11 @@ inline void setRootAttribute(const std::filesystem::path& file, const char* name
     QVERIFY(H5Fclose(f) >= 0);
 }
 
-inline void setRootAttribute(const std::filesystem::path& file, const char* name, const std::string& value)
+// Text as session files hold it (fixed-length UTF-8), or as h5py writes it by default (variable-length).
+enum class TextStorage { Fixed, VariableLength };
+
+inline void setRootAttribute(const std::filesystem::path& file, const char* name, const std::string& value,
+                             TextStorage storage = TextStorage::Fixed)
 {
     quietHdf5();
     const hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
@@ -197,12 +201,14 @@ inline void setRootAttribute(const std::filesystem::path& file, const char* name
     if (H5Aexists(f, name) > 0)
         H5Adelete(f, name);
     const hid_t type = H5Tcopy(H5T_C_S1);
-    H5Tset_size(type, H5T_VARIABLE);
+    const bool variable = storage == TextStorage::VariableLength;
+    H5Tset_size(type, variable ? H5T_VARIABLE : std::max<std::size_t>(value.size(), 1));
+    H5Tset_cset(type, H5T_CSET_UTF8);
     const hid_t space = H5Screate(H5S_SCALAR);
     const hid_t attr = H5Acreate2(f, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
     const char* text = value.c_str();
     QVERIFY(attr >= 0);
-    QVERIFY(H5Awrite(attr, type, &text) >= 0);
+    QVERIFY(H5Awrite(attr, type, variable ? static_cast<const void*>(&text) : static_cast<const void*>(text)) >= 0);
     H5Aclose(attr);
     H5Sclose(space);
     H5Tclose(type);

@@ -36,6 +36,8 @@ private slots:
     void newerSchemaIsRefused();
     void unknownOlderSchemaIsRefused();
     void wrongFormatIsRefused();
+    void textIsKeptByteForByte();
+    void variableLengthTextIsRefused();
     void fingerprintMismatchIsAWarning();
 
 private:
@@ -198,6 +200,42 @@ void TestSessionFile::wrongFormatIsRefused()
     std::filesystem::copy_file(m_file, file, std::filesystem::copy_options::overwrite_existing);
     test::setRootAttribute(file, "schema_version", std::string("1"));
     QVERIFY_THROWS_EXCEPTION(Error, loadSession(file));
+}
+
+void TestSessionFile::textIsKeptByteForByte()
+{
+    // Multi-byte UTF-8, trailing spaces and a text beyond the 64 KiB an object header message can hold.
+    Session s = m_session;
+    s.analysis.calibrationDescription = "ünïcödé 日本語 — " + std::string(100000, 'x') + "  ";
+    s.sanity->generations[0].prompt = " ";
+    const auto file = m_dir / "text.h5";
+    saveSession(s, file);
+    const Session loaded = loadSession(file);
+    QCOMPARE(loaded.analysis.calibrationDescription, s.analysis.calibrationDescription);
+    QCOMPARE(loaded.sanity->generations[0].prompt, std::string(" "));
+    QCOMPARE(loaded.sanity->generations[1].prompt, s.sanity->generations[1].prompt);
+}
+
+void TestSessionFile::variableLengthTextIsRefused()
+{
+    // libhdf5 1.10 reads variable-length data from a damaged file without checks, so the reader never asks it to.
+    const auto file = m_dir / "variable-length.h5";
+    std::filesystem::copy_file(m_file, file, std::filesystem::copy_options::overwrite_existing);
+    test::setRootAttribute(file, "tool_version", std::string(kVersion), test::TextStorage::VariableLength);
+    try {
+        loadSession(file);
+        QFAIL("a variable-length text attribute was read");
+    } catch (const Error& e) {
+        QVERIFY2(std::string(e.what()).find("attribute 'tool_version' is a variable-length string") != std::string::npos, e.what());
+    }
+    std::filesystem::copy_file(m_file, file, std::filesystem::copy_options::overwrite_existing);
+    test::setRootAttribute(file, "format", std::string(kSessionFormatName), test::TextStorage::VariableLength);
+    try {
+        loadSession(file);
+        QFAIL("a variable-length format attribute was read");
+    } catch (const Error& e) {
+        QVERIFY2(std::string(e.what()).find("not an MLA Workbench session") != std::string::npos, e.what());
+    }
 }
 
 void TestSessionFile::fingerprintMismatchIsAWarning()
