@@ -80,9 +80,8 @@ void Hdf5Writer::attribute(hid_t object, const std::string& name, const std::str
     h5::Handle type = utf8StringType(value.size());
     h5::Handle space = h5::dataspace(H5Screate(H5S_SCALAR));
     h5::Handle attr = h5::attribute(H5Acreate2(object, name.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT));
-    std::string padded = value;
-    padded.resize(std::max<std::size_t>(value.size(), 1), '\0');
-    if (!attr || H5Awrite(attr.id(), type.id(), padded.data()) < 0)
+    // c_str() also covers the one null byte that stands for empty text.
+    if (!attr || H5Awrite(attr.id(), type.id(), value.c_str()) < 0)
         fail("cannot write attribute '" + name + "'");
 }
 

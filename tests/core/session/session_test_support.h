@@ -189,6 +189,27 @@ inline void setRootAttribute(const std::filesystem::path& file, const char* name
     QVERIFY(H5Fclose(f) >= 0);
 }
 
+// Loads `file` expecting an Error that names it; returns the message (empty and a test failure otherwise).
+inline std::string expectError(const std::filesystem::path& file)
+{
+    // Counted before and after rather than against zero: the library's own count is not zero in every build.
+    const std::int64_t openBefore = openHdf5Objects();
+    try {
+        loadSession(file);
+    } catch (const Error& e) {
+        if (const std::int64_t open = openHdf5Objects(); open != openBefore) {
+            qWarning("%lld HDF5 objects left open after failing to load %s", static_cast<long long>(open - openBefore), file.c_str());
+            return {};
+        }
+        const std::string message = e.what();
+        if (message.rfind(file.string() + ": ", 0) != 0)
+            qWarning("error does not start with the file name: %s", e.what());
+        return message.rfind(file.string() + ": ", 0) == 0 ? message : std::string();
+    }
+    qWarning("%s loaded", file.c_str());
+    return {};
+}
+
 // Text as session files hold it (fixed-length UTF-8), or as h5py writes it by default (variable-length).
 enum class TextStorage { Fixed, VariableLength };
 

@@ -21,27 +21,6 @@ void writeBytes(const std::filesystem::path& file, const std::string& bytes)
     test::writeTextFile(file, bytes);
 }
 
-// Loads `file` expecting an Error that names it; returns the message (empty and a test failure otherwise).
-std::string expectError(const std::filesystem::path& file)
-{
-    // Counted before and after rather than against zero: the library's own count is not zero in every build.
-    const std::int64_t openBefore = openHdf5Objects();
-    try {
-        loadSession(file);
-    } catch (const Error& e) {
-        if (const std::int64_t open = openHdf5Objects(); open != openBefore) {
-            qWarning("%lld HDF5 objects left open after failing to load %s", static_cast<long long>(open - openBefore), file.c_str());
-            return {};
-        }
-        const std::string message = e.what();
-        if (message.rfind(file.string() + ": ", 0) != 0)
-            qWarning("error does not start with the file name: %s", e.what());
-        return message.rfind(file.string() + ": ", 0) == 0 ? message : std::string();
-    }
-    qWarning("%s loaded", file.c_str());
-    return {};
-}
-
 // The numbers of two sessions agree (strings are not compared: see bitFlipsAreErrorsOrHarmless).
 bool sameNumbers(const Session& a, const Session& b)
 {
@@ -105,7 +84,7 @@ void TestSessionCorruption::truncatedFilesAreErrors()
     const auto file = m_dir / "truncated.h5";
     for (std::size_t cut : cuts) {
         writeBytes(file, m_bytes.substr(0, cut));
-        const std::string message = expectError(file);
+        const std::string message = test::expectError(file);
         QVERIFY2(!message.empty(), qPrintable(QStringLiteral("cut at %1").arg(cut)));
     }
 }
@@ -140,11 +119,11 @@ void TestSessionCorruption::nonHdf5FilesAreErrors()
 {
     const auto empty = m_dir / "empty.h5";
     writeBytes(empty, "");
-    QVERIFY(!expectError(empty).empty());
+    QVERIFY(!test::expectError(empty).empty());
 
     const auto text = m_dir / "notes.h5";
     writeBytes(text, "these are not the bytes you are looking for\n");
-    QVERIFY(expectError(text).find("not an HDF5 file") != std::string::npos);
+    QVERIFY(test::expectError(text).find("not an HDF5 file") != std::string::npos);
 
     std::mt19937 random(7);
     std::string noise(20000, '\0');
@@ -152,21 +131,21 @@ void TestSessionCorruption::nonHdf5FilesAreErrors()
         c = static_cast<char>(random());
     const auto junk = m_dir / "noise.h5";
     writeBytes(junk, noise);
-    QVERIFY(expectError(junk).find("not an HDF5 file") != std::string::npos);
+    QVERIFY(test::expectError(junk).find("not an HDF5 file") != std::string::npos);
 
     // A checkpoint given by mistake.
     const auto weights = m_dir / "model.safetensors";
     std::filesystem::copy_file(test::modelsDir() / "stories260K-hf" / "model.safetensors", weights,
                                std::filesystem::copy_options::overwrite_existing);
-    QVERIFY(!expectError(weights).empty());
+    QVERIFY(!test::expectError(weights).empty());
 
     // The HDF5 signature followed by garbage.
     const auto fake = m_dir / "signature-only.h5";
     writeBytes(fake, std::string("\x89HDF\r\n\x1a\n", 8) + noise.substr(0, 4000));
-    QVERIFY(!expectError(fake).empty());
+    QVERIFY(!test::expectError(fake).empty());
 
-    QVERIFY(!expectError(m_dir / "does-not-exist.h5").empty());
-    QVERIFY(!expectError(m_dir).empty()); // a folder
+    QVERIFY(!test::expectError(m_dir / "does-not-exist.h5").empty());
+    QVERIFY(!test::expectError(m_dir).empty()); // a folder
 }
 
 void TestSessionCorruption::foreignHdf5FilesAreErrors()
@@ -188,7 +167,7 @@ void TestSessionCorruption::foreignHdf5FilesAreErrors()
         H5Gclose(g);
         QVERIFY(H5Fclose(f) >= 0);
     }
-    QVERIFY(expectError(other).find("not an MLA Workbench session") != std::string::npos);
+    QVERIFY(test::expectError(other).find("not an MLA Workbench session") != std::string::npos);
 
     // Our format name but nothing else.
     const auto hollow = m_dir / "hollow.h5";
@@ -199,7 +178,7 @@ void TestSessionCorruption::foreignHdf5FilesAreErrors()
     }
     test::setRootAttribute(hollow, "format", std::string(kSessionFormatName));
     test::setRootAttribute(hollow, "schema_version", std::int64_t{1});
-    QVERIFY(!expectError(hollow).empty());
+    QVERIFY(!test::expectError(hollow).empty());
 
     // A file h5py wrote, when Debian's python3 with h5py is there.
     const auto py = m_dir / "h5py.h5";
@@ -208,7 +187,7 @@ void TestSessionCorruption::foreignHdf5FilesAreErrors()
                                "    f['data'] = np.arange(10)\n    f.attrs['format'] = 'hdf5-from-python'\n";
     if (std::filesystem::exists("/usr/bin/python3")
         && std::system(("/usr/bin/python3 -c \"" + script + "\" 2>/dev/null").c_str()) == 0) {
-        QVERIFY(expectError(py).find("not an MLA Workbench session") != std::string::npos);
+        QVERIFY(test::expectError(py).find("not an MLA Workbench session") != std::string::npos);
     } else {
         qInfo("h5py not available: skipped the h5py-written file");
     }
@@ -222,49 +201,49 @@ void TestSessionCorruption::lyingShapesAndValuesAreErrors()
     // Calibration ids that claim 2^27 values but store none: no 512 MiB allocation, an error.
     fresh();
     test::replaceDataset(file, "/calibration/ids", {hsize_t(1) << 27}, H5T_STD_I32LE, nullptr, true);
-    QVERIFY(expectError(file).find("/calibration/ids holds 0 bytes") != std::string::npos);
+    QVERIFY(test::expectError(file).find("/calibration/ids holds 0 bytes") != std::string::npos);
 
     // A shape beyond any bound.
     fresh();
     test::replaceDataset(file, "/calibration/ids", {hsize_t(1) << 40}, H5T_STD_I32LE, nullptr, true);
-    QVERIFY(expectError(file).find("implausib") != std::string::npos);
+    QVERIFY(test::expectError(file).find("implausib") != std::string::npos);
 
     // Kept pairs for the wrong number of KV heads, and out of range.
     fresh();
     const std::int64_t three[3] = {0, 1, 2};
     test::replaceDataset(file, "/analysis/kept_pairs/layer_002", {3, 1}, H5T_STD_I32LE, three, false);
-    QVERIFY(expectError(file).find("/analysis/kept_pairs/layer_002 has shape [3, 1]") != std::string::npos);
+    QVERIFY(test::expectError(file).find("/analysis/kept_pairs/layer_002 has shape [3, 1]") != std::string::npos);
     fresh();
     const std::int64_t far[4] = {0, 1, 2, 99};
     test::replaceDataset(file, "/analysis/kept_pairs/layer_002", {4, 1}, H5T_STD_I32LE, far, false);
-    QVERIFY(expectError(file).find("pair indices") != std::string::npos);
+    QVERIFY(test::expectError(file).find("pair indices") != std::string::npos);
 
     // Offsets that do not rise, and an id outside the vocabulary.
     fresh();
     const std::int64_t offsets[3] = {0, 60, 10};
     test::replaceDataset(file, "/calibration/sequence_offsets", {3}, H5T_STD_I64LE, offsets, false);
-    QVERIFY(expectError(file).find("sequence_offsets") != std::string::npos);
+    QVERIFY(test::expectError(file).find("sequence_offsets") != std::string::npos);
     fresh();
     std::vector<std::int64_t> ids;
     for (const auto& s : m_session.analysis.calibrationIds)
         ids.insert(ids.end(), s.begin(), s.end());
     ids[5] = 100000;
     test::replaceDataset(file, "/calibration/ids", {ids.size()}, H5T_STD_I32LE, ids.data(), false);
-    QVERIFY(expectError(file).find("outside the vocabulary") != std::string::npos);
+    QVERIFY(test::expectError(file).find("outside the vocabulary") != std::string::npos);
 
     // Scores stored as integers, and with a layer missing.
     fresh();
     std::vector<std::int64_t> zeros(5 * 4 * 4, 0);
     test::replaceDataset(file, "/analysis/rope_scores", {5, 4, 4}, H5T_STD_I64LE, zeros.data(), false);
-    QVERIFY(expectError(file).find("holds integers") != std::string::npos);
+    QVERIFY(test::expectError(file).find("holds integers") != std::string::npos);
     fresh();
     test::replaceDataset(file, "/analysis/rope_scores", {4, 4, 4}, H5T_IEEE_F64LE, zeros.data(), false);
-    QVERIFY(expectError(file).find("expected [5, 4, 4]") != std::string::npos);
+    QVERIFY(test::expectError(file).find("expected [5, 4, 4]") != std::string::npos);
 
     // An error curve one entry short (a plot would index past its end).
     fresh();
     test::replaceDataset(file, "/analysis/error_curves/weight/key/layer_001", {3}, H5T_IEEE_F64LE, zeros.data(), false);
-    QVERIFY(expectError(file).find("expected one more") != std::string::npos);
+    QVERIFY(test::expectError(file).find("expected one more") != std::string::npos);
 
     // The model shape copies disagreeing with the config.
     fresh();
@@ -279,7 +258,7 @@ void TestSessionCorruption::lyingShapesAndValuesAreErrors()
         H5Gclose(g);
         QVERIFY(H5Fclose(f) >= 0);
     }
-    QVERIFY(expectError(file).find("disagrees with config_json") != std::string::npos);
+    QVERIFY(test::expectError(file).find("disagrees with config_json") != std::string::npos);
 }
 
 void TestSessionCorruption::cliExitsWithStatus1()
