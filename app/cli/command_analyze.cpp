@@ -15,12 +15,12 @@ namespace {
 
 int runAnalyze(const Arguments& args)
 {
-    applyDeviceOption(args);
+    const auto backend = backendFromDeviceOption(args);
     OpenedModel opened = openModel(args);
     AnalysisOptions options;
     options.calibration = calibrationFrom(args);
     options.settings = settingsFrom(args, opened.model.config);
-    const AnalysisResult a = analyzeModel(opened.model, opened.tokenizer.get(), options, terminalProgress(args));
+    const AnalysisResult a = analyzeModel(*backend, opened.model, opened.tokenizer.get(), options, terminalProgress(args));
     const ConversionPreview preview = previewConversion(a, options.settings, opened.model.parameterCount());
     if (!preview.problem.empty())
         throw Error(preview.problem);

@@ -29,7 +29,7 @@ std::int64_t budgetFor(const ConversionSettings& s, const ModelConfig& c)
 
 int runConvert(const Arguments& args)
 {
-    applyDeviceOption(args);
+    const auto backend = backendFromDeviceOption(args);
     const auto out = args.value("out");
     if (!out)
         throw UsageError{"--out DIR is required"};
@@ -50,7 +50,7 @@ int runConvert(const Arguments& args)
             options.settings.ropePairs = defaultRopePairs(model.config);
         options.spectra = false;
         options.activationSpectra = false;
-        analysis = analyzeModel(model, opened.tokenizer.get(), options, job.slice(0.0, 0.2));
+        analysis = analyzeModel(*backend, model, opened.tokenizer.get(), options, job.slice(0.0, 0.2));
     } else if (calibrationGiven(args)) {
         std::cerr << "note: the " << ropeStrategyName(settings.strategy) << " strategy needs no calibration; ignoring it\n";
     }
@@ -66,7 +66,7 @@ int runConvert(const Arguments& args)
         a.budget = budgetFor(settings, model.config);
         a.strategy = settings.strategy;
         a.activationAware = settings.activationAware;
-        auto candidates = measureAllocationCandidates(model, *analysis, calibration, a, job.slice(0.2, 0.5));
+        auto candidates = measureAllocationCandidates(*backend, model, *analysis, calibration, a, job.slice(0.2, 0.5));
         if (settings.ropePairs >= 0) {
             for (auto& layer : candidates)
                 std::erase_if(layer, [&](const AllocationCandidate& c) { return c.pairs != settings.ropePairs; });
@@ -97,12 +97,12 @@ int runConvert(const Arguments& args)
     std::vector<LayerFitReport> fits;
     const JobControl writeJob = job.slice(settings.allocate ? 0.5 : (analysis ? 0.2 : 0.0), 1.0);
     if (calibrationPass)
-        report = exportSequentially(model, plan, calibration, exportOptions, writeJob, &fits);
+        report = exportSequentially(*backend, model, plan, calibration, exportOptions, writeJob, &fits);
     else
-        report = exportConvertedModel(model, plan, exportOptions, {}, writeJob);
+        report = exportConvertedModel(*backend, model, plan, exportOptions, {}, writeJob);
     std::optional<SanityReport> check;
     if (args.has("check"))
-        check = checkExportedModel(model, opened.tokenizer.get(), *out, card, {}, job);
+        check = checkExportedModel(*backend, model, opened.tokenizer.get(), *out, card, {}, job);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
     const ModelConfig& c = plan.converted;

@@ -61,7 +61,7 @@ TokenSequences sequencesFrom(const Arguments& args, const OpenedModel& opened)
 
 int runEval(const Arguments& args)
 {
-    applyDeviceOption(args);
+    const auto backend = backendFromDeviceOption(args);
     const OpenedModel opened = openModel(args);
     const TokenSequences sequences = sequencesFrom(args, opened);
     const JobControl job = terminalProgress(args);
@@ -70,7 +70,7 @@ int runEval(const Arguments& args)
     if (auto reference = args.value("reference")) {
         const Model referenceModel = loadModel(*reference);
         const Transformer referenceTransformer(referenceModel);
-        const ComparisonResult r = compareModels(transformer, referenceTransformer, sequences, job);
+        const ComparisonResult r = compareModels(*backend, transformer, referenceTransformer, sequences, job);
         j["ppl"] = r.model.ppl();
         j["tokens"] = r.positions;
         j["reference_ppl"] = r.reference.ppl();
@@ -79,7 +79,7 @@ int runEval(const Arguments& args)
         j["nll"] = r.model.meanNll();
         j["reference_nll"] = r.reference.meanNll();
     } else {
-        const PerplexityResult r = perplexity(transformer, sequences, job);
+        const PerplexityResult r = perplexity(*backend, transformer, sequences, job);
         j["ppl"] = r.ppl();
         j["tokens"] = r.tokens;
         j["nll"] = r.meanNll();

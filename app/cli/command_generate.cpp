@@ -21,7 +21,7 @@ MlaForm formFrom(const Arguments& args)
 
 int runGenerate(const Arguments& args)
 {
-    applyDeviceOption(args);
+    const auto backend = backendFromDeviceOption(args);
     GenerationOptions options;
     options.steps = args.integer("steps", 1, 1 << 24).value_or(256);
     options.temperature = static_cast<float>(args.number("temperature", 0.0, 100.0).value_or(0.0));
@@ -40,7 +40,7 @@ int runGenerate(const Arguments& args)
         std::cout << opened.tokenizer->decodePiece(previous, id) << std::flush;
         previous = id;
     };
-    const GenerationResult r = generate(transformer, opened.tokenizer.get(), prompt, options, stream);
+    const GenerationResult r = generate(*backend, transformer, opened.tokenizer.get(), prompt, options, stream);
     if (json) {
         nlohmann::ordered_json j;
         j["ids"] = r.ids;

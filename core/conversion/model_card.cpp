@@ -217,7 +217,7 @@ std::string modelCardMarkdown(const ModelCardInfo& info)
     return md.str();
 }
 
-SanityReport checkExportedModel(const Model& original, const Tokenizer* tokenizer, const std::filesystem::path& folder,
+SanityReport checkExportedModel(const ComputeBackend& backend, const Model& original, const Tokenizer* tokenizer, const std::filesystem::path& folder,
                                 ModelCardInfo card, const ExportCheckOptions& options, const JobControl& job)
 {
     const Model exported = loadModel(folder);
@@ -228,10 +228,10 @@ SanityReport checkExportedModel(const Model& original, const Tokenizer* tokenize
     sampling.samples = options.sequences;
     sampling.sequenceLength = options.sequenceLength;
     sampling.seed = options.seed;
-    const CalibrationSet held = prepareCalibration(a, tokenizer, sampling, job.slice(0.0, 0.3));
+    const CalibrationSet held = prepareCalibration(backend, a, tokenizer, sampling, job.slice(0.0, 0.3));
     SanityOptions sanity;
     sanity.generationSteps = options.generationSteps;
-    const SanityReport report = runSanityCheck(a, b, tokenizer, held.sequences, sanity, job.slice(0.3, 1.0));
+    const SanityReport report = runSanityCheck(backend, a, b, tokenizer, held.sequences, sanity, job.slice(0.3, 1.0));
 
     card.metrics = report;
     card.metricsDescription = held.description + ", " + std::to_string(report.evaluatedTokens) + " predicted tokens";

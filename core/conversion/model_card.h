@@ -34,6 +34,7 @@ std::string modelCardMarkdown(const ModelCardInfo& info);
 
 struct Model;
 class Tokenizer;
+class ComputeBackend;
 
 struct ExportCheckOptions {
     std::int64_t sequences = 4;        // held-out sequences sampled from the original model
@@ -45,7 +46,7 @@ struct ExportCheckOptions {
 // The quick check after an export: reloads `folder` (the weights exactly as written, dtype rounding included),
 // compares it with `original` (perplexities, KL, top-1 agreement, measured KV bytes, a greedy generation) and
 // rewrites the folder's README.md with the metrics, atomically. Returns the report.
-SanityReport checkExportedModel(const Model& original, const Tokenizer* tokenizer, const std::filesystem::path& folder,
+SanityReport checkExportedModel(const ComputeBackend& backend, const Model& original, const Tokenizer* tokenizer, const std::filesystem::path& folder,
                                 ModelCardInfo card, const ExportCheckOptions& options = {}, const JobControl& job = {});
 
 } // namespace mla

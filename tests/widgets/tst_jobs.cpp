@@ -144,7 +144,7 @@ private Q_SLOTS:
         ConversionSettings s;
         s.strategy = RopeStrategy::High;
         s.latentDim = 8;
-        const ConversionOutcome converted = convertInMemory(*m_demo.model, nullptr, s, {});
+        const ConversionOutcome converted = convertInMemory(ExecutionContext(), *m_demo.model, nullptr, s, {});
         const auto dir = test::scratchDir("export_cancel");
         const QString folder = QString::fromStdString((dir / "cancelled-mla").string());
 

@@ -120,6 +120,7 @@ Workbench::~Workbench()
 void Workbench::track(Job* job)
 {
     m_jobs.append(job);
+    job->setBackend(m_backend);
     connect(job, &Job::started, this, [this](const QString& title) {
         Q_EMIT jobStarted(title);
         Q_EMIT busyChanged(isBusy());
@@ -258,9 +259,17 @@ void Workbench::setDevice(const QString& id)
     if (id == m_device)
         return;
     m_device = id;
-    const QString message = selectDevice(id);
-    if (!message.isEmpty())
-        Q_EMIT statusMessage(message);
+    const DeviceSelection selection = selectDevice(id);
+    setBackend(selection.backend);
+    if (!selection.message.isEmpty())
+        Q_EMIT statusMessage(selection.message);
+}
+
+void Workbench::setBackend(std::shared_ptr<const ComputeBackend> backend)
+{
+    m_backend = backend ? std::move(backend) : cpuBackendShared();
+    for (Job* job : m_jobs)
+        job->setBackend(m_backend);
 }
 
 void Workbench::setCacheFormat(CacheFormat f)

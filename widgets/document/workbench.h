@@ -84,7 +84,12 @@ public:
     void setCacheFormat(CacheFormat f);
 
     QString device() const { return m_device; }
-    void setDevice(const QString& id); // selects core's backend; a message when it falls back
+    // Selects the backend of device `id` ("cpu", "cuda:1") for the jobs started from now on; a message when it falls
+    // back. A running job keeps the backend it started with.
+    void setDevice(const QString& id);
+    // The same with a backend already made (tests, benchmarks); null means the CPU.
+    void setBackend(std::shared_ptr<const ComputeBackend> backend);
+    const std::shared_ptr<const ComputeBackend>& backend() const { return m_backend; }
 
     // --- jobs
     bool isBusy() const;
@@ -183,6 +188,7 @@ private:
     std::int64_t m_batch = 1;
     CacheFormat m_cacheFormat = CacheFormat::BF16;
     QString m_device = QStringLiteral("cpu");
+    std::shared_ptr<const ComputeBackend> m_backend = cpuBackendShared();
     SanityJobOptions m_sanityOptions;
     bool m_autoSanity = true;
 

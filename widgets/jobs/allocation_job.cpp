@@ -7,9 +7,10 @@
 
 namespace mla {
 
-Allocation allocatePerLayer(const Model& model, const AnalysisResult& analysis, const ConversionSettings& settings,
-                            const AllocationRequest& request, const JobControl& job)
+Allocation allocatePerLayer(const ExecutionContext& ctx, const Model& model, const AnalysisResult& analysis,
+                            const ConversionSettings& settings, const AllocationRequest& request)
 {
+    const JobControl& job = ctx.job();
     CalibrationSet calibration;
     calibration.sequences = analysis.calibrationIds;
     calibration.description = analysis.calibrationDescription;
@@ -17,7 +18,7 @@ Allocation allocatePerLayer(const Model& model, const AnalysisResult& analysis, 
     options.budget = request.budget;
     options.strategy = settings.strategy;
     options.activationAware = settings.activationAware;
-    auto candidates = measureAllocationCandidates(model, analysis, calibration, options, job);
+    auto candidates = measureAllocationCandidates(ctx.backend(), model, analysis, calibration, options, job);
     const std::int64_t kvHeads = model.config.kvHeads;
     for (std::size_t l = 0; l < candidates.size() && l < request.locked.size(); ++l) {
         if (!request.locked[l] || candidates[l].empty())
@@ -49,7 +50,7 @@ void AllocationJob::start(const std::shared_ptr<const Model>& model, const Analy
 {
     run<Allocation>(
         tr("Allocating the budget"),
-        [model, analysis, settings, request](const JobControl& job) { return allocatePerLayer(*model, *analysis, settings, request, job); },
+        [model, analysis, settings, request](const ExecutionContext& ctx) { return allocatePerLayer(ctx, *model, *analysis, settings, request); },
         [this](Allocation&& a) { Q_EMIT allocated(a); });
 }
 

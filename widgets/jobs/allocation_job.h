@@ -18,8 +18,8 @@ struct AllocationRequest {
 // Measures every layer's attention-output error for candidate (pairs, latent) choices on the analysis's calibration
 // tokens and picks the per-layer choice with the least total error within the budget (core's
 // measureAllocationCandidates + allocateBudget). Locked layers are restricted to their own choice.
-Allocation allocatePerLayer(const Model& model, const AnalysisResult& analysis, const ConversionSettings& settings,
-                            const AllocationRequest& request, const JobControl& job = {});
+Allocation allocatePerLayer(const ExecutionContext& ctx, const Model& model, const AnalysisResult& analysis, const ConversionSettings& settings,
+                            const AllocationRequest& request);
 
 class AllocationJob : public Job {
     Q_OBJECT

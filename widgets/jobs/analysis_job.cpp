@@ -6,8 +6,8 @@ void AnalysisJob::start(const LoadedModel& model, const AnalysisOptions& options
 {
     run<AnalysisPtr>(
         tr("Analysing"),
-        [model, options](const JobControl& job) -> AnalysisPtr {
-            return std::make_shared<const AnalysisResult>(analyzeModel(*model.model, model.tokenizer.get(), options, job));
+        [model, options](const ExecutionContext& ctx) -> AnalysisPtr {
+            return std::make_shared<const AnalysisResult>(analyzeModel(ctx.backend(), *model.model, model.tokenizer.get(), options, ctx.job()));
         },
         [this](AnalysisPtr&& a) { Q_EMIT analysed(a); });
 }
@@ -16,9 +16,9 @@ void ReselectJob::start(const AnalysisPtr& analysis, const std::shared_ptr<const
 {
     run<AnalysisPtr>(
         tr("Updating spectra"),
-        [analysis, model, settings](const JobControl& job) -> AnalysisPtr {
+        [analysis, model, settings](const ExecutionContext& ctx) -> AnalysisPtr {
             auto copy = std::make_shared<AnalysisResult>(*analysis);
-            reselect(*copy, *model, settings, 1e-6, job);
+            reselect(ctx.backend(), *copy, *model, settings, 1e-6, ctx.job());
             return copy;
         },
         [this](AnalysisPtr&& a) { Q_EMIT reselected(a); });

@@ -8,9 +8,10 @@
 
 namespace mla {
 
-ConversionOutcome convertInMemory(const Model& model, const AnalysisResult* analysis, ConversionSettings settings,
-                                  const AllocationRequest& allocation, const JobControl& job)
+ConversionOutcome convertInMemory(const ExecutionContext& ctx, const Model& model, const AnalysisResult* analysis,
+                                  ConversionSettings settings, const AllocationRequest& allocation)
 {
+    const JobControl& job = ctx.job();
     QElapsedTimer timer;
     timer.start();
     const bool calibrationPass = settingsNeedCalibrationPass(settings);
@@ -20,7 +21,7 @@ ConversionOutcome convertInMemory(const Model& model, const AnalysisResult* anal
     ConversionOutcome out;
     double begin = 0.0;
     if (settings.allocate && settings.latentPerLayer.empty()) {
-        const Allocation a = allocatePerLayer(model, *analysis, settings, allocation, job.slice(0.0, 0.4));
+        const Allocation a = allocatePerLayer(ctx.slice(0.0, 0.4), model, *analysis, settings, allocation);
         settings.ropePairsPerLayer = a.pairs;
         settings.latentPerLayer = a.latent;
         begin = 0.4;
@@ -31,10 +32,10 @@ ConversionOutcome convertInMemory(const Model& model, const AnalysisResult* anal
         CalibrationSet calibration;
         calibration.sequences = analysis->calibrationIds;
         calibration.description = analysis->calibrationDescription;
-        out.converted = std::make_shared<const Model>(convertSequentially(model, out.plan, calibration, convertJob, &out.fits));
+        out.converted = std::make_shared<const Model>(convertSequentially(ctx.backend(), model, out.plan, calibration, convertJob, &out.fits));
     } else {
         const DType storage = model.layers.empty() || model.layers[0].q.empty() ? DType::F32 : model.layers[0].q.dtype();
-        out.converted = std::make_shared<const Model>(convertModel(model, out.plan, {}, storage, convertJob, &out.reports));
+        out.converted = std::make_shared<const Model>(convertModel(ctx.backend(), model, out.plan, {}, storage, convertJob, &out.reports));
     }
     out.seconds = static_cast<double>(timer.elapsed()) / 1000.0;
     return out;
@@ -45,8 +46,8 @@ void ConversionJob::start(const std::shared_ptr<const Model>& model, const Analy
 {
     run<ConversionOutcome>(
         tr("Converting"),
-        [model, analysis, settings, allocation](const JobControl& job) {
-            return convertInMemory(*model, analysis.get(), settings, allocation, job);
+        [model, analysis, settings, allocation](const ExecutionContext& ctx) {
+            return convertInMemory(ctx, *model, analysis.get(), settings, allocation);
         },
         [this](ConversionOutcome&& o) { Q_EMIT converted(o); });
 }

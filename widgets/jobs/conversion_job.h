@@ -21,7 +21,7 @@ Q_SIGNALS:
     void converted(const mla::ConversionOutcome& outcome);
 };
 
-ConversionOutcome convertInMemory(const Model& model, const AnalysisResult* analysis, ConversionSettings settings,
-                                  const AllocationRequest& allocation, const JobControl& job = {});
+ConversionOutcome convertInMemory(const ExecutionContext& ctx, const Model& model, const AnalysisResult* analysis,
+                                  ConversionSettings settings, const AllocationRequest& allocation);
 
 } // namespace mla

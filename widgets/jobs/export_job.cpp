@@ -6,7 +6,7 @@ void ExportJob::start(const std::shared_ptr<const Model>& original, const std::s
 {
     run<ExportOutcome>(
         tr("Exporting"),
-        [original, converted, folder](const JobControl& job) {
+        [original, converted, folder](const ExecutionContext& ctx) {
             ExportOptions options;
             options.folder = folder.toStdString();
             if (!original->layers.empty() && !original->layers[0].q.empty())
@@ -14,7 +14,7 @@ void ExportJob::start(const std::shared_ptr<const Model>& original, const std::s
             options.extraFiles = companionFiles(*original);
             ExportOutcome out;
             out.folder = folder;
-            out.report = exportModel(*converted, options, job);
+            out.report = exportModel(*converted, options, ctx.job());
             return out;
         },
         [this](ExportOutcome&& o) { Q_EMIT exported(o); });

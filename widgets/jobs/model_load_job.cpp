@@ -43,7 +43,7 @@ void ModelLoadJob::start(const QString& path)
     const std::filesystem::path p = path.toStdString();
     run<LoadedModel>(
         tr("Opening %1").arg(QString::fromStdString(p.filename().string())),
-        [p](const JobControl& job) { return openCheckpoint(p, job); },
+        [p](const ExecutionContext& ctx) { return openCheckpoint(p, ctx.job()); },
         [this](LoadedModel&& m) { Q_EMIT loaded(m); });
 }
 

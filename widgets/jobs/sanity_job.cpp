@@ -4,8 +4,9 @@
 
 namespace mla {
 
-SanityReport runSanity(const LoadedModel& original, const Model& converted, const SanityJobOptions& options, const JobControl& job)
+SanityReport runSanity(const ExecutionContext& ctx, const LoadedModel& original, const Model& converted, const SanityJobOptions& options)
 {
+    const JobControl& job = ctx.job();
     const Transformer a(*original.model);
     const Transformer b(converted);
     CalibrationOptions sample;
@@ -13,18 +14,18 @@ SanityReport runSanity(const LoadedModel& original, const Model& converted, cons
     sample.samples = options.sequences;
     sample.sequenceLength = options.sequenceLength;
     sample.seed = options.seed;
-    const CalibrationSet evaluation = prepareCalibration(a, original.tokenizer.get(), sample, job.slice(0.0, 0.3));
+    const CalibrationSet evaluation = prepareCalibration(ctx.backend(), a, original.tokenizer.get(), sample, job.slice(0.0, 0.3));
     SanityOptions s;
     s.prompts = {options.prompt.toStdString()};
     s.generationSteps = options.generationSteps;
-    return runSanityCheck(a, b, original.tokenizer.get(), evaluation.sequences, s, job.slice(0.3, 1.0));
+    return runSanityCheck(ctx.backend(), a, b, original.tokenizer.get(), evaluation.sequences, s, job.slice(0.3, 1.0));
 }
 
 void SanityJob::start(const LoadedModel& original, const std::shared_ptr<const Model>& converted, const SanityJobOptions& options)
 {
     run<SanityReport>(
         tr("Sanity check"),
-        [original, converted, options](const JobControl& job) { return runSanity(original, *converted, options, job); },
+        [original, converted, options](const ExecutionContext& ctx) { return runSanity(ctx, original, *converted, options); },
         [this](SanityReport&& r) { Q_EMIT checked(r); });
 }
 

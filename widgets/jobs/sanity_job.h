@@ -25,7 +25,7 @@ Q_SIGNALS:
     void checked(const mla::SanityReport& report);
 };
 
-SanityReport runSanity(const LoadedModel& original, const Model& converted, const SanityJobOptions& options,
-                       const JobControl& job = {});
+SanityReport runSanity(const ExecutionContext& ctx, const LoadedModel& original, const Model& converted,
+                       const SanityJobOptions& options);
 
 } // namespace mla

@@ -21,7 +21,8 @@ void SessionJob::save(const SessionContent& content, const QString& path)
 {
     run<QString>(
         tr("Saving session"),
-        [content, path](const JobControl& job) -> QString {
+        [content, path](const ExecutionContext& ctx) -> QString {
+            const JobControl& job = ctx.job();
 #ifdef MLA_HAVE_SESSIONS
             Session s;
             s.analysis = *content.analysis;
@@ -44,7 +45,8 @@ void SessionJob::load(const QString& path)
 {
     run<SessionContent>(
         tr("Opening session"),
-        [path](const JobControl& job) -> SessionContent {
+        [path](const ExecutionContext& ctx) -> SessionContent {
+            const JobControl& job = ctx.job();
             job.progress(0.0, "reading the session");
 #ifdef MLA_HAVE_SESSIONS
             Session s = loadSession(path.toStdString());

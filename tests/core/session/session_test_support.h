@@ -2,6 +2,7 @@
 
 // Shared by the session tests: a real analysed session of the demo model, exact comparison of two sessions, and raw
 // HDF5 edits for crafting damaged, foreign and future files.
+#include "backend/compute_backend.h"
 #include "analysis/analyzer.h"
 #include "common/model_fixtures.h"
 #include "common/test_support.h"
@@ -31,7 +32,7 @@ inline Session analysedSession(const Model& model)
     options.calibration.samples = 2;
     options.calibration.sequenceLength = 32;
     options.settings.ropePairs = 1;
-    Session s = makeSession(model, analyzeModel(model, nullptr, options));
+    Session s = makeSession(model, analyzeModel(cpuBackend(), model, nullptr, options));
     s.settings.strategy = RopeStrategy::Uniform;
     s.settings.ropePairsPerLayer = {1, 2, 1, 2, 1};
     s.settings.latentPerLayer = {8, 16, 8, 16, 12};
@@ -54,14 +55,14 @@ inline Session analysedSession(const Model& model)
     high.latentDim = 8;
     const ConversionPlan plan = planConversion(model.config, high, selectPairs(model.config, high, nullptr));
     const Transformer original(model);
-    const Transformer converted(convertModel(model, plan));
+    const Transformer converted(convertModel(cpuBackend(), model, plan));
     std::unique_ptr<Tokenizer> tokenizer;
     if (auto file = findTokenizerNextTo(model.source))
         tokenizer = loadTokenizer(*file);
     SanityOptions sanity;
     sanity.prompts = {"", "Once upon a time"};
     sanity.generationSteps = 12;
-    s.sanity = runSanityCheck(original, converted, tokenizer.get(), sampleSequences(original, 2, 24, 3), sanity);
+    s.sanity = runSanityCheck(cpuBackend(), original, converted, tokenizer.get(), sampleSequences(original, 2, 24, 3), sanity);
     return s;
 }
 
