@@ -2,7 +2,6 @@
 
 #include "document/settings_store.h"
 #include "document/workbench.h"
-#include "jobs/session_job.h"
 #include "panels/explainer_panel.h"
 #include "panels/model_panel.h"
 #include "panels/preview_view.h"
@@ -179,10 +178,6 @@ void MainWindow::buildMenus()
     file->addSeparator();
     QAction* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
     quit->setShortcut(QKeySequence::Quit);
-    if (!sessionsAvailable()) {
-        m_openSession->setVisible(false);
-        m_saveSession->setVisible(false);
-    }
 
     QMenu* edit = menuBar()->addMenu(tr("&Edit"));
     QAction* undo = m_workbench->undoStack()->createUndoAction(this, tr("&Undo"));
@@ -257,7 +252,7 @@ void MainWindow::restoreState()
     if (!restoreGeometry(settings.value(QStringLiteral("window/geometry")).toByteArray()))
         resize(1500, 920);
     QMainWindow::restoreState(settings.value(QStringLiteral("window/state")).toByteArray());
-    SettingsSnapshot snapshot = m_workbench->snapshot();
+    Settings snapshot = m_workbench->snapshot();
     settingsFromVariant(settings.value(QStringLiteral("settings/last")).toMap(), snapshot);
     m_workbench->applySnapshot(snapshot);
     m_workbench->setContextLength(settings.value(QStringLiteral("memory/context"), 4096).toLongLong());

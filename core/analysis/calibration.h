@@ -21,6 +21,8 @@ struct CalibrationOptions {
     std::int64_t sequenceLength = 256; // Samples and Text; capped at the model's context
     std::uint64_t seed = 1;
     float temperature = 1.0f;       // Samples: plain sampling from the model's own distribution
+
+    bool operator==(const CalibrationOptions&) const = default;
 };
 
 struct CalibrationSet {

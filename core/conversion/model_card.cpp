@@ -1,8 +1,6 @@
 #include "conversion/model_card.h"
 
-#include "analysis/calibration.h"
 #include "analysis/kv_accounting.h"
-#include "model/model_loader.h"
 #include "util/error.h"
 #include "util/staged_output.h"
 #include "util/version.h"
@@ -150,7 +148,10 @@ void writeMetrics(std::ostringstream& md, const ModelCardInfo& info)
     }
     const SanityReport& r = *info.metrics;
     if (!info.metricsDescription.empty())
-        md << "Measured on " << info.metricsDescription << ", with the weights as written here.\n\n";
+        md << "Measured on " << info.metricsDescription
+           << (info.metricsOnWrittenWeights ? ", with the weights as written here.\n\n"
+                                            : ", on the converted model before it was written (the files hold it in "
+                                                  + std::string(dtypeName(info.dtype)) + ").\n\n");
     md << "| metric | original | converted |\n|---|---|---|\n"
        << "| perplexity | " << general(r.originalPpl) << " | " << general(r.convertedPpl) << " |\n"
        << "| KL(original \\|\\| converted), nats per token | | " << general(r.kl) << " |\n"
@@ -217,33 +218,16 @@ std::string modelCardMarkdown(const ModelCardInfo& info)
     return md.str();
 }
 
-SanityReport checkExportedModel(const ComputeBackend& backend, const Model& original, const Tokenizer* tokenizer, const std::filesystem::path& folder,
-                                ModelCardInfo card, const ExportCheckOptions& options, const JobControl& job)
+void writeModelCard(const std::filesystem::path& folder, const ModelCardInfo& info)
 {
-    const Model exported = loadModel(folder);
-    const Transformer a(original);
-    const Transformer b(exported);
-    CalibrationOptions sampling;
-    sampling.source = CalibrationOptions::Source::Samples;
-    sampling.samples = options.sequences;
-    sampling.sequenceLength = options.sequenceLength;
-    sampling.seed = options.seed;
-    const CalibrationSet held = prepareCalibration(backend, a, tokenizer, sampling, job.slice(0.0, 0.3));
-    SanityOptions sanity;
-    sanity.generationSteps = options.generationSteps;
-    const SanityReport report = runSanityCheck(backend, a, b, tokenizer, held.sequences, sanity, job.slice(0.3, 1.0));
-
-    card.metrics = report;
-    card.metricsDescription = held.description + ", " + std::to_string(report.evaluatedTokens) + " predicted tokens";
     StagedFile readme(folder / "README.md");
     {
         std::ofstream out(readme.path(), std::ios::binary | std::ios::trunc);
-        out << modelCardMarkdown(card);
+        out << modelCardMarkdown(info);
         if (!out.flush())
             throw Error(readme.path(), "write failed");
     }
     readme.commit();
-    return report;
 }
 
 } // namespace mla

@@ -27,26 +27,13 @@ struct ModelCardInfo {
     std::uint64_t shardBytes = 0;     // 0: one model.safetensors
     std::optional<SanityReport> metrics;
     std::string metricsDescription;   // what the metrics were measured on
+    bool metricsOnWrittenWeights = true; // false: measured on the converted model in memory, before it was written
 };
 
 // Markdown with a small YAML front matter (tags), as Hugging Face model cards are written.
 std::string modelCardMarkdown(const ModelCardInfo& info);
 
-struct Model;
-class Tokenizer;
-class ComputeBackend;
-
-struct ExportCheckOptions {
-    std::int64_t sequences = 4;        // held-out sequences sampled from the original model
-    std::int64_t sequenceLength = 128; // capped at the model's context
-    std::uint64_t seed = 7919;         // not the calibration's default seed, so the text is not the calibration text
-    std::int64_t generationSteps = 32;
-};
-
-// The quick check after an export: reloads `folder` (the weights exactly as written, dtype rounding included),
-// compares it with `original` (perplexities, KL, top-1 agreement, measured KV bytes, a greedy generation) and
-// rewrites the folder's README.md with the metrics, atomically. Returns the report.
-SanityReport checkExportedModel(const ComputeBackend& backend, const Model& original, const Tokenizer* tokenizer, const std::filesystem::path& folder,
-                                ModelCardInfo card, const ExportCheckOptions& options = {}, const JobControl& job = {});
+// Replaces `folder`/README.md with the card, atomically (a staged file renamed into place).
+void writeModelCard(const std::filesystem::path& folder, const ModelCardInfo& info);
 
 } // namespace mla

@@ -3,6 +3,7 @@
 #include "analysis/analysis_result.h"
 #include "conversion/conversion_settings.h"
 #include "conversion/sanity_check.h"
+#include "settings/settings.h"
 #include "util/job_control.h"
 
 #include <nlohmann/json.hpp>
@@ -16,10 +17,11 @@ namespace mla {
 struct Model;
 
 // Everything a user can save and reopen without the model: the analysis (with its calibration ids), the settings
-// as they stand in the workbench (which may differ from the analysed ones), and the results of a conversion check.
+// as they stand in the workbench (which may differ from the analysed ones: with the calibration of the next analysis
+// and the layer locks), and the results of a conversion check.
 struct Session {
     AnalysisResult analysis;       // layers empty: no analysis yet (then only the model and settings are stored)
-    ConversionSettings settings;
+    Settings settings;
     std::optional<SanityReport> sanity;
     std::string modelConfigJson;   // the original model's config, as JSON text
     std::int64_t parameterCount = 0; // of the original model; 0 when unknown (the summary then has no "params")
@@ -29,10 +31,10 @@ struct Session {
 };
 
 inline constexpr const char* kSessionFormatName = "mla-workbench-session";
-inline constexpr int kSessionSchemaVersion = 1;
+inline constexpr int kSessionSchemaVersion = 2;
 
 // A new session for an analysis of `model`: its config JSON and parameter count filled in, the workbench settings
-// starting as the analysed ones.
+// starting as the analysed ones (default calibration, nothing locked).
 Session makeSession(const Model& model, AnalysisResult analysis);
 
 // Writes an HDF5 session file (schema: docs/session-format.md) to a temporary name beside `path` and renames it
@@ -41,7 +43,9 @@ Session makeSession(const Model& model, AnalysisResult analysis);
 void saveSession(const Session& session, const std::filesystem::path& path, const JobControl& job = {});
 
 // Reads a session. A damaged, truncated or foreign file, or a schema newer than this tool knows, is an mla::Error
-// naming the file and the problem; older schemas are migrated.
+// naming the file and the problem; older schemas are migrated (schema 1 stored no calibration settings and no locks:
+// the calibration is the default, and a layer whose per-layer width differs from the global width is taken as
+// locked, which is how the workbench made such widths).
 Session loadSession(const std::filesystem::path& path);
 
 // Empty when `model` is the model the session was made from (same config and tensor index); otherwise a one-line

@@ -2,20 +2,15 @@
 
 namespace mla {
 
-void ExportJob::start(const std::shared_ptr<const Model>& original, const std::shared_ptr<const Model>& converted, const QString& folder)
+void ExportJob::start(const OpenedModel& original, const ConversionOutcome& conversion, const QString& folder,
+                      const std::optional<CheckOutcome>& measured)
 {
+    pipeline::ExportRequest request;
+    request.folder = folder.toStdString();
     run<ExportOutcome>(
         tr("Exporting"),
-        [original, converted, folder](const ExecutionContext& ctx) {
-            ExportOptions options;
-            options.folder = folder.toStdString();
-            if (!original->layers.empty() && !original->layers[0].q.empty())
-                options.dtype = original->layers[0].q.dtype();
-            options.extraFiles = companionFiles(*original);
-            ExportOutcome out;
-            out.folder = folder;
-            out.report = exportModel(*converted, options, ctx.job());
-            return out;
+        [original, conversion, request, measured](const ExecutionContext& ctx) {
+            return pipeline::exportConversion(original, conversion, request, measured, ctx);
         },
         [this](ExportOutcome&& o) { Q_EMIT exported(o); });
 }

@@ -31,23 +31,30 @@ inline Session analysedSession(const Model& model)
     AnalysisOptions options;
     options.calibration.samples = 2;
     options.calibration.sequenceLength = 32;
-    options.settings.ropePairs = 1;
+    options.settings.conversion.ropePairs = 1;
     Session s = makeSession(model, analyzeModel(cpuBackend(), model, nullptr, options));
-    s.settings.strategy = RopeStrategy::Uniform;
-    s.settings.ropePairsPerLayer = {1, 2, 1, 2, 1};
-    s.settings.latentPerLayer = {8, 16, 8, 16, 12};
-    s.settings.uniformStart = 1;
-    s.settings.method = LatentMethod::Split;
-    s.settings.targetSaving = 0.625;
-    s.settings.sigma = SigmaPlacement::Sqrt;
-    s.settings.activationAware = true;
-    s.settings.balanceKeyValue = true;
-    s.settings.chooseBalance = true;
-    s.settings.refit = true;
-    s.settings.refitRidge = 0.003;
-    s.settings.allocate = true;
-    s.settings.kvBudget = 123;
-    s.settings.preset = "best";
+    s.settings.conversion.strategy = RopeStrategy::Uniform;
+    s.settings.conversion.ropePairsPerLayer = {1, 2, 1, 2, 1};
+    s.settings.conversion.latentPerLayer = {8, 16, 8, 16, 12};
+    s.settings.conversion.uniformStart = 1;
+    s.settings.conversion.method = LatentMethod::Split;
+    s.settings.conversion.targetSaving = 0.625;
+    s.settings.conversion.sigma = SigmaPlacement::Sqrt;
+    s.settings.conversion.activationAware = true;
+    s.settings.conversion.balanceKeyValue = true;
+    s.settings.conversion.chooseBalance = true;
+    s.settings.conversion.refit = true;
+    s.settings.conversion.refitRidge = 0.003;
+    s.settings.conversion.allocate = true;
+    s.settings.conversion.kvBudget = 123;
+    s.settings.conversion.preset = "best";
+    s.settings.calibration.source = CalibrationOptions::Source::Ids;
+    s.settings.calibration.file = "/tmp/calibration ids.txt";
+    s.settings.calibration.samples = 3;
+    s.settings.calibration.sequenceLength = 48;
+    s.settings.calibration.seed = 17;
+    s.settings.calibration.temperature = 0.5f;
+    s.settings.lockedLayers = {false, true, false, false, true};
 
     ConversionSettings high;
     high.strategy = RopeStrategy::High;
@@ -101,6 +108,20 @@ inline void compareSettings(const ConversionSettings& a, const ConversionSetting
     QCOMPARE(a.allocate, b.allocate);
     QCOMPARE(a.kvBudget, b.kvBudget);
     QCOMPARE(a.preset, b.preset);
+    QVERIFY(a == b);
+}
+
+inline void compareSettings(const Settings& a, const Settings& b)
+{
+    compareSettings(a.conversion, b.conversion);
+    QCOMPARE(a.calibration.source, b.calibration.source);
+    QCOMPARE(a.calibration.file, b.calibration.file);
+    QCOMPARE(a.calibration.samples, b.calibration.samples);
+    QCOMPARE(a.calibration.sequenceLength, b.calibration.sequenceLength);
+    QCOMPARE(a.calibration.seed, b.calibration.seed);
+    QCOMPARE(a.calibration.temperature, b.calibration.temperature);
+    QCOMPARE(a.lockedLayers, b.lockedLayers);
+    QVERIFY(a == b);
 }
 
 // Everything but the save metadata (created, tool version, schema version), exactly: doubles bit for bit.

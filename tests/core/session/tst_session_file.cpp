@@ -103,8 +103,8 @@ void TestSessionFile::sessionWithoutAnalysis()
     s.analysis.config = m_model.config;
     s.analysis.modelPath = m_model.source.string();
     s.analysis.modelFingerprint = modelFingerprint(m_model);
-    s.settings.strategy = RopeStrategy::Low;
-    s.settings.ropePairs = 2;
+    s.settings.conversion.strategy = RopeStrategy::Low;
+    s.settings.conversion.ropePairs = 2;
     const auto file = m_dir / "empty.h5";
     saveSession(s, file);
     const Session loaded = loadSession(file);
