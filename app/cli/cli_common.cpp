@@ -37,6 +37,23 @@ pipeline::OpenedModel openModelArgument(const Arguments& args, const ExecutionCo
     return opened;
 }
 
+OutputOptions outputOptions(const Arguments& args, const pipeline::OpenedModel* opened)
+{
+    OutputOptions o;
+    o.force = args.has("force");
+    for (const auto& p : args.positionals())
+        o.inputs.emplace_back(p);
+    for (const char* name : {"tokenizer", "calib-text", "calib-ids", "reference", "text", "ids", "model"}) {
+        if (auto v = args.value(name))
+            o.inputs.emplace_back(*v);
+    }
+    if (opened) {
+        for (auto& f : pipeline::inputFiles(*opened))
+            o.inputs.push_back(std::move(f));
+    }
+    return o;
+}
+
 void printJson(const nlohmann::ordered_json& json)
 {
     std::cout << dumpJson(json, 2) << std::endl;
@@ -61,6 +78,7 @@ JobControl terminalProgress(const Arguments& args)
 
 OptionSpec tokenizerOption() { return {"tokenizer", "FILE", "tokenizer file (tokenizer.json, tokenizer.model or llama2.c .bin); default: found next to the model"}; }
 OptionSpec demoOption() { return {"demo", nullptr, "use the bundled demo model (stories260K); also the default when MODEL is omitted"}; }
+OptionSpec forceOption(const char* help) { return {"force", nullptr, help}; }
 OptionSpec jsonOption() { return {"json", nullptr, "print the result as JSON on stdout"}; }
 
 } // namespace mla::cli

@@ -4,6 +4,7 @@
 #include "pipeline/execution_context.h"
 #include "pipeline/open_model.h"
 #include "util/job_control.h"
+#include "util/output_safety.h"
 
 #include <nlohmann/json.hpp>
 
@@ -22,6 +23,10 @@ std::filesystem::path demoModelPath();
 pipeline::OpenedModel openModelArgument(const Arguments& args, const ExecutionContext& context, std::size_t index = 0);
 std::filesystem::path modelPathArgument(const Arguments& args, std::size_t index = 0);
 
+// Where this command's output may go: --force, and every input it names or opened (model files, tokenizer,
+// calibration and evaluation files) so that no output lands on or in one (util/output_safety.h).
+OutputOptions outputOptions(const Arguments& args, const pipeline::OpenedModel* opened = nullptr);
+
 void printJson(const nlohmann::ordered_json& json);
 
 // Progress on stderr ("stage: 42%"), only when stderr is a terminal and --quiet / --json are not given.
@@ -31,5 +36,6 @@ JobControl terminalProgress(const Arguments& args);
 OptionSpec tokenizerOption();
 OptionSpec demoOption();
 OptionSpec jsonOption();
+OptionSpec forceOption(const char* help);
 
 } // namespace mla::cli

@@ -19,6 +19,9 @@ int runAnalyze(const Arguments& args)
     const ExecutionContext context(backendFromDeviceOption(args), terminalProgress(args));
     const pipeline::OpenedModel opened = openModelArgument(args, ExecutionContext(context.sharedBackend()));
     const Model& model = *opened.model;
+    const OutputOptions output = outputOptions(args, &opened);
+    if (auto sessionFile = args.value("session"))
+        requireSessionDestination(*sessionFile, output); // before the analysis, not after it
     const Settings settings = settingsFrom(args, model.config);
     const pipeline::AnalysisPtr analysis = pipeline::analyse(opened, settings, context);
     const AnalysisResult& a = *analysis;
@@ -27,7 +30,7 @@ int runAnalyze(const Arguments& args)
         throw Error(preview.problem);
     if (auto sessionFile = args.value("session")) {
         // Saved before anything is printed, so a failed save is an error exit with no half-reported result.
-        pipeline::saveSession({analysis, settings, std::nullopt, model.parameterCount()}, &model, *sessionFile, context);
+        pipeline::saveSession({analysis, settings, std::nullopt, model.parameterCount()}, &model, *sessionFile, context, output);
         if (!args.has("json") && !args.has("quiet"))
             std::cerr << "session saved to " << *sessionFile << "\n";
     }
@@ -70,6 +73,7 @@ CommandSpec analyzeCommand()
         for (const auto& s : settingsOptions())
             o.push_back(s);
         o.push_back({"session", "FILE.h5", "also save the analysis as a session file (read it back with 'session FILE.h5')"});
+        o.push_back(forceOption("let --session replace an existing file that is not a session file"));
         o.push_back({"quiet", nullptr, "no progress output"});
         o.push_back(deviceOption());
         o.push_back(jsonOption());

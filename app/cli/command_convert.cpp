@@ -34,6 +34,7 @@ int runConvert(const Arguments& args)
         request.dtype = *parsed;
     }
     request.shardBytes = static_cast<std::uint64_t>(args.integer("shard-mb", 1, 1 << 30).value_or(0)) << 20;
+    request.output = outputOptions(args, &opened); // the pipeline refuses a bad folder before any work
     if (!pipeline::conversionNeedsAnalysis(settings.conversion) && calibrationGiven(args))
         std::cerr << "note: the " << ropeStrategyName(settings.conversion.strategy) << " strategy needs no calibration; ignoring it\n";
     std::optional<pipeline::CheckOptions> check;
@@ -41,6 +42,8 @@ int runConvert(const Arguments& args)
         check = pipeline::CheckOptions{};
     const pipeline::FolderOutcome result = pipeline::convertToFolder(opened, nullptr, settings, request, check, context);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    for (const std::string& note : result.written.notes)
+        std::cerr << "note: " << note << "\n";
 
     const pipeline::ConversionOutcome& conversion = result.conversion;
     const ExportReport& report = result.written.report;
@@ -118,7 +121,8 @@ int runConvert(const Arguments& args)
 CommandSpec convertCommand()
 {
     static std::vector<OptionSpec> options = [] {
-        std::vector<OptionSpec> o{demoOption(), tokenizerOption(), {"out", "DIR", "output folder (Hugging Face layout, MHA2MLA tensor names)"}};
+        std::vector<OptionSpec> o{demoOption(), tokenizerOption(), {"out", "DIR", "output folder (Hugging Face layout, MHA2MLA tensor names); must be new or empty"},
+                                  forceOption("replace DIR when it holds an earlier output of this tool (never an input, never a folder with other files)")};
         for (const auto& s : settingsOptions())
             o.push_back(s);
         for (const auto& c : calibrationOptions())
@@ -133,14 +137,15 @@ CommandSpec convertCommand()
         return o;
     }();
     return {"convert",
-            "[MODEL] --out DIR [--preset paper|best] [--rope-strategy high|low|uniform|2-norm|rotation-loss] [--rope-pairs P] "
+            "[MODEL] --out DIR [--force] [--preset paper|best] [--rope-strategy high|low|uniform|2-norm|rotation-loss] [--rope-pairs P] "
             "[--svd joint|split|key|value|none] [--latent-dim D | --kv-saving F | --kv-budget N] [--sigma up|sqrt] "
             "[calibration] [--json]",
             "convert to Multi-head Latent Attention (partial RoPE + low-rank KV) and write the model",
             "Defaults: 2-norm selection calibrated on 16 sampled sequences, head_dim/16 pairs per head (at least 1), joint "
             "SVD, latent width for a 75% KV saving, singular values in the up projections. --preset best lets the tool "
             "choose pairs and latent per layer for the budget and refits the layers on calibration data. The folder "
-            "appears only when complete.",
+            "appears only when complete; DIR must not exist or be empty, unless --force replaces an earlier output of "
+            "this tool (swapped in only once the new one is complete).",
             options, 1, runConvert};
 }
 

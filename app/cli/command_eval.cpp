@@ -3,6 +3,7 @@
 #include "device_option.h"
 #include "pipeline/evaluate.h"
 #include "util/error.h"
+#include "util/input_file.h"
 
 #include <iostream>
 

@@ -1,5 +1,6 @@
 #include "conversion_options.h"
 
+#include "conversion/settings_validation.h"
 #include "settings/settings_table.h"
 
 namespace mla::cli {
@@ -37,11 +38,15 @@ bool calibrationGiven(const Arguments& args)
 
 Settings settingsFrom(const Arguments& args, const ModelConfig& config)
 {
+    Settings s;
     try {
-        return settingsFromFlags(lookupIn(args), config);
+        s = settingsFromFlags(lookupIn(args), config);
     } catch (const SettingsFlagError& e) {
         throw UsageError{e.message};
     }
+    // Every value against the model at once (the pipeline's conversion checks again, for the workbench's sake).
+    validateConversionSettings(config, s.conversion);
+    return s;
 }
 
 } // namespace mla::cli

@@ -2,6 +2,7 @@
 
 #include "conversion/model_card.h"
 #include "conversion/presets.h"
+#include "conversion/settings_validation.h"
 #include "model/model_loader.h"
 #include "pipeline/allocate.h"
 #include "settings/settings_rules.h"
@@ -72,6 +73,26 @@ ModelCardInfo cardOf(const Model& original, const ConversionOutcome& conversion,
     return card;
 }
 
+// The output policy for an export of `model`: the request's, with every file the model was read from as an input.
+OutputOptions outputFor(const OpenedModel& model, const ExportRequest& request)
+{
+    OutputOptions output = request.output;
+    for (auto& f : inputFiles(model))
+        output.inputs.push_back(std::move(f));
+    return output;
+}
+
+ExportOptions exportOptionsFor(const OpenedModel& model, const ExportRequest& request, std::vector<std::string>& notes)
+{
+    ExportOptions options;
+    options.folder = request.folder;
+    options.dtype = request.dtype;
+    options.shardBytes = request.shardBytes;
+    options.extraFiles = companionFiles(*model.model, &notes);
+    options.output = outputFor(model, request);
+    return options;
+}
+
 double secondsSince(std::chrono::steady_clock::time_point start)
 {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -83,6 +104,7 @@ ConversionOutcome convertInMemory(const OpenedModel& model, AnalysisPtr analysis
                                   const ExecutionContext& context)
 {
     const auto started = std::chrono::steady_clock::now();
+    validateConversionSettings(model.model->config, settings.conversion);
     ConversionOutcome out;
     const double begin = plan(model, std::move(analysis), settings, context, out);
     const ExecutionContext convert = context.slice(begin, 1.0);
@@ -102,15 +124,14 @@ FolderOutcome convertToFolder(const OpenedModel& model, AnalysisPtr analysis, co
 {
     const auto started = std::chrono::steady_clock::now();
     const Model& original = *model.model;
+    // Refused here, before any calibration or conversion, when the settings are bad or the folder may not be written.
+    validateConversionSettings(original.config, settings.conversion);
+    requireOutputFolder(request.folder, outputFor(model, request));
     FolderOutcome out;
     ConversionOutcome& conversion = out.conversion;
     const double begin = plan(model, std::move(analysis), settings, context, conversion);
 
-    ExportOptions options;
-    options.folder = request.folder;
-    options.dtype = request.dtype;
-    options.shardBytes = request.shardBytes;
-    options.extraFiles = companionFiles(original);
+    ExportOptions options = exportOptionsFor(model, request, out.written.notes);
     out.written.card = cardOf(original, conversion, request.dtype.value_or(attentionDtype(original)), request.shardBytes);
     options.generatedFiles.emplace_back("README.md", modelCardMarkdown(out.written.card));
     const ExecutionContext write = context.slice(begin, 1.0);
@@ -139,12 +160,10 @@ ExportOutcome exportConversion(const OpenedModel& original, const ConversionOutc
     if (!conversion.converted)
         throw Error("internal: nothing converted in memory to export");
     const Model& model = *original.model;
-    ExportOptions options;
-    options.folder = request.folder;
-    options.dtype = request.dtype.value_or(attentionDtype(model));
-    options.shardBytes = request.shardBytes;
-    options.extraFiles = companionFiles(model);
     ExportOutcome out;
+    ExportOptions options = exportOptionsFor(original, request, out.notes);
+    options.dtype = request.dtype.value_or(attentionDtype(model));
+    requireOutputFolder(request.folder, options.output);
     out.card = cardOf(model, conversion, *options.dtype, request.shardBytes);
     if (measured) {
         out.card.metrics = measured->report;

@@ -34,6 +34,10 @@ struct ExportRequest {
     std::filesystem::path folder;
     std::optional<DType> dtype;   // of the written weights; default: the original's
     std::uint64_t shardBytes = 0; // 0: one model.safetensors
+    // Where the folder may go (util/output_safety.h): `force` (the CLI's --force; the GUI asks first) and inputs
+    // besides the opened model's own files, which are always added. Checked before any work and again when the
+    // finished folder moves into place.
+    OutputOptions output;
 };
 
 struct ExportOutcome {
@@ -41,7 +45,11 @@ struct ExportOutcome {
     ExportReport report;
     ModelCardInfo card;                // what README.md says
     std::optional<CheckOutcome> check; // convertToFolder with a check: measured on the weights as written
+    std::vector<std::string> notes;    // companion files left out and why ("FILE: not a regular file, not copied")
 };
+
+// Every conversion entry point first checks the settings against the model (validateConversionSettings), so a bad
+// value fails before any calibration, allocation or conversion work, in the CLI and the workbench alike.
 
 // Convert (the workbench's Convert): the converted model in memory, ready for the check and the export. When
 // `analysis` is null and the settings need one, the calibration is made first (calibrateForConversion); a pending
@@ -52,7 +60,8 @@ ConversionOutcome convertInMemory(const OpenedModel& model, AnalysisPtr analysis
 
 // Convert to a folder (CLI convert): the same steps, streaming layer by layer to `request.folder` (one layer's
 // converted tensors in memory at a time), with the model card README.md and the original's tokenizer files. With
-// `check`, the folder is reloaded and measured against the original, and README.md gains the numbers.
+// `check`, the folder is reloaded and measured against the original, and README.md gains the numbers. The destination
+// is checked (request.output) before any work.
 struct FolderOutcome {
     ConversionOutcome conversion;
     ExportOutcome written;
@@ -62,7 +71,7 @@ FolderOutcome convertToFolder(const OpenedModel& model, AnalysisPtr analysis, co
 
 // Export (the workbench's Export): writes a conversion made in memory as the same folder convertToFolder writes, model
 // card included. `measured` (a check of this conversion in memory) goes into the card, said to be measured before
-// writing.
+// writing. The destination is checked (request.output) before anything is written.
 ExportOutcome exportConversion(const OpenedModel& original, const ConversionOutcome& conversion, const ExportRequest& request,
                                const std::optional<CheckOutcome>& measured, const ExecutionContext& context);
 

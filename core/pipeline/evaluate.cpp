@@ -1,9 +1,7 @@
 #include "pipeline/evaluate.h"
 
 #include "util/error.h"
-
-#include <fstream>
-#include <sstream>
+#include "util/input_file.h"
 
 namespace mla::pipeline {
 
@@ -29,14 +27,10 @@ TokenSequences evaluationText(const OpenedModel& model, const std::filesystem::p
 {
     if (!model.tokenizer)
         throw Error(file, "text needs a tokenizer, and the model has none");
-    std::ifstream in(file, std::ios::binary);
-    if (!in)
-        throw Error(file, "cannot open");
-    std::ostringstream content;
-    content << in.rdbuf();
+    const std::string content = readInputFile(file, kMaxTextInputBytes, "evaluation text");
     const ModelConfig& c = model.model->config;
     // Each window starts with BOS so that every window is evaluated the way the model saw text in training.
-    const std::vector<int> all = model.tokenizer->encode(content.str(), false);
+    const std::vector<int> all = model.tokenizer->encode(content, false);
     if (all.size() < 2)
         throw Error(file, "holds too little text to evaluate");
     TokenSequences sequences = splitIntoSequences(all, length - (c.bosId ? 1 : 0));

@@ -1,5 +1,6 @@
 #include "pipeline/open_model.h"
 
+#include "model/model_files.h"
 #include "model/model_loader.h"
 #include "util/error.h"
 
@@ -38,6 +39,16 @@ OpenedModel openModel(const OpenRequest& request, const ExecutionContext& contex
     opened.model = std::move(model);
     job.progress(1.0, "model open");
     return opened;
+}
+
+std::vector<std::filesystem::path> inputFiles(const OpenedModel& model)
+{
+    std::vector<std::filesystem::path> files;
+    if (model.model)
+        files = modelInputFiles(*model.model);
+    if (!model.tokenizerSource.empty() && model.tokenizerSource != "embedded (GGUF)")
+        files.emplace_back(model.tokenizerSource);
+    return files;
 }
 
 } // namespace mla::pipeline

@@ -32,4 +32,8 @@ struct OpenedModel {
 // it came from: its ids would index past the embedding, and an export would ship it beside the converted weights.
 OpenedModel openModel(const OpenRequest& request, const ExecutionContext& context);
 
+// The files and folders `model` was read from (checkpoint files, their folder, the tokenizer file), which no output
+// may go over or into (util/output_safety.h).
+std::vector<std::filesystem::path> inputFiles(const OpenedModel& model);
+
 } // namespace mla::pipeline

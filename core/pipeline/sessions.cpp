@@ -1,11 +1,13 @@
 #include "pipeline/sessions.h"
 
 #include "analysis/analyzer.h"
+#include "model/model_files.h"
 #include "util/error.h"
 
 namespace mla::pipeline {
 
-void saveSession(const SessionContent& content, const Model* model, const std::filesystem::path& file, const ExecutionContext& context)
+void saveSession(const SessionContent& content, const Model* model, const std::filesystem::path& file, const ExecutionContext& context,
+                 const OutputOptions& output)
 {
     if (!content.analysis)
         throw Error(file, "internal: a session needs an analysis (or an empty one)");
@@ -18,7 +20,12 @@ void saveSession(const SessionContent& content, const Model* model, const std::f
         s.modelConfigJson = model->sourceConfigJson ? model->sourceConfigJson->dump() : configToHuggingFace(model->config).dump();
     else
         s.modelConfigJson = configToHuggingFace(content.analysis->config).dump();
-    mla::saveSession(s, file, context.job());
+    OutputOptions options = output;
+    if (model) {
+        for (auto& f : modelInputFiles(*model))
+            options.inputs.push_back(std::move(f));
+    }
+    mla::saveSession(s, file, context.job(), options);
 }
 
 Session openSession(const std::filesystem::path& file, const ExecutionContext& context)

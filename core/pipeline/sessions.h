@@ -23,8 +23,10 @@ struct SessionContent {
 };
 
 // Save session (CLI analyze --session, the workbench's Save Session). `model`, when open, gives the checkpoint's own
-// config.json for the file.
-void saveSession(const SessionContent& content, const Model* model, const std::filesystem::path& file, const ExecutionContext& context);
+// config.json for the file. The destination follows the output policy (util/output_safety.h, session/session.h): never
+// the model or another input, an existing session file is replaced, any other file only with `output.force`.
+void saveSession(const SessionContent& content, const Model* model, const std::filesystem::path& file, const ExecutionContext& context,
+                 const OutputOptions& output = {});
 
 // Open session (CLI session, the workbench's Open Session): a damaged, foreign or newer file is an error naming it;
 // older schemas are migrated.

@@ -360,16 +360,16 @@ void Workbench::runSanityCheck()
     m_sanityJob->start(m_model, m_conversion->converted, m_sanityOptions);
 }
 
-void Workbench::exportTo(const QString& folder)
+void Workbench::exportTo(const QString& folder, bool force)
 {
     if (!m_conversion || !hasModel()) {
         Q_EMIT errorOccurred(tr("Nothing to export"), tr("Convert the model first (Run > Convert)."));
         return;
     }
-    m_exportJob->start(m_model, *m_conversion, folder, m_conversionCheck);
+    m_exportJob->start(m_model, *m_conversion, folder, m_conversionCheck, force);
 }
 
-void Workbench::saveSession(const QString& path)
+void Workbench::saveSession(const QString& path, bool force)
 {
     if (!m_analysis) {
         Q_EMIT errorOccurred(tr("Nothing to save"), tr("A session stores an analysis: run Analyze (F5) first."));
@@ -380,7 +380,7 @@ void Workbench::saveSession(const QString& path)
     content.settings = m_settings;
     content.sanity = m_sanity;
     content.parameterCount = m_parameterCount;
-    m_sessionSaveJob->save(content, m_model.model, path);
+    m_sessionSaveJob->save(content, m_model.model, path, force);
 }
 
 void Workbench::openSession(const QString& path)

@@ -14,8 +14,9 @@ class ExportJob : public Job {
     Q_OBJECT
 public:
     using Job::Job;
+    // `force`: replace an earlier export of this tool in `folder` (the window asks the user first).
     void start(const OpenedModel& original, const ConversionOutcome& conversion, const QString& folder,
-               const std::optional<CheckOutcome>& measured = std::nullopt);
+               const std::optional<CheckOutcome>& measured = std::nullopt, bool force = false);
 
 Q_SIGNALS:
     void exported(const mla::ExportOutcome& outcome);

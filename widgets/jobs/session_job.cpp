@@ -2,12 +2,14 @@
 
 namespace mla {
 
-void SessionJob::save(const SessionContent& content, const std::shared_ptr<const Model>& model, const QString& path)
+void SessionJob::save(const SessionContent& content, const std::shared_ptr<const Model>& model, const QString& path, bool force)
 {
+    OutputOptions output;
+    output.force = force;
     run<QString>(
         tr("Saving session"),
-        [content, model, path](const ExecutionContext& ctx) {
-            pipeline::saveSession(content, model.get(), path.toStdString(), ctx);
+        [content, model, path, output](const ExecutionContext& ctx) {
+            pipeline::saveSession(content, model.get(), path.toStdString(), ctx, output);
             return path;
         },
         [this](QString&& p) { Q_EMIT saved(p); });

@@ -10,8 +10,9 @@ class SessionJob : public Job {
     Q_OBJECT
 public:
     using Job::Job;
-    // `model`, when open, gives the checkpoint's own config.json for the file.
-    void save(const SessionContent& content, const std::shared_ptr<const Model>& model, const QString& path);
+    // `model`, when open, gives the checkpoint's own config.json for the file. `force`: replace an existing file that
+    // is not a session (the window asks the user first).
+    void save(const SessionContent& content, const std::shared_ptr<const Model>& model, const QString& path, bool force = false);
     void load(const QString& path);
 
 Q_SIGNALS:

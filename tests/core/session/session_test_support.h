@@ -31,7 +31,7 @@ inline Session analysedSession(const Model& model)
     AnalysisOptions options;
     options.calibration.samples = 2;
     options.calibration.sequenceLength = 32;
-    options.settings.conversion.ropePairs = 1;
+    options.settings.ropePairs = 1;
     Session s = makeSession(model, analyzeModel(cpuBackend(), model, nullptr, options));
     s.settings.conversion.strategy = RopeStrategy::Uniform;
     s.settings.conversion.ropePairsPerLayer = {1, 2, 1, 2, 1};

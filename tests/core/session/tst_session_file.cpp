@@ -160,15 +160,15 @@ void TestSessionFile::newerSchemaIsRefused()
 {
     const auto file = m_dir / "future.h5";
     std::filesystem::copy_file(m_file, file, std::filesystem::copy_options::overwrite_existing);
-    test::setRootAttribute(file, "schema_version", std::int64_t{2});
+    test::setRootAttribute(file, "schema_version", std::int64_t{kSessionSchemaVersion + 1});
     try {
         loadSession(file);
-        QFAIL("a version 2 session was read");
+        QFAIL("a session of a newer schema was read");
     } catch (const Error& e) {
         const std::string message = e.what();
         QVERIFY2(message.find(file.string()) != std::string::npos, e.what());
         QVERIFY2(message.find("newer MLA Workbench") != std::string::npos, e.what());
-        QVERIFY2(message.find("version 2") != std::string::npos, e.what());
+        QVERIFY2(message.find("version " + std::to_string(kSessionSchemaVersion + 1)) != std::string::npos, e.what());
     }
 }
 
