@@ -206,6 +206,76 @@ private Q_SLOTS:
         QVERIFY2(card.find("on the converted model before it was written") != std::string::npos, card.c_str());
     }
 
+    void everyEntryPointValidatesAndGuardsItsOutput()
+    {
+        // Issue 17's safety is the pipeline's, so the workbench's conversion and export get it as well as the CLI:
+        // bad settings fail before any backend work, and no export or session lands on an input or a foreign folder.
+        const fs::path dir = test::scratchDir("pipeline_safety");
+        auto recording = std::make_shared<test::RecordingBackend>();
+        Settings bad = quick(RopeStrategy::High);
+        bad.conversion.latentDim = 100000;
+        std::string e = errorOf([&] { convertInMemory(m_demo, nullptr, bad, ExecutionContext(recording)); });
+        QVERIFY2(e.find("--latent-dim 100000 is outside the allowed range") != std::string::npos, e.c_str());
+        ExportRequest request;
+        request.folder = dir / "never";
+        e = errorOf([&] { convertToFolder(m_demo, nullptr, bad, request, std::nullopt, ExecutionContext(recording)); });
+        QVERIFY2(e.find("--latent-dim") != std::string::npos, e.c_str());
+        QCOMPARE(recording->calls(), std::int64_t(0));
+        QVERIFY(!fs::exists(request.folder));
+
+        // A folder holding someone else's file is refused, even with force, before any work; nothing in it changes.
+        Settings s = quick(RopeStrategy::High);
+        s.conversion.latentDim = 16;
+        request.folder = dir / "theirs";
+        fs::create_directories(request.folder);
+        test::writeTextFile(request.folder / "notes.txt", "mine");
+        const ConversionOutcome inMemory = convertInMemory(m_demo, nullptr, s, ExecutionContext());
+        const std::int64_t before = recording->calls();
+        for (const bool force : {false, true}) {
+            request.output.force = force;
+            e = errorOf([&] { convertToFolder(m_demo, nullptr, s, request, std::nullopt, ExecutionContext(recording)); });
+            QVERIFY2(e.find(request.folder.string()) != std::string::npos, e.c_str());
+            QVERIFY(!errorOf([&] { exportConversion(m_demo, inMemory, request, std::nullopt, ExecutionContext()); }).empty());
+        }
+        QCOMPARE(recording->calls(), before);
+        QCOMPARE(fileText(request.folder / "notes.txt"), std::string("mine"));
+
+        // An earlier export of this tool is replaced only with force (the CLI's --force, the workbench's question).
+        request.folder = dir / "ours";
+        request.output.force = false;
+        exportConversion(m_demo, inMemory, request, std::nullopt, ExecutionContext());
+        QVERIFY(!errorOf([&] { exportConversion(m_demo, inMemory, request, std::nullopt, ExecutionContext()); }).empty());
+        request.output.force = true;
+        QVERIFY(errorOf([&] { exportConversion(m_demo, inMemory, request, std::nullopt, ExecutionContext()); }).empty());
+        QVERIFY(fs::exists(request.folder / "README.md"));
+
+        // Never over an input: the opened model's own file, nor its tokenizer, not even with force.
+        fs::copy_file(test::demoDir() / "stories260K.bin", dir / "stories260K.bin");
+        fs::copy_file(test::demoDir() / "tok512.bin", dir / "tok512.bin");
+        const pipeline::OpenedModel copy = openModel({dir / "stories260K.bin", dir / "tok512.bin", true}, ExecutionContext());
+        const std::string weights = fileText(dir / "stories260K.bin");
+        for (const fs::path& input : {dir / "stories260K.bin", dir / "tok512.bin"}) {
+            request.folder = input;
+            QVERIFY(!errorOf([&] { convertToFolder(copy, nullptr, s, request, std::nullopt, ExecutionContext()); }).empty());
+            QVERIFY(!errorOf([&] { exportConversion(copy, inMemory, request, std::nullopt, ExecutionContext()); }).empty());
+        }
+        QVERIFY(fileText(dir / "stories260K.bin") == weights);
+
+        // A session replaces a session file, any other file only with force, and never the model.
+        const AnalysisPtr a = analyse(copy, quick(RopeStrategy::High), ExecutionContext());
+        const SessionContent content{a, s, std::nullopt, copy.model->parameterCount()};
+        test::writeTextFile(dir / "plain.txt", "not a session");
+        QVERIFY(!errorOf([&] { saveSession(content, copy.model.get(), dir / "plain.txt", ExecutionContext()); }).empty());
+        QCOMPARE(fileText(dir / "plain.txt"), std::string("not a session"));
+        OutputOptions force;
+        force.force = true;
+        saveSession(content, copy.model.get(), dir / "plain.txt", ExecutionContext(), force);
+        QVERIFY(isHdf5File(dir / "plain.txt"));
+        saveSession(content, copy.model.get(), dir / "plain.txt", ExecutionContext()); // a session file: replaced
+        QVERIFY(!errorOf([&] { saveSession(content, copy.model.get(), dir / "stories260K.bin", ExecutionContext(), force); }).empty());
+        QVERIFY(fileText(dir / "stories260K.bin") == weights);
+    }
+
     void allocationHonoursLocksAndFixedPairs()
     {
         const AnalysisPtr a = analyse(m_demo, quick(RopeStrategy::RotationLoss), ExecutionContext());
