@@ -2,6 +2,7 @@
 
 #include "util/error.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace mla {
@@ -48,7 +49,7 @@ void validateHealOptions(const HealOptions& o)
     require(o.batchSequences >= 1, "the batch must hold at least 1 sequence (got " + std::to_string(o.batchSequences) + ")");
     require(finite(o.heldOutFraction) && o.heldOutFraction > 0.0 && o.heldOutFraction < 1.0,
             "the held-out fraction must be in (0, 1) (got " + number(o.heldOutFraction) + ")");
-    require(o.evaluateEvery >= 1, "the held-out evaluation interval must be at least 1 step (got " + std::to_string(o.evaluateEvery) + ")");
+    require(o.evaluateEvery >= 0, "the held-out evaluation interval must not be negative (got " + std::to_string(o.evaluateEvery) + ")");
     require(o.patience >= 0, "the patience must not be negative (got " + std::to_string(o.patience) + ")");
     require(o.data.tokens >= 4, "at least 4 healing tokens are needed (got " + std::to_string(o.data.tokens) + ")");
     require(o.data.sequenceLength >= 2, "healing sequences need at least 2 tokens (got " + std::to_string(o.data.sequenceLength) + ")");
@@ -71,6 +72,11 @@ heal::AdamWSettings adamWSettings(const HealOptions& o, double learningRate)
     s.weightDecay = o.weightDecay;
     s.clipNorm = o.clipNorm;
     return s;
+}
+
+std::int64_t evaluationInterval(const HealOptions& o)
+{
+    return o.evaluateEvery > 0 ? o.evaluateEvery : std::max<std::int64_t>(1, o.steps / 20);
 }
 
 std::string healCancelPolicyName(HealCancelPolicy p)

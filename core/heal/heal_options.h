@@ -43,8 +43,8 @@ struct HealOptions {
     bool normaliseLoss = true;           // divide each layer's MSE by the mean squared target (losses comparable across layers)
     bool trainNorms = false;             // also train the block's two RMSNorm weights
     double heldOutFraction = 0.125;      // of the sequences, never trained on
-    std::int64_t evaluateEvery = 10;     // steps between held-out evaluations
-    std::int64_t patience = 5;           // evaluations without improvement before a layer stops; 0: never stop early
+    std::int64_t evaluateEvery = 0;      // steps between held-out evaluations; 0: steps / 20 (at least 1)
+    std::int64_t patience = 8;           // evaluations without improvement before a layer stops; 0: never stop early
     HealCancelPolicy onCancel = HealCancelPolicy::KeepHealedLayers;
     bool measureModel = true;            // KL / perplexity / top-1 against the original before and after
     HealDataOptions data;
@@ -56,6 +56,10 @@ void validateHealOptions(const HealOptions& options);
 
 // The optimiser settings of a layer trained at `learningRate`.
 heal::AdamWSettings adamWSettings(const HealOptions& options, double learningRate);
+
+// The steps between held-out evaluations (evaluateEvery, or steps / 20 when it is 0): the early stop scales with the
+// schedule, so that a long cosine schedule is not cut on a plateau before its learning rate has come down.
+std::int64_t evaluationInterval(const HealOptions& options);
 
 std::string healCancelPolicyName(HealCancelPolicy policy); // "keep" or "discard"
 

@@ -30,7 +30,7 @@ bool parseHealStart(std::string_view name, HealStart& out)
 
 std::int64_t defaultProbeSteps(std::int64_t steps)
 {
-    return std::min(steps, std::max<std::int64_t>(25, steps / 4));
+    return steps;
 }
 
 HealStartChoice chooseHealStart(const Model& original, const std::vector<HealStartCandidate>& candidates, const HealData& data,

@@ -11,7 +11,7 @@ namespace mla {
 
 // Which converted model a heal starts from (CLI --heal-start). The training-free allocation optimises the error
 // before healing; after healing a layer given a very narrow latent recovers least, so the uniform `paper` split can
-// end up better (docs/healing.md). `auto` heals each start briefly and keeps the one with the lower held-out KL.
+// end up better (docs/healing.md). `auto` heals each start and keeps the one with the lower held-out KL.
 enum class HealStart { Auto, Paper, Allocated };
 std::string_view healStartName(HealStart start);               // auto, paper, allocated
 bool parseHealStart(std::string_view name, HealStart& out);
@@ -42,7 +42,9 @@ HealStartChoice chooseHealStart(const Model& original, const std::vector<HealSta
                                 const HealOptions& options, std::int64_t probeSteps, const JobControl& job = {},
                                 std::vector<HealResult>* probeResults = nullptr);
 
-// The probe budget `auto` uses by default: a quarter of the steps, at least 25 (never more than the steps).
+// The probe budget `auto` uses by default: the whole budget, so that every start is healed fully and the better one
+// kept (twice the cost of one heal). A shorter probe favours the start that is better before healing: measured in
+// docs/healing.md, a quarter of the steps picked the worse start where the two cross.
 std::int64_t defaultProbeSteps(std::int64_t steps);
 
 struct HealFromStart {

@@ -154,6 +154,7 @@ LayerHealReport healLayer(std::int64_t layer, std::int64_t layers, const heal::B
         order[i] = i;
     std::size_t next = order.size();
     const std::int64_t progressEvery = std::max<std::int64_t>(1, options.steps / 100);
+    const std::int64_t evaluateEvery = evaluationInterval(options);
     for (std::int64_t step = 1; step <= options.steps; ++step) {
         job.checkCancelled();
         std::vector<std::size_t> batch;
@@ -176,7 +177,7 @@ LayerHealReport healLayer(std::int64_t layer, std::int64_t layers, const heal::B
         report.trainLossLast = loss;
         optimiser.step(params, gradient);
         HealProgress progress{layer, step, options.steps, loss, std::nullopt, heal::scheduledLearningRate(settings, step)};
-        if (step % options.evaluateEvery == 0 || step == options.steps) {
+        if (step % evaluateEvery == 0 || step == options.steps) {
             const double h = heal::blockLoss(shape, params, ffn, held, &workspace);
             progress.heldOutLoss = h;
             if (h < bestLoss) {

@@ -58,8 +58,8 @@ struct HealProgress {
     std::int64_t layer = 0;
     std::int64_t step = 0;
     std::int64_t steps = 0;
-    double trainLoss = 0.0;
-    std::optional<double> heldOutLoss;  // set on evaluation steps (and step 0: the starting loss)
+    double trainLoss = 0.0;             // of this step's batch (step 0: the starting held-out loss)
+    std::optional<double> heldOutLoss;  // set on evaluation steps and on step 0
     double learningRate = 0.0;
 };
 using HealObserver = std::function<void(const HealProgress&)>;

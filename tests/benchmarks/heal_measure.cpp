@@ -4,7 +4,7 @@
 // Also records which start `auto` (core/heal/heal_start.h) picks at each budget. Prints one JSON object.
 //
 // Usage: heal_measure --original PATH --start NAME=PATH [--start ...] --eval IDS [--steps 200,1000]
-//                     [--probe-steps N] [--lr X | --rel-lr X] [--tokens N] [--seq-len N] [--batch N] [--seed S] [--trace]
+//                     [--probe-steps N] [--lr X | --rel-lr X] [--tokens N] [--seq-len N] [--batch N] [--seed S] [--evaluate-every N] [--patience N] [--trace]
 #include "engine/evaluation.h"
 #include "heal/heal_start.h"
 #include "model/model_loader.h"
@@ -61,7 +61,7 @@ std::vector<std::int64_t> parseList(const std::string& s)
 int usage()
 {
     std::cerr << "usage: heal_measure --original PATH --start NAME=PATH [--start ...] --eval IDS [--steps 200,1000] "
-                 "[--probe-steps N] [--lr X | --rel-lr X] [--tokens N] [--seq-len N] [--batch N] [--seed S] [--trace]\n";
+                 "[--probe-steps N] [--lr X | --rel-lr X] [--tokens N] [--seq-len N] [--batch N] [--seed S] [--evaluate-every N] [--patience N] [--trace]\n";
     return 2;
 }
 
@@ -108,6 +108,10 @@ int main(int argc, char** argv)
             options.batchSequences = std::stoll(value());
         else if (a == "--seed")
             options.seed = std::stoull(value());
+        else if (a == "--evaluate-every")
+            options.evaluateEvery = std::stoll(value());
+        else if (a == "--patience")
+            options.patience = std::stoll(value());
         else if (a == "--trace")
             trace = true;
         else
@@ -131,7 +135,8 @@ int main(int argc, char** argv)
                        {"cpu_seconds", dataCpuSeconds}};
         out["options"] = {{"lr", options.learningRate ? nlohmann::ordered_json(*options.learningRate) : nlohmann::ordered_json()},
                           {"relative_lr", options.relativeLearningRate}, {"batch", options.batchSequences}, {"seed", options.seed},
-                          {"evaluate_every", options.evaluateEvery}, {"patience", options.patience}};
+                          {"evaluate_every", options.evaluateEvery}, {"patience", options.patience},
+                          {"tokens", options.data.tokens}, {"sequence_length", options.data.sequenceLength}};
         std::vector<Model> models;
         for (const auto& [name, path] : starts)
             models.push_back(loadModel(path));
@@ -174,18 +179,37 @@ int main(int argc, char** argv)
             for (std::int64_t steps : budgets) {
                 HealOptions o = options;
                 o.steps = steps;
-                const std::int64_t probe = probeSteps > 0 ? probeSteps : defaultProbeSteps(steps);
-                const auto started = Clock::now();
-                const double cpuStarted = cpuSeconds();
-                const HealStartChoice choice = chooseHealStart(original, candidates, data, o, probe);
+                const std::int64_t probe = probeSteps > 0 ? std::min(probeSteps, steps) : defaultProbeSteps(steps);
                 nlohmann::ordered_json probes = nlohmann::ordered_json::array();
-                for (const auto& p : choice.probes)
-                    probes.push_back({{"name", p.name}, {"held_out_kl_unhealed", p.klUnhealed}, {"held_out_kl_probe", p.klProbe},
-                                      {"seconds", p.seconds}});
+                std::size_t chosen = 0;
+                double probeSeconds = 0.0, probeCpu = 0.0;
+                if (probe == steps) {
+                    // The probes are the full heals measured above (healing is deterministic): choose from them.
+                    for (std::size_t s = 0; s < starts.size(); ++s) {
+                        const auto& h = startsJson[starts[s].first]["healed"][std::to_string(steps)];
+                        const double kl = h["held_out_kl_after"].get<double>();
+                        probes.push_back({{"name", starts[s].first}, {"held_out_kl_unhealed", h["held_out_kl_before"]},
+                                          {"held_out_kl_probe", kl}, {"seconds", h["heal_seconds"]}});
+                        if (kl < probes[chosen]["held_out_kl_probe"].get<double>())
+                            chosen = s;
+                        probeSeconds += h["heal_seconds"].get<double>();
+                        probeCpu += h["heal_cpu_seconds"].get<double>();
+                    }
+                } else {
+                    const auto started = Clock::now();
+                    const double cpuStarted = cpuSeconds();
+                    const HealStartChoice choice = chooseHealStart(original, candidates, data, o, probe);
+                    for (const auto& p : choice.probes)
+                        probes.push_back({{"name", p.name}, {"held_out_kl_unhealed", p.klUnhealed}, {"held_out_kl_probe", p.klProbe},
+                                          {"seconds", p.seconds}});
+                    chosen = choice.chosen;
+                    probeSeconds = secondsSince(started);
+                    probeCpu = cpuSeconds() - cpuStarted;
+                }
                 // The full heal of the chosen start is the one measured above (healing is deterministic).
-                autoJson[std::to_string(steps)] = {{"probe_steps", probe}, {"chosen", starts[choice.chosen].first},
-                                                   {"probe_seconds", secondsSince(started)},
-                                                   {"probe_cpu_seconds", cpuSeconds() - cpuStarted}, {"probes", probes}};
+                autoJson[std::to_string(steps)] = {{"probe_steps", probe}, {"chosen", starts[chosen].first},
+                                                   {"probe_seconds", probeSeconds}, {"probe_cpu_seconds", probeCpu},
+                                                   {"probes", probes}};
             }
             out["auto"] = autoJson;
         }
