@@ -6,8 +6,13 @@
 #include "conversion/model_card.h"
 #include "conversion/presets.h"
 #include "conversion/sequential_converter.h"
+#include "conversion/settings_validation.h"
 #include "conversion_options.h"
 #include "device_option.h"
+#include "engine/transformer.h"
+#include "heal/heal_converted.h"
+#include "heal/heal_data.h"
+#include "heal_flags.h"
 #include "session/analysis_json.h"
 #include "util/error.h"
 
@@ -27,6 +32,40 @@ std::int64_t budgetFor(const ConversionSettings& s, const ModelConfig& c)
     return static_cast<std::int64_t>(std::llround((1.0 - s.targetSaving) * static_cast<double>(c.kvElementsPerToken())));
 }
 
+// The `paper` start of --heal-start auto|paper: the paper preset at the same KV budget as the allocated conversion.
+ConversionPlan paperPlanFor(const Model& model, const ConversionSettings& asked, const AnalysisResult* analysis)
+{
+    ConversionSettings p;
+    applyPreset("paper", p);
+    p.targetSaving = asked.kvBudget > 0 ? 1.0 - static_cast<double>(asked.kvBudget) / static_cast<double>(model.config.kvElementsPerToken())
+                                        : asked.targetSaving;
+    try {
+        validateConversionSettings(model.config, p);
+        return planConversion(model.config, p, selectPairs(model.config, p, analysis));
+    } catch (const Error& e) {
+        // The default head_dim/16 pairs may leave no room for a latent at this saving (as in docs/results.md).
+        std::cerr << "note: paper start: " << e.what() << "; using 0 RoPE pairs\n";
+        p.ropePairs = 0;
+        validateConversionSettings(model.config, p);
+        return planConversion(model.config, p, selectPairs(model.config, p, analysis));
+    }
+}
+
+// One line per healed layer on stderr (unless --quiet), so that a long heal shows where it is even without a terminal.
+HealObserver healLayerPrinter(const Arguments& args, const std::vector<HealStartCandidate>& starts, std::int64_t layers)
+{
+    if (args.has("quiet"))
+        return {};
+    return [&starts, layers](const HealProgress& p) {
+        if (!p.finished)
+            return;
+        const LayerHealReport& r = *p.finished;
+        std::cerr << "heal" << (starts.size() > 1 ? " [" + starts[p.start].name + "]" : std::string()) << " layer " << (r.layer + 1)
+                  << "/" << layers << ": held-out loss " << r.heldOutBefore << " -> " << r.heldOutAfter << " (" << r.steps
+                  << " steps" << (r.stoppedEarly ? ", stopped early" : "") << ", " << r.seconds << " s)\n";
+    };
+}
+
 int runConvert(const Arguments& args)
 {
     applyDeviceOption(args);
@@ -40,7 +79,14 @@ int runConvert(const Arguments& args)
     const OutputOptions output = outputOptions(args, &opened);
     requireOutputFolder(*out, output);
     ConversionSettings settings = settingsFrom(args, model.config);
+    const std::optional<HealFlags> heal = healFlagsFrom(args);
+    if (heal && heal->start == HealStart::Allocated && !settings.allocate)
+        throw UsageError{"--heal-start allocated needs an allocated conversion (--preset best, --allocate or --kv-budget)"};
     const JobControl job = terminalProgress(args);
+    // The healing data before any conversion work: a bad --heal-ids / --heal-text file is refused here.
+    std::optional<HealData> healData;
+    if (heal)
+        healData = prepareHealData(Transformer(model), opened.tokenizer.get(), heal->options, job.slice(0.0, 0.05));
     const bool calibrationPass = settingsNeedCalibrationPass(settings);
 
     std::optional<AnalysisResult> analysis;
@@ -80,7 +126,44 @@ int runConvert(const Arguments& args)
         allocationJson = {{"budget", a.budget}, {"elements", allocation.elements}, {"predicted_cost", allocation.totalCost},
                           {"pairs", allocation.pairs}, {"latent", allocation.latent}, {"cost", allocation.cost}};
     }
-    const ConversionPlan plan = planConversion(model.config, settings, selectPairs(model.config, settings, analysis ? &*analysis : nullptr));
+    ConversionPlan plan = planConversion(model.config, settings, selectPairs(model.config, settings, analysis ? &*analysis : nullptr));
+
+    // --heal: the conversion(s) in memory, healed; the chosen one is what gets written.
+    std::vector<LayerFitReport> fits;
+    std::vector<LayerConversionReport> conversionReports;
+    std::optional<HealConvertedResult> healed;
+    if (heal) {
+        const JobControl convertJob = job.slice(settings.allocate ? 0.5 : 0.2, 0.6);
+        const Model asked = calibrationPass ? convertSequentially(model, plan, calibration, convertJob, &fits)
+                                            : convertModel(model, plan, {}, DType::F32, convertJob, &conversionReports);
+        const HealStart start = heal->start.value_or(HealStart::Allocated);
+        std::optional<ConversionPlan> paperPlan;
+        std::optional<Model> paperModel;
+        std::vector<LayerConversionReport> paperReports;
+        std::vector<HealStartCandidate> starts;
+        if (settings.allocate && start != HealStart::Allocated) {
+            paperPlan = paperPlanFor(model, settings, analysis ? &*analysis : nullptr);
+            paperModel = convertModel(model, *paperPlan, {}, DType::F32, convertJob, &paperReports);
+            starts.push_back({"paper", &*paperModel});
+        } else if (start == HealStart::Auto) {
+            std::cerr << "note: --heal-start auto: the conversion has one latent width for every layer (not allocated), so "
+                         "there is no other start to compare; healing it as converted\n";
+        }
+        if (start != HealStart::Paper || !settings.allocate)
+            starts.push_back({settings.allocate ? "allocated" : (settings.preset.empty() ? "converted" : settings.preset), &asked});
+        healed = healConvertedModel(model, starts, *healData, heal->options, 0, job.slice(0.6, 0.95),
+                                    healLayerPrinter(args, starts, model.config.layers));
+        if (healed->healed.report.cancelled)
+            throw Cancelled();
+        if (paperModel && starts[healed->chosen].model == &*paperModel) {
+            // The paper start won (or was asked for): the export is the paper conversion, healed.
+            plan = *paperPlan;
+            settings = plan.settings;
+            fits.clear();
+            conversionReports = paperReports;
+            allocationJson = nullptr;
+        }
+    }
 
     ExportOptions exportOptions;
     exportOptions.folder = *out;
@@ -96,14 +179,21 @@ int runConvert(const Arguments& args)
     for (const auto& line : skipped)
         std::cerr << "note: " << line << "\n";
     exportOptions.output = output;
+    // A healed model holds float32 attention tensors: write it in the input's dtype unless asked otherwise.
+    if (healed && !exportOptions.dtype)
+        exportOptions.dtype = model.layers[0].q.dtype();
     ModelCardInfo card{model.source.string(), model.format, model.config, plan.converted, settings,
                        analysis ? analysis->calibrationDescription : std::string(), analysis ? analysis->calibrationTokens : 0,
-                       exportOptions.dtype.value_or(model.layers[0].q.dtype()), exportOptions.shardBytes, std::nullopt, {}};
+                       exportOptions.dtype.value_or(model.layers[0].q.dtype()), exportOptions.shardBytes, std::nullopt, {}, std::nullopt};
+    if (healed)
+        card.heal = healCardInfo(*healed);
     exportOptions.generatedFiles.emplace_back("README.md", modelCardMarkdown(card));
     ExportReport report;
-    std::vector<LayerFitReport> fits;
-    const JobControl writeJob = job.slice(settings.allocate ? 0.5 : (analysis ? 0.2 : 0.0), 1.0);
-    if (calibrationPass)
+    const JobControl writeJob = job.slice(healed ? 0.95 : settings.allocate ? 0.5 : (analysis ? 0.2 : 0.0), 1.0);
+    if (healed) {
+        report = exportModel(healed->healed.model, exportOptions, writeJob);
+        report.layers = conversionReports;
+    } else if (calibrationPass)
         report = exportSequentially(model, plan, calibration, exportOptions, writeJob, &fits);
     else
         report = exportConvertedModel(model, plan, exportOptions, {}, writeJob);
@@ -158,6 +248,8 @@ int runConvert(const Arguments& args)
     if (!allocationJson.is_null())
         j["allocation"] = allocationJson;
     j["layers"] = layers;
+    if (healed)
+        j["heal"] = healResultJson(*healed);
     if (check)
         j["check"] = sanityJson(*check);
     if (args.has("json")) {
@@ -173,6 +265,18 @@ int runConvert(const Arguments& args)
     }
     std::cout << "KV cache per token: " << originalKv << " -> " << c.kvElementsPerToken() << " elements ("
               << 100.0 * j["kv_saving"].get<double>() << "% saved), " << seconds << " s\n";
+    if (healed) {
+        const HealReport& h = healed->healed.report;
+        std::cout << "healed " << h.layersHealed << " layers from the " << healed->start << " start (" << healed->options.steps
+                  << " steps per layer, " << h.trainTokens << " tokens, " << h.seconds << " s)";
+        if (h.before && h.after)
+            std::cout << ": held-out KL " << h.before->kl << " -> " << h.after->kl << ", perplexity " << h.before->perplexity
+                      << " -> " << h.after->perplexity << ", top-1 " << h.before->top1Agreement << " -> " << h.after->top1Agreement;
+        std::cout << "\n";
+        if (healed->choice)
+            for (const auto& p : healed->choice->probes)
+                std::cout << "  start " << p.name << ": held-out KL " << p.klUnhealed << " -> " << p.klProbe << "\n";
+    }
     if (check)
         std::cout << "check: perplexity " << check->originalPpl << " -> " << check->convertedPpl << ", KL " << check->kl
                   << " nats/token, top-1 agreement " << check->top1Agreement << " (in README.md)\n";
@@ -194,6 +298,8 @@ CommandSpec convertCommand()
         o.push_back({"shard-mb", "M", "write safetensors shards of at most M MiB with an index"});
         o.push_back({"check", nullptr, "reload the written model and measure it against the original (perplexity, KL, "
                                        "top-1 agreement, KV bytes) on 4 sampled sequences; the numbers go into README.md"});
+        for (const auto& h : healOptions())
+            o.push_back(h);
         o.push_back({"quiet", nullptr, "no progress output"});
         o.push_back(deviceOption());
         o.push_back(jsonOption());
@@ -202,13 +308,15 @@ CommandSpec convertCommand()
     return {"convert",
             "[MODEL] --out DIR [--force] [--preset paper|best] [--rope-strategy high|low|uniform|2-norm|rotation-loss] [--rope-pairs P] "
             "[--svd joint|split|key|value|none] [--latent-dim D | --kv-saving F | --kv-budget N] [--sigma up|sqrt] "
-            "[calibration] [--json]",
+            "[calibration] [--heal [--heal-steps N] [--heal-lr X] [--heal-tokens N] [--heal-seed S] [--heal-text FILE | --heal-ids FILE] "
+            "[--heal-start auto|paper|allocated]] [--json]",
             "convert to Multi-head Latent Attention (partial RoPE + low-rank KV) and write the model",
             "Defaults: 2-norm selection calibrated on 16 sampled sequences, head_dim/16 pairs per head (at least 1), joint "
             "SVD, latent width for a 75% KV saving, singular values in the up projections. --preset best lets the tool "
             "choose pairs and latent per layer for the budget and refits the layers on calibration data. The folder "
             "appears only when complete; DIR must not exist or be empty, unless --force replaces an earlier output of "
-            "this tool (swapped in only once the new one is complete).",
+            "this tool (swapped in only once the new one is complete). --heal then trains the converted attention layer by layer "
+            "to reproduce the original's block outputs (docs/healing.md) before writing.",
             options, 1, runConvert};
 }
 

@@ -35,7 +35,7 @@ std::int64_t defaultProbeSteps(std::int64_t steps)
 
 HealStartChoice chooseHealStart(const Model& original, const std::vector<HealStartCandidate>& candidates, const HealData& data,
                                 const HealOptions& options, std::int64_t probeSteps, const JobControl& job,
-                                std::vector<HealResult>* probeResults)
+                                std::vector<HealResult>* probeResults, const HealObserver& observer)
 {
     if (candidates.empty())
         throw Error("heal: no start to choose from");
@@ -54,7 +54,14 @@ HealStartChoice chooseHealStart(const Model& original, const std::vector<HealSta
     for (std::size_t i = 0; i < candidates.size(); ++i) {
         const auto started = std::chrono::steady_clock::now();
         const JobControl slice = job.slice(share * static_cast<double>(i), share * static_cast<double>(i + 1));
-        HealResult r = healModel(original, *candidates[i].model, data, probe, slice);
+        HealObserver tagged;
+        if (observer)
+            tagged = [&observer, i](const HealProgress& p) {
+                HealProgress q = p;
+                q.start = i;
+                observer(q);
+            };
+        HealResult r = healModel(original, *candidates[i].model, data, probe, slice, tagged);
         if (r.report.cancelled)
             throw Cancelled();
         HealStartProbe p;
@@ -81,12 +88,20 @@ HealFromStart healFromBestStart(const Model& original, const std::vector<HealSta
     std::vector<HealResult> probes;
     HealFromStart out;
     out.choice = chooseHealStart(original, candidates, data, options, probeSteps, job.slice(0.0, probeIsFinal ? 1.0 : 0.3),
-                                 probeIsFinal ? &probes : nullptr);
+                                 probeIsFinal ? &probes : nullptr, probeIsFinal ? observer : HealObserver{});
     if (probeIsFinal) {
         out.result = std::move(probes[out.choice.chosen]);
         return out;
     }
-    out.result = healModel(original, *candidates[out.choice.chosen].model, data, options, job.slice(0.3, 1.0), observer);
+    const std::size_t chosen = out.choice.chosen;
+    HealObserver tagged;
+    if (observer)
+        tagged = [&observer, chosen](const HealProgress& p) {
+            HealProgress q = p;
+            q.start = chosen;
+            observer(q);
+        };
+    out.result = healModel(original, *candidates[chosen].model, data, options, job.slice(0.3, 1.0), tagged);
     return out;
 }
 

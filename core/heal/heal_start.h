@@ -37,10 +37,10 @@ struct HealStartChoice {
 
 // Heals every candidate with `probeSteps` steps per layer (the other options as given) on the same data and picks
 // the one with the lowest held-out KL after it (ties: the earlier candidate). Cancelling throws Cancelled.
-// `probeResults`, when given, receives each probe's heal.
+// `probeResults`, when given, receives each probe's heal; `observer` sees every probe's progress (HealProgress::start).
 HealStartChoice chooseHealStart(const Model& original, const std::vector<HealStartCandidate>& candidates, const HealData& data,
                                 const HealOptions& options, std::int64_t probeSteps, const JobControl& job = {},
-                                std::vector<HealResult>* probeResults = nullptr);
+                                std::vector<HealResult>* probeResults = nullptr, const HealObserver& observer = {});
 
 // The probe budget `auto` uses by default: the whole budget, so that every start is healed fully and the better one
 // kept (twice the cost of one heal). A shorter probe favours the start that is better before healing: measured in

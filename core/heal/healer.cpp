@@ -141,7 +141,7 @@ LayerHealReport healLayer(std::int64_t layer, std::int64_t layers, const heal::B
     report.learningRate = options.learningRate.value_or(options.relativeLearningRate * queryRms);
     const heal::AdamWSettings settings = adamWSettings(options, report.learningRate);
     if (observer)
-        observer({layer, 0, options.steps, report.heldOutBefore, report.heldOutBefore, 0.0});
+        observer({layer, 0, options.steps, report.heldOutBefore, report.heldOutBefore, 0.0, 0, std::nullopt});
 
     heal::AdamW optimiser(settings, params, mask);
     BlockTensors<float> best = params;
@@ -176,7 +176,7 @@ LayerHealReport healLayer(std::int64_t layer, std::int64_t layers, const heal::B
             report.trainLossFirst = loss;
         report.trainLossLast = loss;
         optimiser.step(params, gradient);
-        HealProgress progress{layer, step, options.steps, loss, std::nullopt, heal::scheduledLearningRate(settings, step)};
+        HealProgress progress{layer, step, options.steps, loss, std::nullopt, heal::scheduledLearningRate(settings, step), 0, std::nullopt};
         if (step % evaluateEvery == 0 || step == options.steps) {
             const double h = heal::blockLoss(shape, params, ffn, held, &workspace);
             progress.heldOutLoss = h;
@@ -280,6 +280,11 @@ HealResult healModel(const Model& original, const Model& converted, const HealDa
             const LayerData layerData{convertedStream, targets};
             report.layers.push_back(healLayer(l, c.layers, shape, params, ffn, layerData, data.train.size(), options,
                                               layersJob, observer));
+            if (observer) {
+                const LayerHealReport& done = report.layers.back();
+                HealProgress finished{l, done.steps, options.steps, done.trainLossLast, done.heldOutAfter, 0.0, 0, done};
+                observer(finished);
+            }
             heal::installBlockParameters(params, healed, heal::trainMask(shape, params, options.trainNorms));
             result.model.layers[static_cast<std::size_t>(l)] = healed;
             ++report.layersHealed;

@@ -61,6 +61,8 @@ struct HealProgress {
     double trainLoss = 0.0;             // of this step's batch (step 0: the starting held-out loss)
     std::optional<double> heldOutLoss;  // set on evaluation steps and on step 0
     double learningRate = 0.0;
+    std::size_t start = 0;              // which start is being healed (chooseHealStart's candidate index; else 0)
+    std::optional<LayerHealReport> finished; // set once, when the layer is done (then heldOutLoss is its kept loss)
 };
 using HealObserver = std::function<void(const HealProgress&)>;
 
