@@ -8,6 +8,14 @@
 #include <QtTest>
 #include <nlohmann/json.hpp>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define MLA_ADDRESS_SANITIZER
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MLA_ADDRESS_SANITIZER
+#endif
+#endif
+
 using namespace mla;
 using nlohmann::json;
 namespace fs = std::filesystem;
@@ -39,6 +47,7 @@ private slots:
     void initTestCase();
     void healReportsPerLayerAndModel();
     void sameSeedSameBytes();
+    void autoKeepsTheLowerHeldOutKl();
     void badInputIsRefusedBeforeAnyWork();
 
 private:
@@ -121,6 +130,44 @@ void TestCliHeal::sameSeedSameBytes()
     const test::ProcessResult r = test::runCli(healArgs(again));
     QVERIFY2(r.exitCode == 0, r.err.c_str());
     QVERIFY(fileBytes(again / "model.safetensors") == fileBytes(m_dir / "healed" / "model.safetensors"));
+}
+
+// --heal-start auto on a `best` conversion heals the paper split and the allocated one and writes the one with the
+// lower held-out KL; the JSON and config.json describe the start written. --heal-start paper writes the paper split.
+void TestCliHeal::autoKeepsTheLowerHeldOutKl()
+{
+#ifdef MLA_ADDRESS_SANITIZER
+    QSKIP("three `best` conversions and three heals: about 30 s of CPU in Release, minutes under ASan; run in the Release tree");
+#endif
+    for (const std::string start : {"auto", "paper"}) {
+        const fs::path out = m_dir / ("start-" + start);
+        const test::ProcessResult r = test::runCli({"convert", demoModel().string(), "--out", out.string(), "--preset", "best",
+                                                    "--kv-saving", "0.75", "--calib-samples", "2", "--calib-seq-len", "32", "--heal",
+                                                    "--heal-steps", "4", "--heal-tokens", "384", "--heal-seq-len", "32",
+                                                    "--heal-start", start, "--json", "--quiet"});
+        QVERIFY2(r.exitCode == 0 && !r.crashed, r.err.c_str());
+        const json j = json::parse(r.out);
+        const json& h = j["heal"];
+        std::string written = h["start"].get<std::string>();
+        if (start == "auto") {
+            const json& starts = h["auto"]["starts"];
+            QCOMPARE(starts.size(), std::size_t(2));
+            QCOMPARE(starts[0]["name"].get<std::string>(), std::string("paper"));
+            QCOMPARE(starts[1]["name"].get<std::string>(), std::string("allocated"));
+            const double paperKl = starts[0]["held_out_kl_healed"].get<double>(), allocatedKl = starts[1]["held_out_kl_healed"].get<double>();
+            QCOMPARE(written, std::string(allocatedKl < paperKl ? "allocated" : "paper"));
+            QCOMPARE(h["after"]["kl"].get<double>(), std::min(paperKl, allocatedKl));
+        } else {
+            QCOMPARE(written, std::string("paper"));
+            QVERIFY(!h.contains("auto"));
+        }
+        const std::string preset = written == "paper" ? "paper" : "best";
+        QCOMPARE(j["preset"].get<std::string>(), preset);
+        QCOMPARE(j.contains("allocation"), preset == "best");
+        const json config = json::parse(test::readTextFile(out / "config.json"));
+        QCOMPARE(config["mha2mla"]["preset"].get<std::string>(), preset);
+        QVERIFY(test::readTextFile(out / "README.md").find("| start | " + written) != std::string::npos);
+    }
 }
 
 void TestCliHeal::badInputIsRefusedBeforeAnyWork()
