@@ -101,7 +101,9 @@ def write_section(path, rows, budgets, seconds):
         + " and ".join(budgets) + " steps per layer, then evaluated",
         "against the original on the same 16 held-out sequences as the table above (KL in nats per token, perplexity,",
         "top-1 agreement). Cut: the fraction of the unhealed KL that healing removes. Time: the heal's wall time and,",
-        "in brackets, its CPU time (all threads), on " + f"{os.cpu_count()} cores shared with other jobs (load average "
+        "in brackets, its CPU time (all threads), on " + f"{os.cpu_count()} cores shared with other jobs"
+        + (f", {os.environ['OMP_NUM_THREADS']} thread(s) (OMP_NUM_THREADS; the healed weights do not depend on it)"
+           if os.environ.get("OMP_NUM_THREADS") else "") + " (load average "
         f"{load:.1f} at the end of the run; the CPU time is the figure to compare). Run on {datetime.date.today().isoformat()}, "
         f"{seconds / 60:.0f} min in all.",
         "",
