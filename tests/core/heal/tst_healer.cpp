@@ -129,6 +129,18 @@ void TestHealer::healingLowersBlockLossesAndKl()
     // The observer saw each layer's start and its evaluations.
     QVERIFY(std::count_if(seen.begin(), seen.end(), [](const HealProgress& p) { return p.step == 0 && p.heldOutLoss; }) == f.original.config.layers);
     QVERIFY(std::count_if(seen.begin(), seen.end(), [](const HealProgress& p) { return p.heldOutLoss.has_value(); }) > 10);
+    // And, once per layer, its finished report (what the CLI prints per layer), the same as the returned one.
+    std::vector<LayerHealReport> finished;
+    for (const auto& p : seen)
+        if (p.finished)
+            finished.push_back(*p.finished);
+    QCOMPARE(static_cast<std::int64_t>(finished.size()), f.original.config.layers);
+    for (std::size_t l = 0; l < finished.size(); ++l) {
+        QCOMPARE(finished[l].layer, static_cast<std::int64_t>(l));
+        QCOMPARE(finished[l].heldOutBefore, rep.layers[l].heldOutBefore);
+        QCOMPARE(finished[l].heldOutAfter, rep.layers[l].heldOutAfter);
+        QCOMPARE(finished[l].steps, rep.layers[l].steps);
+    }
 }
 
 void TestHealer::healedModelRunsInBothForms()
