@@ -2,7 +2,9 @@
 #include "commands.h"
 #include "conversion_options.h"
 #include "device_option.h"
+#include "heal_flags.h"
 #include "pipeline/convert.h"
+#include "pipeline/heal.h"
 #include "session/analysis_json.h"
 #include "util/error.h"
 
@@ -12,6 +14,21 @@
 
 namespace mla::cli {
 namespace {
+
+// One line per healed layer on stderr (unless --quiet), so that a long heal shows where it is even without a terminal.
+pipeline::HealStartObserver healLayerPrinter(const Arguments& args, std::int64_t layers)
+{
+    if (args.has("quiet"))
+        return {};
+    return [layers](const HealProgress& p, const std::string& start) {
+        if (!p.finished)
+            return;
+        const LayerHealReport& r = *p.finished;
+        std::cerr << "heal" << (start.empty() ? std::string() : " [" + start + "]") << " layer " << (r.layer + 1) << "/" << layers
+                  << ": held-out loss " << r.heldOutBefore << " -> " << r.heldOutAfter << " (" << r.steps << " steps"
+                  << (r.stoppedEarly ? ", stopped early" : "") << ", " << r.seconds << " s)\n";
+    };
+}
 
 int runConvert(const Arguments& args)
 {
@@ -25,6 +42,9 @@ int runConvert(const Arguments& args)
     const pipeline::OpenedModel opened = openModelArgument(args, ExecutionContext(backend));
     const Model& model = *opened.model;
     const Settings settings = settingsFrom(args, model.config);
+    const std::optional<HealFlags> heal = healFlagsFrom(args);
+    if (heal && heal->start == HealStart::Allocated && !settings.conversion.allocate)
+        throw UsageError{"--heal-start allocated needs an allocated conversion (--preset best, --allocate or --kv-budget)"};
     pipeline::ExportRequest request;
     request.folder = *out;
     if (auto dtype = args.value("dtype")) {
@@ -40,7 +60,15 @@ int runConvert(const Arguments& args)
     std::optional<pipeline::CheckOptions> check;
     if (args.has("check"))
         check = pipeline::CheckOptions{};
-    const pipeline::FolderOutcome result = pipeline::convertToFolder(opened, nullptr, settings, request, check, context);
+    std::optional<pipeline::HealedFolderOutcome> healed;
+    if (heal) {
+        healed = pipeline::convertHealToFolder(opened, nullptr, settings, {heal->options, heal->start, 0}, request, check, context,
+                                               healLayerPrinter(args, model.config.layers));
+        for (const std::string& note : healed->notes)
+            std::cerr << "note: " << note << "\n";
+    }
+    const pipeline::FolderOutcome result =
+        healed ? healed->folder : pipeline::convertToFolder(opened, nullptr, settings, request, check, context);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     for (const std::string& note : result.written.notes)
         std::cerr << "note: " << note << "\n";
@@ -95,6 +123,8 @@ int runConvert(const Arguments& args)
         j["allocation"] = {{"budget", conversion.allocationBudget}, {"elements", a->elements}, {"predicted_cost", a->totalCost},
                            {"pairs", a->pairs}, {"latent", a->latent}, {"cost", a->cost}};
     j["layers"] = layers;
+    if (healed)
+        j["heal"] = healResultJson(healed->heal);
     if (result.written.check)
         j["check"] = sanityJson(result.written.check->report);
     if (args.has("json")) {
@@ -110,6 +140,19 @@ int runConvert(const Arguments& args)
     }
     std::cout << "KV cache per token: " << originalKv << " -> " << c.kvElementsPerToken() << " elements ("
               << 100.0 * j["kv_saving"].get<double>() << "% saved), " << seconds << " s\n";
+    if (healed) {
+        const HealConvertedResult& h = healed->heal;
+        const HealReport& r = h.healed.report;
+        std::cout << "healed " << r.layersHealed << " layers from the " << h.start << " start (" << h.options.steps
+                  << " steps per layer, " << r.trainTokens << " tokens, " << r.seconds << " s)";
+        if (r.before && r.after)
+            std::cout << ": held-out KL " << r.before->kl << " -> " << r.after->kl << ", perplexity " << r.before->perplexity << " -> "
+                      << r.after->perplexity << ", top-1 " << r.before->top1Agreement << " -> " << r.after->top1Agreement;
+        std::cout << "\n";
+        if (h.choice)
+            for (const auto& p : h.choice->probes)
+                std::cout << "  start " << p.name << ": held-out KL " << p.klUnhealed << " -> " << p.klProbe << "\n";
+    }
     if (const auto& checked = result.written.check)
         std::cout << "check: perplexity " << checked->report.originalPpl << " -> " << checked->report.convertedPpl << ", KL "
                   << checked->report.kl << " nats/token, top-1 agreement " << checked->report.top1Agreement << " (in README.md)\n";
@@ -131,6 +174,8 @@ CommandSpec convertCommand()
         o.push_back({"shard-mb", "M", "write safetensors shards of at most M MiB with an index"});
         o.push_back({"check", nullptr, "reload the written model and measure it against the original (perplexity, KL, "
                                        "top-1 agreement, KV bytes) on 4 sampled sequences; the numbers go into README.md"});
+        for (const auto& h : healOptions())
+            o.push_back(h);
         o.push_back({"quiet", nullptr, "no progress output"});
         o.push_back(deviceOption());
         o.push_back(jsonOption());
@@ -139,13 +184,15 @@ CommandSpec convertCommand()
     return {"convert",
             "[MODEL] --out DIR [--force] [--preset paper|best] [--rope-strategy high|low|uniform|2-norm|rotation-loss] [--rope-pairs P] "
             "[--svd joint|split|key|value|none] [--latent-dim D | --kv-saving F | --kv-budget N] [--sigma up|sqrt] "
-            "[calibration] [--json]",
+            "[calibration] [--heal [--heal-steps N] [--heal-lr X] [--heal-tokens N] [--heal-seed S] [--heal-text FILE | --heal-ids FILE] "
+            "[--heal-start auto|paper|allocated]] [--json]",
             "convert to Multi-head Latent Attention (partial RoPE + low-rank KV) and write the model",
             "Defaults: 2-norm selection calibrated on 16 sampled sequences, head_dim/16 pairs per head (at least 1), joint "
             "SVD, latent width for a 75% KV saving, singular values in the up projections. --preset best lets the tool "
             "choose pairs and latent per layer for the budget and refits the layers on calibration data. The folder "
             "appears only when complete; DIR must not exist or be empty, unless --force replaces an earlier output of "
-            "this tool (swapped in only once the new one is complete).",
+            "this tool (swapped in only once the new one is complete). --heal then trains the converted attention layer by layer "
+            "to reproduce the original's block outputs (docs/healing.md) before writing.",
             options, 1, runConvert};
 }
 

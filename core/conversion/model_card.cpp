@@ -166,6 +166,29 @@ void writeMetrics(std::ostringstream& md, const ModelCardInfo& info)
     }
 }
 
+void writeHeal(std::ostringstream& md, const ModelCardInfo& info)
+{
+    if (!info.heal)
+        return;
+    const HealCardInfo& h = *info.heal;
+    md << "## Healing\n\n"
+       << "After the conversion the converted attention was healed by block-wise distillation (" << kToolName
+       << " `convert --heal`): layer by layer, in order, trained so that the block output matches the original model's "
+          "on the converted model's own hidden states, then frozen.\n\n"
+       << "| setting | value |\n|---|---|\n"
+       << "| start | " << cell(h.start) << (h.startChoice.empty() ? "" : " (" + cell(h.startChoice) + ")") << " |\n"
+       << "| steps per layer (`--heal-steps`) | " << h.steps << " |\n"
+       << "| learning rate (`--heal-lr`) | " << cell(h.learningRate) << " |\n"
+       << "| data | " << cell(h.data) << " |\n"
+       << "| tokens (train + held out) | " << h.trainTokens << " + " << h.heldOutTokens << " |\n"
+       << "| seed (`--heal-seed`) | " << h.seed << " |\n"
+       << "| layers healed | " << h.layersHealed << " |\n";
+    if (h.klBefore && h.klAfter)
+        md << "| held-out KL(original \\|\\| model), nats per token | " << general(*h.klBefore) << " before, "
+           << general(*h.klAfter) << " after |\n";
+    md << "| time | " << fixed(h.seconds, 1) << " s |\n\n";
+}
+
 } // namespace
 
 std::string modelCardMarkdown(const ModelCardInfo& info)
@@ -179,7 +202,8 @@ std::string modelCardMarkdown(const ModelCardInfo& info)
        << (o.kvHeads == o.heads ? "multi-head" : "grouped-query") << " attention to Multi-head Latent Attention (MLA) by "
        << kToolName << " " << kVersion << ", following MHA2MLA: partial RoPE (only the selected frequency pairs keep their "
        << "rotation) and a low-rank joint key/value latent initialised from a singular value decomposition. No weights "
-       << "were trained; fine-tuning recovers most of the remaining gap.\n\n";
+       << (info.heal ? "were trained beyond the healing described below; fine-tuning recovers more of the remaining gap.\n\n"
+                     : "were trained; fine-tuning recovers most of the remaining gap.\n\n");
 
     md << "## Source model\n\n"
        << "| | |\n|---|---|\n"
@@ -194,6 +218,7 @@ std::string modelCardMarkdown(const ModelCardInfo& info)
 
     writeSettings(md, info);
     writeKv(md, info);
+    writeHeal(md, info);
     writeMetrics(md, info);
 
     md << "## Files\n\n"

@@ -70,6 +70,7 @@ ModelCardInfo cardOf(const Model& original, const ConversionOutcome& conversion,
     }
     card.dtype = dtype;
     card.shardBytes = shardBytes;
+    card.heal = conversion.heal;
     return card;
 }
 

@@ -27,6 +27,7 @@ struct ConversionOutcome {
     std::int64_t allocationBudget = 0;          // the budget of that allocation
     std::vector<LayerConversionReport> reports; // plain conversion: weight-space errors per layer
     std::vector<LayerFitReport> fits;           // sequential conversion: measured output errors per layer
+    std::optional<HealCardInfo> heal;           // set when `converted` was healed after the conversion (pipeline/heal.h)
     double seconds = 0.0;
 };
 
