@@ -75,4 +75,18 @@ AnalysisResult syntheticAnalysis(const ModelConfig& c, std::uint64_t seed, bool 
     return a;
 }
 
+ModelConfig sixLayerShape()
+{
+    ModelConfig c;
+    c.hidden = 256;
+    c.layers = 6;
+    c.heads = 8;
+    c.kvHeads = 4;
+    c.headDim = 32;
+    c.vocab = 1000;
+    c.maxPositions = 2048;
+    c.ffn = 688;
+    return c;
+}
+
 } // namespace mla::test

@@ -12,4 +12,7 @@ namespace mla::test {
 // Llama-2-7B-shaped analysis), the view-data and widget tests. Deterministic for a seed; `activations` adds whitened spectra.
 AnalysisResult syntheticAnalysis(const ModelConfig& config, std::uint64_t seed = 1, bool activations = true);
 
+// The weightless shape the settings, preview and workbench tests edit: 6 layers, 8 query / 4 KV heads of 32.
+ModelConfig sixLayerShape();
+
 } // namespace mla::test

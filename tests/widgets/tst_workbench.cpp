@@ -40,20 +40,6 @@ bool openDemo(Workbench& wb, const QString& path = demoPath())
     return QTest::qWaitFor([&] { return wb.hasModel() && !wb.isBusy(); }, kTimeout);
 }
 
-ModelConfig sixLayers()
-{
-    ModelConfig c;
-    c.hidden = 256;
-    c.layers = 6;
-    c.heads = 8;
-    c.kvHeads = 4;
-    c.headDim = 32;
-    c.vocab = 1000;
-    c.maxPositions = 2048;
-    c.ffn = 688;
-    return c;
-}
-
 // Settings that convert the demo model without an analysis.
 void plainSettings(Workbench& wb)
 {
@@ -135,7 +121,7 @@ private Q_SLOTS:
         const fs::path file = test::scratchDir("session_widths") / "widths.h5";
         {
             Workbench wb;
-            wb.setAnalysisOnly(std::make_shared<const AnalysisResult>(test::syntheticAnalysis(sixLayers())), 5000000);
+            wb.setAnalysisOnly(std::make_shared<const AnalysisResult>(test::syntheticAnalysis(test::sixLayerShape())), 5000000);
             wb.setGlobalLatent(40);
             wb.setLayerLatent(2, 10);
             QCOMPARE(wb.preview().layers[2].latentK, 10);
@@ -174,7 +160,7 @@ private Q_SLOTS:
         QVERIFY(wb.isBusy());
         // Another model is opened before the allocation delivers (a session without its model, 6 layers; the demo
         // has 5).
-        wb.setAnalysisOnly(std::make_shared<const AnalysisResult>(test::syntheticAnalysis(sixLayers())), 5000000);
+        wb.setAnalysisOnly(std::make_shared<const AnalysisResult>(test::syntheticAnalysis(test::sixLayerShape())), 5000000);
         QVERIFY(waitIdle(wb));
         QTest::qWait(100);
         QVERIFY(wb.settings().latentPerLayer.empty());

@@ -1,6 +1,7 @@
 // The rules that keep a settings value consistent while it is edited, as plain functions without Qt: per-layer widths
 // follow the locks, global moves leave locked layers alone, an allocation is reset when its budget moves, a new model
 // starts from its defaults, the allocation budget, and the locks a schema-1 session implies.
+#include "common/synthetic_analysis.h"
 #include "common/test_support.h"
 #include "settings/settings_rules.h"
 
@@ -10,23 +11,9 @@ using namespace mla;
 
 namespace {
 
-ModelConfig shape()
-{
-    ModelConfig c;
-    c.hidden = 256;
-    c.layers = 6;
-    c.heads = 8;
-    c.kvHeads = 4;
-    c.headDim = 32;
-    c.vocab = 1000;
-    c.maxPositions = 2048;
-    c.ffn = 688;
-    return c;
-}
-
 Settings fresh()
 {
-    return defaultsFor(Settings(), shape());
+    return defaultsFor(Settings(), test::sixLayerShape());
 }
 
 } // namespace
@@ -45,7 +32,7 @@ private Q_SLOTS:
         s.conversion.targetSaving = 3.0;
         s.conversion.kvBudget = 1234;
         s.calibration.samples = 3;
-        const Settings d = defaultsFor(s, shape());
+        const Settings d = defaultsFor(s, test::sixLayerShape());
         QCOMPARE(d.conversion.strategy, RopeStrategy::Low); // a model-independent choice stays
         QCOMPARE(d.calibration.samples, std::int64_t(3));
         QCOMPARE(d.conversion.ropePairs, std::int64_t(-1));
@@ -59,7 +46,7 @@ private Q_SLOTS:
 
     void globalAndLayerLatents()
     {
-        const ModelConfig c = shape();
+        const ModelConfig c = test::sixLayerShape();
         Settings s = fresh();
         // 75% of 2 * 4 * 32 = 256 elements per layer leaves 64; 2 pairs (d_h / 16) of 4 KV heads take 16 of them.
         QCOMPARE(globalLatent(s.conversion, c), std::int64_t(48));
@@ -76,7 +63,7 @@ private Q_SLOTS:
 
     void lockedLayerKeepsItsWidth()
     {
-        const ModelConfig c = shape();
+        const ModelConfig c = test::sixLayerShape();
         Settings s = withGlobalLatent(fresh(), c, 40);
         QVERIFY(s.conversion.latentPerLayer.empty()); // nothing locked: no per-layer list
         s = withLayerLatent(s, c, 2, 10);
@@ -104,7 +91,7 @@ private Q_SLOTS:
 
     void allocationListsAreTheAllocations()
     {
-        const ModelConfig c = shape();
+        const ModelConfig c = test::sixLayerShape();
         Settings s = fresh();
         s.conversion.allocate = true;
         Allocation a;
@@ -156,19 +143,19 @@ private Q_SLOTS:
         s.conversion.kvBudget = budget;
         s.conversion.latentDim = latent;
         s.conversion.targetSaving = saving;
-        QCOMPARE(mla::allocationBudget(s, shape()), std::int64_t(expected));
+        QCOMPARE(mla::allocationBudget(s, test::sixLayerShape()), std::int64_t(expected));
     }
 
     void fixedWidthBudgetCountsLockedLayers()
     {
-        const ModelConfig c = shape();
+        const ModelConfig c = test::sixLayerShape();
         Settings s = withLayerLatent(withGlobalLatent(fresh(), c, 40), c, 0, 100);
         QCOMPARE(mla::allocationBudget(s, c), std::int64_t(5 * (40 + 16) + (100 + 16)));
     }
 
     void locksOfSchemaOneSessions()
     {
-        const ModelConfig c = shape();
+        const ModelConfig c = test::sixLayerShape();
         ConversionSettings s = fresh().conversion;
         s.latentDim = 40;
         s.latentPerLayer = {40, 40, 10, 40, 40, 40};

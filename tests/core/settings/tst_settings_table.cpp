@@ -1,6 +1,7 @@
 // The one table of settings: every field named once per place (JSON, session HDF5, preferences, CLI flag), the keys
 // the tools already used kept exactly, equality over every field, text round trips, preferences (old forms included,
 // garbage ignored) and the CLI's flag rules with their messages.
+#include "common/synthetic_analysis.h"
 #include "common/test_support.h"
 #include "settings/settings_table.h"
 
@@ -12,20 +13,6 @@
 using namespace mla;
 
 namespace {
-
-ModelConfig shape()
-{
-    ModelConfig c;
-    c.hidden = 256;
-    c.layers = 6;
-    c.heads = 8;
-    c.kvHeads = 4;
-    c.headDim = 32;
-    c.vocab = 1000;
-    c.maxPositions = 2048;
-    c.ffn = 688;
-    return c;
-}
 
 // A valid value of `field` different from `current`.
 SettingValue another(const SettingField& field, const SettingValue& current, const ModelConfig& c)
@@ -71,7 +58,7 @@ std::function<std::optional<std::string>(std::string_view)> flags(const std::map
 std::string flagError(const std::map<std::string, std::string>& given)
 {
     try {
-        settingsFromFlags(flags(given), shape());
+        settingsFromFlags(flags(given), test::sixLayerShape());
     } catch (const SettingsFlagError& e) {
         return e.message;
     }
@@ -124,7 +111,7 @@ private Q_SLOTS:
     void equalityCoversEveryField()
     {
         // The old comparison looked at 14 of the fields; the value type's == looks at all of them.
-        const ModelConfig c = shape();
+        const ModelConfig c = test::sixLayerShape();
         const Settings base;
         QVERIFY(base == Settings());
         for (const SettingField& f : settingFields()) {
@@ -160,7 +147,7 @@ private Q_SLOTS:
 
     void textRoundTripsAndRejectsBadValues()
     {
-        const ModelConfig c = shape();
+        const ModelConfig c = test::sixLayerShape();
         Settings s;
         s.conversion.ropePairsPerLayer = {1, 2, 3, 4, 5, 6};
         s.conversion.targetSaving = 0.123456789012345;
@@ -237,7 +224,7 @@ private Q_SLOTS:
                                                     {"svd", "split"}, {"latent-dim", "24"}, {"sigma", "sqrt"}, {"whiten", ""},
                                                     {"balance", "on"}, {"refit", ""}, {"calib-text", "/tmp/t.txt"},
                                                     {"calib-seq-len", "64"}, {"seed", "9"}}),
-                                             shape());
+                                             test::sixLayerShape());
         QCOMPARE(s.conversion.strategy, RopeStrategy::Uniform);
         QCOMPARE(s.conversion.ropePairs, std::int64_t(3));
         QCOMPARE(s.conversion.uniformStart, std::int64_t(2));
@@ -253,17 +240,17 @@ private Q_SLOTS:
 
         // A preset is a starting point whatever the flag order; a budget turns the allocation on; a fixed width or
         // another method leaves nothing to allocate.
-        const Settings best = settingsFromFlags(flags({{"no-refit", ""}, {"preset", "best"}}), shape());
+        const Settings best = settingsFromFlags(flags({{"no-refit", ""}, {"preset", "best"}}), test::sixLayerShape());
         QVERIFY(best.conversion.allocate && best.conversion.activationAware && !best.conversion.refit);
         QCOMPARE(best.conversion.preset, std::string("best"));
-        const Settings budget = settingsFromFlags(flags({{"kv-budget", "600"}}), shape());
+        const Settings budget = settingsFromFlags(flags({{"kv-budget", "600"}}), test::sixLayerShape());
         QVERIFY(budget.conversion.allocate);
         QCOMPARE(budget.conversion.kvBudget, std::int64_t(600));
-        QVERIFY(!settingsFromFlags(flags({{"preset", "best"}, {"latent-dim", "8"}}), shape()).conversion.allocate);
-        QVERIFY(!settingsFromFlags(flags({{"allocate", ""}, {"svd", "key"}}), shape()).conversion.allocate);
-        const Settings balanceAuto = settingsFromFlags(flags({{"balance", "auto"}}), shape());
+        QVERIFY(!settingsFromFlags(flags({{"preset", "best"}, {"latent-dim", "8"}}), test::sixLayerShape()).conversion.allocate);
+        QVERIFY(!settingsFromFlags(flags({{"allocate", ""}, {"svd", "key"}}), test::sixLayerShape()).conversion.allocate);
+        const Settings balanceAuto = settingsFromFlags(flags({{"balance", "auto"}}), test::sixLayerShape());
         QVERIFY(balanceAuto.conversion.chooseBalance && !balanceAuto.conversion.balanceKeyValue);
-        QVERIFY(settingsFromFlags(flags({}), shape()) == Settings());
+        QVERIFY(settingsFromFlags(flags({}), test::sixLayerShape()) == Settings());
     }
 
     void flagMistakesAreUsageErrors()
