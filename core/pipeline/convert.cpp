@@ -74,15 +74,6 @@ ModelCardInfo cardOf(const Model& original, const ConversionOutcome& conversion,
     return card;
 }
 
-// The output policy for an export of `model`: the request's, with every file the model was read from as an input.
-OutputOptions outputFor(const OpenedModel& model, const ExportRequest& request)
-{
-    OutputOptions output = request.output;
-    for (auto& f : inputFiles(model))
-        output.inputs.push_back(std::move(f));
-    return output;
-}
-
 ExportOptions exportOptionsFor(const OpenedModel& model, const ExportRequest& request, std::vector<std::string>& notes)
 {
     ExportOptions options;
@@ -100,6 +91,24 @@ double secondsSince(std::chrono::steady_clock::time_point start)
 }
 
 } // namespace
+
+OutputOptions outputFor(const OpenedModel& model, const ExportRequest& request)
+{
+    OutputOptions output = request.output;
+    for (auto& f : inputFiles(model))
+        output.inputs.push_back(std::move(f));
+    return output;
+}
+
+void checkWrittenExport(const OpenedModel& model, const CheckOptions& options, ExportOutcome& written, const ExecutionContext& context)
+{
+    const Model exported = loadModel(written.folder);
+    written.check = pipeline::check(model, exported, options, context);
+    written.card.metrics = written.check->report;
+    written.card.metricsDescription = written.check->description;
+    written.card.metricsOnWrittenWeights = true;
+    writeModelCard(written.folder, written.card);
+}
 
 ConversionOutcome convertInMemory(const OpenedModel& model, AnalysisPtr analysis, const Settings& settings,
                                   const ExecutionContext& context)
@@ -143,14 +152,8 @@ FolderOutcome convertToFolder(const OpenedModel& model, AnalysisPtr analysis, co
         out.written.report = exportConvertedModel(write.backend(), original, conversion.plan, options, {}, write.job());
     conversion.reports = out.written.report.layers;
     out.written.folder = request.folder;
-    if (check) {
-        // The weights exactly as written (dtype rounding included), then the card with the numbers, atomically.
-        const Model exported = loadModel(request.folder);
-        out.written.check = pipeline::check(model, exported, *check, context);
-        out.written.card.metrics = out.written.check->report;
-        out.written.card.metricsDescription = out.written.check->description;
-        writeModelCard(request.folder, out.written.card);
-    }
+    if (check)
+        checkWrittenExport(model, *check, out.written, context);
     conversion.seconds = secondsSince(started);
     return out;
 }

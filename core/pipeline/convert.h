@@ -76,4 +76,11 @@ FolderOutcome convertToFolder(const OpenedModel& model, AnalysisPtr analysis, co
 ExportOutcome exportConversion(const OpenedModel& original, const ConversionOutcome& conversion, const ExportRequest& request,
                                const std::optional<CheckOutcome>& measured, const ExecutionContext& context);
 
+// The output policy for an export of `model`: the request's, with every file the model was read from as an input.
+OutputOptions outputFor(const OpenedModel& model, const ExportRequest& request);
+
+// The check of an export as written: reloads `written.folder` (the weights exactly as written, dtype rounding
+// included), measures it against the original, and rewrites its README.md with the numbers, atomically.
+void checkWrittenExport(const OpenedModel& model, const CheckOptions& options, ExportOutcome& written, const ExecutionContext& context);
+
 } // namespace mla::pipeline

@@ -3,7 +3,6 @@
 #include "conversion/presets.h"
 #include "conversion/settings_validation.h"
 #include "engine/transformer.h"
-#include "model/model_loader.h"
 #include "util/error.h"
 
 #include <cmath>
@@ -92,10 +91,7 @@ HealedFolderOutcome convertHealToFolder(const OpenedModel& model, AnalysisPtr an
     const Model& original = *model.model;
     // Refused here, before any work: bad settings, a destination that may not be written, bad healing data.
     validateConversionSettings(original.config, settings.conversion);
-    ExportRequest checked = request;
-    for (auto& f : inputFiles(model))
-        checked.output.inputs.push_back(std::move(f));
-    requireOutputFolder(request.folder, checked.output);
+    requireOutputFolder(request.folder, outputFor(model, request));
     const HealData data = prepareHealing(model, heal, context.slice(0.0, 0.05));
 
     const ConversionOutcome converted = convertInMemory(model, std::move(analysis), settings, context.slice(0.05, 0.4));
@@ -105,15 +101,8 @@ HealedFolderOutcome convertHealToFolder(const OpenedModel& model, AnalysisPtr an
     out.notes = std::move(healed.notes);
     out.folder.conversion = std::move(healed.conversion);
     out.folder.written = exportConversion(model, out.folder.conversion, request, std::nullopt, context.slice(0.95, 1.0));
-    if (check) {
-        // The weights exactly as written (dtype rounding included), then the card with the numbers, atomically.
-        const Model exported = loadModel(request.folder);
-        out.folder.written.check = pipeline::check(model, exported, *check, context);
-        out.folder.written.card.metrics = out.folder.written.check->report;
-        out.folder.written.card.metricsDescription = out.folder.written.check->description;
-        out.folder.written.card.metricsOnWrittenWeights = true;
-        writeModelCard(request.folder, out.folder.written.card);
-    }
+    if (check)
+        checkWrittenExport(model, *check, out.folder.written, context);
     out.folder.conversion.seconds += out.heal.healed.report.seconds;
     return out;
 }
