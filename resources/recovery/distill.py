@@ -81,7 +81,10 @@ def parse_args(argv=None):
                    help="with several processes: ddp (auto) or fsdp (shards the student)")
     p.add_argument("--deepspeed", metavar="CONFIG", help="train through DeepSpeed with this config file")
     p.add_argument("--device", default="auto", help="auto (a GPU per process when there is one), cpu or cuda")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="compute precision (default fp32)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="training compute precision (autocast; default fp32); held-out measures run in float32")
+    p.add_argument("--teacher-dtype", choices=("fp32", "bf16"), default="fp32",
+                   help="teacher weights in memory (default fp32, as the workbench evaluates; bf16 halves them)")
     p.add_argument("--grad-checkpoint", action="store_true", help="recompute activations in the backward pass")
     p.add_argument("--log-every", type=int, default=10, help="progress line every N steps (default 10)")
     p.add_argument("--eval-every", type=int, default=0, help="held-out KL every N steps, 0 = only before and after")
@@ -416,10 +419,10 @@ def run(args, modeling, dist):
                          "llama2.c .bin or a GGUF as one, unchanged, with: mla-workbench-cli convert "
                          f"{args.teacher} --out TEACHER --rope-strategy high --rope-pairs HEAD_DIM/2 --svd none")
     torch.manual_seed(args.seed)
-    compute_dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     student = modeling.MlaForCausalLM.from_folder(args.student, dtype=torch.float32, device=dist.device,
                                                   mla_form="expanded")
-    teacher = modeling.MlaForCausalLM.from_folder(args.teacher, dtype=compute_dtype, device=dist.device,
+    teacher_dtype = torch.bfloat16 if args.teacher_dtype == "bf16" else torch.float32
+    teacher = modeling.MlaForCausalLM.from_folder(args.teacher, dtype=teacher_dtype, device=dist.device,
                                                   mla_form="expanded")
     for p in teacher.parameters():
         p.requires_grad = False

@@ -48,12 +48,16 @@ def distill(python, teacher, student, heldout, out, length, tokens, lr, log):
            "--sample", str(steps * batch), "--seq-len", str(length), "--eval-ids", heldout, "--steps", str(steps),
            "--batch", str(batch), "--lr", str(lr), "--warmup", str(max(1, steps // 20)),
            "--eval-every", str(max(1, steps // CHECKPOINTS)), "--log-every", str(max(1, steps // 20)), "--out", out]
+    last = ""
     with open(log, "w") as f:
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=f, text=True, env=python_env())
-        f.write(p.stdout)
-    if p.returncode != 0:
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=python_env())
+        for line in p.stdout:  # the progress lines, as they come
+            f.write(line)
+            f.flush()
+            last = line if line.strip() else last
+    if p.wait() != 0:
         raise SystemExit(f"distill.py failed for {student} (see {log})")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return json.loads(last)
 
 
 def main():
