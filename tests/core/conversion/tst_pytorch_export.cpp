@@ -178,7 +178,7 @@ void TestPytorchExport::mlaModelTypeWithoutBaseIsRefused()
 void TestPytorchExport::torchLogitsMatchTheEngine()
 {
     MLA_REQUIRE_TORCH();
-    constexpr int kTokens = 40; // longer than tiny-mistral's window of 16
+    constexpr int kTokens = 24; // longer than tiny-mistral's window of 16, and cheap: prefill 12, then 12 decode steps per form
     std::map<std::string, std::pair<std::int64_t, std::int64_t>> expectedBytes; // absorbed, expanded per token
     std::map<std::string, ModelConfig> configs;
     for (const auto& c : m_cases) {
