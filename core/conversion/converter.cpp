@@ -1,7 +1,9 @@
 #include "conversion/converter.h"
 
 #include "backend/compute_backend.h"
+#include "conversion/pytorch_export.h"
 #include "formats/checkpoint_writer.h"
+#include "model/architecture.h"
 #include "model/model_files.h"
 #include "model/tensor_plan.h"
 #include "tokenizer/tokenizer.h"
@@ -81,6 +83,7 @@ nlohmann::ordered_json mha2mlaBlock(const ModelConfig& converted)
         latentV.push_back(layer.latentV);
     }
     const LatentMethod method = m.layers.empty() ? LatentMethod::Joint : m.layers[0].method;
+    b["base_model_type"] = converted.architecture;
     b["partial_rope_version"] = m.partialRopeVersion;
     b["rope_dim_for_mla"] = pairCounts.size() == 1 ? nlohmann::ordered_json(2 * *pairCounts.begin()) : nlohmann::ordered_json();
     b["uniform_start_point"] = m.uniformStartPoint;
@@ -182,10 +185,15 @@ nlohmann::ordered_json convertedConfigJson(const Model& original, const ModelCon
         if (!j.contains(it.key()))
             j[it.key()] = it.value();
     }
-    if (converted.mla)
+    if (converted.mla) {
+        nameMlaArchitecture(j);
         j["mha2mla"] = mha2mlaBlock(converted);
-    else
+    } else {
         j.erase("mha2mla");
+        j.erase("auto_map");
+        j["model_type"] = converted.architecture;
+        j["architectures"] = nlohmann::ordered_json::array({std::string(architectureInfo(converted.architecture).hfClass)});
+    }
     return j;
 }
 
@@ -248,6 +256,11 @@ ExportReport writeModelWith(const Model& source, const ModelConfig& targetConfig
         writer.copyFile(f, f.filename().string());
     for (const auto& [name, content] : options.generatedFiles)
         writer.addFile(name, content);
+    // An MLA export runs and trains in PyTorch with the files it carries (config.json names them through auto_map).
+    if (targetConfig.isMla()) {
+        for (const auto& [name, content] : pytorchExportFiles())
+            writer.addFile(name, content);
+    }
     writer.commit();
     report.bytesWritten = writer.bytesWritten();
     report.shards = writer.shardCount();

@@ -90,6 +90,8 @@ void CheckpointWriter::writeTensors(const TensorSource& source, const JobControl
 
 void CheckpointWriter::addFile(const std::string& name, const std::string& content)
 {
+    if (const auto parent = std::filesystem::path(name).parent_path(); !parent.empty())
+        std::filesystem::create_directories(m_staged->path() / parent);
     std::ofstream out(m_staged->path() / name, std::ios::binary | std::ios::trunc);
     out << content;
     if (!out)

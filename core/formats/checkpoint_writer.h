@@ -35,7 +35,7 @@ public:
     const std::filesystem::path& stagingPath() const;
 
     void writeTensors(const TensorSource& source, const JobControl& job = {});
-    void addFile(const std::string& name, const std::string& content);
+    void addFile(const std::string& name, const std::string& content); // name may hold a subfolder
     void copyFile(const std::filesystem::path& source, const std::string& name);
     void commit();
 

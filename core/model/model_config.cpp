@@ -1,6 +1,7 @@
 #include "model/model_config.h"
 
 #include "model/architecture.h"
+#include "model/mla_model_type.h"
 #include "util/error.h"
 #include "util/json_util.h"
 #include "util/version.h"
@@ -274,6 +275,16 @@ ModelConfig configFromHuggingFace(const nlohmann::json& json, const std::filesys
             if (architectureInfo(name).hfClass == cls)
                 modelType = name;
         }
+    }
+    // An MLA export names its own model type (so that stock loaders refuse it); its layers follow the architecture it
+    // was converted from.
+    if (modelType == kMlaModelType) {
+        const auto block = json.find("mha2mla");
+        if (block == json.end() || !block->is_object() || !block->contains("base_model_type")
+            || !(*block)["base_model_type"].is_string())
+            throw Error(file, "model_type '" + std::string(kMlaModelType)
+                                  + "' needs mha2mla.base_model_type, the architecture the model was converted from");
+        modelType = (*block)["base_model_type"].get<std::string>();
     }
     const ArchitectureInfo* arch = findArchitecture(modelType);
     if (!arch)

@@ -180,6 +180,26 @@ std::optional<std::set<std::string>> markerEntries(const fs::path& folder)
     return entries;
 }
 
+// A listed entry is ours when it is a regular file, or a real folder (an export's recovery/) holding only real folders
+// and regular files that the marker lists too, by their relative path: a user's file put inside it makes it foreign.
+bool onlyListedFiles(const fs::path& path, const std::string& name, const std::set<std::string>& listed)
+{
+    std::error_code ec;
+    const fs::file_type type = fs::symlink_status(path, ec).type();
+    if (ec)
+        return false;
+    if (type == fs::file_type::regular)
+        return true;
+    if (type != fs::file_type::directory)
+        return false;
+    for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string inner = name + "/" + it->path().filename().string();
+        if (!listed.count(inner) || !onlyListedFiles(it->path(), inner, listed))
+            return false;
+    }
+    return !ec;
+}
+
 } // namespace
 
 bool isHdf5File(const std::filesystem::path& file)
@@ -222,9 +242,7 @@ OutputCheck inspectOutputFolder(const std::filesystem::path& folder, const std::
         const std::string name = it->path().filename().string();
         if (name == kOutputMarkerName)
             continue;
-        std::error_code typeError;
-        const bool regular = it->symlink_status(typeError).type() == fs::file_type::regular;
-        if (!ours || !regular || !ours->count(name))
+        if (!ours || !ours->count(name) || !onlyListedFiles(it->path(), name, *ours))
             foreign.push_back(name);
     }
     if (ec)
@@ -285,8 +303,9 @@ void writeOutputMarker(const std::filesystem::path& folder)
     nlohmann::ordered_json files = nlohmann::ordered_json::array();
     std::set<std::string> names;
     std::error_code ec;
-    for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec))
-        names.insert(it->path().filename().string());
+    // Sub-folders (an export's recovery/) are listed with every file inside, by relative path.
+    for (fs::recursive_directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec))
+        names.insert(it->path().lexically_relative(folder).generic_string());
     names.erase(kOutputMarkerName);
     for (const auto& n : names)
         files.push_back(n);

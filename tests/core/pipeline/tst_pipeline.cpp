@@ -168,8 +168,10 @@ private Q_SLOTS:
         QCOMPARE(exported.folder, gui.folder);
         // Every file is the same: weights, config, tokenizer and the model card.
         std::vector<std::string> names;
-        for (const auto& entry : fs::directory_iterator(cli.folder))
-            names.push_back(entry.path().filename().string());
+        for (const auto& entry : fs::recursive_directory_iterator(cli.folder)) {
+            if (entry.is_regular_file()) // an MLA export also carries recovery/ with the recipe
+                names.push_back(entry.path().lexically_relative(cli.folder).generic_string());
+        }
         std::sort(names.begin(), names.end());
         QVERIFY(std::find(names.begin(), names.end(), "README.md") != names.end());
         QVERIFY(std::find(names.begin(), names.end(), "model.safetensors") != names.end());

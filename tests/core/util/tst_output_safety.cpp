@@ -70,6 +70,7 @@ private slots:
     void folderVerdicts();
     void foreignFolderIsNeverReplaced();
     void ownFolderNeedsForceAndSwapsAtTheEnd();
+    void ownSubFolderIsOursOnlyWhileItHoldsOurFiles();
     void unfinishedReplacementLeavesOldContents();
     void folderThatIsOrHoldsAnInput();
     void folderInsideAnInputFolder();
@@ -146,6 +147,31 @@ void TestOutputSafety::ownFolderNeedsForceAndSwapsAtTheEnd()
     QCOMPARE(inspectOutputFolder(out).verdict, OutputVerdict::Refused);
     QVERIFY(!errorOf([&] { writeExport(out, "third", OutputOptions{true, {}}); }).empty());
     QCOMPARE(test::readTextFile(out / "notes.txt"), std::string("mine"));
+}
+
+void TestOutputSafety::ownSubFolderIsOursOnlyWhileItHoldsOurFiles()
+{
+    // An MLA export carries recovery/ (the recipe): the marker lists its files, so a forced re-export may replace it,
+    // but a file or link the user put inside makes the whole folder theirs.
+    const fs::path out = m_dir / "export";
+    {
+        StagedDirectory staged(out, {});
+        writeFile(staged.path() / "config.json", "first");
+        writeFile(staged.path() / "recovery" / "distill.py", "recipe");
+        staged.commit();
+    }
+    const std::string marker = test::readTextFile(out / kOutputMarkerName);
+    QVERIFY2(marker.find("\"recovery/distill.py\"") != std::string::npos, marker.c_str());
+    QCOMPARE(inspectOutputFolder(out).verdict, OutputVerdict::NeedsForce);
+    writeFile(out / "recovery" / "notes.txt", "mine");
+    const OutputCheck added = inspectOutputFolder(out);
+    QCOMPARE(added.verdict, OutputVerdict::Refused);
+    QVERIFY2(added.problem.find("recovery") != std::string::npos, added.problem.c_str());
+    fs::remove(out / "recovery" / "notes.txt");
+    QCOMPARE(inspectOutputFolder(out).verdict, OutputVerdict::NeedsForce);
+    fs::create_directory_symlink(m_dir, out / "recovery" / "elsewhere");
+    QCOMPARE(inspectOutputFolder(out).verdict, OutputVerdict::Refused);
+    QVERIFY(fs::exists(m_dir / "export" / "config.json"));
 }
 
 void TestOutputSafety::unfinishedReplacementLeavesOldContents()
