@@ -3,7 +3,10 @@
 # Idempotent: when every package is already present it returns in about a second without touching apt.
 # clang-14, its sanitizer/libFuzzer runtimes and libomp build the sanitizer and fuzzing tree of .ci/run; file (for
 # CPack's dependency scan), appstream and desktop-file-utils check the Debian package and its desktop metadata.
+# npm (Debian's, unless a node with its own npm is already there) installs the real llama.cpp for the GGUF export
+# checks from the npm registry, pinned by the lock files in tests/llama_cpp (tests/llama_cpp/install.sh).
 set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
 
 packages=(
   build-essential cmake ninja-build pkg-config
@@ -22,8 +25,13 @@ for p in "${packages[@]}"; do
   fi
 done
 
+if ! command -v npm > /dev/null 2>&1; then
+  missing+=(npm)
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages already present"
+  "$here/../tests/llama_cpp/install.sh"
   exit 0
 fi
 
@@ -32,3 +40,4 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 echo "install-deps: installing ${missing[*]}"
 $sudo apt-get update
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+"$here/../tests/llama_cpp/install.sh"
