@@ -69,10 +69,13 @@ GgmlType modelWeightType(const Model& model)
     return GgmlType::F32;
 }
 
-void addLlamaFamilyMetadata(GgufWriter& w, const std::string& arch, const ModelConfig& c, GgufExportReport& report)
+using Metadata = std::vector<std::pair<std::string, GgufValue>>;
+
+void addLlamaFamilyMetadata(Metadata& m, const std::string& arch, const ModelConfig& c, GgufExportReport& report)
 {
     const std::string p = arch + ".";
-    auto u32 = [&](const std::string& key, std::int64_t value) { w.setMetadata(p + key, ggufU32(static_cast<std::uint32_t>(value))); };
+    auto set = [&](const std::string& key, GgufValue value) { m.emplace_back(key, std::move(value)); };
+    auto u32 = [&](const std::string& key, std::int64_t value) { set(p + key, ggufU32(static_cast<std::uint32_t>(value))); };
     std::int64_t context = c.maxPositions;
     if (context <= 0) {
         context = 2048;
@@ -88,23 +91,100 @@ void addLlamaFamilyMetadata(GgufWriter& w, const std::string& arch, const ModelC
     u32("attention.value_length", c.headDim);
     u32("rope.dimension_count", c.headDim);
     u32("vocab_size", c.vocab);
-    w.setMetadata(p + "rope.freq_base", ggufF32(static_cast<float>(c.rope.theta)));
-    w.setMetadata(p + "attention.layer_norm_rms_epsilon", ggufF32(static_cast<float>(c.rmsEps)));
+    set(p + "rope.freq_base", ggufF32(static_cast<float>(c.rope.theta)));
+    set(p + "attention.layer_norm_rms_epsilon", ggufF32(static_cast<float>(c.rmsEps)));
     switch (c.rope.scaling) {
     case RopeScaling::None: break;
     case RopeScaling::Linear:
-        w.setMetadata(p + "rope.scaling.type", ggufString("linear"));
-        w.setMetadata(p + "rope.scaling.factor", ggufF32(static_cast<float>(c.rope.factor)));
+        set(p + "rope.scaling.type", ggufString("linear"));
+        set(p + "rope.scaling.factor", ggufF32(static_cast<float>(c.rope.factor)));
         break;
     case RopeScaling::Llama3:
         throw Error("Llama 3 RoPE scaling is not written to GGUF yet (llama.cpp keeps it as a rope_freqs tensor)");
     }
     if (c.slidingWindow > 0 && (c.maxPositions == 0 || c.slidingWindow < c.maxPositions)) {
-        w.setMetadata("mla_workbench.sliding_window", ggufU32(static_cast<std::uint32_t>(c.slidingWindow)));
+        set("mla_workbench.sliding_window", ggufU32(static_cast<std::uint32_t>(c.slidingWindow)));
         report.notes.push_back("llama.cpp's " + arch + " architecture ignores the sliding window of "
                                + std::to_string(c.slidingWindow) + " tokens: it matches this model only on contexts "
                                  "up to that length");
     }
+}
+
+// One tensor to write: its name, ggml dims (fastest first) and its rows as float32, produced in order.
+struct TensorJob {
+    std::string name;
+    std::vector<std::uint64_t> dims;
+    GgufWriter::RowSource row;
+    Tensor source; // whose pages are released once written (may be empty)
+};
+
+// What one architecture contributes to the file: its keys and its tensors.
+struct ArchitecturePlan {
+    std::string gguf;
+    std::vector<std::pair<std::string, GgufValue>> metadata;
+    std::vector<TensorJob> tensors;
+};
+
+std::vector<std::uint64_t> ggmlDims(const std::vector<std::int64_t>& shape)
+{
+    return {shape.rbegin(), shape.rend()};
+}
+
+// A tensor's rows as they are, or with `sourceRow` choosing which source row each output row is.
+TensorJob rowsOf(std::string name, const Tensor& t, std::function<std::int64_t(std::int64_t)> sourceRow = {})
+{
+    TensorJob job{std::move(name), ggmlDims(t.shape()), {}, t};
+    if (t.rank() == 1) {
+        // A vector is one row of its length.
+        job.row = [t, sourceRow](std::uint64_t, float* out) {
+            const std::vector<float> v = t.toFloats();
+            for (std::size_t i = 0; i < v.size(); ++i)
+                out[i] = v[sourceRow ? static_cast<std::size_t>(sourceRow(static_cast<std::int64_t>(i))) : i];
+        };
+        return job;
+    }
+    job.row = [t, sourceRow](std::uint64_t row, float* out) {
+        const auto r = static_cast<std::int64_t>(row);
+        t.rowToFloat(sourceRow ? sourceRow(r) : r, out);
+    };
+    return job;
+}
+
+// Embedding and output head: the vocabulary's rows, then copies of the unknown token's for added byte tokens.
+TensorJob vocabularyRowsOf(std::string name, const Tensor& t, std::int64_t vocab, std::int64_t written, std::int64_t unknownRow)
+{
+    TensorJob job = rowsOf(std::move(name), t, [vocab, unknownRow](std::int64_t r) { return r < vocab ? r : unknownRow; });
+    job.dims[1] = static_cast<std::uint64_t>(written);
+    return job;
+}
+
+ArchitecturePlan planLlamaFamily(const Model& model, const GgufArchitectureRow& arch, const ModelConfig& written,
+                                 std::int64_t unknownRow, GgufExportReport& report)
+{
+    const ModelConfig& c = model.config;
+    ArchitecturePlan plan;
+    plan.gguf = arch.gguf;
+    addLlamaFamilyMetadata(plan.metadata, arch.gguf, written, report);
+    for (const PlannedTensor& p : tensorPlan(written)) {
+        const auto name = tensorName(p.role, TensorNaming::Gguf, p.layer);
+        if (!name)
+            throw Error("internal: no GGUF name for the " + std::string(tensorRoleLabel(p.role)));
+        const Tensor source = modelTensor(model, p.role, p.layer);
+        if (p.role == TensorRole::Embedding || p.role == TensorRole::Output) {
+            plan.tensors.push_back(vocabularyRowsOf(*name, source, c.vocab, written.vocab, unknownRow));
+            continue;
+        }
+        if (source.shape() != p.shape)
+            throw Error("internal: tensor '" + *name + "' has shape " + shapeString(source.shape()) + ", planned "
+                        + shapeString(p.shape));
+        if (arch.interleavedRope && isQueryOrKey(p.role)) {
+            const std::int64_t headDim = c.headDim;
+            plan.tensors.push_back(rowsOf(*name, source, [headDim](std::int64_t r) { return interleavedSourceRow(r, headDim); }));
+        } else {
+            plan.tensors.push_back(rowsOf(*name, source));
+        }
+    }
+    return plan;
 }
 
 // Never over or into the input; an existing file only when asked to; never a folder or anything not a file.
@@ -166,7 +246,6 @@ GgufExportReport exportGguf(const Model& model, const GgufExportOptions& options
     checkDestination(options.file, model.source, options.overwrite);
     const GgufTokenizer tokenizer = defaultGgufTokenizer(model, options.tokenizerFile);
     report.tokenizer = tokenizer.source;
-    const auto& traits = ggmlTypeTraits(report.weights);
 
     // Byte tokens the exported vocabulary gained read as the unknown token does.
     ModelConfig written = c;
@@ -179,39 +258,34 @@ GgufExportReport exportGguf(const Model& model, const GgufExportOptions& options
                                + std::to_string(written.vocab - 1) + "), with the embedding and output rows of the "
                                "unknown token " + std::to_string(unknownRow));
 
-    struct Planned {
-        PlannedTensor planned;
-        std::string name;
-        GgmlType type;
-    };
-    std::vector<Planned> tensors;
-    for (const PlannedTensor& p : tensorPlan(written)) {
-        const auto name = tensorName(p.role, TensorNaming::Gguf, p.layer);
-        if (!name)
-            throw Error("internal: no GGUF name for the " + std::string(tensorRoleLabel(p.role)));
+    ArchitecturePlan plan = planLlamaFamily(model, arch, written, unknownRow, report);
+    // Vectors (norms, biases) stay F32; a matrix whose rows are not whole blocks of the chosen type goes F16.
+    std::vector<GgmlType> types;
+    for (const TensorJob& t : plan.tensors) {
         GgmlType type = GgmlType::F32;
-        if (!isVectorRole(p.role)) {
+        if (t.dims.size() > 1) {
             type = report.weights;
-            if (!ggmlRowFits(type, p.shape.back())) {
+            if (!ggmlRowFits(type, static_cast<std::int64_t>(t.dims[0]))) {
                 type = GgmlType::F16;
-                report.keptInF16.push_back(*name);
+                report.keptInF16.push_back(t.name);
             }
         }
-        tensors.push_back({p, *name, type});
+        types.push_back(type);
     }
 
     GgufWriter w(options.file);
     const std::string name = options.name.empty() ? model.source.filename().string() : options.name;
-    w.setMetadata("general.architecture", ggufString(arch.gguf));
+    w.setMetadata("general.architecture", ggufString(plan.gguf));
     w.setMetadata("general.type", ggufString("model"));
     w.setMetadata("general.name", ggufString(name));
-    w.setMetadata("general.file_type", ggufU32(traits.fileType));
+    w.setMetadata("general.file_type", ggufU32(ggmlTypeTraits(report.weights).fileType));
     w.setMetadata("general.quantization_version", ggufU32(2));
-    addLlamaFamilyMetadata(w, arch.gguf, written, report);
+    for (auto& [key, value] : plan.metadata)
+        w.setMetadata(key, std::move(value));
     for (auto& [key, value] : ggufTokenizerMetadata(tokenizer))
         w.setMetadata(key, std::move(value));
     w.setMetadata("mla_workbench.version", ggufString(kVersion));
-    w.setMetadata("mla_workbench.model", ggufString("original"));
+    w.setMetadata("mla_workbench.model", ggufString(c.isMla() || plan.gguf == "deepseek2" ? "converted" : "original"));
     w.setMetadata("mla_workbench.source", ggufString(model.source.filename().string()));
     w.setMetadata("mla_workbench.source_format", ggufString(model.format));
     if (!report.keptInF16.empty())
@@ -221,48 +295,19 @@ GgufExportReport exportGguf(const Model& model, const GgufExportOptions& options
     for (const auto& [key, value] : options.extraMetadata)
         w.setMetadata(key, value);
 
-    for (const auto& t : tensors) {
-        std::vector<std::uint64_t> dims(t.planned.shape.rbegin(), t.planned.shape.rend());
-        w.declareTensor({t.name, t.type, std::move(dims)});
-    }
-
-    for (std::size_t i = 0; i < tensors.size(); ++i) {
-        const Planned& t = tensors[i];
-        job.progress(static_cast<double>(i) / static_cast<double>(tensors.size()), "writing " + t.name);
-        const Tensor source = modelTensor(model, t.planned.role, t.planned.layer);
-        const bool vocabRows = t.planned.role == TensorRole::Embedding || t.planned.role == TensorRole::Output;
-        if (vocabRows && written.vocab > c.vocab) {
-            w.writeTensorRows(t.name, [&](std::uint64_t row, float* out) {
-                const auto r = static_cast<std::int64_t>(row);
-                source.rowToFloat(r < c.vocab ? r : unknownRow, out);
-            });
-            continue;
-        }
-        if (source.shape() != t.planned.shape)
-            throw Error("internal: tensor '" + t.name + "' has shape " + shapeString(source.shape()) + ", planned "
-                        + shapeString(t.planned.shape));
-        const bool permute = arch.interleavedRope && isQueryOrKey(t.planned.role);
-        if (source.rank() == 1) {
-            std::vector<float> values = source.toFloats();
-            if (permute) {
-                std::vector<float> permuted(values.size());
-                for (std::size_t r = 0; r < values.size(); ++r)
-                    permuted[r] = values[static_cast<std::size_t>(interleavedSourceRow(static_cast<std::int64_t>(r), c.headDim))];
-                values.swap(permuted);
-            }
-            w.writeTensor(t.name, values.data(), values.size());
-            continue;
-        }
-        w.writeTensorRows(t.name, [&](std::uint64_t row, float* out) {
-            const auto r = static_cast<std::int64_t>(row);
-            source.rowToFloat(permute ? interleavedSourceRow(r, c.headDim) : r, out);
-        });
-        MappedFile::releasePages(source.data(), source.bytes());
+    for (std::size_t i = 0; i < plan.tensors.size(); ++i)
+        w.declareTensor({plan.tensors[i].name, types[i], plan.tensors[i].dims});
+    for (std::size_t i = 0; i < plan.tensors.size(); ++i) {
+        const TensorJob& t = plan.tensors[i];
+        job.progress(static_cast<double>(i) / static_cast<double>(plan.tensors.size()), "writing " + t.name);
+        w.writeTensorRows(t.name, t.row);
+        if (!t.source.empty())
+            MappedFile::releasePages(t.source.data(), t.source.bytes());
     }
     job.progress(1.0, "finishing " + options.file.filename().string());
     w.finish();
     report.bytesWritten = w.bytesWritten();
-    report.tensors = static_cast<std::int64_t>(tensors.size());
+    report.tensors = static_cast<std::int64_t>(plan.tensors.size());
     return report;
 }
 
