@@ -362,6 +362,12 @@ GgufTokenizer ggufTokenizerFromFile(const std::filesystem::path& tokenizerFile, 
         out = fromSentencePiece(tokenizerFile);
         out.source = "SentencePiece " + tokenizerFile.filename().string();
     } else if (const auto* bpe = dynamic_cast<const BpeTokenizer*>(source.get())) {
+        // A SentencePiece-style tokenizer.json (Llama 2's) is the conversion of a tokenizer.model, which llama.cpp
+        // reads as its "llama" vocabulary: take that when it lies beside.
+        std::error_code ec;
+        const auto sentencePiece = tokenizerFile.parent_path() / "tokenizer.model";
+        if (!bpe->byteLevel() && std::filesystem::is_regular_file(sentencePiece, ec))
+            return ggufTokenizerFromFile(sentencePiece, modelVocab);
         out = fromTokenizerJson(tokenizerFile, *bpe);
         out.source = "byte-level BPE " + tokenizerFile.filename().string();
     } else {

@@ -187,6 +187,11 @@ void TestGgufVocabulary::refusedTokenizers()
     fs::create_directories(dir / "sp");
     test::writeTextFile(dir / "sp" / "tokenizer.json", sp.dump());
     expectError([&] { ggufTokenizerFromFile(dir / "sp" / "tokenizer.json", 8); }, "give the model's tokenizer.model");
+    // With the tokenizer.model it was made from beside it, that is what gets embedded.
+    std::filesystem::copy_file(test::sourceDir() / "data" / "tokenizers" / "tiny_bpe.model", dir / "sp" / "tokenizer.model");
+    const GgufTokenizer t = ggufTokenizerFromFile(dir / "sp" / "tokenizer.json", 384);
+    QCOMPARE(t.vocab.model, std::string("llama"));
+    QVERIFY(t.source.find("tokenizer.model") != std::string::npos);
 }
 
 void TestGgufVocabulary::paddedToTheModel()
