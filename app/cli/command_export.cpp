@@ -46,6 +46,8 @@ int runExport(const Arguments& args)
         j["tokenizer"] = report.tokenizer;
         j["bytes_written"] = report.bytesWritten;
         j["notes"] = report.notes;
+        j["kv_values_per_token"] = report.kvValuesPerToken;
+        j["model_card"] = report.modelCard;
         j["seconds"] = seconds;
         printJson(j);
         return 0;
@@ -57,7 +59,8 @@ int runExport(const Arguments& args)
         std::cout << "  " << report.keptInF16.size() << " matrices whose rows are not whole 32-weight blocks kept in F16\n";
     for (const auto& note : report.notes)
         std::cout << "  note: " << note << "\n";
-    std::cout << "run it: llama-cli -m " << report.file.string() << " -p \"Once upon a time\" -n 64 --temp 0\n";
+    std::cout << "run it: llama-cli -m " << report.file.string() << " -p \"Once upon a time\" -n 64 --temp 0\n"
+              << "(model card with the node-llama-cpp commands: --json, or the file's mla_workbench.model_card)\n";
     return 0;
 }
 

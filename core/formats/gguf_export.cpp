@@ -121,6 +121,7 @@ struct TensorJob {
 // What one architecture contributes to the file: its keys and its tensors.
 struct ArchitecturePlan {
     std::string gguf;
+    std::int64_t kvValuesPerToken = 0; // what llama.cpp caches per token over all layers
     std::vector<std::pair<std::string, GgufValue>> metadata;
     std::vector<TensorJob> tensors;
 };
@@ -164,6 +165,7 @@ ArchitecturePlan planLlamaFamily(const Model& model, const GgufArchitectureRow& 
     const ModelConfig& c = model.config;
     ArchitecturePlan plan;
     plan.gguf = arch.gguf;
+    plan.kvValuesPerToken = 2 * c.kvHeads * c.headDim * c.layers;
     addLlamaFamilyMetadata(plan.metadata, arch.gguf, written, report);
     for (const PlannedTensor& p : tensorPlan(written)) {
         const auto name = tensorName(p.role, TensorNaming::Gguf, p.layer);
@@ -273,8 +275,25 @@ GgufExportReport exportGguf(const Model& model, const GgufExportOptions& options
         types.push_back(type);
     }
 
-    GgufWriter w(options.file);
     const std::string name = options.name.empty() ? model.source.filename().string() : options.name;
+    report.kvValuesPerToken = plan.kvValuesPerToken;
+    GgufModelCardInfo card;
+    card.name = name;
+    card.file = options.file.filename();
+    card.architecture = plan.gguf;
+    card.weights = report.weights;
+    card.source = model.source.filename().string() + " (" + model.format + ")";
+    card.conversion = options.conversionSummary;
+    card.kvValuesPerToken = plan.kvValuesPerToken;
+    card.sourceKvValuesPerToken = options.sourceKvValuesPerToken > 0 ? options.sourceKvValuesPerToken : plan.kvValuesPerToken;
+    card.quality = options.quality;
+    card.notes = report.notes;
+    if (!report.keptInF16.empty())
+        card.notes.push_back(std::to_string(report.keptInF16.size()) + " matrices whose rows are not whole 32-weight "
+                             "blocks are stored in F16");
+    report.modelCard = ggufModelCardMarkdown(card);
+
+    GgufWriter w(options.file);
     w.setMetadata("general.architecture", ggufString(plan.gguf));
     w.setMetadata("general.type", ggufString("model"));
     w.setMetadata("general.name", ggufString(name));
@@ -294,6 +313,15 @@ GgufExportReport exportGguf(const Model& model, const GgufExportOptions& options
         w.setMetadata("mla_workbench.added_byte_tokens", ggufU32(static_cast<std::uint32_t>(tokenizer.addedByteTokens)));
     for (const auto& [key, value] : options.extraMetadata)
         w.setMetadata(key, value);
+    if (options.quality) {
+        const GgufQuality& q = *options.quality;
+        w.setMetadata("mla_workbench.quality.source_perplexity", ggufF32(static_cast<float>(q.sourcePerplexity)));
+        w.setMetadata("mla_workbench.quality.perplexity", ggufF32(static_cast<float>(q.exportPerplexity)));
+        w.setMetadata("mla_workbench.quality.kl", ggufF32(static_cast<float>(q.kl)));
+        w.setMetadata("mla_workbench.quality.top1_agreement", ggufF32(static_cast<float>(q.top1Agreement)));
+        w.setMetadata("mla_workbench.quality.tokens", ggufU64(static_cast<std::uint64_t>(q.tokens)));
+    }
+    w.setMetadata("mla_workbench.model_card", ggufString(report.modelCard));
 
     for (std::size_t i = 0; i < plan.tensors.size(); ++i)
         w.declareTensor({plan.tensors[i].name, types[i], plan.tensors[i].dims});

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "formats/gguf.h"
+#include "formats/gguf_model_card.h"
 #include "formats/gguf_quantize.h"
 #include "formats/gguf_vocabulary.h"
 #include "model/model.h"
@@ -26,6 +27,11 @@ struct GgufExportOptions {
     std::optional<std::filesystem::path> tokenizerFile;
     // More metadata under our own namespace (keys start with "mla_workbench."), e.g. conversion settings and quality.
     std::vector<std::pair<std::string, GgufValue>> extraMetadata;
+    // For the model card (stored under mla_workbench.model_card): how the model was converted, the source's KV
+    // values per token, and quality measured against the source; empty for an unconverted model.
+    std::string conversionSummary;
+    std::int64_t sourceKvValuesPerToken = 0;
+    std::optional<GgufQuality> quality;
 };
 
 struct GgufExportReport {
@@ -37,6 +43,8 @@ struct GgufExportReport {
     std::vector<std::string> keptInF16; // quantised exports: matrices whose rows are not whole blocks
     std::string tokenizer;              // where the embedded vocabulary came from
     std::vector<std::string> notes;     // what llama.cpp will do differently, if anything
+    std::int64_t kvValuesPerToken = 0;  // what llama.cpp caches per token over all layers
+    std::string modelCard;              // Markdown, also in the file under mla_workbench.model_card
 };
 
 // The tokenizer an export embeds when none is given: a GGUF model's own vocabulary, else the tokenizer file next to

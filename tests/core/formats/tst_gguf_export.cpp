@@ -151,6 +151,13 @@ void TestGgufExport::matchesLlamaCppsOwnConversion()
     QCOMPARE(ours.find("general.architecture")->string, std::string("llama"));
     QCOMPARE(ours.find("general.file_type")->integer, std::int64_t(0));
     QCOMPARE(ours.find("mla_workbench.model")->string, std::string("original"));
+    // The model card travels in the file, with the commands that run it.
+    const std::string card = ours.find("mla_workbench.model_card")->string;
+    QCOMPARE(card, report.modelCard);
+    QVERIFY(card.find("llama-cli -m stories260K.gguf -p 'Once upon a time' -n 64 --temp 0") != std::string::npos);
+    QVERIFY(card.find("npx -y node-llama-cpp@3.21.1 complete --model stories260K.gguf") != std::string::npos);
+    QVERIFY(card.find("KV cache: 320 values per token") != std::string::npos);
+    QCOMPARE(report.kvValuesPerToken, std::int64_t(320));
 }
 
 void TestGgufExport::realModelsRoundTrip_data()
