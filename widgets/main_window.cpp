@@ -14,6 +14,8 @@
 #include "plots/plot_widget.h"
 #include "util/demo_model.h"
 #include "util/error.h"
+#include "model/model_files.h"
+#include "util/output_safety.h"
 
 #include <QAction>
 #include <QApplication>
@@ -373,7 +375,31 @@ void MainWindow::saveSessionDialog()
         return;
     if (QFileInfo(path).suffix().isEmpty())
         path += QStringLiteral(".h5");
-    m_workbench->saveSession(path);
+    bool force = false;
+    if (!confirmOutput(inspectOutputFile(path.toStdString(), m_workbench->model().model ? modelInputFiles(*m_workbench->model().model)
+                                                                                          : std::vector<std::filesystem::path>{},
+                                         FileKind{"an HDF5 session file", isHdf5File}),
+                       path, &force))
+        return;
+    m_workbench->saveSession(path, force);
+}
+
+bool MainWindow::confirmOutput(const OutputCheck& check, const QString& path, bool* force)
+{
+    *force = false;
+    if (check.verdict == OutputVerdict::Refused) {
+        showError(tr("Cannot write here"), QStringLiteral("%1: %2").arg(path, QString::fromStdString(check.problem)));
+        return false;
+    }
+    if (check.verdict != OutputVerdict::NeedsForce)
+        return true;
+    const auto answer = QMessageBox::question(this, tr("Replace?"),
+                                              tr("%1 %2.\n\nReplace it? The new output is written beside it first and "
+                                                 "swapped in only when complete.")
+                                                  .arg(path, QString::fromStdString(check.problem)),
+                                              QMessageBox::Yes | QMessageBox::Cancel, QMessageBox::Cancel);
+    *force = answer == QMessageBox::Yes;
+    return *force;
 }
 
 void MainWindow::exportDialog()
@@ -389,7 +415,10 @@ void MainWindow::exportDialog()
     QString folder = parent + QLatin1Char('/') + base;
     for (int i = 2; QFileInfo::exists(folder); ++i)
         folder = parent + QLatin1Char('/') + base + QStringLiteral("-%1").arg(i);
-    m_workbench->exportTo(folder);
+    bool force = false;
+    if (!confirmOutput(inspectOutputFolder(folder.toStdString(), modelInputFiles(*m_workbench->model().model)), folder, &force))
+        return;
+    m_workbench->exportTo(folder, force);
 }
 
 void MainWindow::addRecent(const QString& path)

@@ -1,5 +1,6 @@
 #include "cli_common.h"
 
+#include "model/model_files.h"
 #include "model/model_loader.h"
 #include "util/demo_model.h"
 #include "util/error.h"
@@ -55,6 +56,25 @@ OpenedModel openModel(const Arguments& args, std::size_t index)
     return opened;
 }
 
+OutputOptions outputOptions(const Arguments& args, const OpenedModel* opened)
+{
+    OutputOptions o;
+    o.force = args.has("force");
+    for (const auto& p : args.positionals())
+        o.inputs.emplace_back(p);
+    for (const char* name : {"tokenizer", "calib-text", "calib-ids", "reference", "text", "ids", "model"}) {
+        if (auto v = args.value(name))
+            o.inputs.emplace_back(*v);
+    }
+    if (opened) {
+        for (const auto& f : modelInputFiles(opened->model))
+            o.inputs.push_back(f);
+        if (!opened->tokenizerSource.empty() && opened->tokenizerSource != "embedded (GGUF)")
+            o.inputs.emplace_back(opened->tokenizerSource);
+    }
+    return o;
+}
+
 void printJson(const nlohmann::ordered_json& json)
 {
     std::cout << dumpJson(json, 2) << std::endl;
@@ -79,6 +99,7 @@ JobControl terminalProgress(const Arguments& args)
 
 OptionSpec tokenizerOption() { return {"tokenizer", "FILE", "tokenizer file (tokenizer.json, tokenizer.model or llama2.c .bin); default: found next to the model"}; }
 OptionSpec demoOption() { return {"demo", nullptr, "use the bundled demo model (stories260K); also the default when MODEL is omitted"}; }
+OptionSpec forceOption(const char* help) { return {"force", nullptr, help}; }
 OptionSpec jsonOption() { return {"json", nullptr, "print the result as JSON on stdout"}; }
 
 } // namespace mla::cli

@@ -4,6 +4,7 @@
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "util/job_control.h"
+#include "util/output_safety.h"
 
 #include <nlohmann/json.hpp>
 
@@ -28,6 +29,10 @@ struct OpenedModel {
 OpenedModel openModel(const Arguments& args, std::size_t index = 0);
 std::filesystem::path modelPathArgument(const Arguments& args, std::size_t index = 0);
 
+// Where this command's output may go: --force, and every input it names or opened (model files, tokenizer,
+// calibration and evaluation files) so that no output lands on or in one (util/output_safety.h).
+OutputOptions outputOptions(const Arguments& args, const OpenedModel* opened = nullptr);
+
 void printJson(const nlohmann::ordered_json& json);
 
 // Progress on stderr ("stage: 42%"), only when stderr is a terminal and --quiet / --json are not given.
@@ -37,5 +42,6 @@ JobControl terminalProgress(const Arguments& args);
 OptionSpec tokenizerOption();
 OptionSpec demoOption();
 OptionSpec jsonOption();
+OptionSpec forceOption(const char* help);
 
 } // namespace mla::cli

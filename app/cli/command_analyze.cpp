@@ -17,6 +17,9 @@ int runAnalyze(const Arguments& args)
 {
     applyDeviceOption(args);
     OpenedModel opened = openModel(args);
+    const OutputOptions output = outputOptions(args, &opened);
+    if (auto sessionFile = args.value("session"))
+        requireSessionDestination(*sessionFile, output); // before the analysis, not after it
     AnalysisOptions options;
     options.calibration = calibrationFrom(args);
     options.settings = settingsFrom(args, opened.model.config);
@@ -26,7 +29,7 @@ int runAnalyze(const Arguments& args)
         throw Error(preview.problem);
     if (auto sessionFile = args.value("session")) {
         // Saved before anything is printed, so a failed save is an error exit with no half-reported result.
-        saveSession(makeSession(opened.model, a), *sessionFile, terminalProgress(args));
+        saveSession(makeSession(opened.model, a), *sessionFile, terminalProgress(args), output);
         if (!args.has("json") && !args.has("quiet"))
             std::cerr << "session saved to " << *sessionFile << "\n";
     }
@@ -69,6 +72,7 @@ CommandSpec analyzeCommand()
         for (const auto& s : settingsOptions())
             o.push_back(s);
         o.push_back({"session", "FILE.h5", "also save the analysis as a session file (read it back with 'session FILE.h5')"});
+        o.push_back(forceOption("let --session replace an existing file that is not a session file"));
         o.push_back({"quiet", nullptr, "no progress output"});
         o.push_back(deviceOption());
         o.push_back(jsonOption());

@@ -36,6 +36,9 @@ int runConvert(const Arguments& args)
     const auto started = std::chrono::steady_clock::now();
     OpenedModel opened = openModel(args);
     const Model& model = opened.model;
+    // Refused here, before any calibration or conversion, when the folder may not be written.
+    const OutputOptions output = outputOptions(args, &opened);
+    requireOutputFolder(*out, output);
     ConversionSettings settings = settingsFrom(args, model.config);
     const JobControl job = terminalProgress(args);
     const bool calibrationPass = settingsNeedCalibrationPass(settings);
@@ -88,7 +91,11 @@ int runConvert(const Arguments& args)
         exportOptions.dtype = *parsed;
     }
     exportOptions.shardBytes = static_cast<std::uint64_t>(args.integer("shard-mb", 1, 1 << 30).value_or(0)) << 20;
-    exportOptions.extraFiles = companionFiles(model);
+    std::vector<std::string> skipped;
+    exportOptions.extraFiles = companionFiles(model, &skipped);
+    for (const auto& line : skipped)
+        std::cerr << "note: " << line << "\n";
+    exportOptions.output = output;
     ModelCardInfo card{model.source.string(), model.format, model.config, plan.converted, settings,
                        analysis ? analysis->calibrationDescription : std::string(), analysis ? analysis->calibrationTokens : 0,
                        exportOptions.dtype.value_or(model.layers[0].q.dtype()), exportOptions.shardBytes, std::nullopt, {}};
@@ -177,7 +184,8 @@ int runConvert(const Arguments& args)
 CommandSpec convertCommand()
 {
     static std::vector<OptionSpec> options = [] {
-        std::vector<OptionSpec> o{demoOption(), tokenizerOption(), {"out", "DIR", "output folder (Hugging Face layout, MHA2MLA tensor names)"}};
+        std::vector<OptionSpec> o{demoOption(), tokenizerOption(), {"out", "DIR", "output folder (Hugging Face layout, MHA2MLA tensor names); must be new or empty"},
+                                  forceOption("replace DIR when it holds an earlier output of this tool (never an input, never a folder with other files)")};
         for (const auto& s : settingsOptions())
             o.push_back(s);
         for (const auto& c : calibrationOptions())
@@ -192,14 +200,15 @@ CommandSpec convertCommand()
         return o;
     }();
     return {"convert",
-            "[MODEL] --out DIR [--preset paper|best] [--rope-strategy high|low|uniform|2-norm|rotation-loss] [--rope-pairs P] "
+            "[MODEL] --out DIR [--force] [--preset paper|best] [--rope-strategy high|low|uniform|2-norm|rotation-loss] [--rope-pairs P] "
             "[--svd joint|split|key|value|none] [--latent-dim D | --kv-saving F | --kv-budget N] [--sigma up|sqrt] "
             "[calibration] [--json]",
             "convert to Multi-head Latent Attention (partial RoPE + low-rank KV) and write the model",
             "Defaults: 2-norm selection calibrated on 16 sampled sequences, head_dim/16 pairs per head (at least 1), joint "
             "SVD, latent width for a 75% KV saving, singular values in the up projections. --preset best lets the tool "
             "choose pairs and latent per layer for the budget and refits the layers on calibration data. The folder "
-            "appears only when complete.",
+            "appears only when complete; DIR must not exist or be empty, unless --force replaces an earlier output of "
+            "this tool (swapped in only once the new one is complete).",
             options, 1, runConvert};
 }
 

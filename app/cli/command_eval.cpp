@@ -4,6 +4,7 @@
 #include "engine/evaluation.h"
 #include "model/model_loader.h"
 #include "util/error.h"
+#include "util/input_file.h"
 
 #include <fstream>
 #include <iostream>
@@ -39,15 +40,11 @@ TokenSequences sequencesFrom(const Arguments& args, const OpenedModel& opened)
     if (!opened.tokenizer)
         throw Error("--text needs a tokenizer: none was found next to the model (use --tokenizer FILE)");
     const std::filesystem::path path = *args.value("text");
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-        throw Error(path, "cannot open");
-    std::ostringstream content;
-    content << in.rdbuf();
+    const std::string content = readInputFile(path, kMaxTextInputBytes, "evaluation text");
     const std::int64_t length = args.integer("seq-len", 2, 1 << 20).value_or(
         opened.model.config.maxPositions > 0 ? opened.model.config.maxPositions : 512);
     // Each window starts with BOS so that every window is evaluated the way the model saw text in training.
-    const std::vector<int> all = opened.tokenizer->encode(content.str(), false);
+    const std::vector<int> all = opened.tokenizer->encode(content, false);
     if (all.size() < 2)
         throw Error(path, "holds too little text to evaluate");
     std::vector<int> withoutBos = all;

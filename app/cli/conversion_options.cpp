@@ -1,6 +1,7 @@
 #include "conversion_options.h"
 
 #include "conversion/presets.h"
+#include "conversion/settings_validation.h"
 
 #include <limits>
 
@@ -114,6 +115,8 @@ ConversionSettings settingsFrom(const Arguments& args, const ModelConfig& config
     // A fixed latent width leaves nothing to allocate.
     if (s.latentDim > 0 || s.method != LatentMethod::Joint)
         s.allocate = false;
+    // Every value against the model, before any calibration or conversion work.
+    validateConversionSettings(config, s);
     return s;
 }
 

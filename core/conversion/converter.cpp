@@ -2,6 +2,7 @@
 
 #include "backend/compute_backend.h"
 #include "formats/checkpoint_writer.h"
+#include "model/model_files.h"
 #include "model/tensor_plan.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -188,18 +189,46 @@ nlohmann::ordered_json convertedConfigJson(const Model& original, const ModelCon
     return j;
 }
 
-std::vector<std::filesystem::path> companionFiles(const Model& model)
+std::vector<std::filesystem::path> companionFiles(const Model& model, std::vector<std::string>* skipped)
 {
     namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::path folder = fs::is_directory(model.source, ec) ? model.source : model.source.parent_path();
+    if (folder.empty())
+        folder = ".";
+    const fs::path realFolder = fs::weakly_canonical(fs::absolute(folder, ec), ec);
+    // Inside the model folder, after resolving every symbolic link on the way.
+    auto insideFolder = [&](const fs::path& p) {
+        std::error_code e;
+        const fs::path real = fs::canonical(p, e);
+        if (e)
+            return false;
+        auto [f, r] = std::mismatch(realFolder.begin(), realFolder.end(), real.begin(), real.end());
+        return f == realFolder.end() && r != real.end();
+    };
     std::vector<fs::path> files;
-    const fs::path folder = fs::is_directory(model.source) ? model.source : model.source.parent_path();
+    auto consider = [&](const fs::path& p) {
+        std::error_code e;
+        const fs::file_status link = fs::symlink_status(p, e);
+        if (e || !fs::exists(link) || std::find(files.begin(), files.end(), p) != files.end())
+            return;
+        if (!fs::is_regular_file(p, e)) {
+            if (skipped)
+                skipped->push_back(p.string() + ": not a regular file, not copied");
+            return;
+        }
+        if (!insideFolder(p)) {
+            if (skipped)
+                skipped->push_back(p.string() + ": a symbolic link to a file outside the model folder, not copied");
+            return;
+        }
+        files.push_back(p);
+    };
     for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-                             "generation_config.json", "added_tokens.json", "vocab.json", "merges.txt"}) {
-        if (fs::exists(folder / name))
-            files.push_back(folder / name);
-    }
-    if (auto tok = findTokenizerNextTo(model.source); tok && std::find(files.begin(), files.end(), *tok) == files.end())
-        files.push_back(*tok);
+                             "generation_config.json", "added_tokens.json", "vocab.json", "merges.txt"})
+        consider(folder / name);
+    if (auto tok = findTokenizerNextTo(model.source))
+        consider(*tok);
     return files;
 }
 
@@ -208,8 +237,12 @@ ExportReport writeModelWith(const Model& source, const ModelConfig& targetConfig
 {
     ExportReport report;
     report.dtype = options.dtype.value_or(weightDtype(source));
+    OutputOptions output = options.output;
+    for (const auto& f : modelInputFiles(source))
+        output.inputs.push_back(f);
+    output.inputs.insert(output.inputs.end(), options.extraFiles.begin(), options.extraFiles.end());
     CheckpointWriter writer(options.folder, targetConfig, convertedConfigJson(source, targetConfig), report.dtype,
-                            options.shardBytes);
+                            options.shardBytes, output);
     writer.writeTensors([&](const PlannedTensor& p, const std::string&) { return tensorFor(p); }, job);
     for (const auto& f : options.extraFiles)
         writer.copyFile(f, f.filename().string());

@@ -7,6 +7,7 @@
 #include "model/tensor_plan.h"
 #include "tensor/dtype.h"
 #include "util/job_control.h"
+#include "util/output_safety.h"
 
 #include <filesystem>
 #include <functional>
@@ -50,6 +51,8 @@ struct ExportOptions {
     std::uint64_t shardBytes = 0;      // 0: one file
     std::vector<std::filesystem::path> extraFiles; // copied as they are (tokenizer files, generation config)
     std::vector<std::pair<std::string, std::string>> generatedFiles; // name, content (e.g. README.md)
+    // Where the folder may go (util/output_safety.h): the source model's own files are always added to the inputs.
+    OutputOptions output;
 };
 
 struct ExportReport {
@@ -75,7 +78,10 @@ ExportReport exportModel(const Model& model, const ExportOptions& options, const
 // The config.json of a converted model: the original's fields plus the "mha2mla" block.
 nlohmann::ordered_json convertedConfigJson(const Model& original, const ModelConfig& converted);
 
-// Tokenizer and generation files of a checkpoint that an export should carry along.
-std::vector<std::filesystem::path> companionFiles(const Model& model);
+// Tokenizer and generation files of a checkpoint that an export should carry along: regular files inside the model's
+// folder only (a symbolic link is followed only when its target lies inside that folder too), so that nothing from
+// elsewhere on the disk can end up in a folder the user then shares.
+// `skipped` (optional) receives one line per file left out and why.
+std::vector<std::filesystem::path> companionFiles(const Model& model, std::vector<std::string>* skipped = nullptr);
 
 } // namespace mla

@@ -4,6 +4,7 @@
 #include "engine/ops.h"
 #include "engine/sampler.h"
 #include "util/error.h"
+#include "util/input_file.h"
 
 #include <cmath>
 #include <fstream>
@@ -54,9 +55,7 @@ double PerplexityResult::ppl() const
 
 TokenSequences readIdSequences(const std::filesystem::path& path)
 {
-    std::ifstream in(path);
-    if (!in)
-        throw Error(path, "cannot open");
+    std::istringstream in(readInputFile(path, kMaxTextInputBytes, "token id list"));
     TokenSequences sequences;
     std::string line;
     std::int64_t lineNumber = 0;

@@ -60,7 +60,12 @@ GenerationResult generate(const Transformer& transformer, const Tokenizer* token
     std::int64_t position = static_cast<std::int64_t>(prompt.size());
     while (true) {
         job.checkCancelled();
-        const int next = sampler.sample(logits.data(), logits.cols());
+        int next = 0;
+        try {
+            next = sampler.sample(logits.data(), logits.cols());
+        } catch (const Error& e) {
+            throw Error(transformer.model().source, std::string(e.what()) + " (at position " + std::to_string(position) + ")");
+        }
         if (bos && next == *bos) {
             result.stopReason = "bos";
             break;

@@ -4,6 +4,7 @@
 #include "conversion/conversion_settings.h"
 #include "conversion/sanity_check.h"
 #include "util/job_control.h"
+#include "util/output_safety.h"
 
 #include <nlohmann/json.hpp>
 
@@ -35,14 +36,23 @@ inline constexpr int kSessionSchemaVersion = 1;
 // starting as the analysed ones.
 Session makeSession(const Model& model, AnalysisResult analysis);
 
-// Writes an HDF5 session file (schema: docs/session-format.md) to a temporary name beside `path` and renames it
-// into place when complete; a failed or cancelled save leaves any previous file untouched. Progress is reported per
-// group and cancellation is checked between groups.
-void saveSession(const Session& session, const std::filesystem::path& path, const JobControl& job = {});
+// Writes an HDF5 session file (schema: docs/session-format.md) to a temporary name beside `path`, flushes it to disk
+// and renames it into place when complete; a failed or cancelled save leaves any previous file untouched. Progress
+// is reported per group and cancellation is checked between groups. The destination follows the output policy
+// (util/output_safety.h): never the analysed model or another input, never a device, FIFO or link; an existing
+// session (HDF5) file is replaced, any other existing file only with `output.force`.
+void saveSession(const Session& session, const std::filesystem::path& path, const JobControl& job = {},
+                 const OutputOptions& output = {});
+
+// The same destination check, for callers that want to refuse before any long work (analyze --session).
+void requireSessionDestination(const std::filesystem::path& path, const OutputOptions& output);
+FileKind sessionFileKind();
 
 // Reads a session. A damaged, truncated or foreign file, or a schema newer than this tool knows, is an mla::Error
 // naming the file and the problem; older schemas are migrated.
-Session loadSession(const std::filesystem::path& path);
+// `memoryBudget`: what the arrays of the file may take in memory together (default: the memory available); a file
+// declaring more is refused before anything is decompressed.
+Session loadSession(const std::filesystem::path& path, std::optional<std::uint64_t> memoryBudget = std::nullopt);
 
 // Empty when `model` is the model the session was made from (same config and tensor index); otherwise a one-line
 // warning naming both fingerprints, for the GUI and CLI to show before using the weights with this session.

@@ -5,6 +5,7 @@
 #include "session/hdf5_reader.h"
 #include "session/session_schema.h"
 #include "util/error.h"
+#include "util/json_util.h"
 
 #include <algorithm>
 #include <limits>
@@ -53,6 +54,7 @@ private:
         s.modelConfigJson = m_r.stringAttribute(g.id(), "source_config_json", where);
         s.parameterCount = m_r.integerAttribute(g.id(), "parameter_count", where, 0, std::numeric_limits<std::int64_t>::max());
         const std::string configText = m_r.stringAttribute(g.id(), "config_json", where);
+        checkJsonNesting(configText, m_r.path(), "/model config_json");
         const nlohmann::json config = nlohmann::json::parse(configText, nullptr, false);
         if (config.is_discarded() || !config.is_object())
             m_r.fail("/model config_json is not a JSON object");
@@ -323,10 +325,10 @@ constexpr SchemaLoader kSchemaLoaders[] = {
     {1, &loadVersion1},
 };
 
-Session readSession(const std::filesystem::path& path)
+Session readSession(const std::filesystem::path& path, std::optional<std::uint64_t> memoryBudget)
 {
     h5::LibraryGuard guard;
-    const Hdf5Reader reader(path);
+    const Hdf5Reader reader(path, memoryBudget);
     const hid_t root = reader.root();
     if (!reader.hasAttribute(root, schema::kFormat))
         reader.fail("not an MLA Workbench session (an HDF5 file without the '" + std::string(schema::kFormat)
@@ -360,10 +362,10 @@ Session readSession(const std::filesystem::path& path)
 
 } // namespace
 
-Session loadSession(const std::filesystem::path& path)
+Session loadSession(const std::filesystem::path& path, std::optional<std::uint64_t> memoryBudget)
 {
     try {
-        return readSession(path);
+        return readSession(path, memoryBudget);
     } catch (const Error&) {
         throw;
     } catch (const std::bad_alloc&) {

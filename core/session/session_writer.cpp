@@ -289,12 +289,25 @@ private:
 
 } // namespace
 
-void saveSession(const Session& session, const std::filesystem::path& path, const JobControl& job)
+FileKind sessionFileKind()
+{
+    return {"an HDF5 session file", isHdf5File};
+}
+
+void requireSessionDestination(const std::filesystem::path& path, const OutputOptions& output)
+{
+    requireOutputFile(path, output, sessionFileKind());
+}
+
+void saveSession(const Session& session, const std::filesystem::path& path, const JobControl& job, const OutputOptions& output)
 {
     // A session without a model shape cannot be reopened; refuse before anything touches the disk.
     session.analysis.config.validate(path);
     job.checkCancelled();
-    StagedFile staged(path);
+    OutputOptions options = output;
+    if (!session.analysis.modelPath.empty())
+        options.inputs.emplace_back(session.analysis.modelPath);
+    StagedFile staged(path, options, sessionFileKind());
     {
         h5::LibraryGuard guard;
         SessionWriter writer(session, staged.path(), path, job);

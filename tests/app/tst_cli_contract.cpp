@@ -543,16 +543,17 @@ void TestCliContract::malformedCheckpointsExit1()
         expectBadInput({"info", f.string()}, f.string(), "too short");
     }
 
-    // GGUF: a quantised tensor, a lying tensor count, a truncated file.
+    // GGUF: a tensor type we do not read (Q4_0 and the k-quants are read: tst_ggml_quants), a lying tensor count, a
+    // truncated file.
     const auto ggufBytes = fileBytes(gguf());
     {
         const fs::path f = dir / "bad.gguf";
         auto q = ggufBytes;
-        const std::uint32_t q40 = 2;
-        std::memcpy(q.data() + ggufTypeOffset(q, "blk.0.attn_q.weight"), &q40, 4);
+        const std::uint32_t iq2xxs = 16;
+        std::memcpy(q.data() + ggufTypeOffset(q, "blk.0.attn_q.weight"), &iq2xxs, 4);
         writeBytes(f, q);
-        expectBadInput({"info", f.string()}, f.string(), "unsupported tensor type Q4_0 in tensor 'blk.0.attn_q.weight'");
-        expectBadInput({"eval", f.string(), "--ids", f.string()}, f.string(), "unsupported tensor type Q4_0");
+        expectBadInput({"info", f.string()}, f.string(), "unsupported tensor type IQ2_XXS in tensor 'blk.0.attn_q.weight'");
+        expectBadInput({"eval", f.string(), "--ids", f.string()}, f.string(), "unsupported tensor type IQ2_XXS");
         auto lying = ggufBytes;
         const std::uint64_t huge = 1ull << 62;
         std::memcpy(lying.data() + 8, &huge, 8);

@@ -365,22 +365,22 @@ void Workbench::runSanityCheck()
     m_sanityJob->start(m_model, m_conversion->converted, m_sanityOptions);
 }
 
-void Workbench::exportTo(const QString& folder)
+void Workbench::exportTo(const QString& folder, bool force)
 {
     if (!m_conversion || !hasModel()) {
         Q_EMIT errorOccurred(tr("Nothing to export"), tr("Convert the model first (Run > Convert)."));
         return;
     }
-    m_exportJob->start(m_model.model, m_conversion->converted, folder);
+    m_exportJob->start(m_model.model, m_conversion->converted, folder, force);
 }
 
-void Workbench::saveSession(const QString& path)
+void Workbench::saveSession(const QString& path, bool force)
 {
     if (!m_analysis) {
         Q_EMIT errorOccurred(tr("Nothing to save"), tr("A session stores an analysis: run Analyze (F5) first."));
         return;
     }
-    m_sessionJob->save({m_analysis, m_settings.conversion, m_sanity, m_parameterCount}, path);
+    m_sessionJob->save({m_analysis, m_settings.conversion, m_sanity, m_parameterCount}, path, force);
 }
 
 void Workbench::openSession(const QString& path)

@@ -103,8 +103,9 @@ public Q_SLOTS:
     void convert();
     void runSanityCheck();
     void allocate(); // per-layer pairs and latents for the current budget (measured; locked layers kept)
-    void exportTo(const QString& folder);
-    void saveSession(const QString& path);
+    // `force`: the user agreed to replace what is there (an earlier export; a file that is not a session).
+    void exportTo(const QString& folder, bool force = false);
+    void saveSession(const QString& path, bool force = false);
     void openSession(const QString& path);
     void cancel();
 

@@ -12,7 +12,9 @@ class ExportJob : public Job {
     Q_OBJECT
 public:
     using Job::Job;
-    void start(const std::shared_ptr<const Model>& original, const std::shared_ptr<const Model>& converted, const QString& folder);
+    // `force`: replace an earlier export of this tool in `folder` (the window asks the user first).
+    void start(const std::shared_ptr<const Model>& original, const std::shared_ptr<const Model>& converted, const QString& folder,
+               bool force = false);
 
 Q_SIGNALS:
     void exported(const mla::ExportOutcome& outcome);

@@ -17,11 +17,11 @@ bool sessionsAvailable()
 #endif
 }
 
-void SessionJob::save(const SessionContent& content, const QString& path)
+void SessionJob::save(const SessionContent& content, const QString& path, bool force)
 {
     run<QString>(
         tr("Saving session"),
-        [content, path](const JobControl& job) -> QString {
+        [content, path, force](const JobControl& job) -> QString {
 #ifdef MLA_HAVE_SESSIONS
             Session s;
             s.analysis = *content.analysis;
@@ -29,11 +29,14 @@ void SessionJob::save(const SessionContent& content, const QString& path)
             s.sanity = content.sanity;
             s.modelConfigJson = configToHuggingFace(content.analysis->config).dump();
             s.parameterCount = content.parameterCount;
-            saveSession(s, path.toStdString(), job);
+            OutputOptions output;
+            output.force = force;
+            saveSession(s, path.toStdString(), job, output);
             return path;
 #else
             (void)content;
             (void)job;
+            (void)force;
             throw Error(path.toStdString(), "sessions are not available in this build");
 #endif
         },

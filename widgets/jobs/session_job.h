@@ -22,7 +22,8 @@ class SessionJob : public Job {
     Q_OBJECT
 public:
     using Job::Job;
-    void save(const SessionContent& content, const QString& path);
+    // `force`: replace an existing file that is not a session (the window asks the user first).
+    void save(const SessionContent& content, const QString& path, bool force = false);
     void load(const QString& path);
 
 Q_SIGNALS:
