@@ -189,27 +189,17 @@ ArchitecturePlan planLlamaFamily(const Model& model, const GgufArchitectureRow& 
     return plan;
 }
 
-// Never over or into the input; an existing file only when asked to; never a folder or anything not a file.
-void checkDestination(const std::filesystem::path& file, const std::filesystem::path& input, bool overwrite)
+// The project's output policy, plus a friendlier message for a folder that does not exist.
+OutputOptions checkDestination(const std::filesystem::path& file, const Model& model, bool force)
 {
-    namespace fs = std::filesystem;
-    std::error_code ec;
     if (file.empty())
         throw Error("no output file given");
-    const fs::file_status status = fs::status(file, ec);
-    if (fs::exists(status)) {
-        if (fs::equivalent(file, input, ec))
-            throw Error(file, "is the input model; choose another output file");
-        if (!fs::is_regular_file(status))
-            throw Error(file, "exists and is not a regular file");
-        if (!overwrite)
-            throw Error(file, "exists; give --force to replace it");
-    }
-    const fs::path parent = fs::absolute(file).parent_path();
-    if (fs::is_directory(input, ec) && fs::equivalent(parent, input, ec))
-        throw Error(file, "is inside the input model's folder; write it elsewhere");
-    if (!fs::is_directory(parent, ec))
+    OutputOptions output{force, {model.source}};
+    requireOutputFile(file, output, ggufFileKind());
+    std::error_code ec;
+    if (!std::filesystem::is_directory(std::filesystem::absolute(file).parent_path(), ec))
         throw Error(file, "its folder does not exist");
+    return output;
 }
 
 } // namespace
@@ -245,7 +235,7 @@ GgufExportReport exportGguf(const Model& model, const GgufExportOptions& options
     }
 
     // Everything that can fail on the input is checked before the file is created.
-    checkDestination(options.file, model.source, options.overwrite);
+    const OutputOptions output = checkDestination(options.file, model, options.overwrite);
     const GgufTokenizer tokenizer = defaultGgufTokenizer(model, options.tokenizerFile);
     report.tokenizer = tokenizer.source;
 
@@ -293,7 +283,7 @@ GgufExportReport exportGguf(const Model& model, const GgufExportOptions& options
                              "blocks are stored in F16");
     report.modelCard = ggufModelCardMarkdown(card);
 
-    GgufWriter w(options.file);
+    GgufWriter w(options.file, 32, output);
     w.setMetadata("general.architecture", ggufString(plan.gguf));
     w.setMetadata("general.type", ggufString("model"));
     w.setMetadata("general.name", ggufString(name));

@@ -22,7 +22,9 @@ struct GgufExportOptions {
     // export, a matrix whose rows are not whole 32-weight blocks is written in F16 (listed in the report).
     std::optional<GgmlType> weights;
     std::string name; // general.name; default: the source file or folder name
-    bool overwrite = false; // replace an existing file (never the input model itself)
+    // Replace an existing file that is not a GGUF file (an existing GGUF file is replaced anyway; never an input,
+    // a folder or anything but a regular file: util/output_safety.h).
+    bool overwrite = false;
     // The tokenizer to embed; default: the model's own GGUF vocabulary, else the tokenizer file next to the model.
     std::optional<std::filesystem::path> tokenizerFile;
     // More metadata under our own namespace (keys start with "mla_workbench."), e.g. conversion settings and quality.
@@ -54,7 +56,8 @@ GgufTokenizer defaultGgufTokenizer(const Model& model, const std::optional<std::
 // Writes an unconverted Llama-family model as one GGUF file that llama.cpp runs: architecture `llama` (Llama,
 // Mistral) with llama.cpp's interleaved query/key row order, `qwen2` or `qwen3` (half layout, biases, q/k norms),
 // tokenizer embedded, general.* metadata and our own under mla_workbench.*. Staged: the file appears only when
-// complete. A converted (MLA) model is refused here: it needs the DeepSeek-V3 layout.
+// complete, and the project's output policy applies (the model's files are the job's inputs). A converted model in
+// the MHA2MLA layout is refused here: it needs the DeepSeek-V3 layout.
 GgufExportReport exportGguf(const Model& model, const GgufExportOptions& options, const JobControl& job = {});
 
 // The GGUF architecture a model is written as ("llama", "qwen2", "qwen3"), or an Error saying why it cannot be.

@@ -4,6 +4,7 @@
 #include "util/staged_output.h"
 
 #include <cstring>
+#include <fstream>
 
 namespace mla {
 namespace {
@@ -171,8 +172,17 @@ std::uint64_t ggufTensorBytes(const GgufTensorDeclaration& tensor)
     return bytes;
 }
 
-GgufWriter::GgufWriter(const std::filesystem::path& destination, std::uint32_t alignment)
-    : m_staged(std::make_unique<StagedFile>(destination)), m_alignment(alignment)
+FileKind ggufFileKind()
+{
+    return {"a GGUF file", [](const std::filesystem::path& file) {
+                std::ifstream in(file, std::ios::binary);
+                char magic[4] = {};
+                return in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0;
+            }};
+}
+
+GgufWriter::GgufWriter(const std::filesystem::path& destination, std::uint32_t alignment, OutputOptions output)
+    : m_staged(std::make_unique<StagedFile>(destination, std::move(output), ggufFileKind())), m_alignment(alignment)
 {
     if (alignment == 0 || (alignment & (alignment - 1)) != 0)
         throw Error(destination, "internal: GGUF alignment " + std::to_string(alignment) + " is not a power of two");

@@ -2,6 +2,7 @@
 
 #include "formats/gguf.h"
 #include "formats/gguf_quantize.h"
+#include "util/output_safety.h"
 
 #include <cstdint>
 #include <filesystem>
@@ -35,13 +36,17 @@ struct GgufTensorDeclaration {
 // Bytes of a declared tensor's data.
 std::uint64_t ggufTensorBytes(const GgufTensorDeclaration& tensor);
 
+// What an existing file must be to be replaced without force (util/output_safety.h): a GGUF file.
+FileKind ggufFileKind();
+
 // Streams a GGUF v3 file as llama.cpp's gguf writer lays it out: header, metadata in the order given, tensor records,
 // then each tensor's data at an offset aligned to `alignment` (general.alignment, written when not ggml's default
 // 32). Metadata and tensors are declared first, then the data is written tensor by tensor in declaration order, so
-// memory holds one tensor at a time. The file appears under its name only after finish().
+// memory holds one tensor at a time. The file appears under its name only after finish(); the destination is checked
+// against the output policy (`output`, util/output_safety.h) at construction and again before the rename.
 class GgufWriter {
 public:
-    explicit GgufWriter(const std::filesystem::path& destination, std::uint32_t alignment = 32);
+    explicit GgufWriter(const std::filesystem::path& destination, std::uint32_t alignment = 32, OutputOptions output = {});
     ~GgufWriter();
     GgufWriter(const GgufWriter&) = delete;
     GgufWriter& operator=(const GgufWriter&) = delete;

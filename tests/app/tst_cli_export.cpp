@@ -1,6 +1,6 @@
 // `export [MODEL] --format gguf --out FILE.gguf [--dtype ...]`: the documented command that writes a model as one
 // GGUF file for llama.cpp. Its JSON report; the written file runs in our own CLI with the source's greedy tokens;
-// an existing file is kept unless --force, the input never replaced; usage mistakes exit 2, bad input 1.
+// a file that is not a GGUF file is kept unless --force, the input never replaced; usage mistakes exit 2, bad input 1.
 #include "common/test_support.h"
 
 #include <QtTest>
@@ -60,12 +60,12 @@ void TestCliExport::failures()
     test::writeTextFile(out, "keep me");
     auto r = test::runCli({"export", "--out", out.string()});
     QCOMPARE(r.exitCode, 1);
-    QVERIFY2(r.err.find("exists; give --force") != std::string::npos, r.err.c_str());
+    QVERIFY2(r.err.find("exists and is not a GGUF file; replaced only when forced (--force)") != std::string::npos, r.err.c_str());
     QCOMPARE(test::readTextFile(out), std::string("keep me"));
     QCOMPARE(test::runCli({"export", "--out", out.string(), "--force", "--json"}).exitCode, 0);
     r = test::runCli({"export", out.string(), "--out", out.string(), "--force"});
     QCOMPARE(r.exitCode, 1);
-    QVERIFY2(r.err.find("is the input model") != std::string::npos, r.err.c_str());
+    QVERIFY2(r.err.find("is an input of this job") != std::string::npos, r.err.c_str());
     QCOMPARE(test::runCli({"export", "--out", (dir / "y.gguf").string(), "--dtype", "q4_k"}).exitCode, 2);
     QCOMPARE(test::runCli({"export", "--out", (dir / "y.gguf").string(), "--format", "safetensors"}).exitCode, 2);
     QCOMPARE(test::runCli({"export"}).exitCode, 2);

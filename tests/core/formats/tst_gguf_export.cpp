@@ -295,24 +295,29 @@ void TestGgufExport::architecturesRoundTrip()
 
 void TestGgufExport::outputSafety()
 {
+    // The project's output policy (util/output_safety.h) with the model's files as the job's inputs.
     const fs::path dir = test::scratchDir("safety");
     const Model source = test::loadRealModel("aidreams260K");
     GgufExportOptions options;
     options.file = dir / "out.gguf";
     test::writeTextFile(options.file, "precious");
-    expectError([&] { exportGguf(source, options); }, "exists; give --force");
+    expectError([&] { exportGguf(source, options); }, "exists and is not a GGUF file; replaced only when forced (--force)");
     QCOMPARE(test::readTextFile(options.file), std::string("precious"));
     options.overwrite = true;
     exportGguf(source, options);
     QVERIFY(GgufFile::open(options.file).tensors().size() > 0);
+    options.overwrite = false;
+    exportGguf(source, options); // an earlier GGUF export is replaced without force, as a session file is
 
-    // Never over the input, even when told to replace.
+    // Never over the input, not even when told to replace; never a folder.
     const Model gguf = loadModel(options.file);
-    expectError([&] { exportGguf(gguf, options); }, "is the input model");
+    options.overwrite = true;
+    expectError([&] { exportGguf(gguf, options); }, "is an input of this job");
     options.file = dir;
-    expectError([&] { exportGguf(source, options); }, "not a regular file");
+    expectError([&] { exportGguf(source, options); }, "is a folder, which is never replaced");
     options.file = dir / "missing-folder" / "x.gguf";
     expectError([&] { exportGguf(source, options); }, "folder does not exist");
+    options.overwrite = false;
 
     // A model without a tokenizer anywhere: refused before anything is written.
     const Model tiny = test::tinyModel(dir, "llama", 64);
@@ -321,10 +326,15 @@ void TestGgufExport::outputSafety()
     options.tokenizerFile = test::demoDir() / "tok512.bin";
     expectError([&] { exportGguf(tiny, options); }, "more than the model's vocabulary of 64");
     QVERIFY(!fs::exists(options.file));
+    // Nor inside the input model's folder.
+    options.file = dir / "llama" / "inside.gguf";
+    options.tokenizerFile.reset();
+    expectError([&] { exportGguf(tiny, options); }, "lies inside the input folder");
 
     // A converted model in the MHA2MLA layout has no llama.cpp architecture.
     Model mla = source;
     mla.config.mla = MlaConfig{};
+    options.file = dir / "mla.gguf";
     expectError([&] { exportGguf(mla, options); }, "--target deepseek-v3");
 }
 
