@@ -84,7 +84,7 @@ CommandSpec exportCommand()
              {"out", "FILE", "output file (.gguf)"},
              {"dtype", "TYPE", "weight type: f32, f16, bf16, q8_0 or q4_0 (default: as the input)"},
              {"name", "NAME", "general.name in the file (default: the input's file or folder name)"},
-             {"force", nullptr, "replace FILE even when it is not a GGUF file (never an input, never a folder)"},
+             {"force", nullptr, "replace FILE even when it is not a GGUF file this tool wrote (never an input, never a folder)"},
              {"quiet", nullptr, "no progress output"},
              jsonOption()},
             1, runExport};

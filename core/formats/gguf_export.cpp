@@ -1,6 +1,7 @@
 #include "formats/gguf_export.h"
 
 #include "formats/gguf_writer.h"
+#include "model/model_files.h"
 #include "model/tensor_plan.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -190,11 +191,15 @@ ArchitecturePlan planLlamaFamily(const Model& model, const GgufArchitectureRow& 
 }
 
 // The project's output policy, plus a friendlier message for a folder that does not exist.
-OutputOptions checkDestination(const std::filesystem::path& file, const Model& model, bool force)
+// The job's inputs are the model's files and folder (model/model_files.h) and the tokenizer file given.
+OutputOptions checkDestination(const std::filesystem::path& file, const Model& model,
+                               const std::optional<std::filesystem::path>& tokenizerFile, bool force)
 {
     if (file.empty())
         throw Error("no output file given");
-    OutputOptions output{force, {model.source}};
+    OutputOptions output{force, modelInputFiles(model)};
+    if (tokenizerFile)
+        output.inputs.push_back(*tokenizerFile);
     requireOutputFile(file, output, ggufFileKind());
     std::error_code ec;
     if (!std::filesystem::is_directory(std::filesystem::absolute(file).parent_path(), ec))
@@ -235,7 +240,7 @@ GgufExportReport exportGguf(const Model& model, const GgufExportOptions& options
     }
 
     // Everything that can fail on the input is checked before the file is created.
-    const OutputOptions output = checkDestination(options.file, model, options.overwrite);
+    const OutputOptions output = checkDestination(options.file, model, options.tokenizerFile, options.overwrite);
     const GgufTokenizer tokenizer = defaultGgufTokenizer(model, options.tokenizerFile);
     report.tokenizer = tokenizer.source;
 

@@ -22,8 +22,8 @@ struct GgufExportOptions {
     // export, a matrix whose rows are not whole 32-weight blocks is written in F16 (listed in the report).
     std::optional<GgmlType> weights;
     std::string name; // general.name; default: the source file or folder name
-    // Replace an existing file that is not a GGUF file (an existing GGUF file is replaced anyway; never an input,
-    // a folder or anything but a regular file: util/output_safety.h).
+    // Replace an existing file that is not a GGUF file this tool wrote (one it wrote is replaced anyway; never an
+    // input, a folder or anything but a regular file: util/output_safety.h).
     bool overwrite = false;
     // The tokenizer to embed; default: the model's own GGUF vocabulary, else the tokenizer file next to the model.
     std::optional<std::filesystem::path> tokenizerFile;

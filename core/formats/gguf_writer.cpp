@@ -174,10 +174,18 @@ std::uint64_t ggufTensorBytes(const GgufTensorDeclaration& tensor)
 
 FileKind ggufFileKind()
 {
-    return {"a GGUF file", [](const std::filesystem::path& file) {
+    // Only a GGUF file we wrote ourselves is replaced without force: a GGUF the user downloaded is not ours.
+    return {"a GGUF file written by MLA Workbench", [](const std::filesystem::path& file) {
                 std::ifstream in(file, std::ios::binary);
                 char magic[4] = {};
-                return in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0;
+                if (!in.read(magic, 4) || std::memcmp(magic, "GGUF", 4) != 0)
+                    return false;
+                in.close();
+                try {
+                    return GgufFile::open(file).find("mla_workbench.version") != nullptr;
+                } catch (const std::exception&) {
+                    return false;
+                }
             }};
 }
 

@@ -1,6 +1,6 @@
 // `export [MODEL] --format gguf --out FILE.gguf [--dtype ...]`: the documented command that writes a model as one
 // GGUF file for llama.cpp. Its JSON report; the written file runs in our own CLI with the source's greedy tokens;
-// a file that is not a GGUF file is kept unless --force, the input never replaced; usage mistakes exit 2, bad input 1.
+// a file that is not a GGUF file this tool wrote is kept unless --force, the input never replaced; usage mistakes exit 2, bad input 1.
 #include "common/test_support.h"
 
 #include <QtTest>
@@ -60,7 +60,7 @@ void TestCliExport::failures()
     test::writeTextFile(out, "keep me");
     auto r = test::runCli({"export", "--out", out.string()});
     QCOMPARE(r.exitCode, 1);
-    QVERIFY2(r.err.find("exists and is not a GGUF file; replaced only when forced (--force)") != std::string::npos, r.err.c_str());
+    QVERIFY2(r.err.find("exists and is not a GGUF file written by MLA Workbench; replaced only when forced (--force)") != std::string::npos, r.err.c_str());
     QCOMPARE(test::readTextFile(out), std::string("keep me"));
     QCOMPARE(test::runCli({"export", "--out", out.string(), "--force", "--json"}).exitCode, 0);
     r = test::runCli({"export", out.string(), "--out", out.string(), "--force"});

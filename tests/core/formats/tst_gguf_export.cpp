@@ -301,13 +301,22 @@ void TestGgufExport::outputSafety()
     GgufExportOptions options;
     options.file = dir / "out.gguf";
     test::writeTextFile(options.file, "precious");
-    expectError([&] { exportGguf(source, options); }, "exists and is not a GGUF file; replaced only when forced (--force)");
+    expectError([&] { exportGguf(source, options); },
+                "exists and is not a GGUF file written by MLA Workbench; replaced only when forced (--force)");
     QCOMPARE(test::readTextFile(options.file), std::string("precious"));
     options.overwrite = true;
     exportGguf(source, options);
     QVERIFY(GgufFile::open(options.file).tensors().size() > 0);
     options.overwrite = false;
     exportGguf(source, options); // an earlier GGUF export is replaced without force, as a session file is
+    // A GGUF file this tool did not write (here one written by llama.cpp's gguf-py) is the user's: only with force.
+    const fs::path foreign = dir / "foreign.gguf";
+    fs::copy_file(test::sourceDir() / "data" / "gguf" / "deepseek2_dense.gguf", foreign);
+    const auto foreignBytes = test::readTextFile(foreign);
+    options.file = foreign;
+    expectError([&] { exportGguf(source, options); }, "is not a GGUF file written by MLA Workbench");
+    QCOMPARE(test::readTextFile(foreign), foreignBytes);
+    options.file = dir / "out.gguf";
 
     // Never over the input, not even when told to replace; never a folder.
     const Model gguf = loadModel(options.file);

@@ -261,7 +261,9 @@ void TestGgufWriter::stagedUntilFinished()
     QCOMPARE(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), std::ptrdiff_t(0));
 
     test::writeTextFile(file, "old contents");
-    GgufWriter w(file);
+    // Not a GGUF file this tool wrote: refused unless forced (util/output_safety.h), then replaced only at finish.
+    expectError([&] { GgufWriter refused(file); }, "is not a GGUF file written by MLA Workbench");
+    GgufWriter w(file, 32, OutputOptions{true, {}});
     w.declareTensor({"a", GgmlType::F32, {32}});
     w.writeTensor("a", v.data(), v.size());
     QCOMPARE(test::readTextFile(file), std::string("old contents")); // replaced only at finish
