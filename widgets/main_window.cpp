@@ -2,7 +2,6 @@
 
 #include "document/settings_store.h"
 #include "document/workbench.h"
-#include "jobs/session_job.h"
 #include "panels/explainer_panel.h"
 #include "panels/model_panel.h"
 #include "panels/preview_view.h"
@@ -14,7 +13,6 @@
 #include "plots/plot_widget.h"
 #include "util/demo_model.h"
 #include "util/error.h"
-#include "model/model_files.h"
 #include "util/output_safety.h"
 
 #include <QAction>
@@ -181,10 +179,6 @@ void MainWindow::buildMenus()
     file->addSeparator();
     QAction* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
     quit->setShortcut(QKeySequence::Quit);
-    if (!sessionsAvailable()) {
-        m_openSession->setVisible(false);
-        m_saveSession->setVisible(false);
-    }
 
     QMenu* edit = menuBar()->addMenu(tr("&Edit"));
     QAction* undo = m_workbench->undoStack()->createUndoAction(this, tr("&Undo"));
@@ -259,7 +253,7 @@ void MainWindow::restoreState()
     if (!restoreGeometry(settings.value(QStringLiteral("window/geometry")).toByteArray()))
         resize(1500, 920);
     QMainWindow::restoreState(settings.value(QStringLiteral("window/state")).toByteArray());
-    SettingsSnapshot snapshot = m_workbench->snapshot();
+    Settings snapshot = m_workbench->snapshot();
     settingsFromVariant(settings.value(QStringLiteral("settings/last")).toMap(), snapshot);
     m_workbench->applySnapshot(snapshot);
     m_workbench->setContextLength(settings.value(QStringLiteral("memory/context"), 4096).toLongLong());
@@ -376,9 +370,7 @@ void MainWindow::saveSessionDialog()
     if (QFileInfo(path).suffix().isEmpty())
         path += QStringLiteral(".h5");
     bool force = false;
-    if (!confirmOutput(inspectOutputFile(path.toStdString(), m_workbench->model().model ? modelInputFiles(*m_workbench->model().model)
-                                                                                          : std::vector<std::filesystem::path>{},
-                                         FileKind{"an HDF5 session file", isHdf5File}),
+    if (!confirmOutput(inspectOutputFile(path.toStdString(), pipeline::inputFiles(m_workbench->model()), FileKind{"an HDF5 session file", isHdf5File}),
                        path, &force))
         return;
     m_workbench->saveSession(path, force);
@@ -416,7 +408,7 @@ void MainWindow::exportDialog()
     for (int i = 2; QFileInfo::exists(folder); ++i)
         folder = parent + QLatin1Char('/') + base + QStringLiteral("-%1").arg(i);
     bool force = false;
-    if (!confirmOutput(inspectOutputFolder(folder.toStdString(), modelInputFiles(*m_workbench->model().model)), folder, &force))
+    if (!confirmOutput(inspectOutputFolder(folder.toStdString(), pipeline::inputFiles(m_workbench->model())), folder, &force))
         return;
     m_workbench->exportTo(folder, force);
 }

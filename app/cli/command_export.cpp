@@ -1,7 +1,6 @@
 #include "cli_common.h"
 #include "commands.h"
-#include "formats/gguf_export.h"
-#include "model/model_loader.h"
+#include "pipeline/export_gguf.h"
 #include "util/error.h"
 
 #include <chrono>
@@ -31,8 +30,10 @@ int runExport(const Arguments& args)
     options.overwrite = args.has("force");
 
     const auto started = std::chrono::steady_clock::now();
-    const Model model = loadModel(modelPathArgument(args));
-    const GgufExportReport report = exportGguf(model, options, terminalProgress(args));
+    // Re-encoding the weights is CPU work: the context's backend is the CPU.
+    const ExecutionContext context(nullptr, terminalProgress(args));
+    const pipeline::OpenedModel opened = openModelArgument(args, ExecutionContext());
+    const GgufExportReport report = pipeline::exportGguf(opened, options, context);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
     if (args.has("json")) {

@@ -28,9 +28,9 @@ std::string weightDtypes(const Model& m)
     return s;
 }
 
-nlohmann::ordered_json infoJson(const OpenedModel& opened)
+nlohmann::ordered_json infoJson(const pipeline::OpenedModel& opened)
 {
-    const Model& m = opened.model;
+    const Model& m = *opened.model;
     const ModelConfig& c = m.config;
     nlohmann::ordered_json j;
     j["model"] = m.source.string();
@@ -97,13 +97,13 @@ std::string humanBytes(double bytes)
 
 int runInfo(const Arguments& args)
 {
-    const OpenedModel opened = openModel(args);
+    const pipeline::OpenedModel opened = openModelArgument(args, ExecutionContext());
     const auto j = infoJson(opened);
     if (args.has("json")) {
         printJson(j);
         return 0;
     }
-    const Model& m = opened.model;
+    const Model& m = *opened.model;
     const ModelConfig& c = m.config;
     std::cout << "model           " << m.source.string() << " (" << m.format << ")\n"
               << "architecture    " << architectureInfo(c.architecture).displayName << ", " << c.layers << " layers, hidden "

@@ -27,7 +27,7 @@ std::string calibrationSourceName(CalibrationOptions::Source source)
     return "samples";
 }
 
-CalibrationSet prepareCalibration(const Transformer& model, const Tokenizer* tokenizer, const CalibrationOptions& options,
+CalibrationSet prepareCalibration(const ComputeBackend& backend, const Transformer& model, const Tokenizer* tokenizer, const CalibrationOptions& options,
                                   const JobControl& job)
 {
     const ModelConfig& c = model.config();
@@ -74,7 +74,7 @@ CalibrationSet prepareCalibration(const Transformer& model, const Tokenizer* tok
             g.temperature = options.temperature;
             g.topP = 1.0f;
             g.seed = options.seed * 7919 + static_cast<std::uint64_t>(i);
-            const GenerationResult r = generate(model, nullptr, start, g, {}, job);
+            const GenerationResult r = generate(backend, model, nullptr, start, g, {}, job);
             std::vector<int> sequence = start;
             sequence.insert(sequence.end(), r.ids.begin(), r.ids.end());
             if (sequence.size() >= 2)

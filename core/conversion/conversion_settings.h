@@ -36,7 +36,26 @@ struct ConversionSettings {
     bool allocate = false;             // choose pairs and latent per layer for a total budget (see kvBudget)
     std::int64_t kvBudget = -1;        // total cached elements per token over all layers; -1: from targetSaving
     std::string preset;                // "paper", "best" or empty
+
+    bool operator==(const ConversionSettings&) const = default;
 };
+
+// How a method spends a latent width d_c on the key and value latents: joint and key-only put all of it on the keys'
+// side (joint: one latent serves both), value-only on the values', split half on each (the key side rounded down), so
+// that the cache of a split conversion equals the joint one. The one place this rule lives.
+struct LatentSplit {
+    std::int64_t key = 0;
+    std::int64_t value = 0;
+};
+LatentSplit splitLatent(LatentMethod method, std::int64_t latent);
+
+// The useful range of the latent width with `pairs` kept per head: from the smallest legal width to the full rank of
+// the compressed matrix (beyond it nothing more is reconstructed).
+struct LatentRange {
+    std::int64_t minimum = 1;
+    std::int64_t maximum = 1;
+};
+LatentRange latentRange(const ModelConfig& config, std::int64_t pairs, LatentMethod method);
 
 // The latent width d_c that gives `saving` (0..1) of the original KV cache per layer with p kept pairs per head.
 // Throws an Error when the saving cannot be reached with that many pairs and method.

@@ -135,7 +135,7 @@ ConversionPlan planConversion(const ModelConfig& original, const ConversionSetti
     return plan;
 }
 
-Model convertModel(const Model& original, const ConversionPlan& plan, const CovarianceProvider& covariance, DType storage,
+Model convertModel(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CovarianceProvider& covariance, DType storage,
                    const JobControl& job, std::vector<LayerConversionReport>* reports)
 {
     // The converted attention tensors of every layer are held in memory (everything else stays shared with the
@@ -162,7 +162,7 @@ Model convertModel(const Model& original, const ConversionPlan& plan, const Cova
     for (std::int64_t l = 0; l < plan.original.layers; ++l) {
         job.progress(static_cast<double>(l) / static_cast<double>(plan.original.layers), "converting layer " + std::to_string(l));
         const MatrixXdRM* c = covariance ? covariance(l) : nullptr;
-        const ConvertedAttention a = convertAttention(plan.original, original.layers[static_cast<std::size_t>(l)],
+        const ConvertedAttention a = convertAttention(backend, plan.original, original.layers[static_cast<std::size_t>(l)],
                                                       plan.converted.mla->layers[static_cast<std::size_t>(l)], plan.settings, c, job);
         install(model.layers[static_cast<std::size_t>(l)], a, storage);
         if (reports)
@@ -254,7 +254,7 @@ ExportReport writeModelWith(const Model& source, const ModelConfig& targetConfig
     return report;
 }
 
-ExportReport exportConvertedModel(const Model& original, const ConversionPlan& plan, const ExportOptions& options,
+ExportReport exportConvertedModel(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const ExportOptions& options,
                                   const CovarianceProvider& covariance, const JobControl& job)
 {
     // The writer asks for tensors in plan order (layer by layer), so each layer is converted once, when its first
@@ -265,12 +265,12 @@ ExportReport exportConvertedModel(const Model& original, const ConversionPlan& p
     std::vector<LayerConversionReport> reports;
     auto convertLayer = [&](std::int64_t l) {
         const MatrixXdRM* c = covariance ? covariance(l) : nullptr;
-        return convertAttention(plan.original, original.layers[static_cast<std::size_t>(l)],
+        return convertAttention(backend, plan.original, original.layers[static_cast<std::size_t>(l)],
                                 plan.converted.mla->layers[static_cast<std::size_t>(l)], plan.settings, c, job);
     };
     // On a GPU backend the next layer is converted (its weights read, decomposed on the device) while the current one
     // is written, so that the export runs at the speed of the disk; the CPU keeps one layer at a time.
-    const bool overlap = currentBackend().isGpu();
+    const bool overlap = backend.isGpu();
     std::future<ConvertedAttention> next;
     std::int64_t nextLayer = -1;
     auto tensorFor = [&](const PlannedTensor& p) -> Tensor {

@@ -16,6 +16,8 @@
 
 namespace mla {
 
+class ComputeBackend;
+
 // A conversion fully decided: the original config, the MLA layers it becomes, and the settings that chose them.
 struct ConversionPlan {
     ModelConfig original;
@@ -40,8 +42,8 @@ struct LayerConversionReport {
 };
 
 // The converted model in memory: converted attention tensors owned (stored as `storage`), every other tensor shared
-// with the original.
-Model convertModel(const Model& original, const ConversionPlan& plan, const CovarianceProvider& covariance = {},
+// with the original. The decompositions run on `backend`.
+Model convertModel(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CovarianceProvider& covariance = {},
                    DType storage = DType::F32, const JobControl& job = {},
                    std::vector<LayerConversionReport>* reports = nullptr);
 
@@ -63,8 +65,9 @@ struct ExportReport {
 };
 
 // Converts and writes the model layer by layer (one layer's converted tensors in memory at a time) as a Hugging Face
-// folder in the MHA2MLA layout; the folder appears complete or not at all.
-ExportReport exportConvertedModel(const Model& original, const ConversionPlan& plan, const ExportOptions& options,
+// folder in the MHA2MLA layout; the folder appears complete or not at all. On a GPU backend the next layer is
+// converted while the current one is written.
+ExportReport exportConvertedModel(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const ExportOptions& options,
                                   const CovarianceProvider& covariance = {}, const JobControl& job = {});
 
 // Writes a checkpoint of `targetConfig` whose tensors come from `tensorFor` (called in plan order), with the

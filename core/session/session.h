@@ -3,6 +3,7 @@
 #include "analysis/analysis_result.h"
 #include "conversion/conversion_settings.h"
 #include "conversion/sanity_check.h"
+#include "settings/settings.h"
 #include "util/job_control.h"
 #include "util/output_safety.h"
 
@@ -17,10 +18,11 @@ namespace mla {
 struct Model;
 
 // Everything a user can save and reopen without the model: the analysis (with its calibration ids), the settings
-// as they stand in the workbench (which may differ from the analysed ones), and the results of a conversion check.
+// as they stand in the workbench (which may differ from the analysed ones: with the calibration of the next analysis
+// and the layer locks), and the results of a conversion check.
 struct Session {
     AnalysisResult analysis;       // layers empty: no analysis yet (then only the model and settings are stored)
-    ConversionSettings settings;
+    Settings settings;
     std::optional<SanityReport> sanity;
     std::string modelConfigJson;   // the original model's config, as JSON text
     std::int64_t parameterCount = 0; // of the original model; 0 when unknown (the summary then has no "params")
@@ -30,10 +32,10 @@ struct Session {
 };
 
 inline constexpr const char* kSessionFormatName = "mla-workbench-session";
-inline constexpr int kSessionSchemaVersion = 1;
+inline constexpr int kSessionSchemaVersion = 2;
 
 // A new session for an analysis of `model`: its config JSON and parameter count filled in, the workbench settings
-// starting as the analysed ones.
+// starting as the analysed ones (default calibration, nothing locked).
 Session makeSession(const Model& model, AnalysisResult analysis);
 
 // Writes an HDF5 session file (schema: docs/session-format.md) to a temporary name beside `path`, flushes it to disk
@@ -49,7 +51,9 @@ void requireSessionDestination(const std::filesystem::path& path, const OutputOp
 FileKind sessionFileKind();
 
 // Reads a session. A damaged, truncated or foreign file, or a schema newer than this tool knows, is an mla::Error
-// naming the file and the problem; older schemas are migrated.
+// naming the file and the problem; older schemas are migrated (schema 1 stored no calibration settings and no locks:
+// the calibration is the default, and a layer whose per-layer width differs from the global width is taken as
+// locked, which is how the workbench made such widths).
 // `memoryBudget`: what the arrays of the file may take in memory together (default: the memory available); a file
 // declaring more is refused before anything is decompressed.
 Session loadSession(const std::filesystem::path& path, std::optional<std::uint64_t> memoryBudget = std::nullopt);

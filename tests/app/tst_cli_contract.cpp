@@ -2,6 +2,7 @@
 // without BOS or prompt, the published text from all three forms of stories260K, exit codes (0 success, 1 bad input
 // with one message on stderr naming the file, 2 usage), --help on every command, synth then info, and every class of
 // malformed checkpoint exiting 1 with the file named.
+#include "backend/compute_backend.h"
 #include "common/test_support.h"
 
 #include "engine/evaluation.h"
@@ -398,7 +399,7 @@ void TestCliContract::evalIds()
     // Used exactly as given: 9 + 4 + 1 predictions, no BOS added.
     QCOMPARE(j["tokens"].get<int>(), 14);
     const Model m = loadModel(bin());
-    const double expected = perplexity(Transformer(m), readIdSequences(ids)).ppl();
+    const double expected = perplexity(cpuBackend(), Transformer(m), readIdSequences(ids)).ppl();
     QVERIFY2(std::fabs(j["ppl"].get<double>() - expected) < 1e-9 * expected, qPrintable(QString::number(j["ppl"].get<double>())));
     // The three forms agree.
     QCOMPARE(runJson({"eval", hf(), "--ids", ids.string(), "--json"})["ppl"].get<double>(), j["ppl"].get<double>());

@@ -17,7 +17,7 @@ for a in "$@"; do
   esac
 done
 for t in tests/benchmarks/bench_inference tests/benchmarks/bench_decompositions tests/benchmarks/bench_gguf_decode \
-         app/mla-workbench-cli; do
+         tests/benchmarks/bench_heal app/mla-workbench-cli; do
   [ -x "$build/$t" ] || { echo "run_all: $build/$t not built (cmake --build $build)" >&2; exit 1; }
 done
 section() { printf '\n=== %s\n' "$1"; }
@@ -42,6 +42,13 @@ if bash tests/llama_cpp/run.sh --version > /dev/null 2>&1; then
   python3 tests/benchmarks/bench_llama_cpp.py --build "$build"
 else
   section "against llama.cpp: skipped ($(bash tests/llama_cpp/run.sh --version 2>&1 | tail -1))"
+fi
+
+section "healing: one distillation step per layer, per 1k tokens, against the block's forward pass"
+if [ $full = 1 ]; then
+  "$build/tests/benchmarks/bench_heal" --shape llama2-7b --tokens 1024 --seq-len 256 --steps 2
+else
+  "$build/tests/benchmarks/bench_heal" --shape smollm-135m --tokens 1024 --seq-len 256 --steps 3
 fi
 
 if [ -x "$build/tests/benchmarks/bench_preview" ]; then

@@ -8,8 +8,8 @@
 #include "panels/settings_panel.h"
 #include "plots/bar_plot.h"
 #include "plots/memory_plot.h"
-#include "ui_support/synthetic_analysis.h"
-#include "ui_support/view_data.h"
+#include "common/synthetic_analysis.h"
+#include "view_data/view_data.h"
 
 #include <QCheckBox>
 #include <QComboBox>
@@ -64,7 +64,7 @@ private Q_SLOTS:
         m_window->show();
         QVERIFY(QTest::qWaitForWindowExposed(m_window));
         QVERIFY(!m_settings->isEnabled()); // nothing open yet
-        m_wb->setAnalysisOnly(std::make_shared<const AnalysisResult>(ui::syntheticAnalysis(shape())), 5000000);
+        m_wb->setAnalysisOnly(std::make_shared<const AnalysisResult>(test::syntheticAnalysis(shape())), 5000000);
         QVERIFY(m_settings->isEnabled());
     }
 
@@ -155,7 +155,7 @@ private Q_SLOTS:
             const auto method = static_cast<LatentMethod>(m_settings->methodCombo()->itemData(i).toInt());
             QCOMPARE(m_wb->settings().method, method);
             QCOMPARE(m_settings->latentSlider()->isEnabled(), method != LatentMethod::None);
-            const ui::LatentRange r = ui::latentRange(shape(), m_wb->resolvedRopePairs(), method);
+            const LatentRange r = latentRange(shape(), m_wb->resolvedRopePairs(), method);
             QCOMPARE(m_settings->latentSlider()->maximum(), int(r.maximum));
         }
         m_settings->sigmaCombo()->setCurrentIndex(1);

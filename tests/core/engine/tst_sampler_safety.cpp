@@ -3,6 +3,7 @@
 #include "common/model_fixtures.h"
 #include "common/test_support.h"
 
+#include "backend/compute_backend.h"
 #include "engine/generator.h"
 #include "engine/sampler.h"
 #include "model/model_loader.h"
@@ -183,7 +184,7 @@ void TestSamplerSafety::nanWeightsInGenerationAreAnErrorNamingTheModel()
         o.steps = 8;
         o.temperature = temperature;
         try {
-            generate(t, nullptr, {1}, o);
+            generate(cpuBackend(), t, nullptr, {1}, o);
             QFAIL("generation from NaN logits succeeded");
         } catch (const Error& e) {
             const std::string what = e.what();

@@ -228,9 +228,12 @@ void TestInputSafety::aFileThatIsNoCheckpointSaysSo()
         {"session.bin", std::string("\x89HDF\r\n\x1a\n", 8) + std::string(100, '\0')},
         {"empty.bin", ""},
     };
-    for (const auto& [name, content] : cases) {
-        test::writeTextFile(m_dir / name, content);
-        const std::string e = errorWithin10s([&] { loadModel(m_dir / name); });
+    for (const auto& [fileName, content] : cases) {
+        // clang 14 cannot capture a structured binding in a lambda: copy the name first.
+        const std::string name = fileName;
+        const std::filesystem::path path = m_dir / name;
+        test::writeTextFile(path, content);
+        const std::string e = errorWithin10s([&] { loadModel(path); });
         QVERIFY2(contains(e, "not a safetensors/GGUF/llama2.c checkpoint") && contains(e, name), e.c_str());
         QVERIFY2(!contains(e, "heads do not divide"), e.c_str());
     }

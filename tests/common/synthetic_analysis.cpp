@@ -1,9 +1,11 @@
-#include "ui_support/synthetic_analysis.h"
+#include "common/synthetic_analysis.h"
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <random>
 
-namespace mla::ui {
+namespace mla::test {
 namespace {
 
 std::vector<double> powerLaw(std::int64_t n, double exponent, double scale, std::mt19937_64& rng)
@@ -73,4 +75,4 @@ AnalysisResult syntheticAnalysis(const ModelConfig& c, std::uint64_t seed, bool 
     return a;
 }
 
-} // namespace mla::ui
+} // namespace mla::test
