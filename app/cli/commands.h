@@ -12,5 +12,6 @@ CommandSpec synthCommand();
 CommandSpec analyzeCommand();
 CommandSpec convertCommand();
 CommandSpec sessionCommand();
+CommandSpec exportCommand();
 
 } // namespace mla::cli
