@@ -13,5 +13,6 @@ CommandSpec analyzeCommand();
 CommandSpec convertCommand();
 CommandSpec sessionCommand();
 CommandSpec exportCommand();
+CommandSpec recoverCommand();
 
 } // namespace mla::cli

@@ -15,7 +15,7 @@ std::vector<mla::cli::CommandSpec> commandTable()
 {
     using namespace mla::cli;
     return {infoCommand(), analyzeCommand(), convertCommand(), exportCommand(), sessionCommand(), generateCommand(), evalCommand(),
-            synthCommand()};
+            recoverCommand(), synthCommand()};
 }
 
 void printOverview(std::ostream& out, const std::vector<mla::cli::CommandSpec>& commands)
