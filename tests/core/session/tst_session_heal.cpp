@@ -54,6 +54,7 @@ private slots:
     void schema2FilesStillOpen();
     void damagedHealIsAnError();
     void h5pyReadsTheHeal();
+    void cliShowsTheHeal();
 
 private:
     Model m_model;
@@ -263,6 +264,22 @@ with h5py.File(sys.argv[1], "r") as f:
     QVERIFY(test::sameBits(checks[0], h.sanity->kl));
     QVERIFY(test::sameBits(checks[1], m_session.sanity->kl));
     QVERIFY(h.sanity->kl != m_session.sanity->kl); // the healed and unhealed checks are different numbers
+}
+
+void TestSessionHeal::cliShowsTheHeal()
+{
+    // `session FILE`: one line for the heal and one for its held-out KL; `--json`: the heal object.
+    const test::ProcessResult text = test::runCli({"session", m_file.string()});
+    QVERIFY2(text.exitCode == 0 && !text.crashed, text.err.c_str());
+    QVERIFY2(text.out.find("heal            5 of 5 layers from the converted start, 3 steps per layer") != std::string::npos,
+             text.out.c_str());
+    QVERIFY2(text.out.find("heal held-out   KL ") != std::string::npos, text.out.c_str());
+    QVERIFY2(text.out.find("healed check    perplexity ") != std::string::npos, text.out.c_str());
+    const test::ProcessResult json = test::runCli({"session", m_file.string(), "--json"});
+    QVERIFY2(json.exitCode == 0, json.err.c_str());
+    const auto j = nlohmann::json::parse(json.out);
+    QCOMPARE(j["heal"]["layers_healed"].get<std::int64_t>(), m_session.heal->report.layersHealed);
+    QCOMPARE(j["heal"]["before"]["kl"].get<double>(), m_session.heal->report.before->kl);
 }
 
 QTEST_APPLESS_MAIN(TestSessionHeal)
