@@ -6,6 +6,7 @@
 #include "panels/heal_view.h"
 #include "panels/model_panel.h"
 #include "panels/preview_view.h"
+#include "panels/recovery_dialog.h"
 #include "panels/rope_view.h"
 #include "panels/run_bar.h"
 #include "panels/sanity_view.h"
@@ -203,6 +204,8 @@ void MainWindow::buildMenus()
     m_healAction = run->addAction(tr("&Heal…"), this, [this] { showTab(HealTab); });
     m_healAction->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_H));
     m_healAction->setStatusTip(tr("Heal the converted model by block-wise distillation (the Heal tab: steps, tokens, learning rate)"));
+    m_recoverAction = run->addAction(tr("&Recover in PyTorch…"), this, &MainWindow::recoverDialog);
+    m_recoverAction->setStatusTip(tr("Distil an exported model from the original with the export's PyTorch recipe, here or (its command) elsewhere"));
     run->addSeparator();
     m_cancel = run->addAction(tr("C&ancel"), m_workbench, &Workbench::cancel);
     m_cancel->setShortcut(QKeySequence(Qt::Key_Escape));
@@ -305,6 +308,7 @@ void MainWindow::updateActions()
     m_convert->setEnabled(m_workbench->hasModel() && !busy && m_workbench->preview().problem.empty());
     m_check->setEnabled(m_workbench->conversion().has_value() && !busy);
     m_healAction->setEnabled(m_workbench->conversion().has_value());
+    m_recoverAction->setEnabled(m_workbench->hasModel() && !busy);
     m_export->setEnabled(m_workbench->conversion().has_value() && !busy);
     m_saveSession->setEnabled(m_workbench->analysis() != nullptr && !busy);
 }
@@ -419,6 +423,20 @@ void MainWindow::exportDialog()
     if (!confirmOutput(inspectOutputFolder(folder.toStdString(), pipeline::inputFiles(m_workbench->model())), folder, &force))
         return;
     m_workbench->exportTo(folder, force);
+}
+
+void MainWindow::recoverDialog()
+{
+    RecoveryDialog dialog(m_workbench->modelPath(), m_workbench->lastExportFolder(), this);
+    if (dialog.exec() != QDialog::Accepted)
+        return;
+    pipeline::RecoveryRequest request = dialog.request();
+    bool force = false;
+    if (!confirmOutput(inspectOutputFolder(request.out, {request.teacher, request.student}),
+                       QString::fromStdString(request.out.string()), &force))
+        return;
+    request.force = force;
+    m_workbench->recoverExport(request);
 }
 
 void MainWindow::addRecent(const QString& path)

@@ -84,6 +84,7 @@ private:
     void openSessionDialog();
     void saveSessionDialog();
     void exportDialog();
+    void recoverDialog(); // Run > Recover in PyTorch…: the dialog, then Workbench::recoverExport
     // Asks before an output replaces something (core's output policy says it needs force); false: do not write.
     bool confirmOutput(const OutputCheck& check, const QString& path, bool* force);
     void about();
@@ -111,6 +112,7 @@ private:
     QAction* m_convert = nullptr;
     QAction* m_check = nullptr;
     QAction* m_healAction = nullptr;
+    QAction* m_recoverAction = nullptr;
     QAction* m_cancel = nullptr;
     QPointer<QMessageBox> m_errorBox;
     QString m_lastError;

@@ -1,5 +1,7 @@
 #include "self_test.h"
 
+#include "panels/recovery_dialog.h"
+
 #include "document/workbench.h"
 #include "main_window.h"
 #include "models/layer_preview_model.h"
@@ -9,6 +11,7 @@
 #include "panels/heal_view.h"
 #include "panels/model_panel.h"
 #include "panels/preview_view.h"
+#include "panels/recovery_dialog.h"
 #include "panels/rope_view.h"
 #include "panels/run_bar.h"
 #include "panels/sanity_view.h"
@@ -125,6 +128,7 @@ int SelfTest::run()
     step(QStringLiteral("heal: stop keeping layers, stop discarding, a tiny heal checked against the unhealed model"), [this] { heal(); });
     step(QStringLiteral("export every plot as PNG, PDF, SVG and CSV"), [this] { exportPlots(); });
     step(QStringLiteral("export the converted model"), [this] { exportModel(); });
+    step(QStringLiteral("recover the export in PyTorch (or say why not), the command for another machine"), [this] { recover(); });
     step(QStringLiteral("save and reopen a session"), [this] { sessions(); });
     if (m_failures.isEmpty()) {
         say(QStringLiteral("self-test: all %1 steps passed").arg(m_steps));
@@ -550,6 +554,56 @@ void SelfTest::exportModel()
     const OpenedModel reopened = pipeline::openModel({folder.toStdString(), std::nullopt, false}, ExecutionContext());
     const Model& reloaded = *reopened.model;
     check(reloaded.config.isMla() && reloaded.config.layers == wb->config()->layers, QStringLiteral("the exported model does not load as MLA"));
+}
+
+void SelfTest::recover()
+{
+    Workbench* wb = m_window->workbench();
+    const QString student = QDir(m_dir).filePath(QStringLiteral("stories260K-mla"));
+    RecoveryDialog dialog(wb->modelPath(), wb->lastExportFolder(), m_window);
+    check(dialog.studentEdit()->text() == student, QStringLiteral("the dialog does not start from the last export: %1").arg(dialog.studentEdit()->text()));
+    check(dialog.outEdit()->text() == student + QStringLiteral("-recovered"), QStringLiteral("no default output folder"));
+    dialog.stepsBox()->setValue(3);
+    check(dialog.commandLine().contains(QStringLiteral("recovery/distill.py")) && dialog.commandLine().contains(QStringLiteral(" --teacher "))
+              && dialog.commandLine().contains(QStringLiteral(" --steps 3 ")),
+          QStringLiteral("the command line does not follow the dialog: %1").arg(dialog.commandLine()));
+
+    // A Python that is not there: an error saying so, with the command to run elsewhere, and nothing written.
+    pipeline::RecoveryRequest request = dialog.request();
+    request.recipeOptions = {{"steps", "3"}, {"sample", "8"}, {"seq-len", "32"}, {"batch", "4"}, {"lr", "3e-3"}};
+    pipeline::RecoveryRequest missing = request;
+    missing.python = QDir(m_dir).filePath(QStringLiteral("no-python")).toStdString();
+    int errors = 0;
+    auto c = QObject::connect(wb, &Workbench::errorOccurred, [&errors] { ++errors; });
+    wb->recoverExport(missing);
+    check(waitUntil([&] { return errors > 0 && !wb->isBusy(); }, kJobTimeoutMs) && m_window->lastError().contains(QStringLiteral("no Python with PyTorch")),
+          QStringLiteral("a missing Python was not reported: %1").arg(m_window->lastError()));
+    QObject::disconnect(c);
+    check(!QFileInfo::exists(QString::fromStdString(request.out.string())), QStringLiteral("a failed recovery left a folder"));
+
+    // The real run where this machine has PyTorch (CI does); otherwise the same clear error.
+    errors = 0;
+    double before = 0.0, after = 0.0;
+    bool recovered = false;
+    c = QObject::connect(wb, &Workbench::errorOccurred, [&errors] { ++errors; });
+    const auto r = QObject::connect(wb, &Workbench::recovered, [&](const QString&, double b, double a) {
+        recovered = true;
+        before = b;
+        after = a;
+    });
+    wb->recoverExport(request);
+    check(waitUntil([&] { return (recovered || errors > 0) && !wb->isBusy(); }, kJobTimeoutMs), QStringLiteral("the recovery did not finish"));
+    QObject::disconnect(c);
+    QObject::disconnect(r);
+    if (recovered) {
+        check(after < before, QStringLiteral("3 steps did not lower the held-out KL: %1 -> %2").arg(before).arg(after));
+        check(QFileInfo::exists(QDir(QString::fromStdString(request.out.string())).filePath(QStringLiteral("recovery.json"))),
+              QStringLiteral("no recovery.json in the recovered folder"));
+        say(QStringLiteral("        recovered: held-out KL %1 -> %2").arg(before, 0, 'f', 4).arg(after, 0, 'f', 4));
+    } else {
+        check(m_window->lastError().contains(QStringLiteral("no Python with PyTorch")), QStringLiteral("recovery failed: %1").arg(m_window->lastError()));
+        say(QStringLiteral("        no PyTorch here: the recovery said so (%1)").arg(m_window->lastError().left(80)));
+    }
 }
 
 void SelfTest::sessions()

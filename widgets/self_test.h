@@ -43,6 +43,7 @@ private:
     void heal();
     void exportPlots();
     void exportModel();
+    void recover();
     void sessions();
 
     MainWindow* m_window;

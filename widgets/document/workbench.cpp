@@ -8,6 +8,7 @@
 #include "jobs/export_job.h"
 #include "jobs/heal_job.h"
 #include "jobs/model_load_job.h"
+#include "jobs/recovery_job.h"
 #include "jobs/sanity_job.h"
 #include "jobs/session_job.h"
 #include "heal/heal_options.h"
@@ -77,6 +78,7 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
     m_healJob = makeJob<HealJob>(Scope::Document);
     m_healSanityJob = makeJob<SanityJob>(Scope::Document);
     m_exportJob = makeJob<ExportJob>(Scope::Own);
+    m_recoveryJob = makeJob<RecoveryJob>(Scope::Own);
     m_sessionSaveJob = makeJob<SessionJob>(Scope::Own);
     m_sessionLoadJob = makeJob<SessionJob>(Scope::Own);
 
@@ -161,6 +163,10 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
         m_lastExport = folder;
         Q_EMIT exported(folder);
         Q_EMIT statusMessage(tr("Exported to %1 (%2 MB)").arg(folder).arg(static_cast<double>(o.report.bytesWritten) / 1e6, 0, 'f', 1));
+    });
+    connect(m_recoveryJob, &RecoveryJob::recovered, this, [this](const QString& folder, double before, double after, const QString&) {
+        Q_EMIT recovered(folder, before, after);
+        Q_EMIT statusMessage(tr("Recovered into %1: held-out KL %2 → %3").arg(folder).arg(before, 0, 'f', 4).arg(after, 0, 'f', 4));
     });
     connect(m_sessionSaveJob, &SessionJob::saved, this, [this](const QString& path) {
         Q_EMIT sessionSaved(path);
@@ -457,6 +463,11 @@ void Workbench::exportTo(const QString& folder, bool force)
         m_exportJob->start(m_model, *m_healed, folder, m_healedCheck, force);
     else
         m_exportJob->start(m_model, *m_conversion, folder, m_conversionCheck, force);
+}
+
+void Workbench::recoverExport(const pipeline::RecoveryRequest& request)
+{
+    m_recoveryJob->start(request);
 }
 
 void Workbench::saveSession(const QString& path, bool force)

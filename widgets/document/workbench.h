@@ -3,6 +3,7 @@
 #include "conversion/preview.h"
 #include "jobs/job_types.h"
 #include "pipeline/heal.h"
+#include "pipeline/recover.h"
 #include "settings/settings.h"
 
 #include <QObject>
@@ -23,6 +24,7 @@ class ReselectJob;
 class ConversionJob;
 class SanityJob;
 class ExportJob;
+class RecoveryJob;
 class SessionJob;
 class AllocationJob;
 class HealJob;
@@ -119,6 +121,8 @@ public Q_SLOTS:
     void allocate(); // per-layer pairs and latents for the current budget (measured; locked layers kept)
     // `force`: the user agreed to replace what is there (an earlier export; a file that is not a session).
     void exportTo(const QString& folder, bool force = false);
+    // Distils an exported model from the original in PyTorch (pipeline::recover); the request names the folders.
+    void recoverExport(const mla::pipeline::RecoveryRequest& request);
     void saveSession(const QString& path, bool force = false);
     void openSession(const QString& path);
     void cancel();
@@ -143,6 +147,7 @@ Q_SIGNALS:
     void healStepped(const mla::HealProgress& progress, const QString& start); // live, from the running heal
     void healChanged();                                                          // heal() changed (or was cleared)
     void exported(const QString& folder);
+    void recovered(const QString& folder, double klBefore, double klAfter);
     void sessionSaved(const QString& path);
 
     void jobStarted(const QString& title);
@@ -231,6 +236,7 @@ private:
     HealJob* m_healJob = nullptr;
     SanityJob* m_healSanityJob = nullptr;
     ExportJob* m_exportJob = nullptr;
+    RecoveryJob* m_recoveryJob = nullptr;
     SessionJob* m_sessionSaveJob = nullptr;
     SessionJob* m_sessionLoadJob = nullptr;
 };
