@@ -70,8 +70,10 @@ fs::path studentRecipe(const fs::path& student) { return student / "recovery" / 
 void checkOptions(const RecoveryRequest& request)
 {
     const auto& known = recipeOptionNames();
-    for (const auto& [name, value] : request.recipeOptions) {
-        auto it = std::find_if(known.begin(), known.end(), [&](const auto& k) { return k.first == name; });
+    for (const auto& option : request.recipeOptions) {
+        const std::string& name = option.first;
+        const std::string& value = option.second;
+        auto it = std::find_if(known.begin(), known.end(), [&name](const auto& k) { return k.first == name; });
         if (it == known.end())
             throw Error("recovery: unknown recipe option --" + name);
         if (it->second && value.empty())

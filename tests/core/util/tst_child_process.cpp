@@ -75,7 +75,7 @@ void TestChildProcess::programThatCannotStartIsAnError()
     // A working directory that does not exist: the child cannot start, and says which errno.
     r.argv = {"sh", "-c", "true"};
     r.workingDirectory = "/nonexistent/mla-child-test";
-    QVERIFY_EXCEPTION_THROWN(runChildProcess(r, {}, JobControl()), Error);
+    QVERIFY_THROWS_EXCEPTION(Error, runChildProcess(r, {}, JobControl()));
 }
 
 void TestChildProcess::cancelStopsTheWholeGroup()
