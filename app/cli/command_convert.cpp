@@ -3,6 +3,7 @@
 #include "commands.h"
 #include "conversion/budget_allocation.h"
 #include "conversion/converter.h"
+#include "conversion/deepseek_export.h"
 #include "conversion/model_card.h"
 #include "conversion/presets.h"
 #include "conversion/sequential_converter.h"
@@ -39,6 +40,29 @@ int runConvert(const Arguments& args)
     ConversionSettings settings = settingsFrom(args, model.config);
     const JobControl job = terminalProgress(args);
     const bool calibrationPass = settingsNeedCalibrationPass(settings);
+
+    ExportOptions exportOptions;
+    exportOptions.folder = *out;
+    if (auto dtype = args.value("dtype")) {
+        const auto parsed = dtypeFromUserName(*dtype);
+        if (!parsed)
+            throw UsageError{"--dtype must be f32, f16 or bf16"};
+        exportOptions.dtype = *parsed;
+    }
+    exportOptions.shardBytes = static_cast<std::uint64_t>(args.integer("shard-mb", 1, 1 << 30).value_or(0)) << 20;
+    exportOptions.extraFiles = companionFiles(model);
+    if (settings.target == ConversionTarget::DeepSeekV3) {
+        const DeepSeekExport e = exportDeepSeekTarget(model, opened.tokenizer.get(), settings, calibrationFrom(args), exportOptions,
+                                                      args.has("check"), job);
+        nlohmann::ordered_json j = {{"out", *out}};
+        j.update(deepSeekExportJson(e, model.config));
+        j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        if (args.has("json"))
+            printJson(j);
+        else
+            std::cout << "wrote " << *out << ": " << deepSeekExportSummary(e, model.config);
+        return 0;
+    }
 
     std::optional<AnalysisResult> analysis;
     if (ropeStrategyNeedsScores(settings.strategy) || calibrationPass) {
@@ -79,16 +103,6 @@ int runConvert(const Arguments& args)
     }
     const ConversionPlan plan = planConversion(model.config, settings, selectPairs(model.config, settings, analysis ? &*analysis : nullptr));
 
-    ExportOptions exportOptions;
-    exportOptions.folder = *out;
-    if (auto dtype = args.value("dtype")) {
-        const auto parsed = dtypeFromUserName(*dtype);
-        if (!parsed)
-            throw UsageError{"--dtype must be f32, f16 or bf16"};
-        exportOptions.dtype = *parsed;
-    }
-    exportOptions.shardBytes = static_cast<std::uint64_t>(args.integer("shard-mb", 1, 1 << 30).value_or(0)) << 20;
-    exportOptions.extraFiles = companionFiles(model);
     ModelCardInfo card{model.source.string(), model.format, model.config, plan.converted, settings,
                        analysis ? analysis->calibrationDescription : std::string(), analysis ? analysis->calibrationTokens : 0,
                        exportOptions.dtype.value_or(model.layers[0].q.dtype()), exportOptions.shardBytes, std::nullopt, {}};
@@ -182,6 +196,10 @@ CommandSpec convertCommand()
             o.push_back(s);
         for (const auto& c : calibrationOptions())
             o.push_back(c);
+        o.push_back({"target", "LAYOUT", "mha2mla (default: the MHA2MLA research layout) or deepseek-v3 (the DeepSeek-V3 layout "
+                                         "stock transformers, vLLM and SGLang serve; --rope-pairs then counts the pairs of its "
+                                         "one shared RoPE head and --latent-dim is kv_lora_rank)"});
+        o.push_back({"flashmla", nullptr, "deepseek-v3: kv_lora_rank 512 + qk_rope_head_dim 64, the only shape FlashMLA runs"});
         o.push_back({"dtype", "TYPE", "output weight dtype: f32, f16 or bf16 (default: as the input)"});
         o.push_back({"shard-mb", "M", "write safetensors shards of at most M MiB with an index"});
         o.push_back({"check", nullptr, "reload the written model and measure it against the original (perplexity, KL, "
@@ -192,7 +210,7 @@ CommandSpec convertCommand()
         return o;
     }();
     return {"convert",
-            "[MODEL] --out DIR [--preset paper|best] [--rope-strategy high|low|uniform|2-norm|rotation-loss] [--rope-pairs P] "
+            "[MODEL] --out DIR [--target mha2mla|deepseek-v3 [--flashmla]] [--preset paper|best] [--rope-strategy high|low|uniform|2-norm|rotation-loss] [--rope-pairs P] "
             "[--svd joint|split|key|value|none] [--latent-dim D | --kv-saving F | --kv-budget N] [--sigma up|sqrt] "
             "[calibration] [--json]",
             "convert to Multi-head Latent Attention (partial RoPE + low-rank KV) and write the model",

@@ -71,7 +71,16 @@ ConversionSettings settingsFrom(const Arguments& args, const ModelConfig& config
     }
     if (auto v = args.value("rope-strategy"); v && !parseRopeStrategy(*v, s.strategy))
         throw UsageError{"--rope-strategy must be high, low, uniform, 2-norm or rotation-loss"};
-    s.ropePairs = args.integer("rope-pairs", 0, config.headDim / 2).value_or(-1);
+    if (auto v = args.value("target"); v && !parseConversionTarget(*v, s.target))
+        throw UsageError{"--target must be mha2mla or deepseek-v3"};
+    s.flashMla = args.has("flashmla");
+    if (s.flashMla && s.target != ConversionTarget::DeepSeekV3)
+        throw UsageError{"--flashmla applies to --target deepseek-v3"};
+    if (s.flashMla && args.has("kv-saving"))
+        throw UsageError{"--flashmla fixes the cache at 512 + 64 values per layer; drop --kv-saving"};
+    // deepseek-v3: --rope-pairs counts the pairs of the one shared RoPE head, which may exceed one head's pairs.
+    const std::int64_t maxPairs = s.target == ConversionTarget::DeepSeekV3 ? config.kvHeads * config.headDim / 2 : config.headDim / 2;
+    s.ropePairs = args.integer("rope-pairs", 0, maxPairs).value_or(-1);
     s.uniformStart = args.integer("uniform-start", 0, config.headDim / 2 - 1).value_or(0);
     if (auto v = args.value("svd"); v && !parseLatentMethod(*v, s.method))
         throw UsageError{"--svd must be joint, split, key, value or none"};

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "conversion/conversion_settings.h"
+#include "conversion/deepseek_layer.h"
 #include "conversion/sanity_check.h"
 #include "model/model_config.h"
 #include "tensor/dtype.h"
@@ -27,6 +28,11 @@ struct ModelCardInfo {
     std::uint64_t shardBytes = 0;     // 0: one model.safetensors
     std::optional<SanityReport> metrics;
     std::string metricsDescription;   // what the metrics were measured on
+    // deepseek-v3 target (converted.deepseek set): how the widths were chosen, what each layer's conversion
+    // measured, and whether the folder carries a Hugging Face tokenizer the serving engines can load.
+    std::string widthsOrigin = {};
+    std::vector<DeepSeekLayerReport> deepSeekLayers = {};
+    bool hasHuggingFaceTokenizer = false;
 };
 
 // Markdown with a small YAML front matter (tags), as Hugging Face model cards are written.
