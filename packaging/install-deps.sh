@@ -3,6 +3,9 @@
 # Idempotent: when every package is already present it returns in about a second without touching apt.
 # clang-14, its sanitizer/libFuzzer runtimes and libomp build the sanitizer and fuzzing tree of .ci/run; file (for
 # CPack's dependency scan), appstream and desktop-file-utils check the Debian package and its desktop metadata.
+# python3-torch (CPU) runs the tests of an export's PyTorch side (resources/modeling_mla.py, the recovery recipe; the
+# product builds and runs without it), libopenblas0-pthread gives it a fast BLAS (the tests load it through
+# LD_LIBRARY_PATH; on a fresh machine Debian also makes it the default BLAS).
 set -euo pipefail
 
 packages=(
@@ -13,6 +16,7 @@ packages=(
   xvfb xauth fonts-dejavu-core
   clang-14 libclang-rt-14-dev libomp-14-dev
   file appstream desktop-file-utils
+  python3-torch libopenblas0-pthread
 )
 
 missing=()

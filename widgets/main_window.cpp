@@ -2,7 +2,6 @@
 
 #include "document/settings_store.h"
 #include "document/workbench.h"
-#include "jobs/session_job.h"
 #include "panels/explainer_panel.h"
 #include "panels/model_panel.h"
 #include "panels/preview_view.h"
@@ -14,6 +13,7 @@
 #include "plots/plot_widget.h"
 #include "util/demo_model.h"
 #include "util/error.h"
+#include "util/output_safety.h"
 
 #include <QAction>
 #include <QApplication>
@@ -179,10 +179,6 @@ void MainWindow::buildMenus()
     file->addSeparator();
     QAction* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
     quit->setShortcut(QKeySequence::Quit);
-    if (!sessionsAvailable()) {
-        m_openSession->setVisible(false);
-        m_saveSession->setVisible(false);
-    }
 
     QMenu* edit = menuBar()->addMenu(tr("&Edit"));
     QAction* undo = m_workbench->undoStack()->createUndoAction(this, tr("&Undo"));
@@ -257,7 +253,7 @@ void MainWindow::restoreState()
     if (!restoreGeometry(settings.value(QStringLiteral("window/geometry")).toByteArray()))
         resize(1500, 920);
     QMainWindow::restoreState(settings.value(QStringLiteral("window/state")).toByteArray());
-    SettingsSnapshot snapshot = m_workbench->snapshot();
+    Settings snapshot = m_workbench->snapshot();
     settingsFromVariant(settings.value(QStringLiteral("settings/last")).toMap(), snapshot);
     m_workbench->applySnapshot(snapshot);
     m_workbench->setContextLength(settings.value(QStringLiteral("memory/context"), 4096).toLongLong());
@@ -373,7 +369,29 @@ void MainWindow::saveSessionDialog()
         return;
     if (QFileInfo(path).suffix().isEmpty())
         path += QStringLiteral(".h5");
-    m_workbench->saveSession(path);
+    bool force = false;
+    if (!confirmOutput(inspectOutputFile(path.toStdString(), pipeline::inputFiles(m_workbench->model()), FileKind{"an HDF5 session file", isHdf5File}),
+                       path, &force))
+        return;
+    m_workbench->saveSession(path, force);
+}
+
+bool MainWindow::confirmOutput(const OutputCheck& check, const QString& path, bool* force)
+{
+    *force = false;
+    if (check.verdict == OutputVerdict::Refused) {
+        showError(tr("Cannot write here"), QStringLiteral("%1: %2").arg(path, QString::fromStdString(check.problem)));
+        return false;
+    }
+    if (check.verdict != OutputVerdict::NeedsForce)
+        return true;
+    const auto answer = QMessageBox::question(this, tr("Replace?"),
+                                              tr("%1 %2.\n\nReplace it? The new output is written beside it first and "
+                                                 "swapped in only when complete.")
+                                                  .arg(path, QString::fromStdString(check.problem)),
+                                              QMessageBox::Yes | QMessageBox::Cancel, QMessageBox::Cancel);
+    *force = answer == QMessageBox::Yes;
+    return *force;
 }
 
 void MainWindow::exportDialog()
@@ -389,7 +407,10 @@ void MainWindow::exportDialog()
     QString folder = parent + QLatin1Char('/') + base;
     for (int i = 2; QFileInfo::exists(folder); ++i)
         folder = parent + QLatin1Char('/') + base + QStringLiteral("-%1").arg(i);
-    m_workbench->exportTo(folder);
+    bool force = false;
+    if (!confirmOutput(inspectOutputFolder(folder.toStdString(), pipeline::inputFiles(m_workbench->model())), folder, &force))
+        return;
+    m_workbench->exportTo(folder, force);
 }
 
 void MainWindow::addRecent(const QString& path)

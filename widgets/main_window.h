@@ -21,6 +21,7 @@ class SanityView;
 class SettingsPanel;
 class SpectrumView;
 class Workbench;
+struct OutputCheck;
 
 // The workbench window: model panel and settings on the left, the RoPE heatmap, spectra, live preview and sanity
 // check as tabs in the centre, "How it works" on the right, the run bar at the bottom. It wires menus, shortcuts,
@@ -81,6 +82,8 @@ private:
     void openSessionDialog();
     void saveSessionDialog();
     void exportDialog();
+    // Asks before an output replaces something (core's output policy says it needs force); false: do not write.
+    bool confirmOutput(const OutputCheck& check, const QString& path, bool* force);
     void about();
 
     Options m_options;

@@ -1,6 +1,5 @@
 #include "cli_common.h"
 
-#include "model/model_loader.h"
 #include "util/demo_model.h"
 #include "util/error.h"
 #include "util/json_util.h"
@@ -27,32 +26,32 @@ std::filesystem::path modelPathArgument(const Arguments& args, std::size_t index
     return *p;
 }
 
-OpenedModel openModel(const Arguments& args, std::size_t index)
+pipeline::OpenedModel openModelArgument(const Arguments& args, const ExecutionContext& context, std::size_t index)
 {
-    OpenedModel opened{loadModel(modelPathArgument(args, index)), nullptr, {}};
-    std::filesystem::path tokenizerFile; // named in errors: the tokenizer file, or the GGUF that embeds it
-    if (auto tok = args.value("tokenizer")) {
-        opened.tokenizer = loadTokenizer(*tok);
-        opened.tokenizerSource = *tok;
-        tokenizerFile = *tok;
-    } else if (opened.model.embeddedVocabulary && !opened.model.embeddedVocabulary->tokens.empty()) {
-        opened.tokenizer = tokenizerFromEmbedded(*opened.model.embeddedVocabulary, opened.model.source);
-        opened.tokenizerSource = "embedded (GGUF)";
-        tokenizerFile = opened.model.source;
-    } else if (auto found = findTokenizerNextTo(opened.model.source)) {
-        try {
-            opened.tokenizer = loadTokenizer(*found);
-            opened.tokenizerSource = found->string();
-            tokenizerFile = *found;
-        } catch (const Error& e) {
-            std::cerr << "warning: ignoring the tokenizer next to the model: " << e.what() << "\n";
-        }
-    }
-    if (opened.tokenizer && opened.tokenizer->vocabSize() > opened.model.config.vocab)
-        throw Error(tokenizerFile, "tokenizer has " + std::to_string(opened.tokenizer->vocabSize())
-                                                + " tokens, more than the model's vocabulary of "
-                                                + std::to_string(opened.model.config.vocab));
+    pipeline::OpenRequest request{modelPathArgument(args, index), std::nullopt, true};
+    if (auto tok = args.value("tokenizer"))
+        request.tokenizer = std::filesystem::path(*tok);
+    pipeline::OpenedModel opened = pipeline::openModel(request, context);
+    for (const std::string& w : opened.warnings)
+        std::cerr << "warning: " << w << "\n";
     return opened;
+}
+
+OutputOptions outputOptions(const Arguments& args, const pipeline::OpenedModel* opened)
+{
+    OutputOptions o;
+    o.force = args.has("force");
+    for (const auto& p : args.positionals())
+        o.inputs.emplace_back(p);
+    for (const char* name : {"tokenizer", "calib-text", "calib-ids", "reference", "text", "ids", "model"}) {
+        if (auto v = args.value(name))
+            o.inputs.emplace_back(*v);
+    }
+    if (opened) {
+        for (auto& f : pipeline::inputFiles(*opened))
+            o.inputs.push_back(std::move(f));
+    }
+    return o;
 }
 
 void printJson(const nlohmann::ordered_json& json)
@@ -79,6 +78,7 @@ JobControl terminalProgress(const Arguments& args)
 
 OptionSpec tokenizerOption() { return {"tokenizer", "FILE", "tokenizer file (tokenizer.json, tokenizer.model or llama2.c .bin); default: found next to the model"}; }
 OptionSpec demoOption() { return {"demo", nullptr, "use the bundled demo model (stories260K); also the default when MODEL is omitted"}; }
+OptionSpec forceOption(const char* help) { return {"force", nullptr, help}; }
 OptionSpec jsonOption() { return {"json", nullptr, "print the result as JSON on stdout"}; }
 
 } // namespace mla::cli

@@ -1,9 +1,10 @@
 #pragma once
 
 #include "arguments.h"
-#include "model/model.h"
-#include "tokenizer/tokenizer.h"
+#include "pipeline/execution_context.h"
+#include "pipeline/open_model.h"
 #include "util/job_control.h"
+#include "util/output_safety.h"
 
 #include <nlohmann/json.hpp>
 
@@ -17,16 +18,14 @@ namespace mla::cli {
 // (../share/mla-workbench/demo, as installed or unpacked from the .deb), the install prefix, then the source tree.
 std::filesystem::path demoModelPath();
 
-struct OpenedModel {
-    Model model;
-    std::unique_ptr<Tokenizer> tokenizer;
-    std::string tokenizerSource; // file path, "embedded (GGUF)", or empty
-};
-
-// The model named by positional `index` (the demo when absent or with --demo), with its tokenizer: --tokenizer FILE,
-// else the GGUF's own vocabulary, else a tokenizer file next to the model. A model without a tokenizer still opens.
-OpenedModel openModel(const Arguments& args, std::size_t index = 0);
+// The model named by positional `index` (the demo when absent or with --demo), with its tokenizer (--tokenizer FILE,
+// else the GGUF's own vocabulary, else a tokenizer file next to the model: pipeline::openModel). Warnings go to stderr.
+pipeline::OpenedModel openModelArgument(const Arguments& args, const ExecutionContext& context, std::size_t index = 0);
 std::filesystem::path modelPathArgument(const Arguments& args, std::size_t index = 0);
+
+// Where this command's output may go: --force, and every input it names or opened (model files, tokenizer,
+// calibration and evaluation files) so that no output lands on or in one (util/output_safety.h).
+OutputOptions outputOptions(const Arguments& args, const pipeline::OpenedModel* opened = nullptr);
 
 void printJson(const nlohmann::ordered_json& json);
 
@@ -37,5 +36,6 @@ JobControl terminalProgress(const Arguments& args);
 OptionSpec tokenizerOption();
 OptionSpec demoOption();
 OptionSpec jsonOption();
+OptionSpec forceOption(const char* help);
 
 } // namespace mla::cli

@@ -1,11 +1,12 @@
-#include "analysis/analyzer.h"
 #include "cli_common.h"
 #include "commands.h"
 #include "conversion/preview.h"
 #include "conversion_options.h"
 #include "device_option.h"
+#include "pipeline/analyse.h"
+#include "pipeline/sessions.h"
 #include "session/analysis_json.h"
-#include "session/session.h"
+#include "util/error.h"
 
 #include <iomanip>
 #include <iostream>
@@ -15,18 +16,21 @@ namespace {
 
 int runAnalyze(const Arguments& args)
 {
-    applyDeviceOption(args);
-    OpenedModel opened = openModel(args);
-    AnalysisOptions options;
-    options.calibration = calibrationFrom(args);
-    options.settings = settingsFrom(args, opened.model.config);
-    const AnalysisResult a = analyzeModel(opened.model, opened.tokenizer.get(), options, terminalProgress(args));
-    const ConversionPreview preview = previewConversion(a, options.settings, opened.model.parameterCount());
+    const ExecutionContext context(backendFromDeviceOption(args), terminalProgress(args));
+    const pipeline::OpenedModel opened = openModelArgument(args, ExecutionContext(context.sharedBackend()));
+    const Model& model = *opened.model;
+    const OutputOptions output = outputOptions(args, &opened);
+    if (auto sessionFile = args.value("session"))
+        requireSessionDestination(*sessionFile, output); // before the analysis, not after it
+    const Settings settings = settingsFrom(args, model.config);
+    const pipeline::AnalysisPtr analysis = pipeline::analyse(opened, settings, context);
+    const AnalysisResult& a = *analysis;
+    const ConversionPreview preview = previewConversion(a, settings.conversion, model.parameterCount());
     if (!preview.problem.empty())
         throw Error(preview.problem);
     if (auto sessionFile = args.value("session")) {
         // Saved before anything is printed, so a failed save is an error exit with no half-reported result.
-        saveSession(makeSession(opened.model, a), *sessionFile, terminalProgress(args));
+        pipeline::saveSession({analysis, settings, std::nullopt, model.parameterCount()}, &model, *sessionFile, context, output);
         if (!args.has("json") && !args.has("quiet"))
             std::cerr << "session saved to " << *sessionFile << "\n";
     }
@@ -69,6 +73,7 @@ CommandSpec analyzeCommand()
         for (const auto& s : settingsOptions())
             o.push_back(s);
         o.push_back({"session", "FILE.h5", "also save the analysis as a session file (read it back with 'session FILE.h5')"});
+        o.push_back(forceOption("let --session replace an existing file that is not a session file"));
         o.push_back({"quiet", nullptr, "no progress output"});
         o.push_back(deviceOption());
         o.push_back(jsonOption());

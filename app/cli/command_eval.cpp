@@ -1,88 +1,54 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "device_option.h"
-#include "engine/evaluation.h"
-#include "model/model_loader.h"
+#include "pipeline/evaluate.h"
 #include "util/error.h"
+#include "util/input_file.h"
 
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 namespace mla::cli {
 namespace {
 
-TokenSequences sequencesFrom(const Arguments& args, const OpenedModel& opened)
+TokenSequences sequencesFrom(const Arguments& args, const pipeline::OpenedModel& opened)
 {
     const bool ids = args.has("ids");
     const bool text = args.has("text");
     if (ids == text)
         throw UsageError{"give exactly one of --ids FILE or --text FILE"};
-    if (ids) {
-        // Checked here, against this model, so that a bad id is reported with the file it came from.
-        const std::filesystem::path path = *args.value("ids");
-        TokenSequences sequences = readIdSequences(path);
-        bool scorable = false;
-        for (std::size_t s = 0; s < sequences.size(); ++s) {
-            scorable = scorable || sequences[s].size() >= 2;
-            for (const int id : sequences[s]) {
-                if (id >= opened.model.config.vocab)
-                    throw Error(path, "sequence " + std::to_string(s + 1) + " holds id " + std::to_string(id)
-                                          + ", outside the model's vocabulary of " + std::to_string(opened.model.config.vocab)
-                                          + " ids");
-            }
-        }
-        if (!scorable)
-            throw Error(path, "no sequence has two or more ids to evaluate");
-        return sequences;
-    }
+    if (ids)
+        return pipeline::evaluationIds(opened, *args.value("ids"));
     if (!opened.tokenizer)
         throw Error("--text needs a tokenizer: none was found next to the model (use --tokenizer FILE)");
-    const std::filesystem::path path = *args.value("text");
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-        throw Error(path, "cannot open");
-    std::ostringstream content;
-    content << in.rdbuf();
-    const std::int64_t length = args.integer("seq-len", 2, 1 << 20).value_or(
-        opened.model.config.maxPositions > 0 ? opened.model.config.maxPositions : 512);
-    // Each window starts with BOS so that every window is evaluated the way the model saw text in training.
-    const std::vector<int> all = opened.tokenizer->encode(content.str(), false);
-    if (all.size() < 2)
-        throw Error(path, "holds too little text to evaluate");
-    std::vector<int> withoutBos = all;
-    TokenSequences sequences = splitIntoSequences(withoutBos, length - (opened.model.config.bosId ? 1 : 0));
-    if (opened.model.config.bosId) {
-        for (auto& s : sequences)
-            s.insert(s.begin(), *opened.model.config.bosId);
-    }
-    return sequences;
+    const ModelConfig& c = opened.model->config;
+    const std::int64_t length = args.integer("seq-len", 2, 1 << 20).value_or(c.maxPositions > 0 ? c.maxPositions : 512);
+    return pipeline::evaluationText(opened, *args.value("text"), length);
 }
 
 int runEval(const Arguments& args)
 {
-    applyDeviceOption(args);
-    const OpenedModel opened = openModel(args);
+    const auto backend = backendFromDeviceOption(args);
+    const ExecutionContext context(backend, terminalProgress(args));
+    const pipeline::OpenedModel opened = openModelArgument(args, ExecutionContext(backend));
     const TokenSequences sequences = sequencesFrom(args, opened);
-    const JobControl job = terminalProgress(args);
-    const Transformer transformer(opened.model);
+    std::optional<pipeline::OpenedModel> reference;
+    if (auto path = args.value("reference"))
+        reference = pipeline::openModel({*path, std::nullopt, false}, ExecutionContext(backend));
+    const pipeline::EvaluationOutcome r = pipeline::evaluate(opened, sequences, reference ? &*reference : nullptr, context);
     nlohmann::ordered_json j;
-    if (auto reference = args.value("reference")) {
-        const Model referenceModel = loadModel(*reference);
-        const Transformer referenceTransformer(referenceModel);
-        const ComparisonResult r = compareModels(transformer, referenceTransformer, sequences, job);
-        j["ppl"] = r.model.ppl();
-        j["tokens"] = r.positions;
-        j["reference_ppl"] = r.reference.ppl();
-        j["kl"] = r.kl;
-        j["top1_agreement"] = r.top1Agreement;
-        j["nll"] = r.model.meanNll();
-        j["reference_nll"] = r.reference.meanNll();
+    if (r.comparison) {
+        const ComparisonResult& cmp = *r.comparison;
+        j["ppl"] = cmp.model.ppl();
+        j["tokens"] = cmp.positions;
+        j["reference_ppl"] = cmp.reference.ppl();
+        j["kl"] = cmp.kl;
+        j["top1_agreement"] = cmp.top1Agreement;
+        j["nll"] = cmp.model.meanNll();
+        j["reference_nll"] = cmp.reference.meanNll();
     } else {
-        const PerplexityResult r = perplexity(transformer, sequences, job);
-        j["ppl"] = r.ppl();
-        j["tokens"] = r.tokens;
-        j["nll"] = r.meanNll();
+        j["ppl"] = r.perplexity.ppl();
+        j["tokens"] = r.perplexity.tokens;
+        j["nll"] = r.perplexity.meanNll();
     }
     j["sequences"] = sequences.size();
     if (args.has("json")) {

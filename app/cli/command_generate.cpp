@@ -1,7 +1,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "device_option.h"
-#include "engine/generator.h"
+#include "pipeline/evaluate.h"
 #include "util/error.h"
 
 #include <iostream>
@@ -21,16 +21,15 @@ MlaForm formFrom(const Arguments& args)
 
 int runGenerate(const Arguments& args)
 {
-    applyDeviceOption(args);
+    const ExecutionContext context(backendFromDeviceOption(args));
     GenerationOptions options;
     options.steps = args.integer("steps", 1, 1 << 24).value_or(256);
     options.temperature = static_cast<float>(args.number("temperature", 0.0, 100.0).value_or(0.0));
     options.topP = static_cast<float>(args.number("top-p", 0.0, 1.0).value_or(0.9));
     options.seed = static_cast<std::uint64_t>(args.integer("seed", 0, std::numeric_limits<long long>::max()).value_or(42));
     const MlaForm form = formFrom(args);
-    const OpenedModel opened = openModel(args);
-    const Transformer transformer(opened.model, form);
-    const std::vector<int> prompt = promptIds(opened.model.config, opened.tokenizer.get(), args.valueOr("prompt", ""));
+    const pipeline::OpenedModel opened = openModelArgument(args, context);
+    const std::vector<int> prompt = pipeline::startIds(opened, args.valueOr("prompt", ""));
 
     const bool json = args.has("json");
     int previous = prompt.back();
@@ -40,7 +39,7 @@ int runGenerate(const Arguments& args)
         std::cout << opened.tokenizer->decodePiece(previous, id) << std::flush;
         previous = id;
     };
-    const GenerationResult r = generate(transformer, opened.tokenizer.get(), prompt, options, stream);
+    const GenerationResult r = pipeline::generateText(opened, form, prompt, options, stream, context);
     if (json) {
         nlohmann::ordered_json j;
         j["ids"] = r.ids;
@@ -50,7 +49,7 @@ int runGenerate(const Arguments& args)
         j["kv_elements_per_token"] = r.kvElementsPerToken;
         j["prompt_ids"] = prompt;
         j["stop_reason"] = r.stopReason;
-        j["mla_form"] = opened.model.config.isMla() ? (form == MlaForm::Absorbed ? "absorbed" : "expanded") : "none";
+        j["mla_form"] = opened.model->config.isMla() ? (form == MlaForm::Absorbed ? "absorbed" : "expanded") : "none";
         printJson(j);
         return 0;
     }

@@ -1,5 +1,6 @@
 #include "cli_common.h"
 #include "commands.h"
+#include "formats/gguf.h"
 #include "model/architecture.h"
 #include "model/rope.h"
 #include "tensor/dtype.h"
@@ -27,9 +28,9 @@ std::string weightDtypes(const Model& m)
     return s;
 }
 
-nlohmann::ordered_json infoJson(const OpenedModel& opened)
+nlohmann::ordered_json infoJson(const pipeline::OpenedModel& opened)
 {
-    const Model& m = opened.model;
+    const Model& m = *opened.model;
     const ModelConfig& c = m.config;
     nlohmann::ordered_json j;
     j["model"] = m.source.string();
@@ -46,6 +47,13 @@ nlohmann::ordered_json infoJson(const OpenedModel& opened)
     j["params"] = m.parameterCount();
     j["weight_dtype"] = weightDtypes(m);
     j["weight_bytes"] = m.weightBytes();
+    if (m.format == "gguf") {
+        // How the file stored the weights: quantised types were dequantised to the F32 weight_dtype on load.
+        const GgufQuantization q = GgufFile::open(m.source).quantization();
+        if (!q.fileType.empty())
+            j["quantization"] = q.fileType;
+        j["tensor_types"] = q.tensorTypes;
+    }
     j["attention"] = c.attentionKind();
     j["kv_elements_per_token"] = c.kvElementsPerToken();
     j["kv_bytes_per_token_f32"] = c.kvElementsPerToken() * 4;
@@ -96,13 +104,13 @@ std::string humanBytes(double bytes)
 
 int runInfo(const Arguments& args)
 {
-    const OpenedModel opened = openModel(args);
+    const pipeline::OpenedModel opened = openModelArgument(args, ExecutionContext());
     const auto j = infoJson(opened);
     if (args.has("json")) {
         printJson(j);
         return 0;
     }
-    const Model& m = opened.model;
+    const Model& m = *opened.model;
     const ModelConfig& c = m.config;
     std::cout << "model           " << m.source.string() << " (" << m.format << ")\n"
               << "architecture    " << architectureInfo(c.architecture).displayName << ", " << c.layers << " layers, hidden "
@@ -111,7 +119,15 @@ int runInfo(const Arguments& args)
               << c.headDim << "\n"
               << "vocabulary      " << c.vocab << " ids, context " << c.maxPositions << "\n"
               << "parameters      " << m.parameterCount() << " (" << j["weight_dtype"].get<std::string>() << ", "
-              << humanBytes(static_cast<double>(m.weightBytes())) << ")\n"
+              << humanBytes(static_cast<double>(m.weightBytes())) << ")\n";
+    if (j.contains("tensor_types")) {
+        std::string types;
+        for (auto it = j["tensor_types"].begin(); it != j["tensor_types"].end(); ++it)
+            types += (types.empty() ? "" : ", ") + it.key() + " x" + std::to_string(it.value().get<std::int64_t>());
+        std::cout << "stored as       " << (j.contains("quantization") ? j["quantization"].get<std::string>() + ": " : "") << types
+                  << " (dequantised on load; convert --dtype f32|f16|bf16 chooses the export's)\n";
+    }
+    std::cout
               << "KV cache        " << c.kvElementsPerToken() << " elements per token = "
               << humanBytes(static_cast<double>(c.kvElementsPerToken() * 2)) << " in BF16, "
               << humanBytes(static_cast<double>(c.kvElementsPerToken() * 4)) << " in F32\n"

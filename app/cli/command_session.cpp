@@ -1,7 +1,6 @@
 #include "cli_common.h"
 #include "commands.h"
-#include "model/model_loader.h"
-#include "session/session.h"
+#include "pipeline/sessions.h"
 
 #include <iomanip>
 #include <iostream>
@@ -35,7 +34,7 @@ void printText(const std::string& file, const Session& s, const nlohmann::ordere
     } else {
         std::cout << "analysis        none\n";
     }
-    const ConversionSettings& st = s.settings;
+    const ConversionSettings& st = s.settings.conversion;
     std::cout << "settings        " << ropeStrategyName(st.strategy) << " RoPE pairs "
               << (st.ropePairs < 0 ? std::string("default") : std::to_string(st.ropePairs))
               << (st.ropePairsPerLayer.empty() ? "" : " (per layer)") << ", svd " << latentMethodName(st.method) << ", latent "
@@ -57,10 +56,10 @@ int runSession(const Arguments& args)
     const auto file = args.positional(0);
     if (!file)
         throw UsageError{"give the session FILE.h5 to read"};
-    const Session session = loadSession(*file);
+    const ExecutionContext context;
+    const Session session = pipeline::openSession(*file, context);
     if (auto modelPath = args.value("model")) {
-        const Model model = loadModel(*modelPath);
-        const std::string warning = sessionModelMismatch(session, model);
+        const std::string warning = pipeline::sessionModelWarning(session, *modelPath, context);
         if (!warning.empty())
             std::cerr << "warning: " << warning << "\n";
     }

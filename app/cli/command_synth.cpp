@@ -25,6 +25,7 @@ int runSynth(const Arguments& args)
     options.dtype = *parsed;
     options.seed = static_cast<std::uint64_t>(args.integer("seed", 0, std::numeric_limits<long long>::max()).value_or(1));
     options.shardBytes = static_cast<std::uint64_t>(args.integer("shard-mb", 1, 1 << 30).value_or(0)) << 20;
+    options.output = outputOptions(args);
     const SyntheticShape& shape = syntheticShape(*shapeName);
     writeSyntheticCheckpoint(shape, options, *out, terminalProgress(args));
     if (args.has("json")) {
@@ -50,14 +51,15 @@ CommandSpec synthCommand()
 {
     static const std::string details = "Writes a Hugging Face folder with a real model's shape and random weights, for "
                                        "scale tests and benchmarks.\n" + shapeList();
-    return {"synth", "--shape NAME [--layers N] [--dtype f32|f16|bf16] [--shard-mb M] [--seed S] --out DIR",
+    return {"synth", "--shape NAME [--layers N] [--dtype f32|f16|bf16] [--shard-mb M] [--seed S] --out DIR [--force]",
             "write a synthetic checkpoint with a public model's shape and random weights", details.c_str(),
             {{"shape", "NAME", "model shape (see below)"},
              {"layers", "N", "number of layers (default: the shape's own)"},
              {"dtype", "TYPE", "weight dtype: f32, f16 or bf16 (default bf16)"},
              {"shard-mb", "M", "split into safetensors shards of at most M MiB with an index"},
              {"seed", "S", "random seed (default 1)"},
-             {"out", "DIR", "output folder (replaced if it exists)"},
+             {"out", "DIR", "output folder; must be new or empty"},
+             forceOption("replace DIR when it holds an earlier output of this tool"),
              {"quiet", nullptr, "no progress output"},
              jsonOption()},
             0, runSynth};

@@ -1,19 +1,20 @@
 #pragma once
 
-#include "analysis/analyzer.h"
 #include "arguments.h"
-#include "conversion/conversion_settings.h"
+#include "model/model_config.h"
+#include "settings/settings.h"
 
 #include <vector>
 
 namespace mla::cli {
 
-// Options shared by analyze and convert: calibration source and the conversion settings.
+// The flags of analyze and convert that set the settings (core/settings/settings_table.h: the calibration source and
+// the conversion settings), for their --help.
 std::vector<OptionSpec> calibrationOptions();
 std::vector<OptionSpec> settingsOptions();
 
-CalibrationOptions calibrationFrom(const Arguments& args);
-ConversionSettings settingsFrom(const Arguments& args, const ModelConfig& config);
+// The settings those flags ask for; a bad value or combination is a usage error (exit 2).
+Settings settingsFrom(const Arguments& args, const ModelConfig& config);
 bool calibrationGiven(const Arguments& args);
 
 } // namespace mla::cli

@@ -1,6 +1,7 @@
 #include "arguments.h"
 #include "commands.h"
 #include "util/error.h"
+#include "util/input_integrity.h"
 #include "util/version.h"
 
 #include <exception>
@@ -63,7 +64,11 @@ int main(int argc, char** argv)
             std::cout << "mla-workbench-cli " << mla::kVersion << "\n";
             return 0;
         }
-        return command->run(parsed);
+        const int status = command->run(parsed);
+        // A memory-mapped input that was truncated while in use was read as zeros: whatever was printed or written
+        // from it is not to be trusted.
+        mla::checkMappedInputs();
+        return status;
     } catch (const mla::cli::UsageError& e) {
         std::cerr << "mla-workbench-cli " << command->name << ": " << e.message << "\n\n"
                   << "Usage: mla-workbench-cli " << command->name << " " << command->usage << "\n"

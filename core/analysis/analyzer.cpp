@@ -46,34 +46,35 @@ MatrixXdRM whiteningFactor(const MatrixXdRM& covariance, double ridge)
     return llt.matrixL();
 }
 
-KeyValueSpectra layerWeightSpectra(const ModelConfig& c, const LayerWeights& layer, const LayerPairSelection& selection,
+KeyValueSpectra layerWeightSpectra(const ComputeBackend& backend, const ModelConfig& c, const LayerWeights& layer, const LayerPairSelection& selection,
                                    const JobControl& job)
 {
     const KeyValueSplit split = splitKeyValue(c, layer, selection);
     const MatrixRM joint = jointKeyValue(split);
-    auto s = currentBackend().spectra({&joint, &split.kNope, &split.v}, nullptr, job);
+    auto s = backend.spectra({&joint, &split.kNope, &split.v}, nullptr, job);
     return makeSpectra(std::move(s[0]), std::move(s[1]), std::move(s[2]));
 }
 
-KeyValueSpectra layerActivationSpectra(const ModelConfig& c, const LayerWeights& layer, const LayerPairSelection& selection,
+KeyValueSpectra layerActivationSpectra(const ComputeBackend& backend, const ModelConfig& c, const LayerWeights& layer, const LayerPairSelection& selection,
                                        const MatrixXdRM& covariance, double ridge, const JobControl& job)
 {
     const KeyValueSplit split = splitKeyValue(c, layer, selection);
     const MatrixXdRM s = whiteningFactor(covariance, ridge);
     const MatrixRM joint = jointKeyValue(split);
-    auto spectra = currentBackend().spectra({&joint, &split.kNope, &split.v}, &s, job);
+    auto spectra = backend.spectra({&joint, &split.kNope, &split.v}, &s, job);
     return makeSpectra(std::move(spectra[0]), std::move(spectra[1]), std::move(spectra[2]));
 }
 
-AnalysisResult analyzeModel(const Model& model, const Tokenizer* tokenizer, const AnalysisOptions& options, const JobControl& job)
+AnalysisResult analyzeModel(const ComputeBackend& backend, const Model& model, const Tokenizer* tokenizer, const AnalysisOptions& options,
+                            const JobControl& job)
 {
     requireConvertible(model);
     const Transformer transformer(model, MlaForm::Expanded);
-    const CalibrationSet calibration = prepareCalibration(transformer, tokenizer, options.calibration, job.slice(0.0, 0.3));
-    return analyzeModel(model, calibration, calibrationSourceName(options.calibration.source), options, job.slice(0.3, 1.0));
+    const CalibrationSet calibration = prepareCalibration(backend, transformer, tokenizer, options.calibration, job.slice(0.0, 0.3));
+    return analyzeModel(backend, model, calibration, calibrationSourceName(options.calibration.source), options, job.slice(0.3, 1.0));
 }
 
-AnalysisResult analyzeModel(const Model& model, const CalibrationSet& calibration, const std::string& calibrationSource,
+AnalysisResult analyzeModel(const ComputeBackend& backend, const Model& model, const CalibrationSet& calibration, const std::string& calibrationSource,
                             const AnalysisOptions& options, const JobControl& job)
 {
     requireConvertible(model);
@@ -95,7 +96,7 @@ AnalysisResult analyzeModel(const Model& model, const CalibrationSet& calibratio
     StatisticsOptions statsOptions;
     statsOptions.inputGram = options.activationSpectra || options.settings.activationAware;
     collectLayerStatistics(
-        transformer, calibration, statsOptions,
+        backend, transformer, calibration, statsOptions,
         [&](std::int64_t l, LayerStatistics&& stats) {
             LayerAnalysis& layer = result.layers[static_cast<std::size_t>(l)];
             layer.scores = computeRopeScores(c, stats, result.scoreContext);
@@ -103,11 +104,11 @@ AnalysisResult analyzeModel(const Model& model, const CalibrationSet& calibratio
                                                options.settings.uniformStart, &layer.scores);
             const LayerWeights& w = model.layers[static_cast<std::size_t>(l)];
             if (options.spectra)
-                layer.weightSpectra = layerWeightSpectra(c, w, layer.selection, job);
+                layer.weightSpectra = layerWeightSpectra(backend, c, w, layer.selection, job);
             if (statsOptions.inputGram) {
                 MatrixXdRM covariance = stats.inputGram / static_cast<double>(stats.tokens);
                 if (options.spectra && options.activationSpectra)
-                    layer.activationSpectra = layerActivationSpectra(c, w, layer.selection, covariance, options.ridge, job);
+                    layer.activationSpectra = layerActivationSpectra(backend, c, w, layer.selection, covariance, options.ridge, job);
                 if (keepCovariance || options.settings.activationAware)
                     layer.inputCovariance = std::move(covariance);
             }
@@ -116,7 +117,7 @@ AnalysisResult analyzeModel(const Model& model, const CalibrationSet& calibratio
     return result;
 }
 
-void reselect(AnalysisResult& analysis, const Model& model, const ConversionSettings& settings, double ridge, const JobControl& job)
+void reselect(const ComputeBackend& backend, AnalysisResult& analysis, const Model& model, const ConversionSettings& settings, double ridge, const JobControl& job)
 {
     const ModelConfig& c = analysis.config;
     if (c.layers != model.config.layers || c.hidden != model.config.hidden)
@@ -126,9 +127,9 @@ void reselect(AnalysisResult& analysis, const Model& model, const ConversionSett
         LayerAnalysis& layer = analysis.layers[static_cast<std::size_t>(l)];
         layer.selection = selectLayerPairs(c, settings.strategy, ropePairsForLayer(c, settings, l), settings.uniformStart, &layer.scores);
         const LayerWeights& w = model.layers[static_cast<std::size_t>(l)];
-        layer.weightSpectra = layerWeightSpectra(c, w, layer.selection, job);
+        layer.weightSpectra = layerWeightSpectra(backend, c, w, layer.selection, job);
         if (layer.inputCovariance.size() > 0)
-            layer.activationSpectra = layerActivationSpectra(c, w, layer.selection, layer.inputCovariance, ridge, job);
+            layer.activationSpectra = layerActivationSpectra(backend, c, w, layer.selection, layer.inputCovariance, ridge, job);
         else
             layer.activationSpectra = KeyValueSpectra();
     }

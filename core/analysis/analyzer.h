@@ -7,6 +7,8 @@
 
 namespace mla {
 
+class ComputeBackend;
+
 struct AnalysisOptions {
     CalibrationOptions calibration;
     ConversionSettings settings;     // strategy, pairs, uniform start: what the selection and spectra follow
@@ -18,23 +20,24 @@ struct AnalysisOptions {
     double ridge = 1e-6;             // relative ridge of the whitening Cholesky: C + ridge * mean(diag C) * I
 };
 
-// Calibrates, scores every RoPE pair, selects the kept pairs and computes the key/value spectra, layer by layer.
-AnalysisResult analyzeModel(const Model& model, const Tokenizer* tokenizer, const AnalysisOptions& options,
+// Calibrates, scores every RoPE pair, selects the kept pairs and computes the key/value spectra, layer by layer, on
+// `backend`.
+AnalysisResult analyzeModel(const ComputeBackend& backend, const Model& model, const Tokenizer* tokenizer, const AnalysisOptions& options,
                             const JobControl& job = {});
 
 // The same with a calibration set prepared elsewhere (e.g. a session's stored ids).
-AnalysisResult analyzeModel(const Model& model, const CalibrationSet& calibration, const std::string& calibrationSource,
+AnalysisResult analyzeModel(const ComputeBackend& backend, const Model& model, const CalibrationSet& calibration, const std::string& calibrationSource,
                             const AnalysisOptions& options, const JobControl& job = {});
 
 // Recomputes the selection and the spectra for new settings from the stored scores (and covariances when kept),
 // without calibrating again. Needs the weights.
-void reselect(AnalysisResult& analysis, const Model& model, const ConversionSettings& settings, double ridge = 1e-6,
+void reselect(const ComputeBackend& backend, AnalysisResult& analysis, const Model& model, const ConversionSettings& settings, double ridge = 1e-6,
               const JobControl& job = {});
 
 // Spectra of one layer for a selection; activation spectra when `covariance` is non-empty.
-KeyValueSpectra layerWeightSpectra(const ModelConfig& config, const LayerWeights& layer, const LayerPairSelection& selection,
+KeyValueSpectra layerWeightSpectra(const ComputeBackend& backend, const ModelConfig& config, const LayerWeights& layer, const LayerPairSelection& selection,
                                    const JobControl& job = {});
-KeyValueSpectra layerActivationSpectra(const ModelConfig& config, const LayerWeights& layer, const LayerPairSelection& selection,
+KeyValueSpectra layerActivationSpectra(const ComputeBackend& backend, const ModelConfig& config, const LayerWeights& layer, const LayerPairSelection& selection,
                                        const MatrixXdRM& covariance, double ridge, const JobControl& job = {});
 
 // The whitening factor S with S S^T = C + ridge * mean(diag C) * I (lower Cholesky factor).

@@ -2,6 +2,7 @@
 
 #include "engine/generator.h"
 #include "util/error.h"
+#include "util/input_file.h"
 
 #include <fstream>
 #include <sstream>
@@ -26,7 +27,7 @@ std::string calibrationSourceName(CalibrationOptions::Source source)
     return "samples";
 }
 
-CalibrationSet prepareCalibration(const Transformer& model, const Tokenizer* tokenizer, const CalibrationOptions& options,
+CalibrationSet prepareCalibration(const ComputeBackend& backend, const Transformer& model, const Tokenizer* tokenizer, const CalibrationOptions& options,
                                   const JobControl& job)
 {
     const ModelConfig& c = model.config();
@@ -49,12 +50,8 @@ CalibrationSet prepareCalibration(const Transformer& model, const Tokenizer* tok
     case CalibrationOptions::Source::Text: {
         if (!tokenizer)
             throw Error(options.file, "calibration text needs a tokenizer: none was found next to the model (use --tokenizer FILE)");
-        std::ifstream in(options.file, std::ios::binary);
-        if (!in)
-            throw Error(options.file, "cannot open");
-        std::ostringstream text;
-        text << in.rdbuf();
-        const std::vector<int> ids = tokenizer->encode(text.str(), false);
+        const std::string text = readInputFile(options.file, kMaxTextInputBytes, "calibration text");
+        const std::vector<int> ids = tokenizer->encode(text, false);
         const bool bos = c.bosId.has_value();
         set.sequences = splitIntoSequences(ids, length - (bos ? 1 : 0));
         if (bos) {
@@ -77,7 +74,7 @@ CalibrationSet prepareCalibration(const Transformer& model, const Tokenizer* tok
             g.temperature = options.temperature;
             g.topP = 1.0f;
             g.seed = options.seed * 7919 + static_cast<std::uint64_t>(i);
-            const GenerationResult r = generate(model, nullptr, start, g, {}, job);
+            const GenerationResult r = generate(backend, model, nullptr, start, g, {}, job);
             std::vector<int> sequence = start;
             sequence.insert(sequence.end(), r.ids.begin(), r.ids.end());
             if (sequence.size() >= 2)

@@ -10,6 +10,8 @@
 
 namespace mla {
 
+class ComputeBackend;
+
 // Where calibration tokens come from (CLI: --calib-samples N | --calib-text FILE | --calib-ids FILE).
 struct CalibrationOptions {
     enum class Source { Samples, Text, Ids };
@@ -19,6 +21,8 @@ struct CalibrationOptions {
     std::int64_t sequenceLength = 256; // Samples and Text; capped at the model's context
     std::uint64_t seed = 1;
     float temperature = 1.0f;       // Samples: plain sampling from the model's own distribution
+
+    bool operator==(const CalibrationOptions&) const = default;
 };
 
 struct CalibrationSet {
@@ -28,8 +32,9 @@ struct CalibrationSet {
 };
 
 // Builds the calibration sequences. Samples start from BOS and are drawn with the given temperature (top-p off);
-// text is tokenised and cut into windows that each start with BOS; ids are used exactly as given.
-CalibrationSet prepareCalibration(const Transformer& model, const Tokenizer* tokenizer, const CalibrationOptions& options,
+// text is tokenised and cut into windows that each start with BOS; ids are used exactly as given. Sampling runs on
+// `backend`.
+CalibrationSet prepareCalibration(const ComputeBackend& backend, const Transformer& model, const Tokenizer* tokenizer, const CalibrationOptions& options,
                                   const JobControl& job = {});
 
 std::string calibrationSourceName(CalibrationOptions::Source source);

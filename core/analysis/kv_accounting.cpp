@@ -97,4 +97,12 @@ KvAccount kvAccount(const ModelConfig& original, const MlaConfig& converted)
     return kvAccount(original, converted.layers);
 }
 
+double cacheBytesPerToken(const ModelConfig& config, CacheFormat format, std::int64_t groupSize)
+{
+    double total = 0.0;
+    for (std::int64_t l = 0; l < config.layers; ++l)
+        total += cacheBytesForElements(config.kvElementsPerTokenInLayer(l), format, groupSize);
+    return total;
+}
+
 } // namespace mla

@@ -36,4 +36,7 @@ struct KvAccount {
 KvAccount kvAccount(const ModelConfig& original, const MlaConfig& converted);
 KvAccount kvAccount(const ModelConfig& original, const std::vector<MlaLayerConfig>& layers);
 
+// KV cache bytes per token of a model as it is (summed over layers, with the scale overhead of quantised formats).
+double cacheBytesPerToken(const ModelConfig& config, CacheFormat format, std::int64_t groupSize = 64);
+
 } // namespace mla

@@ -55,7 +55,7 @@ void accumulateStatistics(const ModelConfig& c, const LayerActivations& a, const
     s.tokens += a.attnInput->rows();
 }
 
-void collectLayerStatistics(const Transformer& model, const CalibrationSet& calibration, const StatisticsOptions& options,
+void collectLayerStatistics(const ComputeBackend& backend, const Transformer& model, const CalibrationSet& calibration, const StatisticsOptions& options,
                             const std::function<void(std::int64_t layer, LayerStatistics&& stats)>& onLayer,
                             const JobControl& job)
 {
@@ -65,8 +65,8 @@ void collectLayerStatistics(const Transformer& model, const CalibrationSet& cali
             throw Error("a calibration sequence of " + std::to_string(s.size()) + " tokens exceeds the model's context of "
                         + std::to_string(c.maxPositions));
     }
-    // The forward passes run on the current compute backend (the CPU one runs model.runLayer with the observer below).
-    const std::unique_ptr<LayerBatchRunner> runner = currentBackend().layerRunner(model, calibration.sequences);
+    // The CPU backend runs model.runLayer with the statistics observer.
+    const std::unique_ptr<LayerBatchRunner> runner = backend.layerRunner(model, calibration.sequences);
     for (std::int64_t l = 0; l < c.layers; ++l) {
         LayerStatistics stats = emptyStatistics(c, options);
         runner->runLayer(l, options, &stats,

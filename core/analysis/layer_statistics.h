@@ -9,6 +9,8 @@
 
 namespace mla {
 
+class ComputeBackend;
+
 // What calibration measures in one layer, as sums over tokens (divide by `tokens` for means), in double precision.
 // Pair j of a head is dims (j, j + d_h/2) of the pre-RoPE query/key (internal half layout).
 struct LayerStatistics {
@@ -26,8 +28,8 @@ struct StatisticsOptions {
 
 // Runs the calibration sequences through the model layer by layer (all sequences' hidden states for one layer in
 // memory at a time) and hands each layer's statistics to `onLayer` as soon as that layer is done, so big per-layer
-// products (the input Gram) never exist for all layers at once.
-void collectLayerStatistics(const Transformer& model, const CalibrationSet& calibration, const StatisticsOptions& options,
+// products (the input Gram) never exist for all layers at once. The forward passes run on `backend`.
+void collectLayerStatistics(const ComputeBackend& backend, const Transformer& model, const CalibrationSet& calibration, const StatisticsOptions& options,
                             const std::function<void(std::int64_t layer, LayerStatistics&& stats)>& onLayer,
                             const JobControl& job = {});
 

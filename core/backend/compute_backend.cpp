@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
 
 #ifdef _OPENMP
@@ -122,18 +123,6 @@ public:
     }
 };
 
-std::shared_ptr<const ComputeBackend>& currentSlot()
-{
-    static std::shared_ptr<const ComputeBackend> current;
-    return current;
-}
-
-std::mutex& currentMutex()
-{
-    static std::mutex m;
-    return m;
-}
-
 bool cudaDisabledByEnvironment()
 {
     const char* v = std::getenv("MLA_CUDA_DISABLE");
@@ -192,33 +181,41 @@ bool cudaCompiledIn()
 #endif
 }
 
-std::shared_ptr<const ComputeBackend> cudaBackend(std::string* whyNot)
+std::shared_ptr<const ComputeBackend> cudaBackend(int device, std::string* whyNot)
 {
     if (cudaDisabledByEnvironment()) {
         if (whyNot)
             *whyNot = "CUDA is disabled by MLA_CUDA_DISABLE";
         return nullptr;
     }
+    if (device < 0) {
+        if (whyNot)
+            *whyNot = "there is no CUDA device " + std::to_string(device);
+        return nullptr;
+    }
 #if defined(MLA_WITH_CUDA)
-    // Created once and never destroyed: the CUDA runtime tears itself down at exit, before static destructors would
-    // release device memory.
-    static std::once_flag once;
-    static std::shared_ptr<const ComputeBackend>* instance = nullptr;
-    static std::string reason;
-    std::call_once(once, [] {
-        std::string why;
-        std::shared_ptr<const ComputeBackend> b;
+    // Created once per device and never destroyed: the CUDA runtime tears itself down at exit, before static
+    // destructors would release device memory.
+    struct Created {
+        std::shared_ptr<const ComputeBackend> backend;
+        std::string reason;
+    };
+    static std::mutex mutex;
+    static auto* created = new std::map<int, Created>();
+    std::lock_guard lock(mutex);
+    auto it = created->find(device);
+    if (it == created->end()) {
+        Created c;
         try {
-            b = cuda::createCudaBackend(why);
+            c.backend = cuda::createCudaBackend(device, c.reason);
         } catch (const std::exception& e) {
-            why = e.what();
+            c.reason = e.what();
         }
-        instance = new std::shared_ptr<const ComputeBackend>(b);
-        reason = why;
-    });
-    if (!*instance && whyNot)
-        *whyNot = reason;
-    return *instance;
+        it = created->emplace(device, std::move(c)).first;
+    }
+    if (!it->second.backend && whyNot)
+        *whyNot = it->second.reason;
+    return it->second.backend;
 #else
     if (whyNot)
         *whyNot = "this build has no CUDA support (configure with -DMLA_WITH_CUDA=ON where nvcc is installed)";
@@ -239,54 +236,48 @@ std::vector<ComputeDevice> listComputeDevices()
     return devices;
 }
 
+std::optional<DeviceName> parseDeviceName(std::string_view name)
+{
+    if (name == "auto")
+        return DeviceName{DeviceName::Kind::Auto, 0};
+    if (name == "cpu")
+        return DeviceName{DeviceName::Kind::Cpu, 0};
+    if (name == "cuda")
+        return DeviceName{DeviceName::Kind::Cuda, 0};
+    constexpr std::string_view prefix = "cuda:";
+    if (name.substr(0, prefix.size()) != prefix || name.size() == prefix.size() || name.size() > prefix.size() + 4)
+        return std::nullopt;
+    int index = 0;
+    for (char ch : name.substr(prefix.size())) {
+        if (ch < '0' || ch > '9')
+            return std::nullopt;
+        index = index * 10 + (ch - '0');
+    }
+    return DeviceName{DeviceName::Kind::Cuda, index};
+}
+
 BackendSelection selectBackend(std::string_view preference)
 {
+    const std::optional<DeviceName> device = parseDeviceName(preference);
+    if (!device)
+        throw Error("unknown device '" + std::string(preference) + "' (use auto, cpu, cuda or cuda:N)");
     BackendSelection s;
-    if (preference == "cpu") {
+    if (device->kind == DeviceName::Kind::Cpu) {
         s.backend = cpuBackendShared();
         return s;
     }
-    if (preference != "auto" && preference != "cuda")
-        throw Error("unknown device '" + std::string(preference) + "' (use auto, cpu or cuda)");
     std::string why;
-    if (auto cuda = cudaBackend(&why)) {
+    if (auto cuda = cudaBackend(device->index, &why)) {
         s.backend = cuda;
         s.message = "computing on " + cuda->device().label() + " (" + cuda->device().id + ")";
         return s;
     }
     s.backend = cpuBackendShared();
-    s.message = (preference == "cuda" ? "CUDA was asked for but is not available: " : "no GPU: ") + why + "; computing on the CPU";
-    s.fellBack = preference == "cuda";
+    const bool asked = device->kind == DeviceName::Kind::Cuda;
+    const std::string what = preference.find(':') != std::string_view::npos ? "CUDA device " + std::to_string(device->index) : "CUDA";
+    s.message = (asked ? what + " was asked for but is not available: " : "no GPU: ") + why + "; computing on the CPU";
+    s.fellBack = asked;
     return s;
-}
-
-const ComputeBackend& currentBackend()
-{
-    return *currentBackendShared();
-}
-
-std::shared_ptr<const ComputeBackend> currentBackendShared()
-{
-    std::lock_guard lock(currentMutex());
-    if (!currentSlot())
-        return cpuBackendShared();
-    return currentSlot();
-}
-
-void setCurrentBackend(std::shared_ptr<const ComputeBackend> backend)
-{
-    std::lock_guard lock(currentMutex());
-    currentSlot() = std::move(backend);
-}
-
-ScopedBackend::ScopedBackend(std::shared_ptr<const ComputeBackend> backend) : m_previous(currentBackendShared())
-{
-    setCurrentBackend(std::move(backend));
-}
-
-ScopedBackend::~ScopedBackend()
-{
-    setCurrentBackend(std::move(m_previous));
 }
 
 } // namespace mla

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -18,7 +19,8 @@
 // matrices, spectra, low-rank factors and the few dense products of a conversion. The CPU backend calls the
 // existing functions unchanged, so its results are bit-identical to the code before the interface existed; the CUDA
 // backend (built with MLA_WITH_CUDA) runs the same mathematics on one GPU. No Qt here: the GUI lists devices through
-// listComputeDevices() and selects one with selectBackend().
+// listComputeDevices() and selects one with selectBackend(). Every core step that computes takes the backend as its
+// first parameter; none reads a global one.
 namespace mla {
 
 // A place computations can run, as the user sees it.
@@ -93,39 +95,31 @@ public:
 const ComputeBackend& cpuBackend();
 std::shared_ptr<const ComputeBackend> cpuBackendShared();
 
-// The CUDA backend on the first GPU, or null with the reason in `whyNot` (built without CUDA, no device, no or
-// failing driver). Created once; later calls return the same object.
-std::shared_ptr<const ComputeBackend> cudaBackend(std::string* whyNot = nullptr);
+// The CUDA backend on GPU `device` (0 = the first), or null with the reason in `whyNot` (built without CUDA, no such
+// device, no or failing driver). Created once per device; later calls return the same object.
+std::shared_ptr<const ComputeBackend> cudaBackend(int device = 0, std::string* whyNot = nullptr);
 bool cudaCompiledIn(); // built with MLA_WITH_CUDA
 
 // Every device computations can run on: the CPU first, then each usable GPU (name and memory for the GUI's combo).
 std::vector<ComputeDevice> listComputeDevices();
 
+// A device as the user names it: "auto", "cpu", "cuda" (the first GPU) or "cuda:N" (GPU N).
+struct DeviceName {
+    enum class Kind { Auto, Cpu, Cuda } kind = Kind::Auto;
+    int index = 0; // Cuda: the GPU
+};
+// Null for anything else ("cuda:x", "gpu", "cuda:-1").
+std::optional<DeviceName> parseDeviceName(std::string_view name);
+
 struct BackendSelection {
     std::shared_ptr<const ComputeBackend> backend;
     std::string message; // where computations run, or why not on a GPU ("no GPU: ...; computing on the CPU")
-    bool fellBack = false; // CUDA was asked for explicitly and the CPU is used instead
+    bool fellBack = false; // a GPU was asked for explicitly and the CPU is used instead
 };
 
-// "auto" (CUDA when a device works, else the CPU), "cpu" or "cuda" (the CPU, with a message saying why, when CUDA is
-// not usable). Throws Error for any other name.
+// "auto" (the first GPU when one works, else the CPU), "cpu", "cuda" or "cuda:N" (that GPU, or the CPU with a message
+// saying why, when it is not usable). Throws Error for any other name. There is no process-wide backend: a job is
+// given the one selected for it (core/pipeline/execution_context.h), so a later selection never changes a running job.
 BackendSelection selectBackend(std::string_view preference);
-
-// The backend core's long jobs use (analysis, conversion, generation, evaluation): the CPU unless set. Process-wide.
-const ComputeBackend& currentBackend();
-std::shared_ptr<const ComputeBackend> currentBackendShared();
-void setCurrentBackend(std::shared_ptr<const ComputeBackend> backend); // null restores the CPU
-
-// Sets the current backend for a scope and restores the previous one.
-class ScopedBackend {
-public:
-    explicit ScopedBackend(std::shared_ptr<const ComputeBackend> backend);
-    ~ScopedBackend();
-    ScopedBackend(const ScopedBackend&) = delete;
-    ScopedBackend& operator=(const ScopedBackend&) = delete;
-
-private:
-    std::shared_ptr<const ComputeBackend> m_previous;
-};
 
 } // namespace mla

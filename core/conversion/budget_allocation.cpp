@@ -80,7 +80,7 @@ Allocation allocateBudget(const std::vector<std::vector<AllocationCandidate>>& c
     return a;
 }
 
-std::vector<std::vector<AllocationCandidate>> measureAllocationCandidates(const Model& model, const AnalysisResult& analysis,
+std::vector<std::vector<AllocationCandidate>> measureAllocationCandidates(const ComputeBackend& backend, const Model& model, const AnalysisResult& analysis,
                                                                           const CalibrationSet& calibration,
                                                                           const AllocationOptions& options, const JobControl& job)
 {
@@ -138,7 +138,7 @@ std::vector<std::vector<AllocationCandidate>> measureAllocationCandidates(const 
             ConversionSettings settings;
             settings.activationAware = options.activationAware;
             // The factors at the largest width; narrower widths are their leading columns (the truncated decomposition).
-            const ConvertedAttention full = convertAttention(c, w, m, settings, &covariance, job);
+            const ConvertedAttention full = convertAttention(backend, c, w, m, settings, &covariance, job);
             for (std::int64_t d : widths) {
                 ConvertedAttention a = full;
                 a.downKv = full.downKv.topRows(d);

@@ -2,6 +2,7 @@
 
 #include "util/error.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace mla {
@@ -38,6 +39,50 @@ bool parseConversionTarget(std::string_view name, ConversionTarget& out)
         }
     }
     return false;
+}
+
+LatentSplit splitLatent(LatentMethod method, std::int64_t latent)
+{
+    switch (method) {
+    case LatentMethod::Joint:
+    case LatentMethod::Key:
+        return {latent, 0};
+    case LatentMethod::Split:
+        return {latent / 2, latent - latent / 2};
+    case LatentMethod::Value:
+        return {0, latent};
+    case LatentMethod::None:
+        break;
+    }
+    return {0, 0};
+}
+
+LatentRange latentRange(const ModelConfig& c, std::int64_t pairs, LatentMethod method)
+{
+    const std::int64_t rowsK = c.kvHeads * std::max<std::int64_t>(c.headDim - 2 * pairs, 0);
+    const std::int64_t rowsV = c.kvHeads * c.headDim;
+    const std::int64_t rankK = std::min(rowsK, c.hidden);
+    const std::int64_t rankV = std::min(rowsV, c.hidden);
+    LatentRange r;
+    switch (method) {
+    case LatentMethod::Joint:
+        r = {1, std::min(rowsK + rowsV, c.hidden)};
+        break;
+    case LatentMethod::Split:
+        r = {2, 2 * std::max(rankK, rankV)};
+        break;
+    case LatentMethod::Key:
+        r = {1, rankK};
+        break;
+    case LatentMethod::Value:
+        r = {1, rankV};
+        break;
+    case LatentMethod::None:
+        r = {0, 0};
+        break;
+    }
+    r.maximum = std::max(r.maximum, r.minimum);
+    return r;
 }
 
 std::int64_t latentForSaving(const ModelConfig& c, std::int64_t p, LatentMethod method, double saving)
@@ -100,22 +145,9 @@ std::vector<MlaLayerConfig> resolveLayerConfigs(const ModelConfig& c, const Conv
                 throw Error("layer " + std::to_string(l) + ": the latent width must be at least "
                             + (s.method == LatentMethod::Split ? std::string("2 for split") : std::string("1")));
         }
-        switch (s.method) {
-        case LatentMethod::Joint:
-        case LatentMethod::Key:
-            m.latentK = latent;
-            break;
-        case LatentMethod::Split:
-            // The paper's split: each side gets half of the latent, so the cache equals the joint one.
-            m.latentK = latent / 2;
-            m.latentV = latent - m.latentK;
-            break;
-        case LatentMethod::Value:
-            m.latentV = latent;
-            break;
-        case LatentMethod::None:
-            break;
-        }
+        const LatentSplit split = splitLatent(s.method, latent);
+        m.latentK = split.key;
+        m.latentV = split.value;
         layers.push_back(std::move(m));
     }
     return layers;

@@ -47,7 +47,25 @@ struct ConversionSettings {
     // = 2 * ropePairs), latentDim is kv_lora_rank, and both are the same in every layer.
     ConversionTarget target = ConversionTarget::Mha2mla;
     bool flashMla = false;             // deepseek-v3: kv_lora_rank 512 + qk_rope_head_dim 64, FlashMLA's only shape
+    bool operator==(const ConversionSettings&) const = default;
 };
+
+// How a method spends a latent width d_c on the key and value latents: joint and key-only put all of it on the keys'
+// side (joint: one latent serves both), value-only on the values', split half on each (the key side rounded down), so
+// that the cache of a split conversion equals the joint one. The one place this rule lives.
+struct LatentSplit {
+    std::int64_t key = 0;
+    std::int64_t value = 0;
+};
+LatentSplit splitLatent(LatentMethod method, std::int64_t latent);
+
+// The useful range of the latent width with `pairs` kept per head: from the smallest legal width to the full rank of
+// the compressed matrix (beyond it nothing more is reconstructed).
+struct LatentRange {
+    std::int64_t minimum = 1;
+    std::int64_t maximum = 1;
+};
+LatentRange latentRange(const ModelConfig& config, std::int64_t pairs, LatentMethod method);
 
 // The latent width d_c that gives `saving` (0..1) of the original KV cache per layer with p kept pairs per head.
 // Throws an Error when the saving cannot be reached with that many pairs and method.

@@ -2,7 +2,10 @@
 
 #include "backend/compute_backend.h"
 #include "conversion/deepseek_export.h"
+#include "conversion/pytorch_export.h"
 #include "formats/checkpoint_writer.h"
+#include "model/architecture.h"
+#include "model/model_files.h"
 #include "model/tensor_plan.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -81,6 +84,7 @@ nlohmann::ordered_json mha2mlaBlock(const ModelConfig& converted)
         latentV.push_back(layer.latentV);
     }
     const LatentMethod method = m.layers.empty() ? LatentMethod::Joint : m.layers[0].method;
+    b["base_model_type"] = converted.architecture;
     b["partial_rope_version"] = m.partialRopeVersion;
     b["rope_dim_for_mla"] = pairCounts.size() == 1 ? nlohmann::ordered_json(2 * *pairCounts.begin()) : nlohmann::ordered_json();
     b["uniform_start_point"] = m.uniformStartPoint;
@@ -135,7 +139,7 @@ ConversionPlan planConversion(const ModelConfig& original, const ConversionSetti
     return plan;
 }
 
-Model convertModel(const Model& original, const ConversionPlan& plan, const CovarianceProvider& covariance, DType storage,
+Model convertModel(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CovarianceProvider& covariance, DType storage,
                    const JobControl& job, std::vector<LayerConversionReport>* reports)
 {
     // The converted attention tensors of every layer are held in memory (everything else stays shared with the
@@ -162,7 +166,7 @@ Model convertModel(const Model& original, const ConversionPlan& plan, const Cova
     for (std::int64_t l = 0; l < plan.original.layers; ++l) {
         job.progress(static_cast<double>(l) / static_cast<double>(plan.original.layers), "converting layer " + std::to_string(l));
         const MatrixXdRM* c = covariance ? covariance(l) : nullptr;
-        const ConvertedAttention a = convertAttention(plan.original, original.layers[static_cast<std::size_t>(l)],
+        const ConvertedAttention a = convertAttention(backend, plan.original, original.layers[static_cast<std::size_t>(l)],
                                                       plan.converted.mla->layers[static_cast<std::size_t>(l)], plan.settings, c, job);
         install(model.layers[static_cast<std::size_t>(l)], a, storage);
         if (reports)
@@ -184,25 +188,58 @@ nlohmann::ordered_json convertedConfigJson(const Model& original, const ModelCon
         if (!j.contains(it.key()))
             j[it.key()] = it.value();
     }
-    if (converted.mla)
+    if (converted.mla) {
+        nameMlaArchitecture(j);
         j["mha2mla"] = mha2mlaBlock(converted);
-    else
+    } else {
         j.erase("mha2mla");
+        j.erase("auto_map");
+        j["model_type"] = converted.architecture;
+        j["architectures"] = nlohmann::ordered_json::array({std::string(architectureInfo(converted.architecture).hfClass)});
+    }
     return j;
 }
 
-std::vector<std::filesystem::path> companionFiles(const Model& model)
+std::vector<std::filesystem::path> companionFiles(const Model& model, std::vector<std::string>* skipped)
 {
     namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::path folder = fs::is_directory(model.source, ec) ? model.source : model.source.parent_path();
+    if (folder.empty())
+        folder = ".";
+    const fs::path realFolder = fs::weakly_canonical(fs::absolute(folder, ec), ec);
+    // Inside the model folder, after resolving every symbolic link on the way.
+    auto insideFolder = [&](const fs::path& p) {
+        std::error_code e;
+        const fs::path real = fs::canonical(p, e);
+        if (e)
+            return false;
+        auto [f, r] = std::mismatch(realFolder.begin(), realFolder.end(), real.begin(), real.end());
+        return f == realFolder.end() && r != real.end();
+    };
     std::vector<fs::path> files;
-    const fs::path folder = fs::is_directory(model.source) ? model.source : model.source.parent_path();
+    auto consider = [&](const fs::path& p) {
+        std::error_code e;
+        const fs::file_status link = fs::symlink_status(p, e);
+        if (e || !fs::exists(link) || std::find(files.begin(), files.end(), p) != files.end())
+            return;
+        if (!fs::is_regular_file(p, e)) {
+            if (skipped)
+                skipped->push_back(p.string() + ": not a regular file, not copied");
+            return;
+        }
+        if (!insideFolder(p)) {
+            if (skipped)
+                skipped->push_back(p.string() + ": a symbolic link to a file outside the model folder, not copied");
+            return;
+        }
+        files.push_back(p);
+    };
     for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-                             "generation_config.json", "added_tokens.json", "vocab.json", "merges.txt"}) {
-        if (fs::exists(folder / name))
-            files.push_back(folder / name);
-    }
-    if (auto tok = findTokenizerNextTo(model.source); tok && std::find(files.begin(), files.end(), *tok) == files.end())
-        files.push_back(*tok);
+                             "generation_config.json", "added_tokens.json", "vocab.json", "merges.txt"})
+        consider(folder / name);
+    if (auto tok = findTokenizerNextTo(model.source))
+        consider(*tok);
     return files;
 }
 
@@ -211,20 +248,29 @@ ExportReport writeModelWith(const Model& source, const ModelConfig& targetConfig
 {
     ExportReport report;
     report.dtype = options.dtype.value_or(weightDtype(source));
+    OutputOptions output = options.output;
+    for (const auto& f : modelInputFiles(source))
+        output.inputs.push_back(f);
+    output.inputs.insert(output.inputs.end(), options.extraFiles.begin(), options.extraFiles.end());
     CheckpointWriter writer(options.folder, targetConfig, convertedConfigJson(source, targetConfig), report.dtype,
-                            options.shardBytes);
+                            options.shardBytes, output);
     writer.writeTensors([&](const PlannedTensor& p, const std::string&) { return tensorFor(p); }, job);
     for (const auto& f : options.extraFiles)
         writer.copyFile(f, f.filename().string());
     for (const auto& [name, content] : options.generatedFiles)
         writer.addFile(name, content);
+    // An MLA export runs and trains in PyTorch with the files it carries (config.json names them through auto_map).
+    if (targetConfig.isMla()) {
+        for (const auto& [name, content] : pytorchExportFiles())
+            writer.addFile(name, content);
+    }
     writer.commit();
     report.bytesWritten = writer.bytesWritten();
     report.shards = writer.shardCount();
     return report;
 }
 
-ExportReport exportConvertedModel(const Model& original, const ConversionPlan& plan, const ExportOptions& options,
+ExportReport exportConvertedModel(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const ExportOptions& options,
                                   const CovarianceProvider& covariance, const JobControl& job)
 {
     // The writer asks for tensors in plan order (layer by layer), so each layer is converted once, when its first
@@ -235,12 +281,12 @@ ExportReport exportConvertedModel(const Model& original, const ConversionPlan& p
     std::vector<LayerConversionReport> reports;
     auto convertLayer = [&](std::int64_t l) {
         const MatrixXdRM* c = covariance ? covariance(l) : nullptr;
-        return convertAttention(plan.original, original.layers[static_cast<std::size_t>(l)],
+        return convertAttention(backend, plan.original, original.layers[static_cast<std::size_t>(l)],
                                 plan.converted.mla->layers[static_cast<std::size_t>(l)], plan.settings, c, job);
     };
     // On a GPU backend the next layer is converted (its weights read, decomposed on the device) while the current one
     // is written, so that the export runs at the speed of the disk; the CPU keeps one layer at a time.
-    const bool overlap = currentBackend().isGpu();
+    const bool overlap = backend.isGpu();
     std::future<ConvertedAttention> next;
     std::int64_t nextLayer = -1;
     auto tensorFor = [&](const PlannedTensor& p) -> Tensor {

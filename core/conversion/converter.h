@@ -7,6 +7,7 @@
 #include "model/tensor_plan.h"
 #include "tensor/dtype.h"
 #include "util/job_control.h"
+#include "util/output_safety.h"
 
 #include <filesystem>
 #include <functional>
@@ -14,6 +15,8 @@
 #include <vector>
 
 namespace mla {
+
+class ComputeBackend;
 
 // A conversion fully decided: the original config, the MLA layers it becomes, and the settings that chose them.
 struct ConversionPlan {
@@ -39,8 +42,8 @@ struct LayerConversionReport {
 };
 
 // The converted model in memory: converted attention tensors owned (stored as `storage`), every other tensor shared
-// with the original.
-Model convertModel(const Model& original, const ConversionPlan& plan, const CovarianceProvider& covariance = {},
+// with the original. The decompositions run on `backend`.
+Model convertModel(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CovarianceProvider& covariance = {},
                    DType storage = DType::F32, const JobControl& job = {},
                    std::vector<LayerConversionReport>* reports = nullptr);
 
@@ -50,6 +53,8 @@ struct ExportOptions {
     std::uint64_t shardBytes = 0;      // 0: one file
     std::vector<std::filesystem::path> extraFiles; // copied as they are (tokenizer files, generation config)
     std::vector<std::pair<std::string, std::string>> generatedFiles; // name, content (e.g. README.md)
+    // Where the folder may go (util/output_safety.h): the source model's own files are always added to the inputs.
+    OutputOptions output;
 };
 
 struct ExportReport {
@@ -60,8 +65,9 @@ struct ExportReport {
 };
 
 // Converts and writes the model layer by layer (one layer's converted tensors in memory at a time) as a Hugging Face
-// folder in the MHA2MLA layout; the folder appears complete or not at all.
-ExportReport exportConvertedModel(const Model& original, const ConversionPlan& plan, const ExportOptions& options,
+// folder in the MHA2MLA layout; the folder appears complete or not at all. On a GPU backend the next layer is
+// converted while the current one is written.
+ExportReport exportConvertedModel(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const ExportOptions& options,
                                   const CovarianceProvider& covariance = {}, const JobControl& job = {});
 
 // Writes a checkpoint of `targetConfig` whose tensors come from `tensorFor` (called in plan order), with the
@@ -75,7 +81,10 @@ ExportReport exportModel(const Model& model, const ExportOptions& options, const
 // The config.json of a converted model: the original's fields plus the "mha2mla" block.
 nlohmann::ordered_json convertedConfigJson(const Model& original, const ModelConfig& converted);
 
-// Tokenizer and generation files of a checkpoint that an export should carry along.
-std::vector<std::filesystem::path> companionFiles(const Model& model);
+// Tokenizer and generation files of a checkpoint that an export should carry along: regular files inside the model's
+// folder only (a symbolic link is followed only when its target lies inside that folder too), so that nothing from
+// elsewhere on the disk can end up in a folder the user then shares.
+// `skipped` (optional) receives one line per file left out and why.
+std::vector<std::filesystem::path> companionFiles(const Model& model, std::vector<std::string>* skipped = nullptr);
 
 } // namespace mla

@@ -84,15 +84,20 @@ std::vector<bool> balanceChoices(const ConversionSettings& s)
 
 void requireDeepSeekConvertible(const ModelConfig& c, const std::filesystem::path& file)
 {
+    const auto fail = [&](const std::string& problem) {
+        if (file.empty())
+            throw Error("--target deepseek-v3: " + problem);
+        throw Error(file, problem);
+    };
     if (c.isMla() || c.deepseek)
-        throw Error(file, "the model already uses Multi-head Latent Attention");
+        fail("the model already uses Multi-head Latent Attention");
     const ArchitectureInfo& arch = architectureInfo(c.architecture);
     if (!arch.conversionSupported)
-        throw Error(file, std::string(arch.displayName) + " conversion is not supported yet: " + std::string(arch.conversionUnsupportedReason));
+        fail(std::string(arch.displayName) + " conversion is not supported yet: " + std::string(arch.conversionUnsupportedReason));
     if (c.mlpBias)
-        throw Error(file, "the MLP has biases; the DeepSeek-V3 layout's dense MLP has none (the deepseek-v3 target cannot hold them)");
+        fail("the MLP has biases; the DeepSeek-V3 layout's dense MLP has none (the deepseek-v3 target cannot hold them)");
     if (c.slidingWindow > 0 && c.slidingWindow < c.maxPositions)
-        throw Error(file, "the model attends through a sliding window of " + std::to_string(c.slidingWindow)
+        fail("the model attends through a sliding window of " + std::to_string(c.slidingWindow)
                               + " tokens; the DeepSeek-V3 layout has no sliding window");
 }
 
@@ -163,7 +168,7 @@ DeepSeekWidths deepSeekWidths(const ModelConfig& c, const ConversionSettings& s,
     return w;
 }
 
-DeepSeekConversion convertToDeepSeek(const Model& original, const ConversionSettings& settings, const CalibrationSet& calibration,
+DeepSeekConversion convertToDeepSeek(const ComputeBackend& backend, const Model& original, const ConversionSettings& settings, const CalibrationSet& calibration,
                                      const JobControl& job, const DeepSeekConversionOptions& options)
 {
     const ModelConfig& c = original.config;
@@ -242,7 +247,7 @@ DeepSeekConversion convertToDeepSeek(const Model& original, const ConversionSett
                 const ModelConfig target = deepSeekTargetConfig(c, candidates[k].ropeDim, candidates[k].kvLoraRank, layouts[k].theta,
                                                                 options.latentNorm);
                 DeepSeekLayerReport report;
-                const LayerWeights built = buildDeepSeekLayer(c, target, w, components[static_cast<std::size_t>(l)],
+                const LayerWeights built = buildDeepSeekLayer(backend, c, target, w, components[static_cast<std::size_t>(l)],
                                                               layouts[k].slotComponents[static_cast<std::size_t>(l)], in, settings,
                                                               settings.balanceKeyValue, report, job);
                 double absolute = 0.0;
@@ -303,7 +308,7 @@ DeepSeekConversion convertToDeepSeek(const Model& original, const ConversionSett
         double bestError = std::numeric_limits<double>::infinity();
         for (bool balanced : balanceChoices(settings)) {
             DeepSeekLayerReport report;
-            LayerWeights built = buildDeepSeekLayer(c, target, w, components[static_cast<std::size_t>(l)],
+            LayerWeights built = buildDeepSeekLayer(backend, c, target, w, components[static_cast<std::size_t>(l)],
                                                     result.rope.slotComponents[static_cast<std::size_t>(l)], in, settings, balanced, report, job);
             const double e = relativeError(deepSeekOutputs(original, target, built, xc), want);
             if (e < bestError) {

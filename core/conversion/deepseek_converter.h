@@ -12,6 +12,8 @@
 
 namespace mla {
 
+class ComputeBackend;
+
 // The DeepSeek-V3 target's widths: one qk_rope_head_dim and one kv_lora_rank for every layer (the layout has no
 // per-layer widths, so a global KV budget can only be spent through this one split).
 struct DeepSeekWidths {
@@ -41,20 +43,25 @@ struct DeepSeekConversionOptions {
     std::int64_t allocationTokens = 4096; // calibration tokens used to measure the split
 };
 
-struct DeepSeekConversion {
-    Model model;                       // deepseek_v3 config, converted attention float32, the rest shared
+// What a conversion to the DeepSeek-V3 layout chose and measured (the model card, the CLI's report).
+struct DeepSeekDetails {
     DeepSeekWidths widths;
     SharedRopeLayout rope;
     std::vector<DeepSeekLayerReport> layers;
+    std::string calibrationDescription;
     std::int64_t calibrationTokens = 0;
     std::int64_t ropeContext = 0;      // query-key distance range the rope placement was optimised for
+};
+
+struct DeepSeekConversion : DeepSeekDetails {
+    Model model;                       // deepseek_v3 config, converted attention float32, the rest shared
 };
 
 // Converts layer by layer on calibration data (method: docs/deepseek-export.md): RoPE pair statistics of the
 // original, the shared rope head (rope_theta and per-layer components), then each layer built on the inputs the
 // converted model really produces, with least-squares fits of kv_b_proj through the latent norm and, when the
 // settings refit, of o_proj.
-DeepSeekConversion convertToDeepSeek(const Model& original, const ConversionSettings& settings, const CalibrationSet& calibration,
+DeepSeekConversion convertToDeepSeek(const ComputeBackend& backend, const Model& original, const ConversionSettings& settings, const CalibrationSet& calibration,
                                      const JobControl& job = {}, const DeepSeekConversionOptions& options = {});
 
 } // namespace mla

@@ -1,8 +1,5 @@
 #include "conversion/deepseek_export.h"
 
-#include "conversion/model_card.h"
-#include "engine/transformer.h"
-#include "tokenizer/tokenizer.h"
 #include "util/version.h"
 
 #include <sstream>
@@ -28,41 +25,9 @@ nlohmann::ordered_json deepSeekExportConfigJson(const Model& source, const Model
     return j;
 }
 
-DeepSeekExport exportDeepSeekTarget(const Model& original, const Tokenizer* tokenizer, const ConversionSettings& settings,
-                                    const CalibrationOptions& calibration, ExportOptions options, bool check, const JobControl& job)
+nlohmann::ordered_json deepSeekExportJson(const DeepSeekDetails& e, const ModelConfig& c, const ModelConfig& original,
+                                          const ExportReport& written, const SanityReport* check)
 {
-    requireDeepSeekConvertible(original.config, original.source);
-    deepSeekWidths(original.config, settings); // refuse impossible widths before calibrating
-    DeepSeekExport e;
-    const Transformer model(original);
-    const CalibrationSet set = prepareCalibration(model, tokenizer, calibration, job.slice(0.0, 0.1));
-    e.calibrationDescription = set.description;
-    e.conversion = convertToDeepSeek(original, settings, set, job.slice(0.1, 0.85));
-
-    ModelCardInfo card{original.source.string(), original.format, original.config, e.conversion.model.config, settings,
-                       set.description, set.tokens(), options.dtype.value_or(original.layers.empty() ? DType::F32 : original.layers[0].q.dtype()),
-                       options.shardBytes, std::nullopt, {}};
-    card.deepSeekLayers = e.conversion.layers;
-    card.widthsOrigin = e.conversion.widths.origin;
-    card.hasHuggingFaceTokenizer = false;
-    for (const auto& f : options.extraFiles) {
-        const std::string name = f.filename().string();
-        if (name == "tokenizer.json" || name == "tokenizer.model")
-            card.hasHuggingFaceTokenizer = true;
-    }
-    options.generatedFiles.emplace_back("README.md", modelCardMarkdown(card));
-    const Model& converted = e.conversion.model;
-    e.written = writeModelWith(original, converted.config, options,
-                               [&](const PlannedTensor& p) { return modelTensor(converted, p.role, p.layer); }, job.slice(0.85, 0.9));
-    if (check)
-        e.check = checkExportedModel(original, tokenizer, options.folder, card, {}, job.slice(0.9, 1.0));
-    job.progress(1.0, "written");
-    return e;
-}
-
-nlohmann::ordered_json deepSeekExportJson(const DeepSeekExport& e, const ModelConfig& original)
-{
-    const ModelConfig& c = e.conversion.model.config;
     const DeepSeekAttentionConfig& a = *c.deepseek;
     nlohmann::ordered_json j;
     j["attention"] = "mla";
@@ -74,10 +39,10 @@ nlohmann::ordered_json deepSeekExportJson(const DeepSeekExport& e, const ModelCo
     j["v_head_dim"] = a.valueDim;
     j["rope_theta"] = c.rope.theta;
     j["rope_theta_original"] = original.rope.theta;
-    j["widths_origin"] = e.conversion.widths.origin;
-    if (!e.conversion.widths.candidates.empty()) {
+    j["widths_origin"] = e.widths.origin;
+    if (!e.widths.candidates.empty()) {
         nlohmann::ordered_json cands = nlohmann::ordered_json::array();
-        for (const auto& cand : e.conversion.widths.candidates)
+        for (const auto& cand : e.widths.candidates)
             cands.push_back({{"qk_rope_head_dim", cand.ropeDim}, {"kv_lora_rank", cand.kvLoraRank}, {"cost", cand.cost}});
         j["width_candidates"] = cands;
     }
@@ -86,13 +51,13 @@ nlohmann::ordered_json deepSeekExportJson(const DeepSeekExport& e, const ModelCo
     j["kv_saving"] = 1.0 - static_cast<double>(c.kvElementsPerToken()) / static_cast<double>(original.kvElementsPerToken());
     j["flashmla_shape"] = a.kvLoraRank == 512 && a.ropeDim == 64;
     j["vllm_mla_kernels"] = a.kvLoraRank + a.ropeDim == 576 || a.kvLoraRank + a.ropeDim == 320;
-    j["dtype"] = std::string(dtypeName(e.written.dtype));
-    j["bytes_written"] = e.written.bytesWritten;
-    j["calibration"] = {{"description", e.calibrationDescription}, {"tokens", e.conversion.calibrationTokens}};
-    j["rope_context"] = e.conversion.ropeContext;
-    j["rope_predicted_loss"] = e.conversion.rope.cost;
+    j["dtype"] = std::string(dtypeName(written.dtype));
+    j["bytes_written"] = written.bytesWritten;
+    j["calibration"] = {{"description", e.calibrationDescription}, {"tokens", e.calibrationTokens}};
+    j["rope_context"] = e.ropeContext;
+    j["rope_predicted_loss"] = e.rope.cost;
     nlohmann::ordered_json layers = nlohmann::ordered_json::array();
-    for (const DeepSeekLayerReport& r : e.conversion.layers) {
+    for (const DeepSeekLayerReport& r : e.layers) {
         nlohmann::ordered_json slots = nlohmann::ordered_json::array();
         for (const auto& s : r.ropeSlots)
             slots.push_back({{"pair", s.pair}, {"frequency", s.frequency}, {"ladder_frequency", s.ladder}, {"energy_share", s.energy}});
@@ -109,24 +74,24 @@ nlohmann::ordered_json deepSeekExportJson(const DeepSeekExport& e, const ModelCo
                           {"balanced", r.balanced}});
     }
     j["layers"] = layers;
-    if (e.check)
-        j["check"] = {{"original_ppl", e.check->originalPpl}, {"converted_ppl", e.check->convertedPpl}, {"kl", e.check->kl},
-                      {"top1_agreement", e.check->top1Agreement}, {"evaluated_tokens", e.check->evaluatedTokens},
-                      {"original_kv_bytes_per_token", e.check->originalKvBytesPerToken},
-                      {"converted_kv_bytes_per_token", e.check->convertedKvBytesPerToken}};
+    if (check)
+        j["check"] = {{"original_ppl", check->originalPpl}, {"converted_ppl", check->convertedPpl}, {"kl", check->kl},
+                      {"top1_agreement", check->top1Agreement}, {"evaluated_tokens", check->evaluatedTokens},
+                      {"original_kv_bytes_per_token", check->originalKvBytesPerToken},
+                      {"converted_kv_bytes_per_token", check->convertedKvBytesPerToken}};
     return j;
 }
 
-std::string deepSeekExportSummary(const DeepSeekExport& e, const ModelConfig& original)
+std::string deepSeekExportSummary(const DeepSeekDetails& e, const ModelConfig& c, const ModelConfig& original,
+                                  const SanityReport* check)
 {
-    const ModelConfig& c = e.conversion.model.config;
     const DeepSeekAttentionConfig& a = *c.deepseek;
     std::ostringstream s;
     s << "DeepSeek-V3 layout (model_type deepseek_v3): kv_lora_rank " << a.kvLoraRank << ", qk_rope_head_dim " << a.ropeDim
       << " (one shared RoPE head, rope_theta " << c.rope.theta << "), qk_nope_head_dim " << a.nopeDim << ", v_head_dim "
-      << a.valueDim << "; widths " << e.conversion.widths.origin << "\n";
-    for (std::size_t l = 0; l < e.conversion.layers.size(); ++l) {
-        const auto& r = e.conversion.layers[l];
+      << a.valueDim << "; widths " << e.widths.origin << "\n";
+    for (std::size_t l = 0; l < e.layers.size(); ++l) {
+        const auto& r = e.layers[l];
         s << "  layer " << l << ": attention error " << r.outputErrorInitial << " -> " << r.outputErrorFinal
           << ", latent residual " << r.latentResidualNoNorm << " without norm, " << r.latentResidualNormFitted
           << " through the norm (fitted)\n";
@@ -137,9 +102,9 @@ std::string deepSeekExportSummary(const DeepSeekExport& e, const ModelConfig& or
     if (a.kvLoraRank + a.ropeDim != 576 && a.kvLoraRank + a.ropeDim != 320)
         s << "note: vLLM's MLA kernels take kv_lora_rank + qk_rope_head_dim of 576 or 320 only (this model: "
           << a.kvLoraRank + a.ropeDim << "); see README.md for how vLLM runs it\n";
-    if (e.check)
-        s << "check: perplexity " << e.check->originalPpl << " -> " << e.check->convertedPpl << ", KL " << e.check->kl
-          << " nats/token, top-1 agreement " << e.check->top1Agreement << " (in README.md)\n";
+    if (check)
+        s << "check: perplexity " << check->originalPpl << " -> " << check->convertedPpl << ", KL " << check->kl
+          << " nats/token, top-1 agreement " << check->top1Agreement << " (in README.md)\n";
     return s.str();
 }
 

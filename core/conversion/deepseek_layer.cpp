@@ -107,7 +107,7 @@ Model singleDeepSeekLayerModel(const Model& base, const ModelConfig& target, con
     return m;
 }
 
-LayerWeights buildDeepSeekLayer(const ModelConfig& original, const ModelConfig& target, const LayerWeights& layer,
+LayerWeights buildDeepSeekLayer(const ComputeBackend& backend, const ModelConfig& original, const ModelConfig& target, const LayerWeights& layer,
                                 const std::vector<RopeComponent>& components, const std::vector<int>& slotComponents,
                                 const DeepSeekLayerInputs& in, const ConversionSettings& settings, bool balanced,
                                 DeepSeekLayerReport& report, const JobControl& job)
@@ -200,7 +200,7 @@ LayerWeights buildDeepSeekLayer(const ModelConfig& original, const ModelConfig& 
     s.method = LatentMethod::Joint;
     s.balanceKeyValue = balanced;
     const MatrixXdRM covariance = in.gram / static_cast<double>(in.tokens);
-    const ConvertedAttention factors = convertAttention(original, synthetic, latentOnly, s, settings.activationAware ? &covariance : nullptr, job);
+    const ConvertedAttention factors = convertAttention(backend, original, synthetic, latentOnly, s, settings.activationAware ? &covariance : nullptr, job);
     MatrixRM down = factors.downKv;
     MatrixRM up(2 * kvDim, L);
     up.topRows(kvDim) = factors.upK;

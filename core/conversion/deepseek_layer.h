@@ -9,6 +9,8 @@
 
 namespace mla {
 
+class ComputeBackend;
+
 // What one layer's conversion to the DeepSeek-V3 layout measured (relative errors are squared-norm ratios on the
 // calibration tokens).
 struct DeepSeekLayerReport {
@@ -42,14 +44,14 @@ struct DeepSeekLayerInputs {
 
 DeepSeekLayerInputs deepSeekLayerInputs(std::vector<MatrixRM> xc, std::vector<MatrixRM> xo);
 
-// Builds one DeepSeek-V3 layer (q_proj, kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj, o_proj) from an original
+// Builds (the latent's decomposition on `backend`) one DeepSeek-V3 layer (q_proj, kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj, o_proj) from an original
 // layer: the shared RoPE head from `slotComponents` (indices into `components`, -1 unused), the position-free keys
 // (everything the shared head does not carry) and the values through a latent of `target.deepseek->kvLoraRank`
 // fitted by least squares to what the engine computes after its RMSNorm, the softmax-scale change folded into the
 // queries and the biases folded where exact (key bias of the position-free part: drops out of the softmax) or by
 // least squares otherwise. `latentNorm` false builds the ablation without the norm. Everything else of the layer is
 // shared with `original`.
-LayerWeights buildDeepSeekLayer(const ModelConfig& original, const ModelConfig& target, const LayerWeights& layer,
+LayerWeights buildDeepSeekLayer(const ComputeBackend& backend, const ModelConfig& original, const ModelConfig& target, const LayerWeights& layer,
                                 const std::vector<RopeComponent>& components, const std::vector<int>& slotComponents,
                                 const DeepSeekLayerInputs& inputs, const ConversionSettings& settings, bool balanced,
                                 DeepSeekLayerReport& report, const JobControl& job = {});

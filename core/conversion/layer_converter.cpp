@@ -15,21 +15,20 @@ struct Factors {
     MatrixRM down;
 };
 
-double relativeError(const MatrixRM& m, const MatrixRM& up, const MatrixRM& down)
+double relativeError(const ComputeBackend& backend, const MatrixRM& m, const MatrixRM& up, const MatrixRM& down)
 {
     const double norm = m.cast<double>().norm();
     if (norm == 0.0)
         return 0.0;
-    return currentBackend().reconstructionError(m, up, down) / norm;
+    return backend.reconstructionError(m, up, down) / norm;
 }
 
 // Best rank-k factors of m (weight space), or of m S in activation space when `whitening` is given:
 // m S ~= (m S V)(V^T) gives up = m S V and down = V^T S^{-1}, which minimises E||m x - up down x||^2.
-Factors factorize(const MatrixRM& m, std::int64_t k, SigmaPlacement sigma, const MatrixXdRM* whitening, const JobControl& job)
+Factors factorize(const ComputeBackend& backend, const MatrixRM& m, std::int64_t k, SigmaPlacement sigma, const MatrixXdRM* whitening, const JobControl& job)
 {
     Factors f;
     std::vector<double> singular;
-    const ComputeBackend& backend = currentBackend();
     if (whitening) {
         const MatrixXdRM ms = backend.multiply(m, *whitening);
         const LowRankFactors lr = backend.lowRankFactors(ms.cast<float>(), k, {}, job);
@@ -59,7 +58,7 @@ Factors factorize(const MatrixRM& m, std::int64_t k, SigmaPlacement sigma, const
 
 } // namespace
 
-ConvertedAttention convertAttention(const ModelConfig& c, const LayerWeights& layer, const MlaLayerConfig& target,
+ConvertedAttention convertAttention(const ComputeBackend& backend, const ModelConfig& c, const LayerWeights& layer, const MlaLayerConfig& target,
                                     const ConversionSettings& settings, const MatrixXdRM* covariance, const JobControl& job)
 {
     if (layer.k.empty() || layer.v.empty())
@@ -92,7 +91,7 @@ ConvertedAttention convertAttention(const ModelConfig& c, const LayerWeights& la
         if (settings.balanceKeyValue && hasNope) {
             auto energy = [&](const MatrixRM& block) {
                 if (white)
-                    return currentBackend().multiply(block, *white).norm();
+                    return backend.multiply(block, *white).norm();
                 const MatrixXdRM wide = block.cast<double>();
                 return wide.norm();
             };
@@ -105,40 +104,40 @@ ConvertedAttention convertAttention(const ModelConfig& c, const LayerWeights& la
         MatrixRM scaled = joint;
         scaled.topRows(split.kNope.rows()) *= static_cast<float>(keyScale);
         scaled.bottomRows(split.v.rows()) *= static_cast<float>(valueScale);
-        Factors f = factorize(scaled, target.latentK, settings.sigma, white, job);
+        Factors f = factorize(backend, scaled, target.latentK, settings.sigma, white, job);
         out.downKv = std::move(f.down);
         out.upK = f.up.topRows(split.kNope.rows()) / static_cast<float>(keyScale);
         out.upV = f.up.bottomRows(split.v.rows()) / static_cast<float>(valueScale);
         MatrixRM up(joint.rows(), out.downKv.rows());
         up.topRows(out.upK.rows()) = out.upK;
         up.bottomRows(out.upV.rows()) = out.upV;
-        out.jointRelativeError = relativeError(joint, up, out.downKv);
+        out.jointRelativeError = relativeError(backend, joint, up, out.downKv);
         if (hasNope)
-            out.keyRelativeError = relativeError(split.kNope, out.upK, out.downKv);
-        out.valueRelativeError = relativeError(split.v, out.upV, out.downKv);
+            out.keyRelativeError = relativeError(backend, split.kNope, out.upK, out.downKv);
+        out.valueRelativeError = relativeError(backend, split.v, out.upV, out.downKv);
         break;
     }
     case LatentMethod::Split: {
         if (hasNope) {
-            Factors k = factorize(split.kNope, target.latentK, settings.sigma, white, job);
+            Factors k = factorize(backend, split.kNope, target.latentK, settings.sigma, white, job);
             out.downK = std::move(k.down);
             out.upK = std::move(k.up);
-            out.keyRelativeError = relativeError(split.kNope, out.upK, out.downK);
+            out.keyRelativeError = relativeError(backend, split.kNope, out.upK, out.downK);
         } else {
             out.downK = MatrixRM::Zero(target.latentK, c.hidden);
         }
-        Factors v = factorize(split.v, target.latentV, settings.sigma, white, job);
+        Factors v = factorize(backend, split.v, target.latentV, settings.sigma, white, job);
         out.downV = std::move(v.down);
         out.upV = std::move(v.up);
-        out.valueRelativeError = relativeError(split.v, out.upV, out.downV);
+        out.valueRelativeError = relativeError(backend, split.v, out.upV, out.downV);
         break;
     }
     case LatentMethod::Key: {
         if (hasNope) {
-            Factors k = factorize(split.kNope, target.latentK, settings.sigma, white, job);
+            Factors k = factorize(backend, split.kNope, target.latentK, settings.sigma, white, job);
             out.downK = std::move(k.down);
             out.upK = std::move(k.up);
-            out.keyRelativeError = relativeError(split.kNope, out.upK, out.downK);
+            out.keyRelativeError = relativeError(backend, split.kNope, out.upK, out.downK);
         } else {
             out.downK = MatrixRM::Zero(target.latentK, c.hidden);
         }
@@ -147,10 +146,10 @@ ConvertedAttention convertAttention(const ModelConfig& c, const LayerWeights& la
     }
     case LatentMethod::Value: {
         out.upK = split.kNope;
-        Factors v = factorize(split.v, target.latentV, settings.sigma, white, job);
+        Factors v = factorize(backend, split.v, target.latentV, settings.sigma, white, job);
         out.downV = std::move(v.down);
         out.upV = std::move(v.up);
-        out.valueRelativeError = relativeError(split.v, out.upV, out.downV);
+        out.valueRelativeError = relativeError(backend, split.v, out.upV, out.downV);
         break;
     }
     case LatentMethod::None:

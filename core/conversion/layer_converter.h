@@ -6,6 +6,8 @@
 
 namespace mla {
 
+class ComputeBackend;
+
 // One attention layer in the MHA2MLA layout (method document, section 5), float32.
 struct ConvertedAttention {
     MatrixRM q;          // reordered rows: every head's kept RoPE dims, then every head's position-free dims
@@ -24,8 +26,8 @@ struct ConvertedAttention {
 };
 
 // Converts one layer's attention. `covariance` (E[x x^T] of the attention input) is used by the activation-aware
-// decomposition and may be null otherwise.
-ConvertedAttention convertAttention(const ModelConfig& config, const LayerWeights& layer, const MlaLayerConfig& target,
+// decomposition and may be null otherwise. The decompositions and products run on `backend`.
+ConvertedAttention convertAttention(const ComputeBackend& backend, const ModelConfig& config, const LayerWeights& layer, const MlaLayerConfig& target,
                                     const ConversionSettings& settings, const MatrixXdRM* covariance = nullptr,
                                     const JobControl& job = {});
 

@@ -1,8 +1,6 @@
 #include "conversion/model_card.h"
 
-#include "analysis/calibration.h"
 #include "analysis/kv_accounting.h"
-#include "model/model_loader.h"
 #include "util/error.h"
 #include "util/staged_output.h"
 #include "util/version.h"
@@ -150,7 +148,10 @@ void writeMetrics(std::ostringstream& md, const ModelCardInfo& info)
     }
     const SanityReport& r = *info.metrics;
     if (!info.metricsDescription.empty())
-        md << "Measured on " << info.metricsDescription << ", with the weights as written here.\n\n";
+        md << "Measured on " << info.metricsDescription
+           << (info.metricsOnWrittenWeights ? ", with the weights as written here.\n\n"
+                                            : ", on the converted model before it was written (the files hold it in "
+                                                  + std::string(dtypeName(info.dtype)) + ").\n\n");
     md << "| metric | original | converted |\n|---|---|---|\n"
        << "| perplexity | " << general(r.originalPpl) << " | " << general(r.convertedPpl) << " |\n"
        << "| KL(original \\|\\| converted), nats per token | | " << general(r.kl) << " |\n"
@@ -271,6 +272,29 @@ std::string deepSeekCardMarkdown(const ModelCardInfo& info)
     return md.str();
 }
 
+void writeHeal(std::ostringstream& md, const ModelCardInfo& info)
+{
+    if (!info.heal)
+        return;
+    const HealCardInfo& h = *info.heal;
+    md << "## Healing\n\n"
+       << "After the conversion the converted attention was healed by block-wise distillation (" << kToolName
+       << " `convert --heal`): layer by layer, in order, trained so that the block output matches the original model's "
+          "on the converted model's own hidden states, then frozen.\n\n"
+       << "| setting | value |\n|---|---|\n"
+       << "| start | " << cell(h.start) << (h.startChoice.empty() ? "" : " (" + cell(h.startChoice) + ")") << " |\n"
+       << "| steps per layer (`--heal-steps`) | " << h.steps << " |\n"
+       << "| learning rate (`--heal-lr`) | " << cell(h.learningRate) << " |\n"
+       << "| data | " << cell(h.data) << " |\n"
+       << "| tokens (train + held out) | " << h.trainTokens << " + " << h.heldOutTokens << " |\n"
+       << "| seed (`--heal-seed`) | " << h.seed << " |\n"
+       << "| layers healed | " << h.layersHealed << " |\n";
+    if (h.klBefore && h.klAfter)
+        md << "| held-out KL(original \\|\\| model), nats per token | " << general(*h.klBefore) << " before, "
+           << general(*h.klAfter) << " after |\n";
+    md << "| time | " << fixed(h.seconds, 1) << " s |\n\n";
+}
+
 } // namespace
 
 std::string modelCardMarkdown(const ModelCardInfo& info)
@@ -286,21 +310,13 @@ std::string modelCardMarkdown(const ModelCardInfo& info)
        << (o.kvHeads == o.heads ? "multi-head" : "grouped-query") << " attention to Multi-head Latent Attention (MLA) by "
        << kToolName << " " << kVersion << ", following MHA2MLA: partial RoPE (only the selected frequency pairs keep their "
        << "rotation) and a low-rank joint key/value latent initialised from a singular value decomposition. No weights "
-       << "were trained; fine-tuning recovers most of the remaining gap.\n\n";
+       << (info.heal ? "were trained beyond the healing described below; fine-tuning recovers more of the remaining gap.\n\n"
+                     : "were trained; fine-tuning recovers most of the remaining gap.\n\n");
 
-    md << "## Source model\n\n"
-       << "| | |\n|---|---|\n"
-       << "| path | `" << cell(info.sourceModel) << "` |\n"
-       << "| format | " << (info.sourceFormat.empty() ? "unknown" : info.sourceFormat) << " |\n"
-       << "| architecture | " << o.architecture << " (" << o.attentionKind() << ") |\n"
-       << "| layers | " << o.layers << " |\n"
-       << "| hidden size | " << o.hidden << " |\n"
-       << "| attention heads / KV heads | " << o.heads << " / " << o.kvHeads << " |\n"
-       << "| head size | " << o.headDim << " |\n"
-       << "| vocabulary | " << o.vocab << " |\n\n";
-
+    writeSource(md, info);
     writeSettings(md, info);
     writeKv(md, info);
+    writeHeal(md, info);
     writeMetrics(md, info);
 
     md << "## Files\n\n"
@@ -325,33 +341,16 @@ std::string modelCardMarkdown(const ModelCardInfo& info)
     return md.str();
 }
 
-SanityReport checkExportedModel(const Model& original, const Tokenizer* tokenizer, const std::filesystem::path& folder,
-                                ModelCardInfo card, const ExportCheckOptions& options, const JobControl& job)
+void writeModelCard(const std::filesystem::path& folder, const ModelCardInfo& info)
 {
-    const Model exported = loadModel(folder);
-    const Transformer a(original);
-    const Transformer b(exported);
-    CalibrationOptions sampling;
-    sampling.source = CalibrationOptions::Source::Samples;
-    sampling.samples = options.sequences;
-    sampling.sequenceLength = options.sequenceLength;
-    sampling.seed = options.seed;
-    const CalibrationSet held = prepareCalibration(a, tokenizer, sampling, job.slice(0.0, 0.3));
-    SanityOptions sanity;
-    sanity.generationSteps = options.generationSteps;
-    const SanityReport report = runSanityCheck(a, b, tokenizer, held.sequences, sanity, job.slice(0.3, 1.0));
-
-    card.metrics = report;
-    card.metricsDescription = held.description + ", " + std::to_string(report.evaluatedTokens) + " predicted tokens";
     StagedFile readme(folder / "README.md");
     {
         std::ofstream out(readme.path(), std::ios::binary | std::ios::trunc);
-        out << modelCardMarkdown(card);
+        out << modelCardMarkdown(info);
         if (!out.flush())
             throw Error(readme.path(), "write failed");
     }
     readme.commit();
-    return report;
 }
 
 } // namespace mla

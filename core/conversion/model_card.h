@@ -14,6 +14,22 @@
 
 namespace mla {
 
+// How an export was healed after the conversion (core/heal, docs/healing.md), for its model card.
+struct HealCardInfo {
+    std::string start;                // the start healed: e.g. "paper", "allocated", "converted"
+    std::string startChoice;          // how it was chosen (empty: as converted), e.g. "auto: lower held-out KL of paper, allocated"
+    std::int64_t steps = 0;           // AdamW steps per layer (upper bound; layers may stop early)
+    std::string learningRate;         // e.g. "0.1 x query-weight RMS per layer" or "0.003"
+    std::int64_t trainTokens = 0;
+    std::int64_t heldOutTokens = 0;
+    std::string data;                 // description of the healing data (its source)
+    std::uint64_t seed = 0;
+    std::int64_t layersHealed = 0;
+    std::optional<double> klBefore;   // held-out KL(original || model), nats per token
+    std::optional<double> klAfter;
+    double seconds = 0.0;
+};
+
 // What the README.md of an exported folder says: where the model came from, every setting, what the KV cache saves
 // and, when a check was run, what was measured.
 struct ModelCardInfo {
@@ -33,25 +49,14 @@ struct ModelCardInfo {
     std::string widthsOrigin = {};
     std::vector<DeepSeekLayerReport> deepSeekLayers = {};
     bool hasHuggingFaceTokenizer = false;
+    bool metricsOnWrittenWeights = true; // false: measured on the converted model in memory, before it was written
+    std::optional<HealCardInfo> heal; // set when the weights were healed after the conversion
 };
 
 // Markdown with a small YAML front matter (tags), as Hugging Face model cards are written.
 std::string modelCardMarkdown(const ModelCardInfo& info);
 
-struct Model;
-class Tokenizer;
-
-struct ExportCheckOptions {
-    std::int64_t sequences = 4;        // held-out sequences sampled from the original model
-    std::int64_t sequenceLength = 128; // capped at the model's context
-    std::uint64_t seed = 7919;         // not the calibration's default seed, so the text is not the calibration text
-    std::int64_t generationSteps = 32;
-};
-
-// The quick check after an export: reloads `folder` (the weights exactly as written, dtype rounding included),
-// compares it with `original` (perplexities, KL, top-1 agreement, measured KV bytes, a greedy generation) and
-// rewrites the folder's README.md with the metrics, atomically. Returns the report.
-SanityReport checkExportedModel(const Model& original, const Tokenizer* tokenizer, const std::filesystem::path& folder,
-                                ModelCardInfo card, const ExportCheckOptions& options = {}, const JobControl& job = {});
+// Replaces `folder`/README.md with the card, atomically (a staged file renamed into place).
+void writeModelCard(const std::filesystem::path& folder, const ModelCardInfo& info);
 
 } // namespace mla

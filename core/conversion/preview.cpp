@@ -122,4 +122,44 @@ ConversionPreview previewConversion(const AnalysisResult& analysis, const Conver
     return p;
 }
 
+ConversionPreview previewWithoutAnalysis(const ModelConfig& config, const ConversionSettings& settings, std::int64_t parameterCount)
+{
+    ConversionPreview p;
+    p.paramsOriginal = parameterCount;
+    p.paramsConverted = -1;
+    p.meanWeightError = -1.0;
+    p.meanActivationError = -1.0;
+    std::vector<MlaLayerConfig> layers;
+    try {
+        std::vector<LayerPairSelection> selections;
+        for (std::int64_t l = 0; l < config.layers; ++l)
+            selections.push_back(selectLayerPairs(config, RopeStrategy::High, ropePairsForLayer(config, settings, l), 0, nullptr));
+        layers = resolveLayerConfigs(config, settings, selections);
+    } catch (const Error& e) {
+        p.problem = e.what();
+        return p;
+    }
+    p.kv = kvAccount(config, layers);
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+        LayerPreview lp;
+        lp.ropePairs = layers[l].ropePairs();
+        lp.latentK = layers[l].latentK;
+        lp.latentV = layers[l].latentV;
+        lp.weightError = -1.0;
+        lp.activationError = -1.0;
+        lp.rotationLoss = -1.0;
+        lp.twoNormDropped = -1.0;
+        lp.kvOriginal = p.kv.originalPerLayer[l];
+        lp.kvConverted = p.kv.convertedPerLayer[l];
+        p.layers.push_back(lp);
+    }
+    return p;
+}
+
+ConversionPreview previewSettings(const ModelConfig& config, const AnalysisResult* analysis, const ConversionSettings& settings,
+                                  std::int64_t parameterCount)
+{
+    return analysis ? previewConversion(*analysis, settings, parameterCount) : previewWithoutAnalysis(config, settings, parameterCount);
+}
+
 } // namespace mla

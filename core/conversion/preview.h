@@ -39,6 +39,16 @@ struct ConversionPreview {
 ConversionPreview previewConversion(const AnalysisResult& analysis, const ConversionSettings& settings,
                                     std::int64_t parameterCount);
 
+// The preview of a conversion before any analysis exists: cache sizes and latent widths do not depend on which pairs
+// are kept, so a score-free selection with the same pair counts stands in. Predicted errors are unknown (-1) and the
+// converted parameter count too (-1). Settings that cannot be realised give `problem`, as previewConversion does.
+ConversionPreview previewWithoutAnalysis(const ModelConfig& config, const ConversionSettings& settings,
+                                         std::int64_t parameterCount);
+
+// The live preview: from the analysis when there is one, else without.
+ConversionPreview previewSettings(const ModelConfig& config, const AnalysisResult* analysis, const ConversionSettings& settings,
+                                  std::int64_t parameterCount);
+
 // Predicted relative error at latent width(s) from one spectrum set: joint uses latentK; split combines the key
 // error at latentK with the value error at latentV weighted by their energies; key/value-only compress one side.
 double predictedError(const KeyValueSpectra& spectra, LatentMethod method, std::int64_t latentK, std::int64_t latentV);

@@ -4,11 +4,11 @@
 
 namespace mla {
 
-SanityReport runSanityCheck(const Transformer& original, const Transformer& converted, const Tokenizer* tokenizer,
+SanityReport runSanityCheck(const ComputeBackend& backend, const Transformer& original, const Transformer& converted, const Tokenizer* tokenizer,
                             const TokenSequences& evaluation, const SanityOptions& options, const JobControl& job)
 {
     SanityReport report;
-    const ComparisonResult c = compareModels(converted, original, evaluation, job.slice(0.0, 0.7));
+    const ComparisonResult c = compareModels(backend, converted, original, evaluation, job.slice(0.0, 0.7));
     report.originalPpl = c.reference.ppl();
     report.convertedPpl = c.model.ppl();
     report.kl = c.kl;
@@ -23,8 +23,8 @@ SanityReport runSanityCheck(const Transformer& original, const Transformer& conv
         GenerationComparison cmp;
         cmp.prompt = options.prompts[i];
         const std::vector<int> start = promptIds(original.config(), tokenizer, cmp.prompt);
-        const GenerationResult a = generate(original, tokenizer, start, g, {}, job);
-        const GenerationResult b = generate(converted, tokenizer, start, g, {}, job);
+        const GenerationResult a = generate(backend, original, tokenizer, start, g, {}, job);
+        const GenerationResult b = generate(backend, converted, tokenizer, start, g, {}, job);
         cmp.originalIds = a.ids;
         cmp.convertedIds = b.ids;
         cmp.originalText = a.text;

@@ -10,6 +10,8 @@
 
 namespace mla {
 
+class ComputeBackend;
+
 // Greedy continuations of one prompt by the original and the converted model, side by side.
 struct GenerationComparison {
     std::string prompt;
@@ -35,7 +37,8 @@ struct SanityOptions {
     std::int64_t generationSteps = 64;
 };
 
-SanityReport runSanityCheck(const Transformer& original, const Transformer& converted, const Tokenizer* tokenizer,
+// Both models run on `backend`.
+SanityReport runSanityCheck(const ComputeBackend& backend, const Transformer& original, const Transformer& converted, const Tokenizer* tokenizer,
                             const TokenSequences& evaluation, const SanityOptions& options, const JobControl& job = {});
 
 } // namespace mla

@@ -74,9 +74,9 @@ Model singleLayerModel(const Model& base, const LayerWeights& layer, const std::
     return m;
 }
 
-SequentialConverter::SequentialConverter(const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
+SequentialConverter::SequentialConverter(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
                                          const JobControl& job)
-    : m_original(original), m_plan(plan), m_job(job), m_converted(original)
+    : m_backend(backend), m_original(original), m_plan(plan), m_job(job), m_converted(original)
 {
     if (calibration.sequences.empty())
         throw Error("the sequential conversion needs calibration sequences");
@@ -152,7 +152,7 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l)
         ConversionSettings s = plain;
         s.balanceKeyValue = balanced;
         LayerWeights w = ow;
-        installConverted(w, convertAttention(c, ow, target, s, &covariance, m_job));
+        installConverted(w, convertAttention(m_backend, c, ow, target, s, &covariance, m_job));
         const double e = outputError(w);
         if (e < bestError) {
             bestError = e;
@@ -227,10 +227,10 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l)
     return m_converted.layers[static_cast<std::size_t>(l)];
 }
 
-Model convertSequentially(const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
+Model convertSequentially(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
                           const JobControl& job, std::vector<LayerFitReport>* reports)
 {
-    SequentialConverter converter(original, plan, calibration, job);
+    SequentialConverter converter(backend, original, plan, calibration, job);
     for (std::int64_t l = 0; l < plan.original.layers; ++l)
         converter.convertLayer(l);
     if (reports)
@@ -238,10 +238,10 @@ Model convertSequentially(const Model& original, const ConversionPlan& plan, con
     return converter.converted();
 }
 
-ExportReport exportSequentially(const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
+ExportReport exportSequentially(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
                                 const ExportOptions& options, const JobControl& job, std::vector<LayerFitReport>* reports)
 {
-    SequentialConverter converter(original, plan, calibration, job.slice(0.0, 0.95));
+    SequentialConverter converter(backend, original, plan, calibration, job.slice(0.0, 0.95));
     Model current = original;
     current.config = plan.converted;
     std::int64_t done = -1;

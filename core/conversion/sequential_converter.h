@@ -19,7 +19,8 @@ struct LayerFitReport {
 };
 
 // Converts layer after layer on calibration data, so that each layer is decomposed and refitted on the inputs it will
-// really see: the hidden states produced by the already-converted layers before it (method document, section 7).
+// really see: the hidden states produced by the already-converted layers before it (method document, section 7). The
+// decompositions run on the backend given (held by reference: it must outlive the converter).
 //
 // For layer l, with x_c the converted model's normalised inputs and x_o the original model's:
 //  1. factors: the whitened joint decomposition on the covariance of x_c (activation-aware), optionally with the
@@ -31,7 +32,7 @@ struct LayerFitReport {
 // The ridge pulls toward the starting weights, so neither refit can increase its calibration objective.
 class SequentialConverter {
 public:
-    SequentialConverter(const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
+    SequentialConverter(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
                         const JobControl& job = {});
 
     // Layers must be converted in order. Returns the converted layer's weights (attention and o_proj).
@@ -40,6 +41,7 @@ public:
     const Model& converted() const { return m_converted; }
 
 private:
+    const ComputeBackend& m_backend;
     const Model& m_original;
     ConversionPlan m_plan;
     JobControl m_job;
@@ -51,11 +53,11 @@ private:
 };
 
 // Converts every layer with the sequential refits and returns the model (converted tensors as float32).
-Model convertSequentially(const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
+Model convertSequentially(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
                           const JobControl& job = {}, std::vector<LayerFitReport>* reports = nullptr);
 
 // Converts and writes layer by layer with the sequential refits.
-ExportReport exportSequentially(const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
+ExportReport exportSequentially(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
                                 const ExportOptions& options, const JobControl& job = {},
                                 std::vector<LayerFitReport>* reports = nullptr);
 

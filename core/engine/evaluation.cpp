@@ -4,6 +4,7 @@
 #include "engine/ops.h"
 #include "engine/sampler.h"
 #include "util/error.h"
+#include "util/input_file.h"
 
 #include <cmath>
 #include <fstream>
@@ -54,9 +55,7 @@ double PerplexityResult::ppl() const
 
 TokenSequences readIdSequences(const std::filesystem::path& path)
 {
-    std::ifstream in(path);
-    if (!in)
-        throw Error(path, "cannot open");
+    std::istringstream in(readInputFile(path, kMaxTextInputBytes, "token id list"));
     TokenSequences sequences;
     std::string line;
     std::int64_t lineNumber = 0;
@@ -106,7 +105,7 @@ TokenSequences splitIntoSequences(const std::vector<int>& ids, std::int64_t leng
     return out;
 }
 
-PerplexityResult perplexity(const Transformer& model, const TokenSequences& sequences, const JobControl& job)
+PerplexityResult perplexity(const ComputeBackend& backend, const Transformer& model, const TokenSequences& sequences, const JobControl& job)
 {
     const ModelConfig& c = model.config();
     PerplexityResult result;
@@ -115,7 +114,7 @@ PerplexityResult perplexity(const Transformer& model, const TokenSequences& sequ
     for (const auto& sequence : sequences) {
         forEachWindow(c, sequence, [&](std::span<const int> window) {
             job.progress(static_cast<double>(done) / static_cast<double>(std::max<std::int64_t>(total, 1)), "perplexity");
-            const MatrixRM logits = currentBackend().decoderSession(model, static_cast<std::int64_t>(window.size()))->forward(window, Logits::All);
+            const MatrixRM logits = backend.decoderSession(model, static_cast<std::int64_t>(window.size()))->forward(window, Logits::All);
             for (std::size_t t = 0; t + 1 < window.size(); ++t) {
                 const float* row = logits.row(static_cast<Eigen::Index>(t)).data();
                 result.nll += logSumExp(row, logits.cols()) - row[window[t + 1]];
@@ -129,7 +128,7 @@ PerplexityResult perplexity(const Transformer& model, const TokenSequences& sequ
     return result;
 }
 
-ComparisonResult compareModels(const Transformer& model, const Transformer& reference, const TokenSequences& sequences,
+ComparisonResult compareModels(const ComputeBackend& backend, const Transformer& model, const Transformer& reference, const TokenSequences& sequences,
                                const JobControl& job)
 {
     if (model.config().vocab != reference.config().vocab)
@@ -148,7 +147,6 @@ ComparisonResult compareModels(const Transformer& model, const Transformer& refe
     for (const auto& sequence : sequences) {
         forEachWindow(window, sequence, [&](std::span<const int> ids) {
             job.progress(static_cast<double>(done) / static_cast<double>(std::max<std::int64_t>(total, 1)), "comparing");
-            const ComputeBackend& backend = currentBackend();
             const MatrixRM a = backend.decoderSession(model, static_cast<std::int64_t>(ids.size()))->forward(ids, Logits::All);
             const MatrixRM b = backend.decoderSession(reference, static_cast<std::int64_t>(ids.size()))->forward(ids, Logits::All);
             for (std::size_t t = 0; t + 1 < ids.size(); ++t) {

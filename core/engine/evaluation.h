@@ -10,6 +10,8 @@
 
 namespace mla {
 
+class ComputeBackend;
+
 using TokenSequences = std::vector<std::vector<int>>;
 
 // A file of token ids: one sequence per line, whitespace-separated non-negative integers, used exactly as given.
@@ -26,8 +28,8 @@ struct PerplexityResult {
 };
 
 // Perplexity of next-token prediction over each sequence (sequences longer than the model's context are evaluated
-// in consecutive windows of that length).
-PerplexityResult perplexity(const Transformer& model, const TokenSequences& sequences, const JobControl& job = {});
+// in consecutive windows of that length), on `backend`.
+PerplexityResult perplexity(const ComputeBackend& backend, const Transformer& model, const TokenSequences& sequences, const JobControl& job = {});
 
 struct ComparisonResult {
     PerplexityResult model;
@@ -38,7 +40,7 @@ struct ComparisonResult {
 };
 
 // Runs both models on the same sequences and compares their next-token distributions position by position.
-ComparisonResult compareModels(const Transformer& model, const Transformer& reference, const TokenSequences& sequences,
+ComparisonResult compareModels(const ComputeBackend& backend, const Transformer& model, const Transformer& reference, const TokenSequences& sequences,
                                const JobControl& job = {});
 
 } // namespace mla

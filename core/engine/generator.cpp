@@ -28,7 +28,7 @@ std::vector<int> promptIds(const ModelConfig& config, const Tokenizer* tokenizer
     return ids;
 }
 
-GenerationResult generate(const Transformer& transformer, const Tokenizer* tokenizer, const std::vector<int>& prompt,
+GenerationResult generate(const ComputeBackend& backend, const Transformer& transformer, const Tokenizer* tokenizer, const std::vector<int>& prompt,
                           const GenerationOptions& options, const std::function<void(int id)>& onToken, const JobControl& job)
 {
     const ModelConfig& c = transformer.config();
@@ -40,8 +40,8 @@ GenerationResult generate(const Transformer& transformer, const Tokenizer* token
     steps = std::max<std::int64_t>(steps, static_cast<std::int64_t>(prompt.size()));
 
     GenerationResult result;
-    // The forward passes run on the current compute backend (the CPU's session is Transformer::forward on a KvCache).
-    const std::unique_ptr<DecoderSession> session = currentBackend().decoderSession(transformer, steps);
+    // The CPU backend's session is Transformer::forward on a KvCache.
+    const std::unique_ptr<DecoderSession> session = backend.decoderSession(transformer, steps);
     result.cacheCapacity = steps;
     result.kvBytesPerToken = session->kvBytesPerToken();
     result.kvElementsPerToken = session->kvElementsPerToken();
@@ -60,7 +60,12 @@ GenerationResult generate(const Transformer& transformer, const Tokenizer* token
     std::int64_t position = static_cast<std::int64_t>(prompt.size());
     while (true) {
         job.checkCancelled();
-        const int next = sampler.sample(logits.data(), logits.cols());
+        int next = 0;
+        try {
+            next = sampler.sample(logits.data(), logits.cols());
+        } catch (const Error& e) {
+            throw Error(transformer.model().source, std::string(e.what()) + " (at position " + std::to_string(position) + ")");
+        }
         if (bos && next == *bos) {
             result.stopReason = "bos";
             break;

@@ -10,6 +10,8 @@
 
 namespace mla {
 
+class ComputeBackend;
+
 struct GenerationOptions {
     std::int64_t steps = 256;   // positions to run, BOS and prompt included (llama2.c's meaning)
     float temperature = 0.0f;  // 0: greedy
@@ -32,8 +34,8 @@ struct GenerationResult {
 std::vector<int> promptIds(const ModelConfig& config, const Tokenizer* tokenizer, const std::string& prompt);
 
 // Generates like llama2.c: the prompt is consumed, then tokens are sampled until `steps` positions have run or the
-// model emits BOS or EOS. `onToken` (optional) receives each generated id as it comes.
-GenerationResult generate(const Transformer& transformer, const Tokenizer* tokenizer, const std::vector<int>& prompt,
+// model emits BOS or EOS. `onToken` (optional) receives each generated id as it comes. The decoder runs on `backend`.
+GenerationResult generate(const ComputeBackend& backend, const Transformer& transformer, const Tokenizer* tokenizer, const std::vector<int>& prompt,
                           const GenerationOptions& options, const std::function<void(int id)>& onToken = {},
                           const JobControl& job = {});
 

@@ -1,7 +1,10 @@
 #include "engine/sampler.h"
 
+#include "util/error.h"
+
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 namespace mla {
@@ -36,14 +39,39 @@ int Sampler::argmax(const float* values, std::int64_t n)
 
 int Sampler::sample(float* logits, std::int64_t n)
 {
-    if (m_temperature == 0.0f)
+    if (n <= 0)
+        throw Error("internal: sampling from an empty vocabulary");
+    std::int64_t nan = 0, posInf = 0, finite = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+        if (std::isnan(logits[i]))
+            ++nan;
+        else if (std::isinf(logits[i]) && logits[i] > 0)
+            ++posInf;
+        else if (std::isfinite(logits[i]))
+            ++finite;
+    }
+    if (nan > 0 || posInf > 0)
+        throw Error("the model produced " + std::to_string(nan) + " NaN and " + std::to_string(posInf) + " +inf logits of "
+                    + std::to_string(n) + ": its weights or activations hold NaN or overflow, so no token can be chosen");
+    if (finite == 0)
+        throw Error("the model produced -inf for every logit: no token can be chosen");
+    if (m_temperature == 0.0f || n == 1)
         return argmax(logits, n);
+    float maxLogit = -std::numeric_limits<float>::infinity();
     for (std::int64_t i = 0; i < n; ++i)
-        logits[i] /= m_temperature;
-    const float maxValue = *std::max_element(logits, logits + n);
+        maxLogit = std::max(maxLogit, logits[i]);
+    // run.c's form, kept bit for bit where it is finite; a tiny temperature overflows it to inf - inf = NaN, and then
+    // the stable form of the same softmax is used.
+    const bool overflows = !std::isfinite(maxLogit / m_temperature) || !std::isfinite(m_temperature);
+    float maxValue = 0.0f;
+    if (!overflows) {
+        for (std::int64_t i = 0; i < n; ++i)
+            logits[i] /= m_temperature;
+        maxValue = *std::max_element(logits, logits + n);
+    }
     float sum = 0.0f;
     for (std::int64_t i = 0; i < n; ++i) {
-        logits[i] = std::exp(logits[i] - maxValue);
+        logits[i] = overflows ? std::exp((logits[i] - maxLogit) / m_temperature) : std::exp(logits[i] - maxValue);
         sum += logits[i];
     }
     for (std::int64_t i = 0; i < n; ++i)
@@ -67,6 +95,8 @@ int Sampler::sample(float* logits, std::int64_t n)
         if (logits[i] >= cutoff)
             candidates.emplace_back(logits[i], static_cast<int>(i));
     }
+    if (candidates.empty()) // a nucleus smaller than any one token's share: keep the most probable token
+        return argmax(logits, n);
     std::sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
     float cumulative = 0.0f;
     std::size_t last = candidates.size() - 1;

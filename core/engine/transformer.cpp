@@ -4,6 +4,7 @@
 #include "engine/ops.h"
 #include "tensor/kernels.h"
 #include "util/error.h"
+#include "util/input_integrity.h"
 
 #include <cmath>
 
@@ -99,6 +100,7 @@ MatrixRM Transformer::forward(std::span<const int> tokens, KvCache& cache, Logit
     const std::int64_t layers = lastLayer >= 0 ? std::min(lastLayer + 1, c.layers) : c.layers;
     for (std::int64_t l = 0; l < layers; ++l)
         layerForward(l, h, p0, cache.layer(l), observer);
+    checkMappedInputs(); // weights read from a file that shrank meanwhile are zeros: an error, not a result
     cache.setLength(p0 + T);
     if (logits == Logits::None || layers < c.layers)
         return MatrixRM();

@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -26,6 +27,9 @@ struct CheckpointSource {
     std::uint64_t fileBytes = 0;
     std::optional<nlohmann::json> configJson;
     std::optional<EmbeddedVocabulary> vocabulary;
+    // Names under which a tensor may be stored instead (safetensors __metadata__ as safetensors' save_model writes
+    // it for shared weights: {"model.embed_tokens.weight": "lm_head.weight"} when only the latter was kept).
+    std::map<std::string, std::string> aliases;
 };
 
 CheckpointSource openHuggingFaceCheckpoint(const std::filesystem::path& path);

@@ -2,6 +2,8 @@
 
 #include "formats/safetensors_writer.h"
 #include "util/error.h"
+#include "util/input_file.h"
+#include "util/input_integrity.h"
 #include "util/mapped_file.h"
 #include "util/staged_output.h"
 
@@ -11,8 +13,9 @@
 namespace mla {
 
 CheckpointWriter::CheckpointWriter(const std::filesystem::path& folder, const ModelConfig& config,
-                                   nlohmann::ordered_json configJson, DType dtype, std::uint64_t shardBytes)
-    : m_staged(std::make_unique<StagedDirectory>(folder)), m_config(config), m_configJson(std::move(configJson)),
+                                   nlohmann::ordered_json configJson, DType dtype, std::uint64_t shardBytes,
+                                   const OutputOptions& output)
+    : m_staged(std::make_unique<StagedDirectory>(folder, output)), m_config(config), m_configJson(std::move(configJson)),
       m_dtype(dtype), m_plan(tensorPlan(config))
 {
     for (const auto& p : m_plan)
@@ -61,6 +64,7 @@ void CheckpointWriter::writeTensors(const TensorSource& source, const JobControl
         for (std::size_t i = shard.first; i < shard.last; ++i) {
             job.progress(static_cast<double>(done) / static_cast<double>(m_plan.size()), "writing " + m_names[i]);
             const Tensor t = source(m_plan[i], m_names[i]);
+            checkMappedInputs(); // a source file that shrank while being read gave zeros: do not write them
             if (t.shape() != m_plan[i].shape)
                 throw Error(m_staged->destination(), "internal: tensor '" + m_names[i] + "' produced with shape "
                                                          + shapeString(t.shape()) + ", expected " + shapeString(m_plan[i].shape));
@@ -86,6 +90,8 @@ void CheckpointWriter::writeTensors(const TensorSource& source, const JobControl
 
 void CheckpointWriter::addFile(const std::string& name, const std::string& content)
 {
+    if (const auto parent = std::filesystem::path(name).parent_path(); !parent.empty())
+        std::filesystem::create_directories(m_staged->path() / parent);
     std::ofstream out(m_staged->path() / name, std::ios::binary | std::ios::trunc);
     out << content;
     if (!out)
@@ -95,11 +101,11 @@ void CheckpointWriter::addFile(const std::string& name, const std::string& conte
 
 void CheckpointWriter::copyFile(const std::filesystem::path& source, const std::string& name)
 {
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == ".." || name == kOutputMarkerName)
+        throw Error(source, "cannot be copied into the output folder as '" + name + "'");
     std::error_code ec;
-    std::filesystem::copy_file(source, m_staged->path() / name, std::filesystem::copy_options::overwrite_existing, ec);
-    if (ec)
-        throw Error(source, "cannot copy into the output folder: " + ec.message());
-    m_bytesWritten += std::filesystem::file_size(source);
+    std::filesystem::remove(m_staged->path() / name, ec);
+    m_bytesWritten += copyInputFile(source, m_staged->path() / name);
 }
 
 void CheckpointWriter::commit()

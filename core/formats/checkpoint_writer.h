@@ -3,6 +3,7 @@
 #include "model/tensor_plan.h"
 #include "tensor/dtype.h"
 #include "util/job_control.h"
+#include "util/output_safety.h"
 
 #include <nlohmann/json.hpp>
 
@@ -25,15 +26,16 @@ public:
     // Produces the tensor for a planned slot, in any dtype (converted to the output dtype on write).
     using TensorSource = std::function<Tensor(const PlannedTensor& planned, const std::string& name)>;
 
+    // `output`: where the folder may go (util/output_safety.h); checked here, before anything is written.
     CheckpointWriter(const std::filesystem::path& folder, const ModelConfig& config, nlohmann::ordered_json configJson,
-                     DType dtype, std::uint64_t shardBytes = 0);
+                     DType dtype, std::uint64_t shardBytes = 0, const OutputOptions& output = {});
     ~CheckpointWriter();
 
     const std::vector<PlannedTensor>& plan() const { return m_plan; }
     const std::filesystem::path& stagingPath() const;
 
     void writeTensors(const TensorSource& source, const JobControl& job = {});
-    void addFile(const std::string& name, const std::string& content);
+    void addFile(const std::string& name, const std::string& content); // name may hold a subfolder
     void copyFile(const std::filesystem::path& source, const std::string& name);
     void commit();
 

@@ -1,7 +1,9 @@
 #include "formats/gguf.h"
 
+#include "formats/ggml_quants.h"
 #include "util/byte_reader.h"
 #include "util/error.h"
+#include "util/memory_budget.h"
 
 #include <algorithm>
 #include <cmath>
@@ -205,13 +207,22 @@ GgufFile GgufFile::parse(const std::uint8_t* data, std::size_t size, const std::
         t.ggmlType = r.read<std::uint32_t>("tensor type");
         t.offset = r.read<std::uint64_t>("tensor offset");
         const auto* type = findGgmlType(t.ggmlType);
-        if (!type || !type->dtype)
+        const GgmlBlockType* block = ggmlBlockType(t.ggmlType);
+        if ((!type || !type->dtype) && !block)
             throw Error(path, "unsupported tensor type " + ggmlTypeName(t.ggmlType) + " in tensor '" + t.name
-                                  + "' (supported: F32, F16, BF16)");
+                                  + "' (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)");
         if (t.offset % alignment != 0)
             throw Error(path, "tensor '" + t.name + "' offset " + std::to_string(t.offset) + " is not aligned to "
                                   + std::to_string(alignment));
-        t.bytes = checkedMul(numel, dtypeSize(*type->dtype), path, "tensor size");
+        t.values = numel;
+        if (block) {
+            if (t.dims[0] % block->blockValues != 0)
+                throw Error(path, "tensor '" + t.name + "' has rows of " + std::to_string(t.dims[0]) + " values, not a multiple of "
+                                      + block->name + "'s block of " + std::to_string(block->blockValues));
+            t.bytes = checkedMul(numel / block->blockValues, block->blockBytes, path, "tensor size");
+        } else {
+            t.bytes = checkedMul(numel, dtypeSize(*type->dtype), path, "tensor size");
+        }
         if (!g.m_index.emplace(t.name, g.m_tensors.size()).second)
             throw Error(path, "tensor '" + t.name + "' appears twice");
         g.m_tensors.push_back(std::move(t));
@@ -251,7 +262,38 @@ std::optional<Tensor> GgufFile::tensor(const std::string& name) const
         return std::nullopt;
     const GgufTensorInfo& t = m_tensors[it->second];
     std::vector<std::int64_t> shape(t.dims.rbegin(), t.dims.rend());
-    return Tensor(*findGgmlType(t.ggmlType)->dtype, std::move(shape), m_data + m_dataStart + t.offset, m_owner);
+    const std::uint8_t* data = m_data + m_dataStart + t.offset;
+    if (const GgmlBlockType* block = ggmlBlockType(t.ggmlType)) {
+        const std::uint64_t bytes = checkedMul(t.values, 4, m_path, "dequantised size");
+        requireMemory(bytes, "dequantising tensor '" + t.name + "' (" + block->name + ") to F32", m_path);
+        auto buffer = std::shared_ptr<float[]>(new float[static_cast<std::size_t>(std::max<std::uint64_t>(t.values, 1))]);
+        dequantizeGgml(*block, data, buffer.get(), static_cast<std::size_t>(t.values));
+        const void* p = buffer.get();
+        return Tensor(DType::F32, std::move(shape), p, std::shared_ptr<const void>(buffer, buffer.get()));
+    }
+    return Tensor(*findGgmlType(t.ggmlType)->dtype, std::move(shape), data, m_owner);
+}
+
+GgufQuantization GgufFile::quantization() const
+{
+    GgufQuantization q;
+    if (const GgufValue* v = find("general.file_type"); v && v->type != GgufValueType::String && v->type != GgufValueType::Array)
+        q.fileType = ggufFileTypeName(v->integer).value_or("file type #" + std::to_string(v->integer));
+    for (const auto& t : m_tensors) {
+        ++q.tensorTypes[ggmlTypeName(t.ggmlType)];
+        q.quantized = q.quantized || ggmlBlockType(t.ggmlType) != nullptr;
+    }
+    return q;
+}
+
+std::uint64_t GgufFile::dequantizedBytes() const
+{
+    std::uint64_t total = 0;
+    for (const auto& t : m_tensors) {
+        if (ggmlBlockType(t.ggmlType))
+            total += t.values * 4;
+    }
+    return total;
 }
 
 } // namespace mla

@@ -36,6 +36,15 @@ struct GgufTensorInfo {
     std::uint32_t ggmlType = 0;
     std::uint64_t offset = 0;        // relative to the data section
     std::uint64_t bytes = 0;
+    std::uint64_t values = 0;
+};
+
+// How a GGUF file stores its weights: llama.cpp's file type (general.file_type, e.g. "Q4_K_M"; empty when absent)
+// and how many tensors of each ggml type it holds.
+struct GgufQuantization {
+    std::string fileType;
+    std::map<std::string, std::int64_t> tensorTypes;
+    bool quantized = false; // some tensor is block-quantised (and is dequantised to F32 on load)
 };
 
 // A memory-mapped GGUF (v2 or v3) file, validated as hostile input: every count, length, offset and alignment is
@@ -51,7 +60,11 @@ public:
     const std::map<std::string, GgufValue>& metadata() const { return m_metadata; }
     const GgufValue* find(const std::string& key) const;
     const std::vector<GgufTensorInfo>& tensors() const { return m_tensors; }
-    std::optional<Tensor> tensor(const std::string& name) const; // in our [rows, cols] order
+    // In our [rows, cols] order: a view into the file for F32/F16/BF16, a dequantised F32 copy for the block-
+    // quantised types (formats/ggml_quants.h).
+    std::optional<Tensor> tensor(const std::string& name) const;
+    GgufQuantization quantization() const;
+    std::uint64_t dequantizedBytes() const; // F32 bytes of all quantised tensors
     const std::filesystem::path& path() const { return m_path; }
     std::uint64_t fileSize() const { return m_size; }
 

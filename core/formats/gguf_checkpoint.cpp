@@ -1,6 +1,7 @@
 #include "formats/checkpoint_source.h"
 #include "formats/gguf.h"
 #include "util/error.h"
+#include "util/memory_budget.h"
 
 #include <memory>
 
@@ -78,6 +79,9 @@ EmbeddedVocabulary vocabularyFrom(const GgufFile& g)
 CheckpointSource openGgufCheckpoint(const std::filesystem::path& path)
 {
     auto gguf = std::make_shared<GgufFile>(GgufFile::open(path));
+    // Quantised tensors become F32 copies on load: refuse at once when they cannot all fit.
+    if (const std::uint64_t bytes = gguf->dequantizedBytes())
+        requireMemory(bytes, "dequantising the quantised tensors to F32", path);
     const GgufValue* archValue = gguf->find("general.architecture");
     if (!archValue || archValue->type != GgufValueType::String)
         throw Error(path, "missing general.architecture");

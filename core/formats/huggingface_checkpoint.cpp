@@ -26,6 +26,12 @@ CheckpointSource openHuggingFaceCheckpoint(const std::filesystem::path& path)
     auto collection = std::make_shared<SafetensorsCollection>(SafetensorsCollection::open(path));
     for (const auto& f : collection->files())
         source.fileBytes += fs::file_size(f.path());
+    for (const auto& f : collection->files()) {
+        for (const auto& [key, value] : f.header().metadata) {
+            if (!collection->contains(key) && collection->contains(value))
+                source.aliases[key] = value;
+        }
+    }
     source.find = [collection](const std::string& name) -> std::optional<Tensor> {
         if (!collection->contains(name))
             return std::nullopt;

@@ -57,7 +57,7 @@ CheckpointSource openLlama2cCheckpoint(const std::filesystem::path& path)
     const std::int64_t vocab = std::llabs(static_cast<long long>(h.vocab));
     auto require = [&](bool ok, const std::string& problem) {
         if (!ok)
-            throw Error(path, "not a valid llama2.c checkpoint: " + problem);
+            throw Error(path, "not a safetensors/GGUF/llama2.c checkpoint (read as llama2.c, its header makes no sense): " + problem);
     };
     require(h.dim > 0 && h.hidden > 0 && h.layers > 0 && h.heads > 0 && h.kvHeads > 0 && vocab > 0 && h.seqLen > 0,
             "header has a non-positive size (dim " + std::to_string(h.dim) + ", hidden " + std::to_string(h.hidden)

@@ -82,6 +82,7 @@ SafetensorsHeader parseSafetensorsHeader(const std::uint8_t* bytes, std::size_t 
         throw Error(file, "header length " + std::to_string(headerLength) + " is implausibly large");
     const std::string text = reader.readString(static_cast<std::size_t>(headerLength), "header");
 
+    checkJsonNesting(text, file, "the header");
     nlohmann::json json;
     try {
         json = nlohmann::json::parse(text);

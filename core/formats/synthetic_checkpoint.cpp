@@ -97,7 +97,7 @@ void writeSyntheticCheckpoint(const SyntheticShape& shape, const SyntheticOption
         config.layers = options.layers;
     config.validate(shape.name);
 
-    CheckpointWriter writer(folder, config, configToHuggingFace(config), options.dtype, options.shardBytes);
+    CheckpointWriter writer(folder, config, configToHuggingFace(config), options.dtype, options.shardBytes, options.output);
     // Uniform on [-a, a] has standard deviation a / sqrt(3); 0.02 is the usual initialiser scale.
     const float amplitude = 0.02f * std::sqrt(3.0f);
     std::uint64_t tensorIndex = 0;

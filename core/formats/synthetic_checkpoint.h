@@ -3,6 +3,7 @@
 #include "model/model_config.h"
 #include "tensor/dtype.h"
 #include "util/job_control.h"
+#include "util/output_safety.h"
 
 #include <filesystem>
 #include <string>
@@ -26,6 +27,7 @@ struct SyntheticOptions {
     DType dtype = DType::BF16;
     std::uint64_t seed = 1;
     std::uint64_t shardBytes = 0; // 0: one model.safetensors; else shards of at most this many bytes + index
+    OutputOptions output;         // where the folder may go (util/output_safety.h)
 };
 
 // Writes config.json and safetensors weights (uniform random with the usual 0.02 standard deviation, norms at 1)

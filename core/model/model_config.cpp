@@ -1,11 +1,15 @@
 #include "model/model_config.h"
 
 #include "model/architecture.h"
+#include "model/mla_model_type.h"
 #include "util/error.h"
 #include "util/json_util.h"
 #include "util/version.h"
 
+#include <algorithm>
+#include <limits>
 #include <set>
+#include <sstream>
 
 namespace mla {
 namespace {
@@ -40,15 +44,23 @@ std::vector<int> idList(const nlohmann::json& v, const std::filesystem::path& fi
     std::vector<int> ids;
     if (v.is_null())
         return ids;
+    auto id = [&](const nlohmann::json& e) {
+        // Read wide, so an id beyond int cannot wrap into the vocabulary; validate() checks the range.
+        const std::int64_t x = e.is_number_unsigned() ? static_cast<std::int64_t>(std::min<std::uint64_t>(e.get<std::uint64_t>(), 1ull << 40))
+                                                      : e.get<std::int64_t>();
+        return static_cast<int>(std::clamp<std::int64_t>(x, -1, std::numeric_limits<int>::max()));
+    };
     if (v.is_number_integer()) {
-        ids.push_back(v.get<int>());
+        ids.push_back(id(v));
         return ids;
     }
     if (v.is_array()) {
+        if (v.size() > 1024)
+            throw Error(file, std::string("'") + key + "' lists " + std::to_string(v.size()) + " ids; at most 1024 are allowed");
         for (const auto& e : v) {
             if (!e.is_number_integer())
                 throw Error(file, std::string("'") + key + "' must be an integer or a list of integers");
-            ids.push_back(e.get<int>());
+            ids.push_back(id(e));
         }
         return ids;
     }
@@ -206,14 +218,33 @@ void ModelConfig::validate(const std::filesystem::path& file) const
                               + " attention heads");
     if (headDim % 2 != 0 && !deepseek) // DeepSeek: only the rope part must be even (validateDeepSeekAttention)
         throw Error(file, "head size " + std::to_string(headDim) + " is odd; RoPE needs pairs of dimensions");
+    auto number = [](double v) {
+        std::ostringstream s;
+        s << v;
+        return s.str();
+    };
     if (!(rmsEps > 0.0) || rmsEps > 1.0)
-        throw Error(file, "rms_norm_eps " + std::to_string(rmsEps) + " is out of range");
-    if (!(rope.theta > 1.0))
-        throw Error(file, "rope_theta must be greater than 1");
-    if (maxPositions < 0)
-        throw Error(file, "max_position_embeddings must not be negative");
+        throw Error(file, "rms_norm_eps " + number(rmsEps) + " is out of range (0, 1]");
+    // RoPE values (rope_theta / GGUF rope.freq_base, the scaling block) size angles and wavelengths: a NaN, zero or
+    // infinite value would silently give a model that computes nonsense.
+    if (!(rope.theta > 1.0 && rope.theta <= 1e12))
+        throw Error(file, "rope_theta must be greater than 1 and at most 1e12 (GGUF: rope.freq_base), got " + number(rope.theta));
+    if (!(rope.factor > 0.0 && rope.factor <= 1e6))
+        throw Error(file, "rope scaling factor " + number(rope.factor) + " is out of range (0, 1e6]");
+    if (rope.scaling == RopeScaling::Llama3
+        && !(rope.lowFreqFactor > 0.0 && rope.highFreqFactor > rope.lowFreqFactor && rope.highFreqFactor <= 1e6
+             && rope.originalMaxPositions > 0 && rope.originalMaxPositions <= (1 << 30)))
+        throw Error(file, "llama3 rope scaling needs 0 < low_freq_factor < high_freq_factor <= 1e6 and original_max_position_embeddings in [1, 2^30]");
+    if (maxPositions < 0 || maxPositions > (std::int64_t(1) << 30))
+        throw Error(file, "max_position_embeddings must not be negative nor above 2^30, got " + std::to_string(maxPositions));
+    if (slidingWindow < 0 || slidingWindow > (std::int64_t(1) << 30))
+        throw Error(file, "sliding_window " + std::to_string(slidingWindow) + " is out of range [0, 2^30] (0: full attention)");
     if (bosId && (*bosId < 0 || *bosId >= vocab))
-        throw Error(file, "bos token id " + std::to_string(*bosId) + " is outside the vocabulary");
+        throw Error(file, "bos token id " + std::to_string(*bosId) + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+    for (int eos : eosIds) {
+        if (eos < 0 || eos >= vocab)
+            throw Error(file, "eos token id " + std::to_string(eos) + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+    }
     if (!findArchitecture(architecture))
         throw Error(file, "unsupported architecture '" + architecture + "' (supported: " + supportedArchitectureList() + ")");
     if (mla) {
@@ -248,6 +279,16 @@ ModelConfig configFromHuggingFace(const nlohmann::json& json, const std::filesys
             if (architectureInfo(name).hfClass == cls)
                 modelType = name;
         }
+    }
+    // An MLA export names its own model type (so that stock loaders refuse it); its layers follow the architecture it
+    // was converted from.
+    if (modelType == kMlaModelType) {
+        const auto block = json.find("mha2mla");
+        if (block == json.end() || !block->is_object() || !block->contains("base_model_type")
+            || !(*block)["base_model_type"].is_string())
+            throw Error(file, "model_type '" + std::string(kMlaModelType)
+                                  + "' needs mha2mla.base_model_type, the architecture the model was converted from");
+        modelType = (*block)["base_model_type"].get<std::string>();
     }
     const ArchitectureInfo* arch = findArchitecture(modelType);
     if (!arch)

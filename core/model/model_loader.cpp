@@ -4,10 +4,13 @@
 #include "model/architecture.h"
 #include "model/tensor_plan.h"
 #include "util/error.h"
+#include "util/input_file.h"
+#include "util/input_integrity.h"
 #include "util/memory_budget.h"
 
+#include <algorithm>
 #include <cstring>
-#include <fstream>
+#include <unistd.h>
 
 namespace mla {
 namespace {
@@ -43,6 +46,31 @@ constexpr CheckpointFormat kFormats[] = {
     {"llama2c", isLlama2c, openLlama2cCheckpoint},
 };
 
+// What a file that cannot be a checkpoint is, for the message; empty where it may be one (llama2.c has no magic, so
+// anything binary is tried as llama2.c, whose header and size checks then decide).
+std::string whatItIs(const unsigned char* head, std::size_t n)
+{
+    if (n == 0)
+        return "the file is empty";
+    if (n >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0)
+        return "this is a zip archive (a PyTorch .bin/.pt checkpoint? convert it to safetensors first)";
+    if (n >= 8 && std::memcmp(head, "\x89HDF\r\n\x1a\n", 8) == 0)
+        return "this is an HDF5 file (an MLA Workbench session? read it with the 'session' command)";
+    if (n >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5)
+        return "this is a Python pickle (a PyTorch checkpoint? convert it to safetensors first)";
+    std::size_t i = 0;
+    while (i < n && (head[i] == ' ' || head[i] == '\n' || head[i] == '\r' || head[i] == '\t'))
+        ++i;
+    if (i < n && (head[i] == '{' || head[i] == '['))
+        return "this is JSON (a config.json? give the folder that holds it and the weights)";
+    for (std::size_t k = 0; k < n; ++k) {
+        const unsigned char c = head[k];
+        if (c < 0x20 && c != '\n' && c != '\r' && c != '\t' && c != '\f')
+            return {};
+    }
+    return "this is a text file";
+}
+
 const CheckpointFormat& formatFor(const std::filesystem::path& path)
 {
     namespace fs = std::filesystem;
@@ -52,11 +80,21 @@ const CheckpointFormat& formatFor(const std::filesystem::path& path)
     char magic[8] = {};
     std::size_t n = 0;
     if (!fs::is_directory(path)) {
-        std::ifstream in(path, std::ios::binary);
-        if (!in)
-            throw Error(path, "cannot open");
-        in.read(magic, sizeof magic);
-        n = static_cast<std::size_t>(in.gcount());
+        // A FIFO, device or socket is refused here, at once (opening never blocks).
+        const InputFile in(path, "checkpoint");
+        unsigned char head[4096];
+        const ssize_t got = ::pread(in.descriptor(), head, sizeof head, 0);
+        n = got > 0 ? static_cast<std::size_t>(got) : 0;
+        if (n < 4)
+            throw Error(path, "file is too short to be a checkpoint (not a safetensors/GGUF/llama2.c checkpoint: "
+                                  + std::to_string(n) + " bytes)");
+        std::memcpy(magic, head, std::min(n, sizeof magic));
+        const bool namedHuggingFace = path.extension() == ".safetensors" || path.filename() == "model.safetensors.index.json";
+        if (!namedHuggingFace && !(n >= 4 && std::memcmp(magic, "GGUF", 4) == 0)) {
+            const std::string what = whatItIs(head, n);
+            if (!what.empty())
+                throw Error(path, "not a safetensors/GGUF/llama2.c checkpoint: " + what);
+        }
     }
     for (const auto& f : kFormats) {
         if (f.matches(path, magic, n))
@@ -115,13 +153,27 @@ Model buildModel(CheckpointSource& source)
     model.embeddedVocabulary = source.vocabulary;
     model.layers.resize(static_cast<std::size_t>(c.layers));
 
+    // A tensor stored under an alias (safetensors __metadata__), and tied embeddings stored under either name: the
+    // output head's name when only it was kept (safetensors' save_model keeps "lm_head.weight" of a shared pair).
+    auto find = [&](const std::string& name) -> std::optional<Tensor> {
+        if (auto t = source.find(name))
+            return t;
+        if (auto alias = source.aliases.find(name); alias != source.aliases.end())
+            return source.find(alias->second);
+        return std::nullopt;
+    };
     for (const PlannedTensor& planned : tensorPlan(c)) {
         const auto name = tensorName(planned.role, source.naming, planned.layer);
         if (!name)
             throw Error(source.file, "this format cannot hold the " + std::string(tensorRoleLabel(planned.role)));
-        const auto tensor = source.find(*name);
+        auto tensor = find(*name);
+        if (!tensor && planned.role == TensorRole::Embedding && c.tieEmbeddings)
+            tensor = find(*tensorName(TensorRole::Output, source.naming));
         if (!tensor)
-            throw Error(source.file, "missing tensor '" + *name + "' (" + std::string(tensorRoleLabel(planned.role)) + ")");
+            throw Error(source.file, "missing tensor '" + *name + "' (" + std::string(tensorRoleLabel(planned.role)) + ")"
+                                         + (planned.role == TensorRole::Output
+                                                ? std::string("; config.json does not say tie_word_embeddings: true, so the output head is not the embedding")
+                                                : std::string()));
         if (tensor->shape() != planned.shape)
             throw Error(source.file, "tensor '" + *name + "' has wrong shape; expected " + shapeString(planned.shape)
                                          + ", got " + shapeString(tensor->shape()));
@@ -162,7 +214,9 @@ std::string detectCheckpointFormat(const std::filesystem::path& path)
 Model loadModel(const std::filesystem::path& path)
 {
     CheckpointSource source = formatFor(path).open(path);
-    return buildModel(source);
+    Model model = buildModel(source);
+    checkMappedInputs(); // the file may have shrunk while its tensors were copied or reordered
+    return model;
 }
 
 } // namespace mla

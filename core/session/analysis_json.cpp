@@ -108,29 +108,6 @@ nlohmann::ordered_json analysisJson(const AnalysisResult& a, const ConversionPre
     return j;
 }
 
-nlohmann::ordered_json settingsJson(const ConversionSettings& s)
-{
-    nlohmann::ordered_json j;
-    j["rope_strategy"] = std::string(ropeStrategyName(s.strategy));
-    j["rope_pairs"] = s.ropePairs;
-    j["rope_pairs_per_layer"] = s.ropePairsPerLayer;
-    j["uniform_start"] = s.uniformStart;
-    j["svd"] = std::string(latentMethodName(s.method));
-    j["latent_dim"] = s.latentDim;
-    j["latent_dim_per_layer"] = s.latentPerLayer;
-    j["kv_saving"] = s.targetSaving;
-    j["sigma"] = std::string(sigmaPlacementName(s.sigma));
-    j["activation_aware"] = s.activationAware;
-    j["balance_key_value"] = s.balanceKeyValue;
-    j["choose_balance"] = s.chooseBalance;
-    j["refit"] = s.refit;
-    j["refit_ridge"] = s.refitRidge;
-    j["allocate"] = s.allocate;
-    j["kv_budget"] = s.kvBudget;
-    j["preset"] = s.preset;
-    return j;
-}
-
 nlohmann::ordered_json sanityJson(const SanityReport& r)
 {
     nlohmann::ordered_json j;

@@ -1,7 +1,9 @@
 #include "session/hdf5_reader.h"
 
 #include "util/error.h"
+#include "util/memory_budget.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace mla {
@@ -50,8 +52,16 @@ const char* className(H5T_class_t c)
 
 } // namespace
 
-Hdf5Reader::Hdf5Reader(const std::filesystem::path& file) : m_path(file)
+Hdf5Reader::Hdf5Reader(const std::filesystem::path& file, std::optional<std::uint64_t> memoryBudget) : m_path(file)
 {
+    if (memoryBudget) {
+        m_budget = *memoryBudget;
+        m_budgetSource = "the budget given";
+    } else {
+        const MemoryAvailability a = availableMemory();
+        m_budget = a.bytes;
+        m_budgetSource = a.source;
+    }
     std::error_code ec;
     if (!std::filesystem::exists(file, ec))
         fail("no such file");
@@ -69,6 +79,14 @@ Hdf5Reader::Hdf5Reader(const std::filesystem::path& file) : m_path(file)
     m_file = h5::file(H5Fopen(file.c_str(), H5F_ACC_RDONLY, fapl.id()));
     if (!m_file)
         fail("damaged or truncated HDF5 file (" + h5::takeErrorMessage() + ")");
+}
+
+void Hdf5Reader::reserve(std::uint64_t bytes, const std::string& what) const
+{
+    if (bytes > m_budget - std::min(m_reserved, m_budget))
+        fail(what + " declares " + formatBytes(bytes) + " of data: loading this session would need more than the "
+             + formatBytes(m_budget) + " of memory available (" + m_budgetSource + "), so it is refused before reading it");
+    m_reserved += bytes;
 }
 
 void Hdf5Reader::fail(const std::string& problem) const
@@ -259,6 +277,7 @@ std::vector<T> Hdf5Reader::readArray(hid_t parent, const std::string& name, cons
     std::vector<std::int64_t> shape;
     std::uint64_t count = 0;
     h5::Handle ds = openArray(parent, name, where, cls, expected, maxElements, shape, count);
+    reserve(count * sizeof(T), childPath(where, name));
     std::vector<T> values(static_cast<std::size_t>(count));
     if (count > 0 && H5Dread(ds.id(), memoryType, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) < 0)
         fail(childPath(where, name) + " cannot be read (" + h5::takeErrorMessage() + ")");

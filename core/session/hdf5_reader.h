@@ -16,7 +16,9 @@ namespace mla {
 class Hdf5Reader {
 public:
     // Refuses a file that is not HDF5 at all, or that HDF5 cannot open (truncated, damaged superblock).
-    explicit Hdf5Reader(const std::filesystem::path& file);
+    // `memoryBudget`: bytes all arrays read through this reader may take together, checked against each array's
+    // declared size before it is read (and so before any decompression); default: the memory available now.
+    explicit Hdf5Reader(const std::filesystem::path& file, std::optional<std::uint64_t> memoryBudget = std::nullopt);
 
     const std::filesystem::path& path() const { return m_path; }
     hid_t root() const { return m_file.id(); }
@@ -57,8 +59,13 @@ private:
                              const std::vector<std::int64_t>* expected, std::uint64_t maxElements,
                              std::vector<std::int64_t>* shape) const;
 
+    void reserve(std::uint64_t bytes, const std::string& what) const;
+
     std::filesystem::path m_path;
     std::uint64_t m_fileSize = 0;
+    std::uint64_t m_budget = 0;
+    std::string m_budgetSource;
+    mutable std::uint64_t m_reserved = 0;
     h5::Handle m_file;
 };
 

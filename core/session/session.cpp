@@ -10,7 +10,7 @@ namespace mla {
 Session makeSession(const Model& model, AnalysisResult analysis)
 {
     Session s;
-    s.settings = analysis.settings;
+    s.settings.conversion = analysis.settings;
     s.analysis = std::move(analysis);
     s.modelConfigJson = model.sourceConfigJson ? model.sourceConfigJson->dump() : configToHuggingFace(model.config).dump();
     s.parameterCount = model.parameterCount();
@@ -50,7 +50,7 @@ nlohmann::ordered_json sessionSummaryJson(const Session& session)
                     {"created", session.createdAt},
                     {"model_fingerprint", a.modelFingerprint},
                     {"analysed", !a.layers.empty()}};
-    j["settings"] = settingsJson(session.settings);
+    j["settings"] = settingsJson(session.settings, SettingScope::Workbench);
     if (session.sanity)
         j["results"] = sanityJson(*session.sanity);
     return j;

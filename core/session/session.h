@@ -3,7 +3,9 @@
 #include "analysis/analysis_result.h"
 #include "conversion/conversion_settings.h"
 #include "conversion/sanity_check.h"
+#include "settings/settings.h"
 #include "util/job_control.h"
+#include "util/output_safety.h"
 
 #include <nlohmann/json.hpp>
 
@@ -16,10 +18,11 @@ namespace mla {
 struct Model;
 
 // Everything a user can save and reopen without the model: the analysis (with its calibration ids), the settings
-// as they stand in the workbench (which may differ from the analysed ones), and the results of a conversion check.
+// as they stand in the workbench (which may differ from the analysed ones: with the calibration of the next analysis
+// and the layer locks), and the results of a conversion check.
 struct Session {
     AnalysisResult analysis;       // layers empty: no analysis yet (then only the model and settings are stored)
-    ConversionSettings settings;
+    Settings settings;
     std::optional<SanityReport> sanity;
     std::string modelConfigJson;   // the original model's config, as JSON text
     std::int64_t parameterCount = 0; // of the original model; 0 when unknown (the summary then has no "params")
@@ -29,20 +32,31 @@ struct Session {
 };
 
 inline constexpr const char* kSessionFormatName = "mla-workbench-session";
-inline constexpr int kSessionSchemaVersion = 1;
+inline constexpr int kSessionSchemaVersion = 3;
 
 // A new session for an analysis of `model`: its config JSON and parameter count filled in, the workbench settings
-// starting as the analysed ones.
+// starting as the analysed ones (default calibration, nothing locked).
 Session makeSession(const Model& model, AnalysisResult analysis);
 
-// Writes an HDF5 session file (schema: docs/session-format.md) to a temporary name beside `path` and renames it
-// into place when complete; a failed or cancelled save leaves any previous file untouched. Progress is reported per
-// group and cancellation is checked between groups.
-void saveSession(const Session& session, const std::filesystem::path& path, const JobControl& job = {});
+// Writes an HDF5 session file (schema: docs/session-format.md) to a temporary name beside `path`, flushes it to disk
+// and renames it into place when complete; a failed or cancelled save leaves any previous file untouched. Progress
+// is reported per group and cancellation is checked between groups. The destination follows the output policy
+// (util/output_safety.h): never the analysed model or another input, never a device, FIFO or link; an existing
+// session (HDF5) file is replaced, any other existing file only with `output.force`.
+void saveSession(const Session& session, const std::filesystem::path& path, const JobControl& job = {},
+                 const OutputOptions& output = {});
+
+// The same destination check, for callers that want to refuse before any long work (analyze --session).
+void requireSessionDestination(const std::filesystem::path& path, const OutputOptions& output);
+FileKind sessionFileKind();
 
 // Reads a session. A damaged, truncated or foreign file, or a schema newer than this tool knows, is an mla::Error
-// naming the file and the problem; older schemas are migrated.
-Session loadSession(const std::filesystem::path& path);
+// naming the file and the problem; older schemas are migrated (schema 1 stored no calibration settings and no locks:
+// the calibration is the default, and a layer whose per-layer width differs from the global width is taken as
+// locked, which is how the workbench made such widths).
+// `memoryBudget`: what the arrays of the file may take in memory together (default: the memory available); a file
+// declaring more is refused before anything is decompressed.
+Session loadSession(const std::filesystem::path& path, std::optional<std::uint64_t> memoryBudget = std::nullopt);
 
 // Empty when `model` is the model the session was made from (same config and tensor index); otherwise a one-line
 // warning naming both fingerprints, for the GUI and CLI to show before using the weights with this session.

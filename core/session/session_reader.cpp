@@ -1,10 +1,13 @@
-// loadSession: format check, schema version dispatch (the migration table) and the version 1 reader. Everything
+// loadSession: format check, schema version dispatch (the migration table) and the reader of versions 1 and 2. Everything
 // read is checked against the model config stored in the same file before it is used as a size or an index.
 #include "session/session.h"
 
 #include "session/hdf5_reader.h"
 #include "session/session_schema.h"
+#include "settings/settings_rules.h"
+#include "settings/settings_table.h"
 #include "util/error.h"
+#include "util/json_util.h"
 
 #include <algorithm>
 #include <limits>
@@ -18,9 +21,10 @@ std::size_t z(std::int64_t v)
     return static_cast<std::size_t>(v);
 }
 
-class SessionReaderV1 {
+// Schemas 1 and 2 share the layout; version 2 adds the workbench fields of /settings (settings_table.h).
+class SessionReader {
 public:
-    explicit SessionReaderV1(const Hdf5Reader& r) : m_r(r) {}
+    SessionReader(const Hdf5Reader& r, int version) : m_r(r), m_version(version) {}
 
     Session read()
     {
@@ -30,7 +34,7 @@ public:
         s.createdAt = m_r.stringAttribute(root, schema::kCreated, "/");
         readModel(s);
         h5::Handle settings = m_r.group(root, schema::kSettings, "/");
-        s.settings = readSettings(settings.id(), "/settings");
+        s.settings = readSettings(settings.id(), "/settings", SettingScope::Workbench);
         if (auto analysis = m_r.optionalGroup(root, schema::kAnalysis, "/")) {
             readCalibration(s.analysis);
             readAnalysis(analysis->id(), s.analysis);
@@ -53,6 +57,7 @@ private:
         s.modelConfigJson = m_r.stringAttribute(g.id(), "source_config_json", where);
         s.parameterCount = m_r.integerAttribute(g.id(), "parameter_count", where, 0, std::numeric_limits<std::int64_t>::max());
         const std::string configText = m_r.stringAttribute(g.id(), "config_json", where);
+        checkJsonNesting(configText, m_r.path(), "/model config_json");
         const nlohmann::json config = nlohmann::json::parse(configText, nullptr, false);
         if (config.is_discarded() || !config.is_object())
             m_r.fail("/model config_json is not a JSON object");
@@ -80,32 +85,40 @@ private:
         return m_r.integerAttribute(g, name, where, 0, 1);
     }
 
-    ConversionSettings readSettings(hid_t g, const std::string& where) const
+    // Every field of the settings table in `scope` that this schema version stores; the others keep their defaults.
+    Settings readSettings(hid_t g, const std::string& where, SettingScope scope) const
     {
-        ConversionSettings s;
-        const std::string strategy = m_r.stringAttribute(g, "rope_strategy", where);
-        if (!parseRopeStrategy(strategy, s.strategy))
-            m_r.fail(where + " rope_strategy '" + strategy + "' is not one of high, low, uniform, 2-norm, rotation-loss");
-        s.ropePairs = m_r.integerAttribute(g, "rope_pairs", where, -1, m_pairs);
-        s.uniformStart = m_r.integerAttribute(g, "uniform_start", where, 0, m_pairs);
-        const std::string method = m_r.stringAttribute(g, "svd_method", where);
-        if (!parseLatentMethod(method, s.method))
-            m_r.fail(where + " svd_method '" + method + "' is not one of joint, split, key, value, none");
-        s.latentDim = m_r.integerAttribute(g, "latent_dim", where, -1, 1 << 24);
-        s.targetSaving = m_r.numberAttribute(g, "target_kv_saving", where);
-        const std::string sigma = m_r.stringAttribute(g, "sigma", where);
-        if (!parseSigmaPlacement(sigma, s.sigma))
-            m_r.fail(where + " sigma '" + sigma + "' is not up or sqrt");
-        s.activationAware = flag(g, "activation_aware", where) != 0;
-        s.balanceKeyValue = flag(g, "balance_key_value", where) != 0;
-        s.chooseBalance = flag(g, "choose_balance", where) != 0;
-        s.refit = flag(g, "refit", where) != 0;
-        s.refitRidge = m_r.numberAttribute(g, "refit_ridge", where);
-        s.allocate = flag(g, "allocate", where) != 0;
-        s.kvBudget = m_r.integerAttribute(g, "kv_budget", where, -1, std::numeric_limits<std::int64_t>::max());
-        s.preset = m_r.stringAttribute(g, "preset", where);
-        s.ropePairsPerLayer = perLayer(g, "rope_pairs_per_layer", where, 0, m_pairs);
-        s.latentPerLayer = perLayer(g, "latent_dim_per_layer", where, 0, 1 << 24);
+        Settings s;
+        for (const SettingField& f : settingFields()) {
+            if ((scope == SettingScope::Conversion && f.scope != SettingScope::Conversion) || f.sinceSchema > m_version)
+                continue;
+            SettingValue v;
+            switch (f.type) {
+            case SettingType::Flag:
+                v = flag(g, f.hdf5, where) != 0;
+                break;
+            case SettingType::Integer: {
+                const auto [lo, hi] = f.integerRange(&m_c);
+                v = m_r.integerAttribute(g, f.hdf5, where, lo, hi);
+                break;
+            }
+            case SettingType::Number:
+                v = m_r.numberAttribute(g, f.hdf5, where);
+                break;
+            case SettingType::Text:
+                v = m_r.stringAttribute(g, f.hdf5, where);
+                break;
+            case SettingType::IntegerList: {
+                const auto [lo, hi] = f.integerRange(&m_c);
+                v = perLayer(g, f.hdf5, where, lo, hi);
+                break;
+            }
+            }
+            const std::string problem = settingProblem(f, v, &m_c);
+            if (!problem.empty())
+                m_r.fail(where + " " + f.hdf5 + " " + problem);
+            f.set(s, v);
+        }
         return s;
     }
 
@@ -227,7 +240,7 @@ private:
         }
         a.scoreContext = m_r.integerAttribute(g, "score_context", where, 0, std::numeric_limits<std::int64_t>::max());
         h5::Handle settings = m_r.group(g, schema::kSettings, where);
-        a.settings = readSettings(settings.id(), where + "/settings");
+        a.settings = readSettings(settings.id(), where + "/settings", SettingScope::Conversion).conversion;
 
         a.layers.resize(z(m_c.layers));
         readScores(g, schema::kQueryPairNorms, &LayerRopeScores::queryNorm, m_c.heads, a.layers);
@@ -303,13 +316,29 @@ private:
     }
 
     const Hdf5Reader& m_r;
+    int m_version;
     ModelConfig m_c;
     std::int64_t m_pairs = 0;
 };
 
 Session loadVersion1(const Hdf5Reader& reader)
 {
-    return SessionReaderV1(reader).read();
+    Session s = SessionReader(reader, 1).read();
+    // Schema 1 kept no locks; per-layer widths without an allocation came from layers locked by hand.
+    s.settings.lockedLayers = inferredLocks(s.settings.conversion, s.analysis.config);
+    return s;
+}
+
+Session loadVersion2(const Hdf5Reader& reader)
+{
+    return SessionReader(reader, 2).read();
+}
+
+// Version 3 adds the conversion target and the FlashMLA switch (docs/deepseek-export.md); version 2 files read them as
+// mha2mla and off.
+Session loadVersion3(const Hdf5Reader& reader)
+{
+    return SessionReader(reader, 3).read();
 }
 
 // The migration hook: one loader per schema version this tool can read, each returning a current Session. When the
@@ -321,12 +350,14 @@ struct SchemaLoader {
 
 constexpr SchemaLoader kSchemaLoaders[] = {
     {1, &loadVersion1},
+    {2, &loadVersion2},
+    {3, &loadVersion3},
 };
 
-Session readSession(const std::filesystem::path& path)
+Session readSession(const std::filesystem::path& path, std::optional<std::uint64_t> memoryBudget)
 {
     h5::LibraryGuard guard;
-    const Hdf5Reader reader(path);
+    const Hdf5Reader reader(path, memoryBudget);
     const hid_t root = reader.root();
     if (!reader.hasAttribute(root, schema::kFormat))
         reader.fail("not an MLA Workbench session (an HDF5 file without the '" + std::string(schema::kFormat)
@@ -360,10 +391,10 @@ Session readSession(const std::filesystem::path& path)
 
 } // namespace
 
-Session loadSession(const std::filesystem::path& path)
+Session loadSession(const std::filesystem::path& path, std::optional<std::uint64_t> memoryBudget)
 {
     try {
-        return readSession(path);
+        return readSession(path, memoryBudget);
     } catch (const Error&) {
         throw;
     } catch (const std::bad_alloc&) {

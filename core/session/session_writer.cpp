@@ -1,9 +1,10 @@
-// saveSession: the schema of docs/session-format.md, version 1.
+// saveSession: the schema of docs/session-format.md, version 2.
 #include "session/session.h"
 
 #include "session/analysis_json.h"
 #include "session/hdf5_writer.h"
 #include "session/session_schema.h"
+#include "settings/settings_table.h"
 #include "util/error.h"
 #include "util/staged_output.h"
 #include "util/version.h"
@@ -46,7 +47,7 @@ public:
         writeRoot();
         writeModel();
         m_job.progress(0.05, "saving session: settings");
-        writeSettings(m_w.root(), schema::kSettings, m_s.settings);
+        writeSettings(m_w.root(), schema::kSettings, m_s.settings, SettingScope::Workbench);
         if (analysed) {
             m_job.progress(0.1, "saving session: calibration");
             writeCalibration();
@@ -94,29 +95,36 @@ private:
         m_w.attribute(g.id(), "vocab_size", m_c.vocab);
     }
 
-    void writeSettings(hid_t parent, const char* name, const ConversionSettings& s)
+    // Every field of the settings table in `scope`: scalars as attributes, per-layer lists as datasets, and all of it
+    // as one JSON attribute for convenience (the attributes are authoritative).
+    void writeSettings(hid_t parent, const char* name, const Settings& s, SettingScope scope)
     {
         h5::Handle g = m_w.createGroup(parent, name);
-        m_w.attribute(g.id(), "rope_strategy", std::string(ropeStrategyName(s.strategy)));
-        m_w.attribute(g.id(), "rope_pairs", s.ropePairs);
-        m_w.attribute(g.id(), "uniform_start", s.uniformStart);
-        m_w.attribute(g.id(), "svd_method", std::string(latentMethodName(s.method)));
-        m_w.attribute(g.id(), "latent_dim", s.latentDim);
-        m_w.attribute(g.id(), "target_kv_saving", s.targetSaving);
-        m_w.attribute(g.id(), "sigma", std::string(sigmaPlacementName(s.sigma)));
-        m_w.attribute(g.id(), "activation_aware", std::int64_t{s.activationAware});
-        m_w.attribute(g.id(), "balance_key_value", std::int64_t{s.balanceKeyValue});
-        m_w.attribute(g.id(), "choose_balance", std::int64_t{s.chooseBalance});
-        m_w.attribute(g.id(), "refit", std::int64_t{s.refit});
-        m_w.attribute(g.id(), "refit_ridge", s.refitRidge);
-        m_w.attribute(g.id(), "allocate", std::int64_t{s.allocate});
-        m_w.attribute(g.id(), "kv_budget", s.kvBudget);
-        m_w.attribute(g.id(), "preset", s.preset);
-        m_w.attribute(g.id(), "json", settingsJson(s).dump());
-        m_w.dataset(g.id(), "rope_pairs_per_layer", {s.ropePairsPerLayer.size()}, s.ropePairsPerLayer.data(), "pairs",
-                    "kept RoPE pairs per head for each layer; empty: rope_pairs for every layer");
-        m_w.dataset(g.id(), "latent_dim_per_layer", {s.latentPerLayer.size()}, s.latentPerLayer.data(), "elements",
-                    "latent width d_c of each layer; empty: latent_dim (or target_kv_saving) for every layer");
+        for (const SettingField& f : settingFields()) {
+            if (scope == SettingScope::Conversion && f.scope != SettingScope::Conversion)
+                continue;
+            const SettingValue v = f.get(s);
+            switch (f.type) {
+            case SettingType::Flag:
+                m_w.attribute(g.id(), f.hdf5, std::int64_t{std::get<bool>(v)});
+                break;
+            case SettingType::Integer:
+                m_w.attribute(g.id(), f.hdf5, std::get<std::int64_t>(v));
+                break;
+            case SettingType::Number:
+                m_w.attribute(g.id(), f.hdf5, std::get<double>(v));
+                break;
+            case SettingType::Text:
+                m_w.attribute(g.id(), f.hdf5, std::get<std::string>(v));
+                break;
+            case SettingType::IntegerList: {
+                const auto& list = std::get<std::vector<std::int64_t>>(v);
+                m_w.dataset(g.id(), f.hdf5, {list.size()}, list.data(), f.units, f.meaning);
+                break;
+            }
+            }
+        }
+        m_w.attribute(g.id(), "json", settingsJson(s, scope).dump());
     }
 
     void writeCalibration()
@@ -187,7 +195,9 @@ private:
         m_w.attribute(g.id(), "kv_heads", m_c.kvHeads);
         m_w.attribute(g.id(), "pairs", m_c.headDim / 2);
         m_w.attribute(g.id(), "score_context", m_a.scoreContext);
-        writeSettings(g.id(), schema::kSettings, m_a.settings);
+        Settings analysed;
+        analysed.conversion = m_a.settings;
+        writeSettings(g.id(), schema::kSettings, analysed, SettingScope::Conversion);
 
         writeScores(g.id(), schema::kQueryPairNorms, &LayerRopeScores::queryNorm, m_c.heads, "activation units",
                     "mean over calibration tokens of the L2 norm of each query head's pair [layer][head][pair]");
@@ -289,12 +299,25 @@ private:
 
 } // namespace
 
-void saveSession(const Session& session, const std::filesystem::path& path, const JobControl& job)
+FileKind sessionFileKind()
+{
+    return {"an HDF5 session file", isHdf5File};
+}
+
+void requireSessionDestination(const std::filesystem::path& path, const OutputOptions& output)
+{
+    requireOutputFile(path, output, sessionFileKind());
+}
+
+void saveSession(const Session& session, const std::filesystem::path& path, const JobControl& job, const OutputOptions& output)
 {
     // A session without a model shape cannot be reopened; refuse before anything touches the disk.
     session.analysis.config.validate(path);
     job.checkCancelled();
-    StagedFile staged(path);
+    OutputOptions options = output;
+    if (!session.analysis.modelPath.empty())
+        options.inputs.emplace_back(session.analysis.modelPath);
+    StagedFile staged(path, options, sessionFileKind());
     {
         h5::LibraryGuard guard;
         SessionWriter writer(session, staged.path(), path, job);

@@ -86,6 +86,9 @@ void BpeTokenizer::addAddedToken(std::string content, int id, bool special, cons
 
 void BpeTokenizer::finish(const std::filesystem::path& file)
 {
+    m_file = file;
+    m_normalizer.setFile(file);
+    m_preTokenizer.setFile(file);
     if (m_pieces.empty())
         throw Error(file, "the vocabulary is empty");
     m_flags.assign(m_pieces.size(), 0);
@@ -358,8 +361,9 @@ void BpeTokenizer::encodeWord(std::string_view word, std::vector<int>& out) cons
 void BpeTokenizer::checkId(int id) const
 {
     if (id < 0 || static_cast<std::size_t>(id) >= m_pieces.size())
-        throw Error("token id " + std::to_string(id) + " is outside the tokenizer's vocabulary of "
-                    + std::to_string(m_pieces.size()));
+        throw Error(m_file, "token id " + std::to_string(id) + " is outside the tokenizer's vocabulary of "
+                                + std::to_string(m_pieces.size())
+                                + " (a model with a padded vocabulary generated an id that has no text)");
 }
 
 std::string BpeTokenizer::decodePiece(int previous, int id) const

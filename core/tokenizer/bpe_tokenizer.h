@@ -87,6 +87,7 @@ private:
 
     Normalizer m_normalizer;
     PreTokenizer m_preTokenizer;
+    std::filesystem::path m_file; // named in errors
     bool m_byteLevel = true;
     bool m_byteFallback = false;
     bool m_ignoreMerges = false;

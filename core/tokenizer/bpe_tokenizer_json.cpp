@@ -4,6 +4,7 @@
 
 #include "tokenizer/utf8.h"
 #include "util/error.h"
+#include "util/input_file.h"
 #include "util/json_util.h"
 
 #include <nlohmann/json.hpp>
@@ -415,7 +416,7 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::fromJson(const json& root, const std
 
 std::unique_ptr<BpeTokenizer> BpeTokenizer::fromJsonFile(const std::filesystem::path& path)
 {
-    return fromJson(readJsonFile(path), path, true);
+    return fromJson(readJsonFile(path, kMaxTokenizerFileBytes), path, true);
 }
 
 } // namespace mla

@@ -50,6 +50,7 @@ std::unique_ptr<Llama2cTokenizer> Llama2cTokenizer::fromBytes(std::span<const st
                               + " bytes, a llama2.c tokenizer starts with a 4-byte max_token_length");
 
     std::unique_ptr<Llama2cTokenizer> t(new Llama2cTokenizer());
+    t->m_file = file;
     const std::uint8_t* data = bytes.data();
     const std::size_t size = bytes.size();
     t->m_maxTokenLength = readInt32(data);
@@ -119,6 +120,7 @@ std::unique_ptr<Llama2cTokenizer> Llama2cTokenizer::fromEmbedded(const EmbeddedV
     checkOptionalId(vocab.unk, "unknown");
 
     std::unique_ptr<Llama2cTokenizer> t(new Llama2cTokenizer());
+    t->m_file = file;
     t->m_pieces.reserve(n);
     t->m_control.assign(n, false);
     t->m_matchable.assign(n, true);
@@ -281,8 +283,9 @@ std::vector<int> Llama2cTokenizer::encode(std::string_view text, bool addBos) co
 void Llama2cTokenizer::checkId(int id) const
 {
     if (id < 0 || static_cast<std::size_t>(id) >= m_pieces.size())
-        throw Error("token id " + std::to_string(id) + " is outside the tokenizer's vocabulary of "
-                    + std::to_string(m_pieces.size()));
+        throw Error(m_file, "token id " + std::to_string(id) + " is outside the tokenizer's vocabulary of "
+                                + std::to_string(m_pieces.size())
+                                + " (a model with a padded vocabulary generated an id that has no text)");
 }
 
 std::string Llama2cTokenizer::decodePiece(int previous, int id) const

@@ -62,6 +62,7 @@ private:
     int m_unk = 0;
     std::optional<int> m_bos;
     std::optional<int> m_eos;
+    std::filesystem::path m_file; // named in errors
 };
 
 } // namespace mla

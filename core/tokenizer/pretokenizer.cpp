@@ -6,6 +6,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <algorithm>
 #include <unordered_map>
 
 namespace mla {
@@ -82,7 +83,10 @@ std::optional<std::string> byteLevelDecode(std::string_view piece)
 }
 
 SplitRegex::SplitRegex(std::string_view pattern, bool literal, const std::filesystem::path& file)
+    : m_pattern(pattern.substr(0, 200)), m_file(file)
 {
+    if (pattern.size() > (64u << 10))
+        throw Error(file, "pre-tokenizer regex of " + std::to_string(pattern.size()) + " bytes is implausibly long (at most 64 KiB)");
     int errorCode = 0;
     PCRE2_SIZE errorOffset = 0;
     // MATCH_INVALID_UTF: model input is untrusted bytes, and PCRE2 would otherwise refuse a whole text for one bad
@@ -102,20 +106,67 @@ SplitRegex::SplitRegex(std::string_view pattern, bool literal, const std::filesy
     m_code.reset(code, [](pcre2_code* c) { pcre2_code_free(c); });
 }
 
+namespace {
+
+// One match context and JIT stack per thread, reused by every match: the limits are set per call.
+struct MatchResources {
+    pcre2_match_context* context = pcre2_match_context_create(nullptr);
+    pcre2_jit_stack* stack = pcre2_jit_stack_create(32 << 10, 4 << 20, nullptr);
+    MatchResources()
+    {
+        if (context && stack)
+            pcre2_jit_stack_assign(context, nullptr, stack);
+    }
+    ~MatchResources()
+    {
+        pcre2_jit_stack_free(stack);
+        pcre2_match_context_free(context);
+    }
+};
+
+bool isResourceLimit(int rc)
+{
+    return rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT || rc == PCRE2_ERROR_HEAPLIMIT
+           || rc == PCRE2_ERROR_JIT_STACKLIMIT;
+}
+
+} // namespace
+
 std::vector<SplitRegex::Span> SplitRegex::spans(std::string_view text) const
 {
     std::vector<Span> out;
     std::unique_ptr<pcre2_match_data, void (*)(pcre2_match_data*)> match(
         pcre2_match_data_create_from_pattern(m_code.get(), nullptr), pcre2_match_data_free);
-    if (!match)
+    thread_local MatchResources resources;
+    if (!match || !resources.context)
         throw std::bad_alloc();
     const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+    // Each match starts with a small step limit, raised fourfold while it is hit; every attempt is charged its limit
+    // (an upper bound on its work) to a budget proportional to the text. Ordinary patterns match in a few steps per
+    // character and never come near it; catastrophic backtracking exhausts it after bounded work.
+    std::uint64_t budget = stepBudget(text.size());
+    auto matchAt = [&](std::size_t pos) {
+        std::uint64_t limit = 1024;
+        for (;;) {
+            limit = std::min(limit, budget);
+            pcre2_set_match_limit(resources.context, static_cast<std::uint32_t>(std::min<std::uint64_t>(limit, 0xFFFFFFFFu)));
+            const int rc = pcre2_match(m_code.get(), subject, text.size(), pos, 0, match.get(), resources.context);
+            budget -= limit;
+            if (!isResourceLimit(rc))
+                return rc;
+            if (budget == 0)
+                throw Error(m_file, "pre-tokenizer regex '" + m_pattern + "' needs more than " + std::to_string(stepBudget(text.size()))
+                                        + " matching steps on a text of " + std::to_string(text.size())
+                                        + " bytes (catastrophic backtracking); refusing it");
+            limit *= 4;
+        }
+    };
     std::size_t gapStart = 0;
     std::size_t pos = 0;
     while (pos < text.size()) {
-        const int rc = pcre2_match(m_code.get(), subject, text.size(), pos, 0, match.get(), nullptr);
+        const int rc = matchAt(pos);
         if (rc < 0)
-            break; // PCRE2_ERROR_NOMATCH, or a resource limit: the rest is one unmatched span
+            break; // PCRE2_ERROR_NOMATCH (or an error of the text): the rest is one unmatched span
         const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(match.get());
         const std::size_t begin = ovector[0];
         const std::size_t end = ovector[1];
@@ -221,7 +272,22 @@ std::vector<PreToken> PreTokenizer::run(std::string_view text, bool atTextStart)
 {
     std::vector<PreToken> pieces;
     pieces.push_back({std::string(text), atTextStart});
+    const std::size_t limit = kMaxTextGrowth * text.size() + kTextGrowthSlack;
     for (const Step& step : m_steps) {
+        // What a space prefix or Metaspace step can add: a replacement per space and one in front of every piece.
+        if (step.kind != Step::Kind::Split) {
+            std::size_t bound = 0;
+            for (const PreToken& p : pieces) {
+                const std::size_t spaces = step.kind == Step::Kind::Metaspace
+                                               ? static_cast<std::size_t>(std::count(p.text.begin(), p.text.end(), ' '))
+                                               : 0;
+                bound += p.text.size() + (spaces + 1) * std::max<std::size_t>(step.replacement.size(), 1);
+            }
+            if (bound > limit)
+                throw Error(m_file, "the pre-tokenizer would turn " + std::to_string(text.size()) + " bytes of text into up to "
+                                        + std::to_string(bound) + " bytes (more than " + std::to_string(kMaxTextGrowth)
+                                        + " times as long); refusing it");
+        }
         std::vector<PreToken> next;
         next.reserve(pieces.size());
         for (PreToken& p : pieces) {
@@ -288,15 +354,33 @@ void Normalizer::addStrip(bool left, bool right)
 std::string Normalizer::apply(std::string_view text) const
 {
     std::string s(text);
+    const std::size_t limit = kMaxTextGrowth * text.size() + kTextGrowthSlack;
+    auto refuse = [&](std::size_t size) {
+        throw Error(m_file, "the normalizer would turn " + std::to_string(text.size()) + " bytes of text into "
+                                + std::to_string(size) + " bytes (more than " + std::to_string(kMaxTextGrowth)
+                                + " times as long); refusing it");
+    };
     for (const Step& step : m_steps) {
         switch (step.kind) {
         case Step::Kind::Prepend:
+            if (s.size() + step.a.size() > limit)
+                refuse(s.size() + step.a.size());
             if (!s.empty())
                 s.insert(0, step.a);
             break;
-        case Step::Kind::Replace:
+        case Step::Kind::Replace: {
+            // The size is known before anything is built: the count of matches times the growth of each.
+            if (step.b.size() > step.a.size() && !step.a.empty()) {
+                std::size_t hits = 0;
+                for (std::size_t at = s.find(step.a); at != std::string::npos; at = s.find(step.a, at + step.a.size()))
+                    ++hits;
+                const std::size_t size = s.size() + hits * (step.b.size() - step.a.size());
+                if (size > limit)
+                    refuse(size);
+            }
             s = utf8::replaceAll(s, step.a, step.b);
             break;
+        }
         case Step::Kind::Strip: {
             auto isSpace = [](char c) {
                 return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -31,8 +32,17 @@ std::optional<std::string> byteLevelDecode(std::string_view piece);
 // Hugging Face SplitDelimiterBehavior: what becomes of the matched text.
 enum class SplitBehavior { Isolated, Removed, MergedWithPrevious, MergedWithNext, Contiguous };
 
+// Text a normalizer or pre-tokenizer may make of its input: at most this many times as long, plus a little. Real
+// ones at most triple it (a space becomes "\xe2\x96\x81"); a hostile tokenizer.json that replaces one character by a
+// megabyte would otherwise turn a page of text into gigabytes.
+inline constexpr std::size_t kMaxTextGrowth = 16;
+inline constexpr std::size_t kTextGrowthSlack = 4096;
+
 // A PCRE2 regex (UTF and Unicode properties, so \p{L} and \s mean what they mean to Hugging Face's Oniguruma).
 // Invalid UTF-8 in the text never matches and ends up in the pieces between matches, so no byte is ever lost.
+// Matching runs under a step budget proportional to the text (PCRE2's match limit, raised step by step while the
+// budget lasts), so a pattern with catastrophic backtracking (nested quantifiers) is an Error naming the file after
+// bounded work instead of running for minutes.
 class SplitRegex {
 public:
     // `literal`: the pattern is plain text (a Split with a String pattern). A pattern PCRE2 rejects is an Error
@@ -49,8 +59,13 @@ public:
     // The pieces `behavior` makes of `text`.
     std::vector<std::string_view> split(std::string_view text, SplitBehavior behavior) const;
 
+    // PCRE2 match-limit steps allowed for one spans() call on `bytes` bytes of text.
+    static std::uint64_t stepBudget(std::size_t bytes) { return 2'000'000 + 2048 * static_cast<std::uint64_t>(bytes); }
+
 private:
     std::shared_ptr<pcre2_real_code_8> m_code;
+    std::string m_pattern;
+    std::filesystem::path m_file;
 };
 
 struct PreToken {
@@ -72,6 +87,7 @@ public:
 
     std::vector<PreToken> run(std::string_view text, bool atTextStart) const;
     bool empty() const { return m_steps.empty(); }
+    void setFile(std::filesystem::path file) { m_file = std::move(file); } // named in errors
 
 private:
     struct Step {
@@ -83,6 +99,7 @@ private:
         bool split = false;
     };
     std::vector<Step> m_steps;
+    std::filesystem::path m_file;
 };
 
 // A Hugging Face normalizer reduced to the operations BPE tokenizers use: Prepend, Replace of a string, Strip.
@@ -93,8 +110,10 @@ public:
     void addReplace(std::string from, std::string to);
     void addStrip(bool left, bool right);
 
+    // An Error naming the file when the output would exceed kMaxTextGrowth times the input (plus slack).
     std::string apply(std::string_view text) const;
     bool empty() const { return m_steps.empty(); }
+    void setFile(std::filesystem::path file) { m_file = std::move(file); } // named in errors
 
 private:
     struct Step {
@@ -105,6 +124,7 @@ private:
         bool right = false;
     };
     std::vector<Step> m_steps;
+    std::filesystem::path m_file;
 };
 
 } // namespace mla

@@ -2,6 +2,7 @@
 
 #include "tokenizer/utf8.h"
 #include "util/error.h"
+#include "util/input_file.h"
 
 #include <sentencepiece_processor.h>
 
@@ -19,12 +20,7 @@ SentencePieceTokenizer::~SentencePieceTokenizer() = default;
 
 std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::fromFile(const std::filesystem::path& path)
 {
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-        throw Error(path, "cannot open");
-    std::ostringstream bytes;
-    bytes << in.rdbuf();
-    return fromBytes(bytes.str(), path);
+    return fromBytes(readInputFile(path, kMaxTokenizerFileBytes, "tokenizer"), path);
 }
 
 std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::fromBytes(std::string_view serialized,
@@ -86,8 +82,8 @@ std::vector<int> SentencePieceTokenizer::encode(std::string_view text, bool addB
 void SentencePieceTokenizer::checkId(int id) const
 {
     if (id < 0 || id >= vocabSize())
-        throw Error("token id " + std::to_string(id) + " is outside the tokenizer's vocabulary of "
-                    + std::to_string(vocabSize()));
+        throw Error(m_file, "token id " + std::to_string(id) + " is outside the tokenizer's vocabulary of "
+                                + std::to_string(vocabSize()) + " (a model with a padded vocabulary generated an id that has no text)");
 }
 
 std::string SentencePieceTokenizer::decodePiece(int previous, int id) const

@@ -4,6 +4,8 @@
 #include "tokenizer/llama2c_tokenizer.h"
 #include "tokenizer/sentencepiece_tokenizer.h"
 #include "util/error.h"
+#include "util/input_file.h"
+#include "util/json_util.h"
 #include "util/mapped_file.h"
 
 #include <nlohmann/json.hpp>
@@ -20,7 +22,7 @@ namespace {
 constexpr std::uintmax_t kMaxTokenizerCandidateBytes = 64ull << 20;
 // The largest real tokenizer files are tens of megabytes; a gigabyte file handed to loadTokenizer is a checkpoint
 // picked by mistake, and parsing it as JSON or protobuf would only waste time and memory.
-constexpr std::size_t kMaxTokenizerBytes = 1ull << 30;
+constexpr std::size_t kMaxTokenizerBytes = kMaxTokenizerFileBytes;
 
 std::string lowercaseExtension(const std::filesystem::path& path)
 {
@@ -67,6 +69,7 @@ std::unique_ptr<Tokenizer> loadTokenizer(const std::filesystem::path& path)
     // A llama2.c tokenizer.bin whose max_token_length is 123 also starts with '{', so outside *.json a failed JSON
     // parse falls through to the binary formats.
     if (ext == ".json" || startsLikeJson(bytes)) {
+        checkJsonNesting(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), path, "tokenizer JSON");
         nlohmann::json root = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
         if (root.is_object() && root.contains("model"))
             return BpeTokenizer::fromJson(root, path, true);

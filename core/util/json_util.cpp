@@ -1,20 +1,45 @@
 #include "util/json_util.h"
 
+#include "util/input_file.h"
+
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 namespace mla {
 
-nlohmann::json readJsonFile(const std::filesystem::path& path)
+void checkJsonNesting(std::string_view text, const std::filesystem::path& file, const char* what)
 {
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-        throw Error(path, "cannot open");
-    std::ostringstream text;
-    text << in.rdbuf();
+    int depth = 0;
+    bool inString = false;
+    bool escaped = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (inString) {
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                inString = false;
+            continue;
+        }
+        if (c == '"') {
+            inString = true;
+        } else if (c == '{' || c == '[') {
+            if (++depth > kMaxJsonDepth)
+                throw Error(file, std::string(what) + " nests objects and arrays more than " + std::to_string(kMaxJsonDepth)
+                                      + " levels deep (at byte " + std::to_string(i) + "); refusing it");
+        } else if (c == '}' || c == ']') {
+            --depth;
+        }
+    }
+}
+
+nlohmann::json readJsonFile(const std::filesystem::path& path, std::uint64_t maxBytes)
+{
+    const std::string text = readInputFile(path, maxBytes, "JSON file");
+    checkJsonNesting(text, path);
     try {
-        return nlohmann::json::parse(text.str());
+        return nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
         throw Error(path, std::string("invalid JSON: ") + e.what());
     }

@@ -5,12 +5,24 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace mla {
 
-nlohmann::json readJsonFile(const std::filesystem::path& path);
+// JSON nested deeper than this is refused before parsing: every recursive walk over a parsed document (copies,
+// dumps, our own readers) would otherwise overflow the stack on a hostile file. Real configs and tokenizers nest
+// fewer than ten levels.
+inline constexpr int kMaxJsonDepth = 128;
+
+// Throws an Error naming `file` when `text` nests arrays and objects deeper than kMaxJsonDepth (a linear scan).
+void checkJsonNesting(std::string_view text, const std::filesystem::path& file, const char* what = "JSON");
+
+// Reads an untrusted JSON file: a regular file only (a FIFO or device is an Error at once), at most `maxBytes`
+// (config.json and index files are kilobytes; 16 MiB by default), nesting checked, then parsed.
+nlohmann::json readJsonFile(const std::filesystem::path& path, std::uint64_t maxBytes = 16ull << 20);
 
 // Typed, checked look-ups into an untrusted JSON object: a wrong type or a missing required key is an Error that
 // names the file and the key.

@@ -66,6 +66,18 @@ std::uint64_t cgroupRoom()
     return room;
 }
 
+// Room under RLIMIT_AS (`ulimit -v`): the whole address space counts, mapped files included.
+std::uint64_t addressLimitRoom()
+{
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY)
+        return kUnknown;
+    const std::uint64_t used = procKilobytes("/proc/self/status", "VmSize");
+    if (used == kUnknown)
+        return static_cast<std::uint64_t>(limit.rlim_cur);
+    return limit.rlim_cur > used ? static_cast<std::uint64_t>(limit.rlim_cur) - used : 0;
+}
+
 std::uint64_t dataLimitRoom()
 {
     rlimit limit{};
@@ -89,6 +101,7 @@ MemoryAvailability availableMemory()
     consider(procKilobytes("/proc/meminfo", "MemAvailable"), "MemAvailable");
     consider(cgroupRoom(), "cgroup memory.max");
     consider(dataLimitRoom(), "RLIMIT_DATA");
+    consider(addressLimitRoom(), "RLIMIT_AS");
     return a;
 }
 

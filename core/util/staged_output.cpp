@@ -62,14 +62,28 @@ void syncFile(const std::filesystem::path& path)
 {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0)
+        throw Error(path, std::string("cannot open to flush: ") + std::strerror(errno));
+    const int rc = ::fsync(fd);
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0)
+        throw Error(path, std::string("cannot flush to disk: ") + std::strerror(err));
+}
+
+void syncFolder(const std::filesystem::path& path)
+{
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+    if (fd < 0)
         return;
     ::fsync(fd);
     ::close(fd);
 }
 
-StagedFile::StagedFile(std::filesystem::path destination)
-    : m_destination(std::move(destination)), m_staging(stagingName(m_destination))
+StagedFile::StagedFile(std::filesystem::path destination, OutputOptions options, FileKind kind)
+    : m_destination(std::move(destination)), m_staging(stagingName(m_destination)), m_options(std::move(options)),
+      m_kind(std::move(kind))
 {
+    requireOutputFile(m_destination, m_options, m_kind);
     removeStaleStaging(m_destination);
     std::error_code ec;
     std::filesystem::remove(m_staging, ec);
@@ -86,14 +100,18 @@ StagedFile::~StagedFile()
 void StagedFile::commit()
 {
     syncFile(m_staging);
+    // The destination may have changed since the write began (another program, a second save).
+    requireOutputFile(m_destination, m_options, m_kind);
     if (std::rename(m_staging.c_str(), m_destination.c_str()) != 0)
         throw Error(m_destination, std::string("cannot move the finished file into place: ") + std::strerror(errno));
     m_committed = true;
+    syncFolder(absoluteDestination(m_destination).parent_path());
 }
 
-StagedDirectory::StagedDirectory(std::filesystem::path destination)
-    : m_destination(std::move(destination)), m_staging(stagingName(m_destination))
+StagedDirectory::StagedDirectory(std::filesystem::path destination, OutputOptions options)
+    : m_destination(std::move(destination)), m_staging(stagingName(m_destination)), m_options(std::move(options))
 {
+    requireOutputFolder(m_destination, m_options);
     removeStaleStaging(m_destination);
     std::error_code ec;
     std::filesystem::remove_all(m_staging, ec);
@@ -113,15 +131,16 @@ StagedDirectory::~StagedDirectory()
 void StagedDirectory::commit()
 {
     namespace fs = std::filesystem;
+    writeOutputMarker(m_staging);
     for (const auto& entry : fs::directory_iterator(m_staging)) {
         if (entry.is_regular_file())
             syncFile(entry.path());
     }
+    syncFolder(m_staging);
+    requireOutputFolder(m_destination, m_options);
     std::error_code ec;
     fs::path previous;
-    if (fs::exists(m_destination)) {
-        if (!fs::is_directory(m_destination))
-            throw Error(m_destination, "exists and is not a folder");
+    if (fs::exists(fs::symlink_status(m_destination, ec))) {
         previous = stagingName(m_destination).string() + "-old";
         fs::remove_all(previous, ec);
         fs::rename(m_destination, previous, ec);
@@ -130,11 +149,13 @@ void StagedDirectory::commit()
     }
     fs::rename(m_staging, m_destination, ec);
     if (ec) {
+        const std::string problem = ec.message();
         if (!previous.empty())
             fs::rename(previous, m_destination, ec);
-        throw Error(m_destination, "cannot move the finished folder into place: " + ec.message());
+        throw Error(m_destination, "cannot move the finished folder into place: " + problem);
     }
     m_committed = true;
+    syncFolder(absoluteDestination(m_destination).parent_path());
     if (!previous.empty())
         fs::remove_all(previous, ec);
 }

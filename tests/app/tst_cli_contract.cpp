@@ -2,6 +2,7 @@
 // without BOS or prompt, the published text from all three forms of stories260K, exit codes (0 success, 1 bad input
 // with one message on stderr naming the file, 2 usage), --help on every command, synth then info, and every class of
 // malformed checkpoint exiting 1 with the file named.
+#include "backend/compute_backend.h"
 #include "common/test_support.h"
 
 #include "engine/evaluation.h"
@@ -398,7 +399,7 @@ void TestCliContract::evalIds()
     // Used exactly as given: 9 + 4 + 1 predictions, no BOS added.
     QCOMPARE(j["tokens"].get<int>(), 14);
     const Model m = loadModel(bin());
-    const double expected = perplexity(Transformer(m), readIdSequences(ids)).ppl();
+    const double expected = perplexity(cpuBackend(), Transformer(m), readIdSequences(ids)).ppl();
     QVERIFY2(std::fabs(j["ppl"].get<double>() - expected) < 1e-9 * expected, qPrintable(QString::number(j["ppl"].get<double>())));
     // The three forms agree.
     QCOMPARE(runJson({"eval", hf(), "--ids", ids.string(), "--json"})["ppl"].get<double>(), j["ppl"].get<double>());
@@ -543,16 +544,17 @@ void TestCliContract::malformedCheckpointsExit1()
         expectBadInput({"info", f.string()}, f.string(), "too short");
     }
 
-    // GGUF: a quantised tensor, a lying tensor count, a truncated file.
+    // GGUF: a tensor type we do not read (Q4_0 and the k-quants are read: tst_ggml_quants), a lying tensor count, a
+    // truncated file.
     const auto ggufBytes = fileBytes(gguf());
     {
         const fs::path f = dir / "bad.gguf";
         auto q = ggufBytes;
-        const std::uint32_t q40 = 2;
-        std::memcpy(q.data() + ggufTypeOffset(q, "blk.0.attn_q.weight"), &q40, 4);
+        const std::uint32_t iq2xxs = 16;
+        std::memcpy(q.data() + ggufTypeOffset(q, "blk.0.attn_q.weight"), &iq2xxs, 4);
         writeBytes(f, q);
-        expectBadInput({"info", f.string()}, f.string(), "unsupported tensor type Q4_0 in tensor 'blk.0.attn_q.weight'");
-        expectBadInput({"eval", f.string(), "--ids", f.string()}, f.string(), "unsupported tensor type Q4_0");
+        expectBadInput({"info", f.string()}, f.string(), "unsupported tensor type IQ2_XXS in tensor 'blk.0.attn_q.weight'");
+        expectBadInput({"eval", f.string(), "--ids", f.string()}, f.string(), "unsupported tensor type IQ2_XXS");
         auto lying = ggufBytes;
         const std::uint64_t huge = 1ull << 62;
         std::memcpy(lying.data() + 8, &huge, 8);

@@ -158,6 +158,7 @@ void TestCrashSafety::exportKilledOverPreviousExport()
 
     std::vector<std::string> second = first;
     second[second.size() - 2] = "128"; // another latent width: different files
+    second.push_back("--force"); // the folder holds the first export: replaced only when forced
     const KillResult killed = killDuringWrite(second, out, 1 << 20);
     QVERIFY2(killed.killedMidWrite, killed.log.c_str());
     QVERIFY(fileContents(out / "config.json") == config);

@@ -9,7 +9,7 @@
 #include "document/workbench.h"
 #include "formats/synthetic_checkpoint.h"
 #include "main_window.h"
-#include "ui_support/synthetic_analysis.h"
+#include "common/synthetic_analysis.h"
 
 #include <QApplication>
 #include <QElapsedTimer>
@@ -47,7 +47,7 @@ private Q_SLOTS:
         QCOMPARE(config.heads, 32);
         QCOMPARE(config.kvHeads, 32);
         QCOMPARE(config.headDim, 128);
-        m_analysis = std::make_shared<const AnalysisResult>(ui::syntheticAnalysis(config));
+        m_analysis = std::make_shared<const AnalysisResult>(test::syntheticAnalysis(config));
         QCOMPARE(m_analysis->layers.front().weightSpectra.joint.size(), std::size_t(4096));
         m_parameters = 6738415616;
         m_window = std::make_unique<MainWindow>(MainWindow::Options{false, false});

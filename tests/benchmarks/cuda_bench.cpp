@@ -109,18 +109,17 @@ int decompositions(const fs::path& modelPath, const Options& o)
         writeNpy(dir / "value.npy", split.v);
     }
     auto measure = [&](const std::shared_ptr<const ComputeBackend>& backend, int reps) {
-        ScopedBackend scope(backend);
         const ComputeBackend& b = *backend;
         nlohmann::ordered_json r;
         r["device"] = b.device().label();
         r["spectra_joint_key_value_s"] = timeBest(reps, [&] { b.spectra({&joint, &split.kNope, &split.v}, nullptr); });
         r["singular_values_joint_s"] = timeBest(reps, [&] { b.singularValues(joint); });
         r["low_rank_factors_joint_s"] = timeBest(reps, [&] { b.lowRankFactors(joint, target.latentK); });
-        r["convert_attention_layer_s"] = timeBest(reps, [&] { convertAttention(c, w, target, settings); });
+        r["convert_attention_layer_s"] = timeBest(reps, [&] { convertAttention(b, c, w, target, settings); });
         return r;
     };
     std::string why;
-    const auto cuda = cudaBackend(&why);
+    const auto cuda = cudaBackend(0, &why);
     if (!cuda)
         throw Error("no CUDA backend: " + why);
     j["cuda"] = measure(cuda, repeat);
@@ -133,7 +132,7 @@ int decompositions(const fs::path& modelPath, const Options& o)
 int forward(const fs::path& modelPath, const Options& o)
 {
     std::string why;
-    const auto cuda = cudaBackend(&why);
+    const auto cuda = cudaBackend(0, &why);
     if (!cuda)
         throw Error("no CUDA backend: " + why);
     const Model model = loadModel(modelPath);

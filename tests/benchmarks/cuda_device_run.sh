@@ -100,7 +100,7 @@ for s in range(16):
     args=(--rope-strategy high)
     [ "$mode" = 2-norm ] && args=(--rope-strategy 2-norm --calib-ids "$W/calib.ids")
     start=$(date +%s.%N)
-    $timer env LD_LIBRARY_PATH="$R/lib$cuda_dirs" "$R/bin/mla-workbench-cli" convert "$M" --out "$W/converted" --device cuda "${args[@]}" --json \
+    $timer env LD_LIBRARY_PATH="$R/lib$cuda_dirs" "$R/bin/mla-workbench-cli" convert "$M" --out "$W/converted" --force --device cuda "${args[@]}" --json \
       > "$W/convert.json" 2> "$W/convert.err"
     rc=$?
     wall=$(elapsed $start)

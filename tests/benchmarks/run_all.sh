@@ -16,7 +16,7 @@ for a in "$@"; do
     *) build=$a ;;
   esac
 done
-for t in tests/benchmarks/bench_inference tests/benchmarks/bench_decompositions app/mla-workbench-cli; do
+for t in tests/benchmarks/bench_inference tests/benchmarks/bench_decompositions tests/benchmarks/bench_heal app/mla-workbench-cli; do
   [ -x "$build/$t" ] || { echo "run_all: $build/$t not built (cmake --build $build)" >&2; exit 1; }
 done
 section() { printf '\n=== %s\n' "$1"; }
@@ -35,6 +35,13 @@ section "conversion: wall time against the I/O floor, peak memory"
 quick=--quick
 [ $full = 1 ] && quick=
 python3 tests/benchmarks/bench_conversion.py --cli "$build/app/mla-workbench-cli" $quick
+
+section "healing: one distillation step per layer, per 1k tokens, against the block's forward pass"
+if [ $full = 1 ]; then
+  "$build/tests/benchmarks/bench_heal" --shape llama2-7b --tokens 1024 --seq-len 256 --steps 2
+else
+  "$build/tests/benchmarks/bench_heal" --shape smollm-135m --tokens 1024 --seq-len 256 --steps 3
+fi
 
 if [ -x "$build/tests/benchmarks/bench_preview" ]; then
   section "live preview: one settings move on a Llama-2-7B-shaped analysis (budget 16 ms)"

@@ -1,3 +1,4 @@
+#include "backend/compute_backend.h"
 #include "common/model_fixtures.h"
 
 #include "common/test_support.h"
@@ -40,7 +41,7 @@ TokenSequences sampleSequences(const Transformer& model, int count, int length, 
         g.temperature = temperature;
         g.topP = 1.0f;
         g.seed = seed * 1000 + static_cast<std::uint64_t>(i);
-        const GenerationResult r = generate(model, nullptr, start, g);
+        const GenerationResult r = generate(cpuBackend(), model, nullptr, start, g);
         std::vector<int> s = start;
         s.insert(s.end(), r.ids.begin(), r.ids.end());
         if (s.size() >= 2)

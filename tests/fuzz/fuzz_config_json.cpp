@@ -9,6 +9,12 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size)
 {
+    // As the readers do: nesting is checked before parsing (a deep document would overflow every recursive walk).
+    try {
+        mla::checkJsonNesting(std::string_view(reinterpret_cast<const char*>(data), size), "config.json");
+    } catch (const mla::Error&) {
+        return 0;
+    }
     const nlohmann::json json = nlohmann::json::parse(data, data + size, nullptr, false);
     if (json.is_discarded())
         return 0; // not JSON: readJsonFile reports that, nlohmann's parser is not ours to fuzz

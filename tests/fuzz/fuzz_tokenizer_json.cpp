@@ -4,11 +4,18 @@
 
 #include "tokenizer/bpe_tokenizer.h"
 #include "util/error.h"
+#include "util/json_util.h"
 
 #include <nlohmann/json.hpp>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size)
 {
+    // As the readers do: nesting is checked before parsing (a deep document would overflow every recursive walk).
+    try {
+        mla::checkJsonNesting(std::string_view(reinterpret_cast<const char*>(data), size), "tokenizer.json");
+    } catch (const mla::Error&) {
+        return 0;
+    }
     const nlohmann::json json = nlohmann::json::parse(data, data + size, nullptr, false);
     if (json.is_discarded())
         return 0;

@@ -5,6 +5,7 @@
 // be written (no engine runs it); it isolates what the norm costs.
 //   deepseek_ablation MODEL IDS [--preset best|paper] [--kv-saving F] [--without-norm-only]
 #include "analysis/calibration.h"
+#include "backend/compute_backend.h"
 #include "conversion/deepseek_converter.h"
 #include "conversion/presets.h"
 #include "engine/evaluation.h"
@@ -43,14 +44,14 @@ int main(int argc, char** argv)
         settings.target = ConversionTarget::DeepSeekV3;
         const Transformer reference(original);
         const std::unique_ptr<Tokenizer> tokenizer; // sampled calibration needs none
-        const CalibrationSet calibration = prepareCalibration(reference, tokenizer.get(), CalibrationOptions());
+        const CalibrationSet calibration = prepareCalibration(cpuBackend(), reference, tokenizer.get(), CalibrationOptions());
         std::printf("{\"model\": \"%s\", \"variants\": [", argv[1]);
         bool first = true;
         for (bool norm : norms) {
             DeepSeekConversionOptions options;
             options.latentNorm = norm;
-            const DeepSeekConversion d = convertToDeepSeek(original, settings, calibration, {}, options);
-            const ComparisonResult r = compareModels(Transformer(d.model), reference, eval);
+            const DeepSeekConversion d = convertToDeepSeek(cpuBackend(), original, settings, calibration, {}, options);
+            const ComparisonResult r = compareModels(cpuBackend(), Transformer(d.model), reference, eval);
             const auto& a = *d.model.config.deepseek;
             std::printf("%s{\"latent_norm\": %s, \"kv_lora_rank\": %lld, \"qk_rope_head_dim\": %lld, \"rope_theta\": %.9g, "
                         "\"ppl\": %.9g, \"reference_ppl\": %.9g, \"kl\": %.9g, \"top1\": %.9g, \"kv\": %lld}",

@@ -64,10 +64,10 @@ int main(int argc, char** argv)
             CalibrationOptions calibration;
             calibration.samples = 4;
             calibration.sequenceLength = 64;
-            const CalibrationSet set = prepareCalibration(Transformer(demo), nullptr, calibration);
+            const CalibrationSet set = prepareCalibration(cpuBackend(), Transformer(demo), nullptr, calibration);
             ExportOptions e;
             e.folder = out / "stories260K-deepseek-v3";
-            exportModel(convertToDeepSeek(demo, settings, set).model, e);
+            exportModel(convertToDeepSeek(cpuBackend(), demo, settings, set).model, e);
             writeLogits(loadModel(e.folder), e.folder);
         }
         for (int i = 2; i + 1 < argc; i += 2) {

@@ -169,15 +169,16 @@ def write_markdown(path, rows, seconds):
         per_layer = ", ".join(f"{p}/{d}" for p, d in zip(a["pairs"], a["latent"]))
         lines.append(f"- {r['model']} at {r['saving'] * 100:.1f}%: {per_layer} (budget {a['budget']} elements)")
     lines.append("")
-    # Keep the section tests/tools/deepseek_results.py maintains after ours.
-    marker = "<!-- deepseek-v3 section: tests/tools/deepseek_results.py -->"
-    tail = ""
+    # The healing section (tests/tools/heal_results.py) and the recovery section (tests/tools/recovery_table.py)
+    # and the deepseek-v3 section (tests/tools/deepseek_results.py) are measured separately: keep everything from the first of them on.
+    kept = ""
     if os.path.exists(path):
-        existing = open(path).read()
-        if marker in existing:
-            tail = "\n" + marker + existing.split(marker, 1)[1]
+        previous = open(path).read()
+        starts = [previous.index(m) for m in ("<!-- heal-results -->", "<!-- recovery:begin", "<!-- deepseek-v3 section") if m in previous]
+        if starts:
+            kept = "\n" + previous[min(starts):]
     with open(path, "w") as f:
-        f.write("\n".join(lines) + tail)
+        f.write("\n".join(lines) + kept)
     print("wrote", path)
 
 

@@ -7,6 +7,7 @@
 #include "jobs/eta_estimator.h"
 #include "jobs/export_job.h"
 #include "jobs/model_load_job.h"
+#include "pipeline/open_model.h"
 
 #include <QDir>
 #include <QSignalSpy>
@@ -21,12 +22,12 @@ namespace {
 
 constexpr int kTimeout = 120000;
 
-AnalysisOptions quickAnalysis(RopeStrategy strategy)
+Settings quickAnalysis(RopeStrategy strategy)
 {
-    AnalysisOptions o;
+    Settings o;
     o.calibration.samples = 2;
     o.calibration.sequenceLength = 32;
-    o.settings.strategy = strategy;
+    o.conversion.strategy = strategy;
     return o;
 }
 
@@ -34,13 +35,13 @@ AnalysisOptions quickAnalysis(RopeStrategy strategy)
 
 class TestJobs : public QObject {
     Q_OBJECT
-    LoadedModel m_demo;
+    OpenedModel m_demo;
 
 private Q_SLOTS:
     void initTestCase()
     {
         registerJobMetaTypes();
-        m_demo = openCheckpoint(test::demoDir() / "stories260K.bin");
+        m_demo = pipeline::openModel({test::demoDir() / "stories260K.bin", std::nullopt, true}, ExecutionContext());
         QVERIFY(m_demo.model);
         QVERIFY(m_demo.tokenizer); // tok512.bin next to it
     }
@@ -129,10 +130,10 @@ private Q_SLOTS:
         QSignalSpy converted(&job, &ConversionJob::converted);
         QSignalSpy cancelled(&job, &Job::cancelled);
         QSignalSpy finished(&job, &Job::finished);
-        ConversionSettings s;
-        s.strategy = RopeStrategy::High;
-        s.latentDim = 8;
-        job.start(m_demo.model, nullptr, s, {});
+        Settings s;
+        s.conversion.strategy = RopeStrategy::High;
+        s.conversion.latentDim = 8;
+        job.start(m_demo, nullptr, s);
         QVERIFY(finished.wait(kTimeout));
         QCOMPARE(cancelled.count(), 1);
         QCOMPARE(converted.count(), 0);
@@ -141,10 +142,10 @@ private Q_SLOTS:
 
     void cancelledExportLeavesNoFolder()
     {
-        ConversionSettings s;
-        s.strategy = RopeStrategy::High;
-        s.latentDim = 8;
-        const ConversionOutcome converted = convertInMemory(*m_demo.model, nullptr, s, {});
+        Settings s;
+        s.conversion.strategy = RopeStrategy::High;
+        s.conversion.latentDim = 8;
+        const ConversionOutcome converted = pipeline::convertInMemory(m_demo, nullptr, s, ExecutionContext());
         const auto dir = test::scratchDir("export_cancel");
         const QString folder = QString::fromStdString((dir / "cancelled-mla").string());
 
@@ -157,7 +158,7 @@ private Q_SLOTS:
         QSignalSpy exported(&job, &ExportJob::exported);
         QSignalSpy cancelled(&job, &Job::cancelled);
         QSignalSpy finished(&job, &Job::finished);
-        job.start(m_demo.model, converted.converted, folder);
+        job.start(m_demo, converted, folder);
         QVERIFY(finished.wait(kTimeout));
         QCOMPARE(cancelled.count(), 1);
         QCOMPARE(exported.count(), 0);
@@ -170,7 +171,7 @@ private Q_SLOTS:
         ExportJob again;
         QSignalSpy done(&again, &ExportJob::exported);
         QSignalSpy finishedAgain(&again, &Job::finished);
-        again.start(m_demo.model, converted.converted, folder);
+        again.start(m_demo, converted, folder);
         QVERIFY(finishedAgain.wait(kTimeout));
         QCOMPARE(done.count(), 1);
         QVERIFY(std::filesystem::exists(std::filesystem::path(folder.toStdString()) / "config.json"));

@@ -204,7 +204,7 @@ private Q_SLOTS:
 
     void settingsStoreRoundTrip()
     {
-        SettingsSnapshot a;
+        Settings a;
         a.conversion.strategy = RopeStrategy::RotationLoss;
         a.conversion.method = LatentMethod::Key;
         a.conversion.targetSaving = 0.6;
@@ -213,7 +213,7 @@ private Q_SLOTS:
         a.calibration.source = CalibrationOptions::Source::Text;
         a.calibration.file = "/tmp/calibration.txt";
         a.calibration.samples = 12;
-        SettingsSnapshot b;
+        Settings b;
         settingsFromVariant(settingsToVariant(a), b);
         QCOMPARE(b.conversion.strategy, a.conversion.strategy);
         QCOMPARE(b.conversion.method, a.conversion.method);
@@ -224,7 +224,7 @@ private Q_SLOTS:
         QCOMPARE(b.calibration.file, a.calibration.file);
         QCOMPARE(b.calibration.samples, 12);
         // Garbage is ignored, not applied.
-        SettingsSnapshot c;
+        Settings c;
         settingsFromVariant({{QStringLiteral("strategy"), QStringLiteral("sideways")}, {QStringLiteral("targetSaving"), 7.0}}, c);
         QCOMPARE(c.conversion.strategy, RopeStrategy::TwoNorm);
         QCOMPARE(c.conversion.targetSaving, 0.75);

@@ -7,7 +7,7 @@
 #include "models/model_info_model.h"
 #include "models/sanity_metrics_model.h"
 #include "model/model_loader.h"
-#include "ui_support/synthetic_analysis.h"
+#include "common/synthetic_analysis.h"
 
 #include <QAbstractItemModelTester>
 #include <QSignalSpy>
@@ -87,7 +87,7 @@ private Q_SLOTS:
     void layerPreview()
     {
         const ModelConfig c = smallConfig();
-        const AnalysisResult a = ui::syntheticAnalysis(c);
+        const AnalysisResult a = test::syntheticAnalysis(c);
         ConversionSettings s;
         s.ropePairs = 1;
         s.latentDim = 12;

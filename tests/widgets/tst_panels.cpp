@@ -17,7 +17,7 @@
 #include "panels/spectrum_view.h"
 #include "plots/heatmap_plot.h"
 #include "plots/spectrum_plot.h"
-#include "ui_support/view_data.h"
+#include "view_data/view_data.h"
 
 #include <QButtonGroup>
 #include <QCheckBox>
@@ -116,7 +116,7 @@ private Q_SLOTS:
         m_model->formatCombo()->setCurrentIndex(m_model->formatCombo()->findData(int(CacheFormat::Int8)));
         QCOMPARE(m_wb->cacheFormat(), CacheFormat::Int8);
         QCOMPARE(info->index(info->rowCount() - 1, 1).data(ModelInfoModel::RawValueRole).toDouble(),
-                 ui::kvBytesPerToken(c, CacheFormat::Int8) * 2048 * 8);
+                 cacheBytesPerToken(c, CacheFormat::Int8) * 2048 * 8);
         m_model->formatCombo()->setCurrentIndex(0);
     }
 
@@ -124,7 +124,7 @@ private Q_SLOTS:
     {
         m_tabs->setCurrentWidget(m_rope);
         const ModelConfig& c = *m_wb->config();
-        const ui::ScoreGrid& g = m_rope->heatmap()->grid();
+        const view::ScoreGrid& g = m_rope->heatmap()->grid();
         QCOMPARE(g.rows, c.layers);
         QCOMPARE(g.columns, c.kvHeads * c.pairsPerHead()); // all heads at once by default
         QCOMPARE(std::count(g.kept.begin(), g.kept.end(), std::uint8_t{1}), c.layers * c.kvHeads * m_wb->resolvedRopePairs());

@@ -6,8 +6,8 @@
 #include "plots/heatmap_plot.h"
 #include "plots/memory_plot.h"
 #include "plots/spectrum_plot.h"
-#include "ui_support/synthetic_analysis.h"
-#include "ui_support/view_data.h"
+#include "common/synthetic_analysis.h"
+#include "view_data/view_data.h"
 
 #include <QFile>
 #include <QImage>
@@ -41,12 +41,12 @@ QByteArray readAll(const QString& path)
 void fill(PlotWidget* plot, const AnalysisResult& a)
 {
     if (auto* h = qobject_cast<HeatmapPlot*>(plot)) {
-        h->setGrid(ui::ropeScoreGrid(a, ui::ScoreMeasure::TwoNorm, -1, a.selections()), ui::pairFrequencies(a.config), QStringLiteral("2-norm score"));
+        h->setGrid(view::ropeScoreGrid(a, view::ScoreMeasure::TwoNorm, -1, a.selections()), view::pairFrequencies(a.config), QStringLiteral("2-norm score"));
     } else if (auto* s = qobject_cast<SpectrumPlot*>(plot)) {
         QList<SpectrumPlot::Series> series;
         for (std::size_t l = 0; l < a.layers.size(); ++l)
             series.append({QStringLiteral("layer %1").arg(l), a.layers[l].weightSpectra.joint,
-                           ui::retainedEnergy(a.layers[l].weightSpectra, ui::SpectrumKind::Joint), l / 3.0, false});
+                           view::retainedEnergy(a.layers[l].weightSpectra, view::SpectrumKind::Joint), l / 3.0, false});
         s->setSeries(series, QStringLiteral("singular value"));
         s->setRankLimits(1, 64);
         s->setRankCursor(16, true);
@@ -68,7 +68,7 @@ class TestPlots : public QObject {
     AnalysisResult m_analysis;
 
 private Q_SLOTS:
-    void initTestCase() { m_analysis = ui::syntheticAnalysis(shape()); }
+    void initTestCase() { m_analysis = test::syntheticAnalysis(shape()); }
 
     void exportEveryFormat_data()
     {
@@ -145,9 +145,9 @@ private Q_SLOTS:
         plot.show();
         QVERIFY(QTest::qWaitForWindowExposed(&plot));
         const auto selections = m_analysis.selections();
-        plot.setGrid(ui::ropeScoreGrid(m_analysis, ui::ScoreMeasure::TwoNorm, 1, selections), ui::pairFrequencies(m_analysis.config),
+        plot.setGrid(view::ropeScoreGrid(m_analysis, view::ScoreMeasure::TwoNorm, 1, selections), view::pairFrequencies(m_analysis.config),
                      QStringLiteral("2-norm score"));
-        const ui::ScoreGrid& g = plot.grid();
+        const view::ScoreGrid& g = plot.grid();
         QCOMPARE(g.rows, 4);
         QCOMPARE(g.columns, 8);
         QCOMPARE(g.firstHead, 1);
@@ -158,7 +158,7 @@ private Q_SLOTS:
         QCOMPARE(g.value(2, 3), m_analysis.layers[2].scores.perKvHead(1, 3));
 
         const QString text = plot.cellText(2, 3);
-        const auto freqs = ui::pairFrequencies(m_analysis.config);
+        const auto freqs = view::pairFrequencies(m_analysis.config);
         QVERIFY(text.contains(QStringLiteral("layer 2")));
         QVERIFY(text.contains(QStringLiteral("KV head 1")));
         QVERIFY(text.contains(QStringLiteral("pair 3")));

@@ -8,8 +8,8 @@
 #include "panels/settings_panel.h"
 #include "plots/bar_plot.h"
 #include "plots/memory_plot.h"
-#include "ui_support/synthetic_analysis.h"
-#include "ui_support/view_data.h"
+#include "common/synthetic_analysis.h"
+#include "view_data/view_data.h"
 
 #include <QCheckBox>
 #include <QComboBox>
@@ -25,24 +25,6 @@
 #include <cmath>
 
 using namespace mla;
-
-namespace {
-
-ModelConfig shape()
-{
-    ModelConfig c;
-    c.hidden = 256;
-    c.layers = 6;
-    c.heads = 8;
-    c.kvHeads = 4;
-    c.headDim = 32;
-    c.vocab = 1000;
-    c.maxPositions = 2048;
-    c.ffn = 688;
-    return c;
-}
-
-} // namespace
 
 class TestSettingsPreview : public QObject {
     Q_OBJECT
@@ -64,7 +46,7 @@ private Q_SLOTS:
         m_window->show();
         QVERIFY(QTest::qWaitForWindowExposed(m_window));
         QVERIFY(!m_settings->isEnabled()); // nothing open yet
-        m_wb->setAnalysisOnly(std::make_shared<const AnalysisResult>(ui::syntheticAnalysis(shape())), 5000000);
+        m_wb->setAnalysisOnly(std::make_shared<const AnalysisResult>(test::syntheticAnalysis(test::sixLayerShape())), 5000000);
         QVERIFY(m_settings->isEnabled());
     }
 
@@ -76,7 +58,7 @@ private Q_SLOTS:
 
     void defaultsShowThePaperChoice()
     {
-        const ModelConfig c = shape();
+        const ModelConfig c = test::sixLayerShape();
         QCOMPARE(m_settings->pairsSpin()->value(), int(defaultRopePairs(c))); // d_h / 16
         QCOMPARE(m_settings->savingSpin()->value(), 75.0);
         QCOMPARE(m_wb->preview().kv.convertedTotal * 4, m_wb->preview().kv.originalTotal);
@@ -155,7 +137,7 @@ private Q_SLOTS:
             const auto method = static_cast<LatentMethod>(m_settings->methodCombo()->itemData(i).toInt());
             QCOMPARE(m_wb->settings().method, method);
             QCOMPARE(m_settings->latentSlider()->isEnabled(), method != LatentMethod::None);
-            const ui::LatentRange r = ui::latentRange(shape(), m_wb->resolvedRopePairs(), method);
+            const LatentRange r = latentRange(test::sixLayerShape(), m_wb->resolvedRopePairs(), method);
             QCOMPARE(m_settings->latentSlider()->maximum(), int(r.maximum));
         }
         m_settings->sigmaCombo()->setCurrentIndex(1);

@@ -2,7 +2,7 @@
 
 namespace mla {
 
-SettingsCommand::SettingsCommand(Workbench* workbench, SettingsSnapshot before, SettingsSnapshot after, const QString& text,
+SettingsCommand::SettingsCommand(Workbench* workbench, Settings before, Settings after, const QString& text,
                                  int mergeId)
     : m_workbench(workbench), m_before(std::move(before)), m_after(std::move(after)), m_mergeId(mergeId)
 {

@@ -10,7 +10,7 @@ namespace mla {
 // (same merge id, e.g. a slider drag) merge into one step.
 class SettingsCommand : public QUndoCommand {
 public:
-    SettingsCommand(Workbench* workbench, SettingsSnapshot before, SettingsSnapshot after, const QString& text, int mergeId);
+    SettingsCommand(Workbench* workbench, Settings before, Settings after, const QString& text, int mergeId);
 
     void undo() override;
     void redo() override;
@@ -19,8 +19,8 @@ public:
 
 private:
     Workbench* m_workbench;
-    SettingsSnapshot m_before;
-    SettingsSnapshot m_after;
+    Settings m_before;
+    Settings m_after;
     int m_mergeId;
 };
 

@@ -1,6 +1,5 @@
 #include "document/workbench.h"
 
-#include "analysis/analyzer.h"
 #include "document/settings_command.h"
 #include "jobs/allocation_job.h"
 #include "jobs/analysis_job.h"
@@ -8,7 +7,9 @@
 #include "jobs/devices.h"
 #include "jobs/export_job.h"
 #include "jobs/model_load_job.h"
-#include "ui_support/view_data.h"
+#include "jobs/sanity_job.h"
+#include "jobs/session_job.h"
+#include "settings/settings_rules.h"
 #include "util/error.h"
 
 #include <QFileInfo>
@@ -19,48 +20,87 @@ namespace {
 
 constexpr int kReselectDelayMs = 250;
 
+QString sentence(const std::string& text)
+{
+    QString s = QString::fromStdString(text);
+    if (!s.isEmpty())
+        s[0] = s[0].toUpper();
+    return s;
+}
+
 } // namespace
+
+template <typename J>
+J* Workbench::makeJob(Scope scope)
+{
+    J* job = new J(this);
+    m_jobs.append({job, scope});
+    job->setBackend(m_backend);
+    connect(job, &Job::started, this, [this](const QString& title) {
+        Q_EMIT jobStarted(title);
+        Q_EMIT busyChanged(isBusy());
+    });
+    connect(job, &Job::progressChanged, this, &Workbench::jobProgress);
+    connect(job, &Job::failed, this, [this, job](const QString& message) {
+        QString title = tr("%1 failed").arg(job->title());
+        if (static_cast<Job*>(job) == m_loadJob)
+            title = tr("Cannot open the model");
+        Q_EMIT errorOccurred(title, message);
+    });
+    connect(job, &Job::cancelled, this, [this, job]() { Q_EMIT statusMessage(tr("%1: cancelled").arg(job->title())); });
+    connect(job, &Job::finished, this, [this, job]() {
+        Q_EMIT jobFinished(job->title(), job->lastOutcome() == Job::Outcome::Succeeded);
+        Q_EMIT busyChanged(isBusy());
+    });
+    return job;
+}
 
 Workbench::Workbench(QObject* parent) : QObject(parent)
 {
     registerJobMetaTypes();
+    // The workbench's check: longer generations than the CLI's convert --check, on its own held-out seed.
+    m_sanityOptions.generationSteps = 64;
+    m_sanityOptions.seed = 7;
     m_undo = new QUndoStack(this);
     m_reselectTimer.setSingleShot(true);
     m_reselectTimer.setInterval(kReselectDelayMs);
     connect(&m_reselectTimer, &QTimer::timeout, this, &Workbench::startReselect);
 
-    m_loadJob = new ModelLoadJob(this);
-    m_analysisJob = new AnalysisJob(this);
-    m_reselectJob = new ReselectJob(this);
-    m_conversionJob = new ConversionJob(this);
-    m_sanityJob = new SanityJob(this);
-    m_exportJob = new ExportJob(this);
-    m_sessionJob = new SessionJob(this);
-    m_allocationJob = new AllocationJob(this);
-    for (Job* job : {static_cast<Job*>(m_allocationJob), static_cast<Job*>(m_loadJob), static_cast<Job*>(m_analysisJob), static_cast<Job*>(m_reselectJob),
-                     static_cast<Job*>(m_conversionJob), static_cast<Job*>(m_sanityJob), static_cast<Job*>(m_exportJob),
-                     static_cast<Job*>(m_sessionJob)})
-        track(job);
+    m_loadJob = makeJob<ModelLoadJob>(Scope::Own);
+    m_analysisJob = makeJob<AnalysisJob>(Scope::Document);
+    m_reselectJob = makeJob<ReselectJob>(Scope::Document);
+    m_allocationJob = makeJob<AllocationJob>(Scope::Document);
+    m_conversionJob = makeJob<ConversionJob>(Scope::Document);
+    m_sanityJob = makeJob<SanityJob>(Scope::Document);
+    m_exportJob = makeJob<ExportJob>(Scope::Own);
+    m_sessionSaveJob = makeJob<SessionJob>(Scope::Own);
+    m_sessionLoadJob = makeJob<SessionJob>(Scope::Own);
 
-    connect(m_loadJob, &ModelLoadJob::loaded, this, [this](const LoadedModel& m) {
+    connect(m_loadJob, &ModelLoadJob::loaded, this, [this](const OpenedModel& m) {
         setModel(m, m_loadJob->property("path").toString());
-        for (const QString& w : m.warnings)
-            Q_EMIT statusMessage(w);
+        for (const std::string& w : m.warnings)
+            Q_EMIT statusMessage(sentence(w));
     });
     connect(m_analysisJob, &AnalysisJob::analysed, this, [this](const AnalysisPtr& a) {
+        if (!belongsToDocument(m_analysisJob))
+            return;
         setAnalysis(a);
         Q_EMIT statusMessage(tr("Analysis done: %1").arg(QString::fromStdString(a->calibrationDescription)));
     });
     connect(m_reselectJob, &ReselectJob::reselected, this, [this](const AnalysisPtr& a) {
+        if (!belongsToDocument(m_reselectJob))
+            return;
         m_analysis = a;
         recomputePreview();
         Q_EMIT analysisChanged();
         Q_EMIT previewChanged();
     });
     connect(m_conversionJob, &ConversionJob::converted, this, [this](const ConversionOutcome& o) {
+        if (!belongsToDocument(m_conversionJob))
+            return;
         m_conversion = o;
-        m_convertedWith = o.plan.settings;
         m_sanity.reset();
+        m_conversionCheck.reset();
         Q_EMIT conversionChanged();
         Q_EMIT sanityChanged();
         Q_EMIT statusMessage(tr("Converted in %1 s").arg(o.seconds, 0, 'f', 1));
@@ -68,40 +108,49 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
             runSanityCheck();
     });
     connect(m_allocationJob, &AllocationJob::allocated, this, [this](const Allocation& a) {
-        SettingsSnapshot after = m_settings;
-        after.conversion.ropePairsPerLayer = a.pairs;
-        after.conversion.latentPerLayer = a.latent;
-        pushSettings(after, tr("Allocate per layer"), -1, false);
+        // A result for a model that was closed meanwhile would write its per-layer lists into the new one.
+        if (!belongsToDocument(m_allocationJob))
+            return;
+        pushSettings(withAllocation(m_settings, a), tr("Allocate per layer"), -1, false);
         Q_EMIT statusMessage(tr("Allocated %1 elements per token over %2 layers (predicted cost %3)")
                                  .arg(a.elements)
                                  .arg(a.latent.size())
                                  .arg(a.totalCost, 0, 'g', 4));
     });
-    connect(m_sanityJob, &SanityJob::checked, this, [this](const SanityReport& r) {
-        m_sanity = r;
+    connect(m_sanityJob, &SanityJob::checked, this, [this](const CheckOutcome& o) {
+        if (!belongsToDocument(m_sanityJob))
+            return;
+        m_sanity = o.report;
+        m_conversionCheck = o;
         Q_EMIT sanityChanged();
-        Q_EMIT statusMessage(tr("Sanity check: perplexity %1 → %2").arg(r.originalPpl, 0, 'f', 3).arg(r.convertedPpl, 0, 'f', 3));
+        Q_EMIT statusMessage(tr("Sanity check: perplexity %1 → %2").arg(o.report.originalPpl, 0, 'f', 3).arg(o.report.convertedPpl, 0, 'f', 3));
     });
     connect(m_exportJob, &ExportJob::exported, this, [this](const ExportOutcome& o) {
-        m_lastExport = o.folder;
-        Q_EMIT exported(o.folder);
-        Q_EMIT statusMessage(tr("Exported to %1 (%2 MB)").arg(o.folder).arg(static_cast<double>(o.report.bytesWritten) / 1e6, 0, 'f', 1));
+        const QString folder = QString::fromStdString(o.folder.string());
+        m_lastExport = folder;
+        Q_EMIT exported(folder);
+        Q_EMIT statusMessage(tr("Exported to %1 (%2 MB)").arg(folder).arg(static_cast<double>(o.report.bytesWritten) / 1e6, 0, 'f', 1));
     });
-    connect(m_sessionJob, &SessionJob::saved, this, [this](const QString& path) {
+    connect(m_sessionSaveJob, &SessionJob::saved, this, [this](const QString& path) {
         Q_EMIT sessionSaved(path);
         Q_EMIT statusMessage(tr("Session saved to %1").arg(path));
     });
-    connect(m_sessionJob, &SessionJob::loaded, this, [this](const QString& path, const SessionContent& c) {
-        const bool sameModel = hasModel() && c.analysis && modelFingerprint(*m_model.model) == c.analysis->modelFingerprint;
+    connect(m_sessionLoadJob, &SessionJob::loaded, this, [this](const QString& path, const SessionContent& c) {
+        const bool sameModel = hasModel() && pipeline::sessionMatchesModel(c, *m_model.model);
         if (sameModel) {
+            replaceDocument();
+            m_conversionCheck.reset();
             setAnalysis(c.analysis);
         } else {
             setAnalysisOnly(c.analysis, c.parameterCount);
             Q_EMIT statusMessage(tr("Session %1 opened without its model: the preview works; open %2 to convert")
                                      .arg(path, QString::fromStdString(c.analysis->modelPath)));
         }
-        SettingsSnapshot s = m_settings;
-        s.conversion = c.settings;
+        Settings s = c.settings;
+        if (!c.calibrationStored)
+            s.calibration = m_settings.calibration; // an older session holds no calibration settings: keep the user's
+        if (const ModelConfig* config = this->config())
+            normalise(s, *config);
         applySnapshot(s);
         m_undo->clear();
         if (c.sanity) {
@@ -113,29 +162,28 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
 
 Workbench::~Workbench()
 {
-    for (Job* job : m_jobs)
-        job->cancel();
+    for (const TrackedJob& t : m_jobs)
+        t.job->cancel();
 }
 
-void Workbench::track(Job* job)
+void Workbench::forDocument(Job* job)
 {
-    m_jobs.append(job);
-    connect(job, &Job::started, this, [this](const QString& title) {
-        Q_EMIT jobStarted(title);
-        Q_EMIT busyChanged(isBusy());
-    });
-    connect(job, &Job::progressChanged, this, &Workbench::jobProgress);
-    connect(job, &Job::failed, this, [this, job](const QString& message) {
-        QString title = tr("%1 failed").arg(job->title());
-        if (job == m_loadJob)
-            title = tr("Cannot open the model");
-        Q_EMIT errorOccurred(title, message);
-    });
-    connect(job, &Job::cancelled, this, [this, job]() { Q_EMIT statusMessage(tr("%1: cancelled").arg(job->title())); });
-    connect(job, &Job::finished, this, [this, job]() {
-        Q_EMIT jobFinished(job->title(), job->lastOutcome() == Job::Outcome::Succeeded);
-        Q_EMIT busyChanged(isBusy());
-    });
+    job->setProperty("document", static_cast<qulonglong>(m_document));
+}
+
+bool Workbench::belongsToDocument(const Job* job) const
+{
+    return job->property("document").toULongLong() == m_document;
+}
+
+void Workbench::replaceDocument()
+{
+    ++m_document;
+    m_reselectTimer.stop();
+    for (const TrackedJob& t : m_jobs) {
+        if (t.scope == Scope::Document)
+            t.job->cancel();
+    }
 }
 
 QString Workbench::modelName() const
@@ -158,76 +206,15 @@ const ModelConfig* Workbench::config() const
 
 bool Workbench::conversionMatchesSettings() const
 {
-    if (!m_conversion)
-        return false;
-    const ConversionSettings& a = m_convertedWith;
-    const ConversionSettings& b = m_settings.conversion;
-    return a.strategy == b.strategy && a.ropePairs == b.ropePairs && a.ropePairsPerLayer == b.ropePairsPerLayer
-        && a.uniformStart == b.uniformStart && a.method == b.method && a.latentDim == b.latentDim
-        && a.latentPerLayer == b.latentPerLayer && a.targetSaving == b.targetSaving && a.sigma == b.sigma
-        && a.activationAware == b.activationAware && a.balanceKeyValue == b.balanceKeyValue && a.refit == b.refit
-        && a.allocate == b.allocate && a.chooseBalance == b.chooseBalance;
+    return m_conversion && m_conversion->requested.conversion == m_settings.conversion;
 }
 
 std::int64_t Workbench::resolvedLatent() const
 {
-    return globalLatent(m_settings);
-}
-
-std::int64_t Workbench::globalLatent(const SettingsSnapshot& snapshot) const
-{
-    const ConversionSettings& s = snapshot.conversion;
-    if (s.method == LatentMethod::None)
-        return 0;
-    if (s.latentDim > 0)
-        return s.latentDim;
-    const ModelConfig* c = config();
-    if (!c)
-        return 0;
-    try {
-        return latentForSaving(*c, ropePairsForLayer(*c, s, 0), s.method, s.targetSaving);
-    } catch (const Error&) {
-        return 0;
-    }
-}
-
-void Workbench::normalise(SettingsSnapshot& s) const
-{
-    const ModelConfig* c = config();
-    if (!c)
-        return;
-    s.lockedLayers.resize(static_cast<std::size_t>(c->layers), false);
-    if (s.conversion.allocate)
-        return; // the per-layer lists come from the allocation (locks are honoured when it runs)
-    if (std::find(s.lockedLayers.begin(), s.lockedLayers.end(), true) == s.lockedLayers.end()) {
-        s.conversion.latentPerLayer.clear();
-        return;
-    }
-    const std::int64_t global = globalLatent(s);
-    if (global <= 0)
-        return; // unreachable settings: the preview reports the problem
-    std::vector<std::int64_t> current = s.conversion.latentPerLayer;
-    if (current.size() != static_cast<std::size_t>(c->layers))
-        current.assign(static_cast<std::size_t>(c->layers), global);
-    s.conversion.latentPerLayer = ui::latentsWithLocks(c->layers, global, current, s.lockedLayers);
-}
-
-void Workbench::resetAllocation(SettingsSnapshot& s) const
-{
-    // Until the allocation runs again the layers are uniform, except the locked ones, which keep their width.
-    const ModelConfig* c = config();
-    const std::int64_t global = c ? globalLatent(s) : 0;
-    s.conversion.latentPerLayer.clear();
-    if (global > 0)
-        s.conversion.latentPerLayer = ui::latentsWithLocks(c->layers, global, previewLatents(), s.lockedLayers);
-}
-
-std::vector<std::int64_t> Workbench::previewLatents() const
-{
-    std::vector<std::int64_t> out;
-    for (const auto& l : m_preview.layers)
-        out.push_back(l.latentK + l.latentV);
-    return out;
+    const ConversionSettings& s = m_settings.conversion;
+    if (const ModelConfig* c = config())
+        return globalLatent(s, *c);
+    return s.method != LatentMethod::None && s.latentDim > 0 ? s.latentDim : 0;
 }
 
 std::int64_t Workbench::resolvedRopePairs() const
@@ -258,9 +245,17 @@ void Workbench::setDevice(const QString& id)
     if (id == m_device)
         return;
     m_device = id;
-    const QString message = selectDevice(id);
-    if (!message.isEmpty())
-        Q_EMIT statusMessage(message);
+    const DeviceSelection selection = selectDevice(id);
+    setBackend(selection.backend);
+    if (!selection.message.isEmpty())
+        Q_EMIT statusMessage(selection.message);
+}
+
+void Workbench::setBackend(std::shared_ptr<const ComputeBackend> backend)
+{
+    m_backend = backend ? std::move(backend) : cpuBackendShared();
+    for (const TrackedJob& t : m_jobs)
+        t.job->setBackend(m_backend);
 }
 
 void Workbench::setCacheFormat(CacheFormat f)
@@ -273,15 +268,18 @@ void Workbench::setCacheFormat(CacheFormat f)
 
 bool Workbench::isBusy() const
 {
-    return m_loadJob->isRunning() || m_analysisJob->isRunning() || m_allocationJob->isRunning() || m_conversionJob->isRunning() || m_sanityJob->isRunning()
-        || m_exportJob->isRunning() || m_sessionJob->isRunning();
+    for (const TrackedJob& t : m_jobs) {
+        if (t.job->isRunning())
+            return true;
+    }
+    return false;
 }
 
 QString Workbench::busyTitle() const
 {
-    for (Job* job : m_jobs) {
-        if (job->isRunning())
-            return job->title();
+    for (const TrackedJob& t : m_jobs) {
+        if (t.job->isRunning())
+            return t.job->title();
     }
     return QString();
 }
@@ -290,9 +288,11 @@ QString Workbench::busyTitle() const
 
 void Workbench::openModel(const QString& path)
 {
-    for (Job* job : {static_cast<Job*>(m_analysisJob), static_cast<Job*>(m_reselectJob), static_cast<Job*>(m_conversionJob),
-                     static_cast<Job*>(m_sanityJob)})
-        job->cancel();
+    m_reselectTimer.stop();
+    for (const TrackedJob& t : m_jobs) {
+        if (t.scope == Scope::Document)
+            t.job->cancel();
+    }
     m_loadJob->setProperty("path", path);
     m_loadJob->start(path);
 }
@@ -305,10 +305,8 @@ void Workbench::analyze()
     }
     m_reselectTimer.stop();
     m_reselectJob->cancel();
-    AnalysisOptions options;
-    options.calibration = m_settings.calibration;
-    options.settings = m_settings.conversion;
-    m_analysisJob->start(m_model, options);
+    forDocument(m_analysisJob);
+    m_analysisJob->start(m_model, m_settings);
 }
 
 void Workbench::convert()
@@ -321,26 +319,21 @@ void Workbench::convert()
         Q_EMIT errorOccurred(tr("These settings cannot be converted"), QString::fromStdString(m_preview.problem));
         return;
     }
-    if (!m_analysis && ropeStrategyNeedsScores(m_settings.conversion.strategy)) {
+    const ConversionSettings& s = m_settings.conversion;
+    if (!m_analysis && ropeStrategyNeedsScores(s.strategy)) {
         Q_EMIT errorOccurred(tr("Analysis needed"),
                              tr("The %1 strategy ranks frequency pairs by their calibration scores: run Analyze (F5) first.")
-                                 .arg(QString::fromUtf8(ropeStrategyName(m_settings.conversion.strategy).data())));
+                                 .arg(QString::fromUtf8(ropeStrategyName(s.strategy).data())));
         return;
     }
-    m_conversionJob->start(m_model.model, m_analysis, m_settings.conversion, allocationRequest());
-}
-
-AllocationRequest Workbench::allocationRequest() const
-{
-    AllocationRequest r;
-    r.budget = m_preview.kv.convertedTotal;
-    r.locked = m_settings.lockedLayers;
-    for (const auto& l : m_preview.layers) {
-        r.lockedLatent.push_back(l.latentK + l.latentV);
-        r.lockedPairs.push_back(l.ropePairs);
+    if (!m_analysis && pipeline::conversionNeedsAnalysis(s)) {
+        Q_EMIT errorOccurred(tr("Analysis needed"),
+                             tr("These settings use the analysis's calibration (activation-aware decomposition, refits or "
+                                "per-layer allocation): run Analyze (F5) first."));
+        return;
     }
-    r.locked.resize(r.lockedLatent.size(), false);
-    return r;
+    forDocument(m_conversionJob);
+    m_conversionJob->start(m_model, m_analysis, m_settings);
 }
 
 void Workbench::allocate()
@@ -353,7 +346,8 @@ void Workbench::allocate()
         Q_EMIT errorOccurred(tr("These settings cannot be allocated"), QString::fromStdString(m_preview.problem));
         return;
     }
-    m_allocationJob->start(m_model.model, m_analysis, m_settings.conversion, allocationRequest());
+    forDocument(m_allocationJob);
+    m_allocationJob->start(m_model, m_analysis, m_settings);
 }
 
 void Workbench::runSanityCheck()
@@ -362,56 +356,50 @@ void Workbench::runSanityCheck()
         Q_EMIT errorOccurred(tr("Nothing to check"), tr("Convert the model first (Run > Convert)."));
         return;
     }
+    forDocument(m_sanityJob);
     m_sanityJob->start(m_model, m_conversion->converted, m_sanityOptions);
 }
 
-void Workbench::exportTo(const QString& folder)
+void Workbench::exportTo(const QString& folder, bool force)
 {
     if (!m_conversion || !hasModel()) {
         Q_EMIT errorOccurred(tr("Nothing to export"), tr("Convert the model first (Run > Convert)."));
         return;
     }
-    m_exportJob->start(m_model.model, m_conversion->converted, folder);
+    m_exportJob->start(m_model, *m_conversion, folder, m_conversionCheck, force);
 }
 
-void Workbench::saveSession(const QString& path)
+void Workbench::saveSession(const QString& path, bool force)
 {
     if (!m_analysis) {
         Q_EMIT errorOccurred(tr("Nothing to save"), tr("A session stores an analysis: run Analyze (F5) first."));
         return;
     }
-    m_sessionJob->save({m_analysis, m_settings.conversion, m_sanity, m_parameterCount}, path);
+    SessionContent content;
+    content.analysis = m_analysis;
+    content.settings = m_settings;
+    content.sanity = m_sanity;
+    content.parameterCount = m_parameterCount;
+    m_sessionSaveJob->save(content, m_model.model, path, force);
 }
 
 void Workbench::openSession(const QString& path)
 {
-    m_sessionJob->load(path);
+    m_sessionLoadJob->load(path);
 }
 
 void Workbench::cancel()
 {
     m_reselectTimer.stop();
-    for (Job* job : m_jobs)
-        job->cancel();
+    for (const TrackedJob& t : m_jobs)
+        t.job->cancel();
 }
 
 // ---------------------------------------------------------------------------------------------------- state
 
-void Workbench::defaultSettingsFor(const ModelConfig& config)
+void Workbench::setModel(const OpenedModel& model, const QString& path)
 {
-    ConversionSettings& s = m_settings.conversion;
-    s.ropePairs = defaultRopePairs(config);
-    s.ropePairsPerLayer.clear();
-    s.latentPerLayer.clear();
-    s.uniformStart = std::clamp<std::int64_t>(s.uniformStart, 0, std::max<std::int64_t>(config.pairsPerHead() - 1, 0));
-    if (!(s.targetSaving > 0.0 && s.targetSaving < 1.0))
-        s.targetSaving = 0.75;
-    s.latentDim = -1; // follow the target saving until the user sets a width
-    m_settings.lockedLayers.assign(static_cast<std::size_t>(config.layers), false);
-}
-
-void Workbench::setModel(const LoadedModel& model, const QString& path)
-{
+    replaceDocument();
     m_model = model;
     m_modelPath = path;
     m_parameterCount = model.model->parameterCount();
@@ -419,8 +407,9 @@ void Workbench::setModel(const LoadedModel& model, const QString& path)
     m_analysisOnlyConfig.reset();
     m_conversion.reset();
     m_sanity.reset();
+    m_conversionCheck.reset();
     m_lastExport.clear();
-    defaultSettingsFor(model.model->config);
+    m_settings = defaultsFor(m_settings, model.model->config);
     m_undo->clear();
     recomputePreview();
     Q_EMIT modelChanged();
@@ -444,15 +433,17 @@ void Workbench::setAnalysis(const AnalysisPtr& analysis)
 void Workbench::setAnalysisOnly(const AnalysisPtr& analysis, std::int64_t parameterCount)
 {
     m_loadJob->cancel();
-    m_model = LoadedModel();
+    replaceDocument();
+    m_model = OpenedModel();
     m_modelPath.clear();
     m_parameterCount = parameterCount;
     m_analysisOnlyConfig = analysis->config;
     m_analysis = analysis;
     m_conversion.reset();
     m_sanity.reset();
+    m_conversionCheck.reset();
     if (m_settings.lockedLayers.size() != static_cast<std::size_t>(analysis->config.layers))
-        defaultSettingsFor(analysis->config);
+        m_settings = defaultsFor(m_settings, analysis->config);
     m_undo->clear();
     recomputePreview();
     Q_EMIT modelChanged();
@@ -472,10 +463,7 @@ void Workbench::recomputePreview()
         m_selectionKey.reset();
         return;
     }
-    if (m_analysis)
-        m_preview = previewConversion(*m_analysis, m_settings.conversion, m_parameterCount);
-    else
-        m_preview = ui::previewWithoutAnalysis(*c, m_settings.conversion, m_parameterCount);
+    m_preview = previewSettings(*c, m_analysis.get(), m_settings.conversion, m_parameterCount);
     updateSelections(*c);
 }
 
@@ -507,20 +495,24 @@ void Workbench::scheduleReselect()
 
 void Workbench::startReselect()
 {
-    if (m_analysis && hasModel() && !m_preview.selectionMatchesAnalysis && !m_analysisJob->isRunning())
-        m_reselectJob->start(m_analysis, m_model.model, m_settings.conversion);
+    if (m_analysis && hasModel() && !m_preview.selectionMatchesAnalysis && !m_analysisJob->isRunning()) {
+        forDocument(m_reselectJob);
+        m_reselectJob->start(m_model, m_analysis, m_settings.conversion);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------- settings
 
-void Workbench::pushSettings(SettingsSnapshot after, const QString& what, int mergeId, bool followLocks)
+void Workbench::pushSettings(Settings after, const QString& what, int mergeId, bool followLocks)
 {
-    if (followLocks)
-        normalise(after);
+    if (followLocks) {
+        if (const ModelConfig* c = config())
+            normalise(after, *c);
+    }
     m_undo->push(new SettingsCommand(this, m_settings, after, what, mergeId));
 }
 
-void Workbench::applySnapshot(const SettingsSnapshot& snapshot)
+void Workbench::applySnapshot(const Settings& snapshot)
 {
     m_settings = snapshot;
     recomputePreview();
@@ -531,37 +523,28 @@ void Workbench::applySnapshot(const SettingsSnapshot& snapshot)
 
 void Workbench::changeSettings(const ConversionSettings& settings, const QString& what, int mergeId)
 {
-    SettingsSnapshot after = m_settings;
+    Settings after = m_settings;
     after.conversion = settings;
     pushSettings(after, what, mergeId);
 }
 
 void Workbench::changeCalibration(const CalibrationOptions& calibration, const QString& what)
 {
-    SettingsSnapshot after = m_settings;
+    Settings after = m_settings;
     after.calibration = calibration;
     pushSettings(after, what, -1);
 }
 
 void Workbench::setGlobalLatent(std::int64_t latent, int mergeId)
 {
-    SettingsSnapshot after = m_settings;
-    after.conversion.latentDim = latent;
-    after.conversion.ropePairsPerLayer.clear(); // a global move makes the layers uniform again (locks aside)
-    if (after.conversion.allocate)
-        resetAllocation(after); // the budget moved: allocate again
-    pushSettings(after, tr("Latent width %1").arg(latent), mergeId);
+    if (const ModelConfig* c = config())
+        pushSettings(withGlobalLatent(m_settings, *c, latent), tr("Latent width %1").arg(latent), mergeId);
 }
 
 void Workbench::setTargetSaving(double saving, int mergeId)
 {
-    SettingsSnapshot after = m_settings;
-    after.conversion.latentDim = -1;
-    after.conversion.targetSaving = saving;
-    after.conversion.ropePairsPerLayer.clear();
-    if (after.conversion.allocate)
-        resetAllocation(after);
-    pushSettings(after, tr("Target saving %1%").arg(saving * 100.0, 0, 'f', 1), mergeId);
+    if (const ModelConfig* c = config())
+        pushSettings(withTargetSaving(m_settings, *c, saving), tr("Target saving %1%").arg(saving * 100.0, 0, 'f', 1), mergeId);
 }
 
 void Workbench::setLayerLatent(int layer, std::int64_t latent, int mergeId)
@@ -569,14 +552,7 @@ void Workbench::setLayerLatent(int layer, std::int64_t latent, int mergeId)
     const ModelConfig* c = config();
     if (!c || layer < 0 || layer >= c->layers || latent < 1)
         return;
-    SettingsSnapshot after = m_settings;
-    after.lockedLayers.resize(static_cast<std::size_t>(c->layers), false);
-    after.lockedLayers[static_cast<std::size_t>(layer)] = true;
-    std::vector<std::int64_t> current = previewLatents();
-    current.resize(static_cast<std::size_t>(c->layers), resolvedLatent());
-    current[static_cast<std::size_t>(layer)] = latent;
-    after.conversion.latentPerLayer = current;
-    pushSettings(after, tr("Layer %1 latent %2").arg(layer).arg(latent), mergeId);
+    pushSettings(withLayerLatent(m_settings, *c, layer, latent), tr("Layer %1 latent %2").arg(layer).arg(latent), mergeId);
 }
 
 void Workbench::setLayerLocked(int layer, bool locked)
@@ -584,18 +560,7 @@ void Workbench::setLayerLocked(int layer, bool locked)
     const ModelConfig* c = config();
     if (!c || layer < 0 || layer >= c->layers)
         return;
-    SettingsSnapshot after = m_settings;
-    after.lockedLayers.resize(static_cast<std::size_t>(c->layers), false);
-    after.lockedLayers[static_cast<std::size_t>(layer)] = locked;
-    after.conversion.latentPerLayer = previewLatents();
-    if (!locked && after.conversion.allocate) {
-        // Under allocation the per-layer list is kept as it is (normalise leaves it alone), so the released layer
-        // goes back to the global width here; the other layers keep what the allocation gave them.
-        const std::int64_t global = globalLatent(after);
-        if (global > 0 && static_cast<std::size_t>(layer) < after.conversion.latentPerLayer.size())
-            after.conversion.latentPerLayer[static_cast<std::size_t>(layer)] = global;
-    }
-    pushSettings(after, locked ? tr("Lock layer %1").arg(layer) : tr("Unlock layer %1").arg(layer), -1);
+    pushSettings(withLayerLocked(m_settings, *c, layer, locked), locked ? tr("Lock layer %1").arg(layer) : tr("Unlock layer %1").arg(layer), -1);
 }
 
 } // namespace mla

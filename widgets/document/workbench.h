@@ -1,13 +1,10 @@
 #pragma once
 
-#include "analysis/calibration.h"
 #include "conversion/preview.h"
 #include "jobs/job_types.h"
-#include "jobs/sanity_job.h"
-#include "jobs/session_job.h"
+#include "settings/settings.h"
 
 #include <QObject>
-#include <QPointer>
 #include <QString>
 #include <QTimer>
 
@@ -25,19 +22,14 @@ class ReselectJob;
 class ConversionJob;
 class SanityJob;
 class ExportJob;
+class SessionJob;
 class AllocationJob;
-struct AllocationRequest;
-
-// The settings a user edits, as one undoable value.
-struct SettingsSnapshot {
-    ConversionSettings conversion;
-    CalibrationOptions calibration;
-    std::vector<bool> lockedLayers; // layers whose latent width was set by hand (kept when the global one moves)
-};
 
 // The workbench's document: the open model, its analysis, the settings, the live preview, the converted model and
-// its sanity report, and the jobs that produce them. Views read from it and change it only through its slots;
-// every settings change is an undoable command. No widgets here, so tests and the benchmark drive it directly.
+// its sanity report, and the jobs that produce them. Each job runs one pipeline action (core/pipeline/) with the
+// compute backend chosen when it starts; the rules that keep the settings consistent are core's (settings_rules.h).
+// Views read from it and change it only through its slots; every settings change is an undoable command. No widgets
+// here, so tests and the benchmark drive it directly.
 class Workbench : public QObject {
     Q_OBJECT
 public:
@@ -46,7 +38,7 @@ public:
 
     // --- what is open
     bool hasModel() const { return m_model.model != nullptr; }
-    const LoadedModel& model() const { return m_model; }
+    const OpenedModel& model() const { return m_model; }
     QString modelPath() const { return m_modelPath; }
     QString modelName() const; // file or folder name, for the title
     const ModelConfig* config() const; // of the model, else of the analysis (a session without weights), else null
@@ -61,7 +53,7 @@ public:
     // --- settings and the live preview
     const ConversionSettings& settings() const { return m_settings.conversion; }
     const CalibrationOptions& calibration() const { return m_settings.calibration; }
-    const SettingsSnapshot& snapshot() const { return m_settings; }
+    const Settings& snapshot() const { return m_settings; }
     const std::vector<bool>& lockedLayers() const { return m_settings.lockedLayers; }
     QUndoStack* undoStack() const { return m_undo; }
 
@@ -84,13 +76,18 @@ public:
     void setCacheFormat(CacheFormat f);
 
     QString device() const { return m_device; }
-    void setDevice(const QString& id); // selects core's backend; a message when it falls back
+    // Selects the backend of device `id` ("cpu", "cuda:1") for the jobs started from now on; a message when it falls
+    // back. A running job keeps the backend it started with.
+    void setDevice(const QString& id);
+    // The same with a backend already made (tests, benchmarks); null means the CPU.
+    void setBackend(std::shared_ptr<const ComputeBackend> backend);
+    const std::shared_ptr<const ComputeBackend>& backend() const { return m_backend; }
 
     // --- jobs
     bool isBusy() const;
     QString busyTitle() const;
-    const SanityJobOptions& sanityOptions() const { return m_sanityOptions; }
-    void setSanityOptions(const SanityJobOptions& o) { m_sanityOptions = o; }
+    const CheckOptions& sanityOptions() const { return m_sanityOptions; }
+    void setSanityOptions(const CheckOptions& o) { m_sanityOptions = o; }
     // Runs the sanity check automatically after each conversion (default on).
     void setAutoSanityCheck(bool on) { m_autoSanity = on; }
 
@@ -103,8 +100,9 @@ public Q_SLOTS:
     void convert();
     void runSanityCheck();
     void allocate(); // per-layer pairs and latents for the current budget (measured; locked layers kept)
-    void exportTo(const QString& folder);
-    void saveSession(const QString& path);
+    // `force`: the user agreed to replace what is there (an earlier export; a file that is not a session).
+    void exportTo(const QString& folder, bool force = false);
+    void saveSession(const QString& path, bool force = false);
     void openSession(const QString& path);
     void cancel();
 
@@ -115,7 +113,7 @@ public Q_SLOTS:
     void setTargetSaving(double saving, int mergeId = -1);       // the latent follows the saving from now on
     void setLayerLatent(int layer, std::int64_t latent, int mergeId = -1); // sets and locks one layer
     void setLayerLocked(int layer, bool locked);
-    void applySnapshot(const mla::SettingsSnapshot& snapshot); // used by undo/redo
+    void applySnapshot(const mla::Settings& snapshot); // used by undo/redo
 
 Q_SIGNALS:
     void modelChanged();
@@ -137,31 +135,36 @@ Q_SIGNALS:
     void statusMessage(const QString& message);
 
 private:
-    void pushSettings(SettingsSnapshot after, const QString& what, int mergeId, bool followLocks = true);
-    AllocationRequest allocationRequest() const;
-    std::int64_t globalLatent(const SettingsSnapshot& snapshot) const;
-    void resetAllocation(SettingsSnapshot& snapshot) const; // the budget moved: uniform layers, locked ones kept
-    void normalise(SettingsSnapshot& snapshot) const; // per-layer latents follow the locks
-    std::vector<std::int64_t> previewLatents() const;
+    // Jobs whose results belong to the open document (model and analysis) are cancelled when another one opens, and
+    // what they still deliver is dropped; the others (opening, saving, exporting) stand on their own.
+    enum class Scope { Document, Own };
+    template <typename J>
+    J* makeJob(Scope scope);
+    // Starts work for the open document: remembers which document the job's result belongs to.
+    void forDocument(Job* job);
+    // Whether `job`'s delivered result belongs to the document open now.
+    bool belongsToDocument(const Job* job) const;
+    void replaceDocument(); // a model or a session was opened: cancel and drop the old document's jobs
+
+    void pushSettings(Settings after, const QString& what, int mergeId, bool followLocks = true);
     void recomputePreview();
     void scheduleReselect();
     void startReselect();
-    void track(Job* job);
-    void setModel(const LoadedModel& model, const QString& path);
+    void setModel(const OpenedModel& model, const QString& path);
     void setAnalysis(const AnalysisPtr& analysis);
-    void defaultSettingsFor(const ModelConfig& config);
 
-    LoadedModel m_model;
+    OpenedModel m_model;
     QString m_modelPath;
     std::int64_t m_parameterCount = 0;
     AnalysisPtr m_analysis;
     std::optional<ModelConfig> m_analysisOnlyConfig;
     std::optional<ConversionOutcome> m_conversion;
-    ConversionSettings m_convertedWith;
     std::optional<SanityReport> m_sanity;
+    std::optional<CheckOutcome> m_conversionCheck; // the check of m_conversion (the export's model card quotes it)
     QString m_lastExport;
+    quint64 m_document = 0; // increases each time another model or session opens
 
-    SettingsSnapshot m_settings;
+    Settings m_settings;
     ConversionPreview m_preview;
     std::vector<LayerPairSelection> m_selections;
     // What m_selections was computed from: a latent or saving move keeps the kept pairs, so they are not re-selected
@@ -183,22 +186,26 @@ private:
     std::int64_t m_batch = 1;
     CacheFormat m_cacheFormat = CacheFormat::BF16;
     QString m_device = QStringLiteral("cpu");
-    SanityJobOptions m_sanityOptions;
+    std::shared_ptr<const ComputeBackend> m_backend = cpuBackendShared();
+    CheckOptions m_sanityOptions;
     bool m_autoSanity = true;
 
     QUndoStack* m_undo = nullptr;
     QTimer m_reselectTimer;
+    struct TrackedJob {
+        Job* job;
+        Scope scope;
+    };
+    QList<TrackedJob> m_jobs; // every job, in one list: busy state, cancellation and the backend follow it
     ModelLoadJob* m_loadJob = nullptr;
     AnalysisJob* m_analysisJob = nullptr;
     ReselectJob* m_reselectJob = nullptr;
+    AllocationJob* m_allocationJob = nullptr;
     ConversionJob* m_conversionJob = nullptr;
     SanityJob* m_sanityJob = nullptr;
     ExportJob* m_exportJob = nullptr;
-    SessionJob* m_sessionJob = nullptr;
-    AllocationJob* m_allocationJob = nullptr;
-    QList<Job*> m_jobs;
+    SessionJob* m_sessionSaveJob = nullptr;
+    SessionJob* m_sessionLoadJob = nullptr;
 };
 
 } // namespace mla
-
-Q_DECLARE_METATYPE(mla::SettingsSnapshot)

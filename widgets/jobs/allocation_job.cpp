@@ -1,55 +1,14 @@
 #include "jobs/allocation_job.h"
 
-#include "util/error.h"
-
-#include <cmath>
-#include <limits>
+#include "pipeline/allocate.h"
 
 namespace mla {
 
-Allocation allocatePerLayer(const Model& model, const AnalysisResult& analysis, const ConversionSettings& settings,
-                            const AllocationRequest& request, const JobControl& job)
-{
-    CalibrationSet calibration;
-    calibration.sequences = analysis.calibrationIds;
-    calibration.description = analysis.calibrationDescription;
-    AllocationOptions options;
-    options.budget = request.budget;
-    options.strategy = settings.strategy;
-    options.activationAware = settings.activationAware;
-    auto candidates = measureAllocationCandidates(model, analysis, calibration, options, job);
-    const std::int64_t kvHeads = model.config.kvHeads;
-    for (std::size_t l = 0; l < candidates.size() && l < request.locked.size(); ++l) {
-        if (!request.locked[l] || candidates[l].empty())
-            continue;
-        // A locked layer keeps its width: the measured candidate closest to it stands in for its cost.
-        const std::int64_t latent = request.lockedLatent[l];
-        const std::int64_t pairs = request.lockedPairs[l];
-        const AllocationCandidate* best = nullptr;
-        double distance = std::numeric_limits<double>::infinity();
-        for (const auto& c : candidates[l]) {
-            const double d = std::abs(static_cast<double>(c.latent - latent)) + 1000.0 * std::abs(static_cast<double>(c.pairs - pairs));
-            if (d < distance) {
-                distance = d;
-                best = &c;
-            }
-        }
-        AllocationCandidate fixed = *best;
-        fixed.latent = latent;
-        fixed.pairs = pairs;
-        fixed.elements = kvHeads * 2 * pairs + latent;
-        candidates[l] = {fixed};
-    }
-    job.checkCancelled();
-    return allocateBudget(candidates, request.budget);
-}
-
-void AllocationJob::start(const std::shared_ptr<const Model>& model, const AnalysisPtr& analysis, const ConversionSettings& settings,
-                          const AllocationRequest& request)
+void AllocationJob::start(const OpenedModel& model, const AnalysisPtr& analysis, const Settings& settings)
 {
     run<Allocation>(
         tr("Allocating the budget"),
-        [model, analysis, settings, request](const JobControl& job) { return allocatePerLayer(*model, *analysis, settings, request, job); },
+        [model, analysis, settings](const ExecutionContext& ctx) { return pipeline::allocate(*model.model, *analysis, settings, ctx); },
         [this](Allocation&& a) { Q_EMIT allocated(a); });
 }
 

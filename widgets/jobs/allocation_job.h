@@ -1,37 +1,20 @@
 #pragma once
 
-#include "conversion/budget_allocation.h"
 #include "jobs/job.h"
 #include "jobs/job_types.h"
 
 namespace mla {
 
-// What a per-layer allocation is asked for: the total budget (cached elements per token over all layers) and the
-// layers the user locked by hand, which keep their latent width (and pair count).
-struct AllocationRequest {
-    std::int64_t budget = 0;
-    std::vector<bool> locked;
-    std::vector<std::int64_t> lockedLatent; // per layer; used where locked
-    std::vector<std::int64_t> lockedPairs;  // per layer; used where locked
-};
-
-// Measures every layer's attention-output error for candidate (pairs, latent) choices on the analysis's calibration
-// tokens and picks the per-layer choice with the least total error within the budget (core's
-// measureAllocationCandidates + allocateBudget). Locked layers are restricted to their own choice.
-Allocation allocatePerLayer(const Model& model, const AnalysisResult& analysis, const ConversionSettings& settings,
-                            const AllocationRequest& request, const JobControl& job = {});
-
+// Allocate now: each layer's pairs and latent for the settings' budget, measured on the analysis's calibration, locked
+// layers kept (pipeline::allocate, the step a conversion with allocation runs first).
 class AllocationJob : public Job {
     Q_OBJECT
 public:
     using Job::Job;
-    void start(const std::shared_ptr<const Model>& model, const AnalysisPtr& analysis, const ConversionSettings& settings,
-               const AllocationRequest& request);
+    void start(const OpenedModel& model, const AnalysisPtr& analysis, const Settings& settings);
 
 Q_SIGNALS:
     void allocated(const mla::Allocation& allocation);
 };
 
 } // namespace mla
-
-Q_DECLARE_METATYPE(mla::Allocation)

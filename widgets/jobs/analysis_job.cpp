@@ -2,25 +2,18 @@
 
 namespace mla {
 
-void AnalysisJob::start(const LoadedModel& model, const AnalysisOptions& options)
+void AnalysisJob::start(const OpenedModel& model, const Settings& settings)
 {
     run<AnalysisPtr>(
-        tr("Analysing"),
-        [model, options](const JobControl& job) -> AnalysisPtr {
-            return std::make_shared<const AnalysisResult>(analyzeModel(*model.model, model.tokenizer.get(), options, job));
-        },
+        tr("Analysing"), [model, settings](const ExecutionContext& ctx) { return pipeline::analyse(model, settings, ctx); },
         [this](AnalysisPtr&& a) { Q_EMIT analysed(a); });
 }
 
-void ReselectJob::start(const AnalysisPtr& analysis, const std::shared_ptr<const Model>& model, const ConversionSettings& settings)
+void ReselectJob::start(const OpenedModel& model, const AnalysisPtr& analysis, const ConversionSettings& settings)
 {
     run<AnalysisPtr>(
         tr("Updating spectra"),
-        [analysis, model, settings](const JobControl& job) -> AnalysisPtr {
-            auto copy = std::make_shared<AnalysisResult>(*analysis);
-            reselect(*copy, *model, settings, 1e-6, job);
-            return copy;
-        },
+        [model, analysis, settings](const ExecutionContext& ctx) { return pipeline::reselect(model, analysis, settings, ctx); },
         [this](AnalysisPtr&& a) { Q_EMIT reselected(a); });
 }
 

@@ -1,53 +1,12 @@
 #include "jobs/conversion_job.h"
 
-#include "conversion/presets.h"
-#include "conversion/sequential_converter.h"
-#include "util/error.h"
-
-#include <QElapsedTimer>
-
 namespace mla {
 
-ConversionOutcome convertInMemory(const Model& model, const AnalysisResult* analysis, ConversionSettings settings,
-                                  const AllocationRequest& allocation, const JobControl& job)
-{
-    QElapsedTimer timer;
-    timer.start();
-    const bool calibrationPass = settingsNeedCalibrationPass(settings);
-    if (!analysis && (ropeStrategyNeedsScores(settings.strategy) || calibrationPass || settings.allocate))
-        throw Error("these settings use the calibration of an analysis (" + std::string(ropeStrategyName(settings.strategy))
-                    + " pairs, activation-aware, refit or allocation): run Analyze first");
-    ConversionOutcome out;
-    double begin = 0.0;
-    if (settings.allocate && settings.latentPerLayer.empty()) {
-        const Allocation a = allocatePerLayer(model, *analysis, settings, allocation, job.slice(0.0, 0.4));
-        settings.ropePairsPerLayer = a.pairs;
-        settings.latentPerLayer = a.latent;
-        begin = 0.4;
-    }
-    out.plan = planConversion(model.config, settings, selectPairs(model.config, settings, analysis));
-    const JobControl convertJob = job.slice(begin, 1.0);
-    if (calibrationPass) {
-        CalibrationSet calibration;
-        calibration.sequences = analysis->calibrationIds;
-        calibration.description = analysis->calibrationDescription;
-        out.converted = std::make_shared<const Model>(convertSequentially(model, out.plan, calibration, convertJob, &out.fits));
-    } else {
-        const DType storage = model.layers.empty() || model.layers[0].q.empty() ? DType::F32 : model.layers[0].q.dtype();
-        out.converted = std::make_shared<const Model>(convertModel(model, out.plan, {}, storage, convertJob, &out.reports));
-    }
-    out.seconds = static_cast<double>(timer.elapsed()) / 1000.0;
-    return out;
-}
-
-void ConversionJob::start(const std::shared_ptr<const Model>& model, const AnalysisPtr& analysis, const ConversionSettings& settings,
-                          const AllocationRequest& allocation)
+void ConversionJob::start(const OpenedModel& model, const AnalysisPtr& analysis, const Settings& settings)
 {
     run<ConversionOutcome>(
         tr("Converting"),
-        [model, analysis, settings, allocation](const JobControl& job) {
-            return convertInMemory(*model, analysis.get(), settings, allocation, job);
-        },
+        [model, analysis, settings](const ExecutionContext& ctx) { return pipeline::convertInMemory(model, analysis, settings, ctx); },
         [this](ConversionOutcome&& o) { Q_EMIT converted(o); });
 }
 

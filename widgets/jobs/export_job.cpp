@@ -2,20 +2,16 @@
 
 namespace mla {
 
-void ExportJob::start(const std::shared_ptr<const Model>& original, const std::shared_ptr<const Model>& converted, const QString& folder)
+void ExportJob::start(const OpenedModel& original, const ConversionOutcome& conversion, const QString& folder,
+                      const std::optional<CheckOutcome>& measured, bool force)
 {
+    pipeline::ExportRequest request;
+    request.folder = folder.toStdString();
+    request.output.force = force;
     run<ExportOutcome>(
         tr("Exporting"),
-        [original, converted, folder](const JobControl& job) {
-            ExportOptions options;
-            options.folder = folder.toStdString();
-            if (!original->layers.empty() && !original->layers[0].q.empty())
-                options.dtype = original->layers[0].q.dtype();
-            options.extraFiles = companionFiles(*original);
-            ExportOutcome out;
-            out.folder = folder;
-            out.report = exportModel(*converted, options, job);
-            return out;
+        [original, conversion, request, measured](const ExecutionContext& ctx) {
+            return pipeline::exportConversion(original, conversion, request, measured, ctx);
         },
         [this](ExportOutcome&& o) { Q_EMIT exported(o); });
 }

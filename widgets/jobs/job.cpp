@@ -53,7 +53,7 @@ void Job::startWork(const QString& title, Work work)
     m_title = title;
     Q_EMIT started(title);
 
-    m_futures.append(QtConcurrent::run([this, run, title, hook = m_hook, work = std::move(work)]() {
+    m_futures.append(QtConcurrent::run([this, run, title, hook = m_hook, backend = m_backend, work = std::move(work)]() {
         JobControl control(&run->cancel, [this, run, hook](double fraction, const std::string& stage) {
             if (hook)
                 hook(fraction, stage);
@@ -77,7 +77,7 @@ void Job::startWork(const QString& title, Work work)
         QString error;
         bool wasCancelled = false;
         try {
-            deliver = work(control);
+            deliver = work(ExecutionContext(backend, control));
         } catch (const Cancelled&) {
             wasCancelled = true;
         } catch (const std::exception& e) {

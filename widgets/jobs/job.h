@@ -1,5 +1,6 @@
 #pragma once
 
+#include "pipeline/execution_context.h"
 #include "util/job_control.h"
 
 #include <QFuture>
@@ -14,8 +15,9 @@ namespace mla {
 
 // The one shape of every background job in the workbench (loading, analysis, conversion, sanity check, export,
 // sessions): start, cancel, progress with an ETA, one typed result signal in the subclass, failed, finished.
-// The work runs on the thread pool with a JobControl whose cancel flag cancel() sets; progress is forwarded through
-// queued signals at most every 50 ms. Starting again supersedes the running work: it is cancelled and whatever it
+// The work runs on the thread pool with an ExecutionContext: a JobControl whose cancel flag cancel() sets, and the
+// compute backend the job was given (setBackend) when it started; progress is forwarded through queued signals at
+// most every 50 ms. A backend set while a run is going applies from the next start on. Starting again supersedes the running work: it is cancelled and whatever it
 // still delivers is dropped. Results of cancelled work are dropped too, so a cancelled job leaves nothing behind.
 // The destructor cancels and waits, so work never outlives its Job.
 class Job : public QObject {
@@ -27,6 +29,8 @@ public:
     enum class Outcome { None, Succeeded, Failed, Cancelled };
 
     bool isRunning() const { return m_current != nullptr; }
+    // The backend later runs compute on (null: the CPU).
+    void setBackend(std::shared_ptr<const ComputeBackend> backend) { m_backend = std::move(backend); }
     QString title() const { return m_title; }
     // How the last finished run ended (valid in slots connected to finished()).
     Outcome lastOutcome() const { return m_outcome; }
@@ -51,17 +55,17 @@ protected:
     // `work` runs on a pool thread; `deliver` runs on this object's thread with the result, unless the run was
     // superseded or cancelled meanwhile. An mla::Error or any std::exception becomes failed(message).
     template <typename Result>
-    void run(const QString& title, std::function<Result(const JobControl&)> work, std::function<void(Result&&)> deliver)
+    void run(const QString& title, std::function<Result(const ExecutionContext&)> work, std::function<void(Result&&)> deliver)
     {
-        startWork(title, [work = std::move(work), deliver = std::move(deliver)](const JobControl& job) -> std::function<void()> {
-            auto result = std::make_shared<Result>(work(job));
+        startWork(title, [work = std::move(work), deliver = std::move(deliver)](const ExecutionContext& context) -> std::function<void()> {
+            auto result = std::make_shared<Result>(work(context));
             return [deliver, result]() { deliver(std::move(*result)); };
         });
     }
 
 private:
     struct Run;
-    using Work = std::function<std::function<void()>(const JobControl&)>;
+    using Work = std::function<std::function<void()>(const ExecutionContext&)>;
     void startWork(const QString& title, Work work);
     void finishRun(const std::shared_ptr<Run>& run);
 
@@ -69,6 +73,7 @@ private:
     QString m_title;
     Outcome m_outcome = Outcome::None;
     ProgressHook m_hook;
+    std::shared_ptr<const ComputeBackend> m_backend;
     QList<QFuture<void>> m_futures;
     quint64 m_nextId = 0;
 };

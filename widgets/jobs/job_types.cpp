@@ -4,11 +4,14 @@ namespace mla {
 
 void registerJobMetaTypes()
 {
-    qRegisterMetaType<LoadedModel>();
+    qRegisterMetaType<OpenedModel>();
     qRegisterMetaType<AnalysisPtr>();
     qRegisterMetaType<ConversionOutcome>();
     qRegisterMetaType<ExportOutcome>();
-    qRegisterMetaType<SanityReport>();
+    qRegisterMetaType<CheckOutcome>();
+    qRegisterMetaType<SessionContent>();
+    qRegisterMetaType<Allocation>();
+    qRegisterMetaType<Settings>();
 }
 
 } // namespace mla

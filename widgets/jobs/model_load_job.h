@@ -5,8 +5,7 @@
 
 namespace mla {
 
-// Opens a checkpoint (folder, .safetensors, .bin, .gguf) and its tokenizer: the GGUF's own vocabulary, else a
-// tokenizer file next to the model (as the CLI does). Errors are core's messages, naming the file.
+// Opens a checkpoint (folder, .safetensors, .bin, .gguf) and its tokenizer: pipeline::openModel, the CLI's rule.
 class ModelLoadJob : public Job {
     Q_OBJECT
 public:
@@ -14,10 +13,7 @@ public:
     void start(const QString& path);
 
 Q_SIGNALS:
-    void loaded(const mla::LoadedModel& model);
+    void loaded(const mla::OpenedModel& model);
 };
-
-// The blocking part, for the job and for tests.
-LoadedModel openCheckpoint(const std::filesystem::path& path, const JobControl& job = {});
 
 } // namespace mla

@@ -1,31 +1,13 @@
 #include "jobs/sanity_job.h"
 
-#include "analysis/calibration.h"
-
 namespace mla {
 
-SanityReport runSanity(const LoadedModel& original, const Model& converted, const SanityJobOptions& options, const JobControl& job)
+void SanityJob::start(const OpenedModel& original, const std::shared_ptr<const Model>& converted, const CheckOptions& options)
 {
-    const Transformer a(*original.model);
-    const Transformer b(converted);
-    CalibrationOptions sample;
-    sample.source = CalibrationOptions::Source::Samples;
-    sample.samples = options.sequences;
-    sample.sequenceLength = options.sequenceLength;
-    sample.seed = options.seed;
-    const CalibrationSet evaluation = prepareCalibration(a, original.tokenizer.get(), sample, job.slice(0.0, 0.3));
-    SanityOptions s;
-    s.prompts = {options.prompt.toStdString()};
-    s.generationSteps = options.generationSteps;
-    return runSanityCheck(a, b, original.tokenizer.get(), evaluation.sequences, s, job.slice(0.3, 1.0));
-}
-
-void SanityJob::start(const LoadedModel& original, const std::shared_ptr<const Model>& converted, const SanityJobOptions& options)
-{
-    run<SanityReport>(
+    run<CheckOutcome>(
         tr("Sanity check"),
-        [original, converted, options](const JobControl& job) { return runSanity(original, *converted, options, job); },
-        [this](SanityReport&& r) { Q_EMIT checked(r); });
+        [original, converted, options](const ExecutionContext& ctx) { return pipeline::check(original, *converted, options, ctx); },
+        [this](CheckOutcome&& r) { Q_EMIT checked(r); });
 }
 
 } // namespace mla

@@ -3,26 +3,16 @@
 #include "jobs/job.h"
 #include "jobs/job_types.h"
 
-#include <optional>
-
 namespace mla {
 
-// What the workbench saves in a session file and gets back from one. The file itself is core's (session/session.h);
-// this build may predate it, in which case sessionsAvailable() is false and the jobs fail with a clear message.
-struct SessionContent {
-    AnalysisPtr analysis;
-    ConversionSettings settings;
-    std::optional<SanityReport> sanity;
-    std::int64_t parameterCount = 0; // of the original model
-};
-
-bool sessionsAvailable();
-
+// Save Session / Open Session (pipeline::saveSession, pipeline::openSession; the file is core's HDF5 session).
 class SessionJob : public Job {
     Q_OBJECT
 public:
     using Job::Job;
-    void save(const SessionContent& content, const QString& path);
+    // `model`, when open, gives the checkpoint's own config.json for the file. `force`: replace an existing file that
+    // is not a session (the window asks the user first).
+    void save(const SessionContent& content, const std::shared_ptr<const Model>& model, const QString& path, bool force = false);
     void load(const QString& path);
 
 Q_SIGNALS:
@@ -31,5 +21,3 @@ Q_SIGNALS:
 };
 
 } // namespace mla
-
-Q_DECLARE_METATYPE(mla::SessionContent)

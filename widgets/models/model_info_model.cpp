@@ -2,7 +2,7 @@
 
 #include "document/formatting.h"
 #include "model/architecture.h"
-#include "ui_support/view_data.h"
+#include "view_data/view_data.h"
 
 namespace mla {
 
@@ -34,7 +34,7 @@ void ModelInfoModel::rebuild()
         const QString kind = QString::fromStdString(c.attentionKind()).toUpper();
         const std::int64_t kvElements = c.kvElementsPerToken();
         const QString formatName = QString::fromUtf8(cacheFormatName(m_format).data()).toUpper();
-        const double bytesPerToken = ui::kvBytesPerToken(c, m_format);
+        const double bytesPerToken = cacheBytesPerToken(c, m_format);
         const double cacheBytes = bytesPerToken * static_cast<double>(m_context) * static_cast<double>(m_batch);
         rows = {
             {tr("Model"), m_facts.name, tr("The checkpoint that is open."), m_facts.name},

@@ -2,7 +2,7 @@
 
 #include "document/formatting.h"
 #include "document/workbench.h"
-#include "ui_support/view_data.h"
+#include "view_data/view_data.h"
 
 #include <QEvent>
 #include <QFile>
@@ -64,7 +64,7 @@ QHash<QString, QString> ExplainerPanel::values() const
     const std::int64_t p = m_workbench->resolvedRopePairs();
     const std::int64_t r = 2 * p;
     const std::int64_t latent = m_workbench->resolvedLatent();
-    const auto freqs = ui::pairFrequencies(*c);
+    const auto freqs = view::pairFrequencies(*c);
     v[QStringLiteral("pairs_total")] = QString::number(c->pairsPerHead());
     v[QStringLiteral("d_h")] = QString::number(c->headDim);
     v[QStringLiteral("theta")] = QString::number(c->rope.theta, 'g', 8);

@@ -72,10 +72,10 @@ void ModelPanel::refresh()
         const Model& m = *m_workbench->model().model;
         facts.format = QString::fromStdString(m.format);
         facts.fileBytes = static_cast<double>(m.fileBytes);
-        facts.tokenizer = m_workbench->model().tokenizerSource.isEmpty() ? QString()
-                                                                         : QFileInfo(m_workbench->model().tokenizerSource).fileName();
-        if (m_workbench->model().tokenizerSource.startsWith(QLatin1String("embedded")))
-            facts.tokenizer = m_workbench->model().tokenizerSource;
+        const QString source = QString::fromStdString(m_workbench->model().tokenizerSource);
+        facts.tokenizer = source.isEmpty() ? QString() : QFileInfo(source).fileName();
+        if (source.startsWith(QLatin1String("embedded")))
+            facts.tokenizer = source;
     } else if (m_workbench->config()) {
         facts.format = tr("session (weights not open)");
     }

@@ -6,7 +6,7 @@
 #include "models/layer_preview_model.h"
 #include "plots/bar_plot.h"
 #include "plots/memory_plot.h"
-#include "ui_support/view_data.h"
+#include "view_data/view_data.h"
 
 #include <QComboBox>
 #include <QFrame>
@@ -214,14 +214,14 @@ void PreviewView::refreshMemory()
     }
     const std::int64_t context = m_workbench->contextLength();
     const std::int64_t batch = m_workbench->batchSize();
-    const std::vector<std::int64_t> contexts = ui::contextGrid(*c, context);
+    const std::vector<std::int64_t> contexts = view::contextGrid(*c, context);
     QList<MemoryPlot::Curve> curves;
     const std::pair<CacheFormat, Qt::PenStyle> formats[] = {
         {CacheFormat::BF16, Qt::SolidLine}, {CacheFormat::Int8, Qt::DashLine}, {CacheFormat::Int4, Qt::DotLine}};
     for (const auto& [format, style] : formats) {
         const QString name = QString::fromUtf8(cacheFormatName(format).data()).toUpper();
-        curves.append({tr("original · %1").arg(name), ui::cacheBytesCurve(p.kv, false, contexts, batch, format), 1, style, false});
-        curves.append({tr("MLA · %1").arg(name), ui::cacheBytesCurve(p.kv, true, contexts, batch, format), 0, style, true});
+        curves.append({tr("original · %1").arg(name), view::cacheBytesCurve(p.kv, false, contexts, batch, format), 1, style, false});
+        curves.append({tr("MLA · %1").arg(name), view::cacheBytesCurve(p.kv, true, contexts, batch, format), 0, style, true});
     }
     m_memory->setCurves(contexts, curves);
     m_memory->setMarker(context);

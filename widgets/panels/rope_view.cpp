@@ -2,7 +2,7 @@
 
 #include "document/workbench.h"
 #include "plots/heatmap_plot.h"
-#include "ui_support/view_data.h"
+#include "view_data/view_data.h"
 
 #include <QCheckBox>
 #include <QComboBox>
@@ -17,10 +17,10 @@ RopeView::RopeView(Workbench* workbench, QWidget* parent) : QWidget(parent), m_w
     m_head = new QComboBox(this);
     m_head->setToolTip(tr("Show one KV head (its query heads' scores summed), or every KV head side by side"));
     m_measure = new QComboBox(this);
-    m_measure->addItem(tr("2-norm score"), static_cast<int>(ui::ScoreMeasure::TwoNorm));
-    m_measure->addItem(tr("rotation loss"), static_cast<int>(ui::ScoreMeasure::RotationLoss));
-    m_measure->addItem(tr("query pair norm"), static_cast<int>(ui::ScoreMeasure::QueryNorm));
-    m_measure->addItem(tr("key pair norm"), static_cast<int>(ui::ScoreMeasure::KeyNorm));
+    m_measure->addItem(tr("2-norm score"), static_cast<int>(view::ScoreMeasure::TwoNorm));
+    m_measure->addItem(tr("rotation loss"), static_cast<int>(view::ScoreMeasure::RotationLoss));
+    m_measure->addItem(tr("query pair norm"), static_cast<int>(view::ScoreMeasure::QueryNorm));
+    m_measure->addItem(tr("key pair norm"), static_cast<int>(view::ScoreMeasure::KeyNorm));
     m_measure->setToolTip(tr("<p><b>2-norm</b>: score<sub>kv</sub>[l,k,j] = Σ<sub>h∈k</sub> qn[l,h,j]·kn[l,k,j], with qn, kn the mean "
                              "‖q<sub>j</sub>‖, ‖k<sub>j</sub>‖ over calibration tokens: bounds how much pair j can move a logit.</p>"
                              "<p><b>rotation loss</b>: the expected squared logit change if pair j stopped rotating, over query–key "
@@ -116,9 +116,9 @@ void RopeView::refresh()
                                                  : tr("Open a model (File > Open) to begin."));
         return;
     }
-    const auto measure = static_cast<ui::ScoreMeasure>(m_measure->currentData().toInt());
-    const ui::ScoreGrid grid = ui::ropeScoreGrid(*a, measure, m_head->currentData().toInt(), m_workbench->selections());
-    m_heatmap->setGrid(grid, ui::pairFrequencies(a->config), m_measure->currentText());
+    const auto measure = static_cast<view::ScoreMeasure>(m_measure->currentData().toInt());
+    const view::ScoreGrid grid = view::ropeScoreGrid(*a, measure, m_head->currentData().toInt(), m_workbench->selections());
+    m_heatmap->setGrid(grid, view::pairFrequencies(a->config), m_measure->currentText());
     updateCaption();
 }
 

@@ -81,6 +81,8 @@ QString RunBar::stageText() const
 void RunBar::updateButtons()
 {
     const bool busy = m_workbench->isBusy();
+    // A job keeps the device it started on; changing it meanwhile would only look as if it applied.
+    m_device->setEnabled(!busy);
     m_analyze->setEnabled(m_workbench->hasModel() && !busy);
     m_convert->setEnabled(m_workbench->hasModel() && !busy && m_workbench->preview().problem.empty());
     m_cancel->setEnabled(m_running > 0);

@@ -88,8 +88,8 @@ SanityView::SanityView(Workbench* workbench, QWidget* parent) : QWidget(parent),
     connect(m_run, &QPushButton::clicked, this, &SanityView::runCheck);
     connect(m_prompt, &QLineEdit::returnPressed, this, &SanityView::runCheck);
     auto syncOptions = [this] {
-        SanityJobOptions o = m_workbench->sanityOptions();
-        o.prompt = m_prompt->text();
+        CheckOptions o = m_workbench->sanityOptions();
+        o.prompts = {m_prompt->text().toStdString()};
         o.generationSteps = m_steps->value();
         o.sequences = m_sequences->value();
         m_workbench->setSanityOptions(o);

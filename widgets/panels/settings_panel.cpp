@@ -3,7 +3,7 @@
 #include "conversion/presets.h"
 #include "document/formatting.h"
 #include "document/workbench.h"
-#include "ui_support/view_data.h"
+#include "view_data/view_data.h"
 
 #include <QCheckBox>
 #include <QComboBox>
@@ -380,7 +380,7 @@ void SettingsPanel::refresh()
         pairsText += QLatin1Char(' ') + tr("Run Analyze (F5) to rank the pairs.");
     m_pairsNote->setText(pairsText);
 
-    const ui::LatentRange range = ui::latentRange(*c, p, s.method);
+    const LatentRange range = latentRange(*c, p, s.method);
     const bool latentApplies = s.method != LatentMethod::None;
     m_latentSlider->setRange(static_cast<int>(range.minimum), static_cast<int>(range.maximum));
     m_latent->setRange(static_cast<int>(range.minimum), static_cast<int>(std::max(range.maximum, m_workbench->resolvedLatent())));

@@ -2,7 +2,7 @@
 
 #include "document/workbench.h"
 #include "plots/spectrum_plot.h"
-#include "ui_support/view_data.h"
+#include "view_data/view_data.h"
 
 #include <QButtonGroup>
 #include <QComboBox>
@@ -17,18 +17,18 @@ namespace {
 
 constexpr int kMergeCursor = 201;
 
-ui::SpectrumKind spectrumKind(SpectrumView::Kind k)
+view::SpectrumKind spectrumKind(SpectrumView::Kind k)
 {
     switch (k) {
     case SpectrumView::Key:
     case SpectrumView::Split:
-        return ui::SpectrumKind::Key;
+        return view::SpectrumKind::Key;
     case SpectrumView::Value:
-        return ui::SpectrumKind::Value;
+        return view::SpectrumKind::Value;
     case SpectrumView::Joint:
         break;
     }
-    return ui::SpectrumKind::Joint;
+    return view::SpectrumKind::Joint;
 }
 
 } // namespace
@@ -143,17 +143,17 @@ void SpectrumView::refresh()
     }
     const bool activations = m_source->currentData().toBool() && a->hasActivationSpectra();
     const Kind k = kind();
-    const ui::SpectrumKind sk = spectrumKind(k);
+    const view::SpectrumKind sk = spectrumKind(k);
     QList<SpectrumPlot::Series> series;
     const std::size_t layers = a->layers.size();
     for (std::size_t l = 0; l < layers; ++l) {
         const KeyValueSpectra& s = activations ? a->layers[l].activationSpectra : a->layers[l].weightSpectra;
         const double shade = layers > 1 ? static_cast<double>(l) / static_cast<double>(layers - 1) : 0.0;
         if (k == Split) {
-            series.append({tr("layer %1 · key").arg(l), s.key, ui::retainedEnergy(s, ui::SpectrumKind::Key), shade, false});
-            series.append({tr("layer %1 · value").arg(l), s.value, ui::retainedEnergy(s, ui::SpectrumKind::Value), shade, true});
+            series.append({tr("layer %1 · key").arg(l), s.key, view::retainedEnergy(s, view::SpectrumKind::Key), shade, false});
+            series.append({tr("layer %1 · value").arg(l), s.value, view::retainedEnergy(s, view::SpectrumKind::Value), shade, true});
         } else {
-            series.append({tr("layer %1").arg(l), ui::spectrumValues(s, sk), ui::retainedEnergy(s, sk), shade, false});
+            series.append({tr("layer %1").arg(l), view::spectrumValues(s, sk), view::retainedEnergy(s, sk), shade, false});
         }
     }
     m_plot->setSeries(series, activations ? tr("singular value of M·S") : tr("singular value of M"));
@@ -172,20 +172,20 @@ void SpectrumView::refreshCursor()
     if (!a)
         return;
     const Kind k = kind();
-    const ui::SpectrumKind sk = spectrumKind(k);
+    const view::SpectrumKind sk = spectrumKind(k);
     const int layer = m_layer->currentData().toInt();
     const ConversionSettings& settings = m_workbench->settings();
     const ConversionPreview& p = m_workbench->preview();
     std::int64_t latent = m_workbench->resolvedLatent();
     if (layer >= 0 && static_cast<std::size_t>(layer) < p.layers.size())
         latent = p.layers[static_cast<std::size_t>(layer)].latentK + p.layers[static_cast<std::size_t>(layer)].latentV;
-    const bool cursor = settings.method != LatentMethod::None && (ui::methodUsesSpectrum(settings.method, sk) || (k == Split && settings.method == LatentMethod::Split));
+    const bool cursor = settings.method != LatentMethod::None && (view::methodUsesSpectrum(settings.method, sk) || (k == Split && settings.method == LatentMethod::Split));
     const ModelConfig* c = m_workbench->config();
     if (c) {
-        const ui::LatentRange range = ui::latentRange(*c, m_workbench->resolvedRopePairs(), settings.method);
-        m_plot->setRankLimits(ui::rankForLatent(settings.method, sk, range.minimum), ui::rankForLatent(settings.method, sk, range.maximum));
+        const LatentRange range = latentRange(*c, m_workbench->resolvedRopePairs(), settings.method);
+        m_plot->setRankLimits(view::rankForLatent(settings.method, sk, range.minimum), view::rankForLatent(settings.method, sk, range.maximum));
     }
-    m_plot->setRankCursor(ui::rankForLatent(settings.method, sk, latent), cursor);
+    m_plot->setRankCursor(view::rankForLatent(settings.method, sk, latent), cursor);
 
     QString text;
     if (m_workbench->previewIsStale())
@@ -204,8 +204,8 @@ void SpectrumView::refreshCursor()
 
 void SpectrumView::onRankDragged(qint64 rank)
 {
-    const ui::SpectrumKind sk = spectrumKind(kind());
-    const std::int64_t latent = ui::latentForRank(m_workbench->settings().method, sk, rank);
+    const view::SpectrumKind sk = spectrumKind(kind());
+    const std::int64_t latent = view::latentForRank(m_workbench->settings().method, sk, rank);
     const int layer = m_layer->currentData().toInt();
     if (layer >= 0)
         m_workbench->setLayerLatent(layer, latent, kMergeCursor + 1 + layer);

@@ -14,7 +14,7 @@ class KeptCellsLayer : public QCPLayerable {
 public:
     KeptCellsLayer(QCustomPlot* plot, QCPAxisRect* rect) : QCPLayerable(plot, PlotWidget::highlightLayer()), m_rect(rect) {}
 
-    const ui::ScoreGrid* grid = nullptr;
+    const view::ScoreGrid* grid = nullptr;
     QColor separator;
 
 protected:
@@ -130,12 +130,12 @@ void HeatmapPlot::applyPalette()
 
 void HeatmapPlot::clear()
 {
-    m_grid = ui::ScoreGrid();
+    m_grid = view::ScoreGrid();
     m_frequencies.clear();
     rebuild();
 }
 
-void HeatmapPlot::setGrid(const ui::ScoreGrid& grid, const std::vector<ui::PairFrequency>& frequencies, const QString& measureName)
+void HeatmapPlot::setGrid(const view::ScoreGrid& grid, const std::vector<view::PairFrequency>& frequencies, const QString& measureName)
 {
     m_grid = grid;
     m_frequencies = frequencies;
@@ -145,7 +145,7 @@ void HeatmapPlot::setGrid(const ui::ScoreGrid& grid, const std::vector<ui::PairF
 
 void HeatmapPlot::updateKept(const std::vector<LayerPairSelection>& selections)
 {
-    ui::markKept(m_grid, selections);
+    view::markKept(m_grid, selections);
     requestReplot();
 }
 
@@ -161,7 +161,7 @@ void HeatmapPlot::setLogScale(bool on)
 void HeatmapPlot::rebuild()
 {
     QCustomPlot* p = plot();
-    const ui::ScoreGrid& g = m_grid;
+    const view::ScoreGrid& g = m_grid;
     m_map->data()->clear();
     if (g.rows == 0 || g.columns == 0) {
         requestReplot();

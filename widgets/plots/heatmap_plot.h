@@ -1,7 +1,7 @@
 #pragma once
 
 #include "plots/plot_widget.h"
-#include "ui_support/view_data.h"
+#include "view_data/view_data.h"
 
 class QCPColorMap;
 class QCPColorScale;
@@ -18,14 +18,14 @@ class HeatmapPlot : public PlotWidget {
 public:
     explicit HeatmapPlot(QWidget* parent = nullptr);
 
-    void setGrid(const ui::ScoreGrid& grid, const std::vector<ui::PairFrequency>& frequencies, const QString& measureName);
+    void setGrid(const view::ScoreGrid& grid, const std::vector<view::PairFrequency>& frequencies, const QString& measureName);
     void clear();
     // New kept pairs (a settings move): only the outlines change.
     void updateKept(const std::vector<LayerPairSelection>& selections);
     void setLogScale(bool on);
     bool logScale() const { return m_log; }
 
-    const ui::ScoreGrid& grid() const { return m_grid; }
+    const view::ScoreGrid& grid() const { return m_grid; }
     // The hover text of a cell (row = layer, column as in the grid); empty outside.
     QString cellText(std::int64_t row, std::int64_t column) const;
     // The cell under a widget position, or {-1, -1}.
@@ -48,8 +48,8 @@ private:
     QCPColorMap* m_map = nullptr;
     QCPColorScale* m_scale = nullptr;
     KeptCellsLayer* m_kept = nullptr;
-    ui::ScoreGrid m_grid;
-    std::vector<ui::PairFrequency> m_frequencies;
+    view::ScoreGrid m_grid;
+    std::vector<view::PairFrequency> m_frequencies;
     QString m_measure;
     bool m_log = false;
 };

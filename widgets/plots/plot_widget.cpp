@@ -3,8 +3,11 @@
 #include "plots/svg_paint_device.h"
 
 #include "plots/qcustomplot_include.h"
+#include "util/error.h"
+#include "util/staged_output.h"
 
 #include <QApplication>
+#include <QFile>
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QMenu>
@@ -72,24 +75,35 @@ bool PlotWidget::exportTo(const QString& path, QString* error)
     const QSize s = exportSize();
     bool ok = false;
     QString why;
-    if (suffix == QLatin1String("csv")) {
-        ok = writeCsv(path, &why);
-    } else if (suffix == QLatin1String("png")) {
-        ok = m_plot->savePng(path, s.width(), s.height(), 2.0);
-    } else if (suffix == QLatin1String("pdf")) {
-        ok = m_plot->savePdf(path, s.width(), s.height(), QCP::epNoCosmetic, QStringLiteral("MLA Workbench"), m_title);
-    } else if (suffix == QLatin1String("svg")) {
-        SvgPaintDevice device(s, m_title);
-        QCPPainter painter(&device);
-        if (painter.isActive()) {
-            m_plot->toPainter(&painter, s.width(), s.height());
-            painter.end();
-            ok = device.save(path, &why);
+    try {
+        // Core's output policy (the file dialog has asked before replacing a file): never an input of the open
+        // model, a device or a link; written under a temporary name and moved into place when complete.
+        StagedFile staged(QFile::encodeName(path).toStdString(), OutputOptions{true, {}});
+        const QString target = QFile::decodeName(staged.path().c_str());
+        if (suffix == QLatin1String("csv")) {
+            ok = writeCsv(target, &why);
+        } else if (suffix == QLatin1String("png")) {
+            ok = m_plot->savePng(target, s.width(), s.height(), 2.0);
+        } else if (suffix == QLatin1String("pdf")) {
+            ok = m_plot->savePdf(target, s.width(), s.height(), QCP::epNoCosmetic, QStringLiteral("MLA Workbench"), m_title);
+        } else if (suffix == QLatin1String("svg")) {
+            SvgPaintDevice device(s, m_title);
+            QCPPainter painter(&device);
+            if (painter.isActive()) {
+                m_plot->toPainter(&painter, s.width(), s.height());
+                painter.end();
+                ok = device.save(target, &why);
+            } else {
+                why = tr("cannot paint the SVG document");
+            }
         } else {
-            why = tr("cannot paint the SVG document");
+            why = tr("unknown format \"%1\" (use png, pdf, svg or csv)").arg(suffix);
         }
-    } else {
-        why = tr("unknown format \"%1\" (use png, pdf, svg or csv)").arg(suffix);
+        if (ok && QFileInfo(target).size() > 0)
+            staged.commit();
+    } catch (const Error& e) {
+        ok = false;
+        why = QString::fromUtf8(e.what());
     }
     if (ok && (!QFileInfo::exists(path) || QFileInfo(path).size() == 0)) {
         ok = false;

@@ -1,7 +1,7 @@
 // The CUDA implementation of ComputeBackend (docs/cuda-backend.md): calibration forward passes and incremental
 // decoding on the GPU (cuda_forward), Gram matrices, eigen-decompositions, low-rank factors and conversion products
-// with cuBLAS / cuSOLVER (cuda_linalg). One context per process; every call holds its mutex, so the backend may be
-// used from any thread (calls are serialised).
+// with cuBLAS / cuSOLVER (cuda_linalg). One context per GPU; every call holds its mutex and makes its GPU current
+// (ContextLock), so the backend may be used from any thread (calls are serialised).
 #include "backend/cuda/cuda_entry.h"
 
 #include "backend/cuda/cuda_common.h"
@@ -113,7 +113,7 @@ public:
     {
         if (!forwardFallbackReason(model.config()).empty())
             return cpuBackend().layerRunner(model, sequences);
-        std::lock_guard lock(m_ctx->mutex);
+        ContextLock lock(*m_ctx);
         return std::make_unique<CudaLayerRunner>(*this, deviceModel(model), sequences);
     }
 
@@ -121,56 +121,56 @@ public:
     {
         if (!forwardFallbackReason(model.config()).empty())
             return cpuBackend().decoderSession(model, capacity);
-        std::lock_guard lock(m_ctx->mutex);
+        ContextLock lock(*m_ctx);
         return std::make_unique<CudaDecoderSession>(*this, deviceModel(model), capacity);
     }
 
     Eigen::MatrixXd gram(const MatrixRM& m, GramSide side, const JobControl& job) const override
     {
         job.checkCancelled();
-        std::lock_guard lock(m_ctx->mutex);
+        ContextLock lock(*m_ctx);
         return m_linalg.gram(m, side);
     }
     Eigen::VectorXd symmetricEigenvalues(Eigen::MatrixXd a, const JobControl& job) const override
     {
         job.checkCancelled();
-        std::lock_guard lock(m_ctx->mutex);
+        ContextLock lock(*m_ctx);
         return m_linalg.symmetricEigenvalues(a);
     }
     std::vector<double> singularValues(const MatrixRM& m, const JobControl& job) const override
     {
         job.checkCancelled();
-        std::lock_guard lock(m_ctx->mutex);
+        ContextLock lock(*m_ctx);
         return m_linalg.singularValues(m);
     }
     std::vector<double> singularValues(const MatrixXdRM& m, const JobControl& job) const override
     {
         job.checkCancelled();
-        std::lock_guard lock(m_ctx->mutex);
+        ContextLock lock(*m_ctx);
         return m_linalg.singularValues(m);
     }
     std::vector<std::vector<double>> spectra(const std::vector<const MatrixRM*>& matrices, const MatrixXdRM* right,
                                              const JobControl& job) const override
     {
         job.checkCancelled();
-        std::lock_guard lock(m_ctx->mutex);
+        ContextLock lock(*m_ctx);
         return m_linalg.spectra(matrices, right);
     }
     LowRankFactors lowRankFactors(const MatrixRM& m, std::int64_t k, const LowRankOptions& options, const JobControl& job) const override
     {
         (void)options; // the GPU always takes the exact path (the randomized one exists to save CPU time and memory)
         job.checkCancelled();
-        std::lock_guard lock(m_ctx->mutex);
+        ContextLock lock(*m_ctx);
         return m_linalg.lowRankFactors(m, k);
     }
     MatrixXdRM multiply(const MatrixRM& a, const MatrixXdRM& b) const override
     {
-        std::lock_guard lock(m_ctx->mutex);
+        ContextLock lock(*m_ctx);
         return m_linalg.multiply(a, b);
     }
     double reconstructionError(const MatrixRM& m, const MatrixRM& up, const MatrixRM& down) const override
     {
-        std::lock_guard lock(m_ctx->mutex);
+        ContextLock lock(*m_ctx);
         return m_linalg.reconstructionError(m, up, down);
     }
 
@@ -223,7 +223,7 @@ CudaLayerRunner::CudaLayerRunner(const CudaBackend& backend, std::shared_ptr<Dev
 void CudaLayerRunner::runLayer(std::int64_t layer, const StatisticsOptions& options, LayerStatistics* stats, const JobControl& job)
 {
     Context& ctx = m_backend.context();
-    std::lock_guard lock(ctx.mutex);
+    ContextLock lock(ctx);
     const ModelConfig& c = m_model->config();
     if (layer < 0 || layer >= c.layers)
         throw Error("internal: layer " + std::to_string(layer) + " out of range");
@@ -273,7 +273,7 @@ std::vector<MatrixRM> CudaLayerRunner::hiddenStates() const
     if (!m_onDevice)
         return m_host;
     Context& ctx = m_backend.context();
-    std::lock_guard lock(ctx.mutex);
+    ContextLock lock(ctx);
     const std::int64_t hidden = m_model->config().hidden;
     std::vector<MatrixRM> out;
     for (std::size_t i = 0; i < m_offsets.size(); ++i) {
@@ -312,7 +312,7 @@ std::int64_t CudaDecoderSession::kvElementsPerToken() const
 MatrixRM CudaDecoderSession::forward(std::span<const int> tokens, Logits logits)
 {
     Context& ctx = m_backend.context();
-    std::lock_guard lock(ctx.mutex);
+    ContextLock lock(ctx);
     const ModelConfig& c = m_model->config();
     const std::int64_t T = static_cast<std::int64_t>(tokens.size());
     const std::int64_t p0 = m_length;
@@ -354,9 +354,9 @@ MatrixRM CudaDecoderSession::forward(std::span<const int> tokens, Logits logits)
 
 } // namespace
 
-std::shared_ptr<const ComputeBackend> createCudaBackend(std::string& whyNot)
+std::shared_ptr<const ComputeBackend> createCudaBackend(int device, std::string& whyNot)
 {
-    std::unique_ptr<Context> ctx = createContext(whyNot);
+    std::unique_ptr<Context> ctx = createContext(device, whyNot);
     if (!ctx)
         return nullptr;
     if (ctx->precision == GemmPrecision::TF32)

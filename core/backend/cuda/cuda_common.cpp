@@ -105,6 +105,7 @@ const char* gemmPrecisionName(GemmPrecision p)
 
 Context::~Context()
 {
+    cudaSetDevice(device); // the handles belong to this GPU, whichever thread destroys them
     if (solver)
         cusolverDnDestroy(solver);
     if (blas)
@@ -159,7 +160,12 @@ std::vector<ComputeDevice> probeDevices(std::string& whyNot)
     return devices;
 }
 
-std::unique_ptr<Context> createContext(std::string& whyNot)
+ContextLock::ContextLock(const Context& ctx) : m_lock(ctx.mutex)
+{
+    check(cudaSetDevice(ctx.device), "cudaSetDevice");
+}
+
+std::unique_ptr<Context> createContext(int device, std::string& whyNot)
 {
     std::string probeWhy;
     const std::vector<ComputeDevice> devices = probeDevices(probeWhy);
@@ -167,11 +173,18 @@ std::unique_ptr<Context> createContext(std::string& whyNot)
         whyNot = probeWhy;
         return nullptr;
     }
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || device < 0 || device >= count) {
+        cudaGetLastError();
+        whyNot = "there is no CUDA device " + std::to_string(device) + " (" + std::to_string(count)
+                 + (count == 1 ? " device: cuda:0)" : " devices: cuda:0 to cuda:" + std::to_string(count - 1) + ")");
+        return nullptr;
+    }
     auto ctx = std::make_unique<Context>();
     try {
-        ctx->device = 0;
-        check(cudaSetDevice(0), "cudaSetDevice");
-        check(cudaGetDeviceProperties(&ctx->properties, 0), "cudaGetDeviceProperties");
+        ctx->device = device;
+        check(cudaSetDevice(device), "cudaSetDevice");
+        check(cudaGetDeviceProperties(&ctx->properties, device), "cudaGetDeviceProperties");
         if (ctx->properties.major < 7)
             throw Error(std::string(ctx->properties.name) + " has compute capability " + std::to_string(ctx->properties.major) + "."
                         + std::to_string(ctx->properties.minor) + "; the CUDA backend needs 7.0 or newer");

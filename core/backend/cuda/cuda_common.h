@@ -100,7 +100,9 @@ enum class GemmPrecision { Float32, TF32, Native };
 GemmPrecision gemmPrecisionFromEnvironment();
 const char* gemmPrecisionName(GemmPrecision p);
 
-// The device, its streams and library handles. One per process; every use holds `mutex`.
+// The device, its streams and library handles. One per GPU in use; every use holds `mutex` through a ContextLock,
+// which also makes the context's GPU the calling thread's current device (jobs run on pool threads, and the CUDA
+// runtime's current device is per thread).
 struct Context {
     int device = 0;
     cudaDeviceProp properties{};
@@ -120,8 +122,19 @@ struct Context {
     std::uint64_t freeMemory() const;
 };
 
-// Creates the context on device 0, or returns null with the reason (no driver, no device, a failing driver).
-std::unique_ptr<Context> createContext(std::string& whyNot);
+// Holds the context's mutex and makes its GPU current on this thread for the scope.
+class ContextLock {
+public:
+    explicit ContextLock(const Context& ctx);
+    ContextLock(const ContextLock&) = delete;
+    ContextLock& operator=(const ContextLock&) = delete;
+
+private:
+    std::lock_guard<std::recursive_mutex> m_lock;
+};
+
+// Creates the context on GPU `device`, or returns null with the reason (no driver, no such device, a failing driver).
+std::unique_ptr<Context> createContext(int device, std::string& whyNot);
 // The usable CUDA devices (empty with the reason when none).
 std::vector<ComputeDevice> probeDevices(std::string& whyNot);
 

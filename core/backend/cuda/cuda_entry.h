@@ -10,8 +10,9 @@
 
 namespace mla::cuda {
 
-// The backend on device 0, or null with the reason (no driver, no device, a failing driver or an unsupported GPU).
-std::shared_ptr<const ComputeBackend> createCudaBackend(std::string& whyNot);
+// The backend on GPU `device`, or null with the reason (no driver, no such device, a failing driver or an unsupported
+// GPU).
+std::shared_ptr<const ComputeBackend> createCudaBackend(int device, std::string& whyNot);
 // The CUDA devices present (empty with the reason when none).
 std::vector<ComputeDevice> cudaDevices(std::string& whyNot);
 

@@ -1,4 +1,5 @@
 // The 2-norm contribution scores against an independent per-token computation, and layout independence.
+#include "backend/compute_backend.h"
 #include "analysis/analyzer.h"
 #include "analysis/layer_statistics.h"
 #include "analysis/rope_scores.h"
@@ -43,7 +44,7 @@ void TestRopeScores::paperScoresMatchPerTokenLoop()
     calibration.sequences = test::sampleSequences(transformer, 3, 40, 7);
 
     std::vector<LayerStatistics> stats(static_cast<std::size_t>(c.layers));
-    collectLayerStatistics(transformer, calibration, {}, [&](std::int64_t l, LayerStatistics&& s) { stats[static_cast<std::size_t>(l)] = std::move(s); });
+    collectLayerStatistics(cpuBackend(), transformer, calibration, {}, [&](std::int64_t l, LayerStatistics&& s) { stats[static_cast<std::size_t>(l)] = std::move(s); });
 
     // Reference sums over tokens, in double.
     const std::int64_t pairs = c.headDim / 2;
@@ -93,8 +94,8 @@ void TestRopeScores::interleavedAndHalfLayoutsGiveTheSameScores()
     options.calibration.samples = 2;
     options.calibration.sequenceLength = 32;
     options.settings.ropePairs = 1;
-    const AnalysisResult fromBin = analyzeModel(test::loadRealModel("stories260K"), nullptr, options);
-    const AnalysisResult fromHf = analyzeModel(test::loadRealModel("stories260K-hf"), nullptr, options);
+    const AnalysisResult fromBin = analyzeModel(cpuBackend(), test::loadRealModel("stories260K"), nullptr, options);
+    const AnalysisResult fromHf = analyzeModel(cpuBackend(), test::loadRealModel("stories260K-hf"), nullptr, options);
     QCOMPARE(fromBin.calibrationIds, fromHf.calibrationIds);
     for (std::size_t l = 0; l < fromBin.layers.size(); ++l) {
         const auto& a = fromBin.layers[l].scores.perKvHead;
@@ -111,7 +112,7 @@ void TestRopeScores::rotationLossVanishesWithoutRotation()
     const Transformer transformer(model, MlaForm::Expanded);
     CalibrationSet calibration;
     calibration.sequences = test::sampleSequences(transformer, 2, 16, 3);
-    collectLayerStatistics(transformer, calibration, {}, [&](std::int64_t, LayerStatistics&& s) {
+    collectLayerStatistics(cpuBackend(), transformer, calibration, {}, [&](std::int64_t, LayerStatistics&& s) {
         const LayerRopeScores none = computeRopeScores(model.config, s, 1);
         QCOMPARE(none.rotationLoss.cwiseAbs().maxCoeff(), 0.0);
         const LayerRopeScores some = computeRopeScores(model.config, s, 128);

@@ -107,17 +107,16 @@ fs::path scratchDir()
 
 std::shared_ptr<const ComputeBackend> g_cuda;
 
+// Runs `f(backend)` on the CPU or on the GPU: every core step takes the backend it computes on.
 template <typename F>
 auto onCpu(F f)
 {
-    ScopedBackend scope(cpuBackendShared());
-    return f();
+    return f(cpuBackend());
 }
 template <typename F>
 auto onGpu(F f)
 {
-    ScopedBackend scope(g_cuda);
-    return f();
+    return f(*g_cuda);
 }
 
 struct RealModel {
@@ -135,13 +134,13 @@ std::vector<RealModel> realModels()
 
 CalibrationSet sampledCalibration(const Model& model, int samples, int length, std::uint64_t seed = 3)
 {
-    return onCpu([&] {
+    return onCpu([&](const ComputeBackend& backend) {
         const Transformer t(model, MlaForm::Expanded);
         CalibrationOptions o;
         o.samples = samples;
         o.sequenceLength = length;
         o.seed = seed;
-        return prepareCalibration(t, nullptr, o);
+        return prepareCalibration(backend, t, nullptr, o);
     });
 }
 
@@ -154,8 +153,8 @@ void scoresCase()
         const CalibrationSet calibration = sampledCalibration(model, 8, 96);
         AnalysisOptions options;
         options.keepCovarianceUpToHidden = 1 << 20;
-        const AnalysisResult cpu = onCpu([&] { return analyzeModel(model, calibration, "samples", options); });
-        const AnalysisResult gpu = onGpu([&] { return analyzeModel(model, calibration, "samples", options); });
+        const AnalysisResult cpu = onCpu([&](const ComputeBackend& backend) { return analyzeModel(backend, model, calibration, "samples", options); });
+        const AnalysisResult gpu = onGpu([&](const ComputeBackend& backend) { return analyzeModel(backend, model, calibration, "samples", options); });
         double qn = 0, kn = 0, score = 0, rot = 0, cov = 0, wspec = 0, wspecAll = 0, aspec = 0;
         int selectionDiffers = 0;
         for (std::size_t l = 0; l < cpu.layers.size(); ++l) {
@@ -224,8 +223,8 @@ void factorsCase()
         const MatrixRM m = randomMatrix(s.rows, s.cols, static_cast<std::uint64_t>(s.rows * 7 + s.cols), s.rank);
         const std::string tag = std::to_string(s.rows) + "x" + std::to_string(s.cols) + " k=" + std::to_string(s.k)
                                 + (s.rank >= 0 ? " rank " + std::to_string(s.rank) : "");
-        const LowRankFactors c = onCpu([&] { return currentBackend().lowRankFactors(m, s.k); });
-        const LowRankFactors g = onGpu([&] { return currentBackend().lowRankFactors(m, s.k); });
+        const LowRankFactors c = onCpu([&](const ComputeBackend& backend) { return backend.lowRankFactors(m, s.k); });
+        const LowRankFactors g = onGpu([&](const ComputeBackend& backend) { return backend.lowRankFactors(m, s.k); });
         const MatrixRM pc = c.up * c.down, pg = g.up * g.down;
         std::printf("-- low-rank factors %s\n", tag.c_str());
         within(spectrumDifference(g.singular, c.singular, 8), 1e-9, "singular values, top 8, max relative difference");
@@ -237,29 +236,29 @@ void factorsCase()
         const std::int64_t useful = s.rank >= 0 ? std::min(effective, s.rank) : effective;
         within((orth.topLeftCorner(useful, useful) - MatrixRM::Identity(useful, useful)).cwiseAbs().maxCoeff(), 1e-5,
                "GPU down rows orthonormal, max |D D^T - I|");
-        const std::vector<double> sc = onCpu([&] { return currentBackend().singularValues(m); });
-        const std::vector<double> sg = onGpu([&] { return currentBackend().singularValues(m); });
+        const std::vector<double> sc = onCpu([&](const ComputeBackend& backend) { return backend.singularValues(m); });
+        const std::vector<double> sg = onGpu([&](const ComputeBackend& backend) { return backend.singularValues(m); });
         // Singular values come from the Gram matrix's eigenvalues, whose absolute error is about eps * s_max^2: a value
         // near zero (past a rank-deficient matrix's rank) is only known to sqrt(eps) * s_max ~ 1.5e-8 * s_max on
         // either device, so there the bound is that floor; a full-rank spectrum must agree to 1e-12.
         within(spectrumAbsolute(sg, sc), s.rank >= 0 ? 5e-8 : 1e-12, "singularValues: max difference / s_max");
         for (GramSide side : {GramSide::Columns, GramSide::Rows}) {
-            const Eigen::MatrixXd gc = onCpu([&] { return currentBackend().gram(m, side); });
-            const Eigen::MatrixXd gg = onGpu([&] { return currentBackend().gram(m, side); });
+            const Eigen::MatrixXd gc = onCpu([&](const ComputeBackend& backend) { return backend.gram(m, side); });
+            const Eigen::MatrixXd gg = onGpu([&](const ComputeBackend& backend) { return backend.gram(m, side); });
             within(relativeFrobenius(gg, gc), 1e-14, side == GramSide::Columns ? "gram M^T M relative difference" : "gram M M^T relative difference");
         }
-        const Eigen::MatrixXd sym = onCpu([&] { return currentBackend().gram(m, GramSide::Columns); });
-        const Eigen::VectorXd ec = onCpu([&] { return currentBackend().symmetricEigenvalues(sym); });
-        const Eigen::VectorXd eg = onGpu([&] { return currentBackend().symmetricEigenvalues(sym); });
+        const Eigen::MatrixXd sym = onCpu([&](const ComputeBackend& backend) { return backend.gram(m, GramSide::Columns); });
+        const Eigen::VectorXd ec = onCpu([&](const ComputeBackend& backend) { return backend.symmetricEigenvalues(sym); });
+        const Eigen::VectorXd eg = onGpu([&](const ComputeBackend& backend) { return backend.symmetricEigenvalues(sym); });
         // Backward-stable symmetric eigensolvers agree to about n * eps * |lambda_max| (n = 576 here at most: 1.3e-13).
         const double eigenBound = std::max(1e-13, 4.0 * static_cast<double>(sym.rows()) * 2.22e-16);
         within((eg - ec).cwiseAbs().maxCoeff() / ec.cwiseAbs().maxCoeff(), eigenBound, "symmetricEigenvalues: max difference / |lambda_max|");
         const MatrixXdRM right = randomMatrix(s.cols, 50, 5).cast<double>();
-        const MatrixXdRM mc = onCpu([&] { return currentBackend().multiply(m, right); });
-        const MatrixXdRM mg = onGpu([&] { return currentBackend().multiply(m, right); });
+        const MatrixXdRM mc = onCpu([&](const ComputeBackend& backend) { return backend.multiply(m, right); });
+        const MatrixXdRM mg = onGpu([&](const ComputeBackend& backend) { return backend.multiply(m, right); });
         within(relativeFrobenius(mg, mc), 1e-14, "multiply (double) relative difference");
-        const double ec1 = onCpu([&] { return currentBackend().reconstructionError(m, c.up, c.down); });
-        const double eg1 = onGpu([&] { return currentBackend().reconstructionError(m, c.up, c.down); });
+        const double ec1 = onCpu([&](const ComputeBackend& backend) { return backend.reconstructionError(m, c.up, c.down); });
+        const double eg1 = onGpu([&](const ComputeBackend& backend) { return backend.reconstructionError(m, c.up, c.down); });
         within(std::abs(eg1 - ec1) / std::max(ec1, 1e-300), 1e-10, "reconstructionError relative difference");
     }
 
@@ -280,7 +279,7 @@ void factorsCase()
         AnalysisOptions ao;
         ao.keepCovarianceUpToHidden = 1 << 20;
         ao.spectra = false;
-        const AnalysisResult analysis = onCpu([&] { return analyzeModel(model, calibration, "samples", ao); });
+        const AnalysisResult analysis = onCpu([&](const ComputeBackend& backend) { return analyzeModel(backend, model, calibration, "samples", ao); });
         for (LatentMethod method : {LatentMethod::Joint, LatentMethod::Split, LatentMethod::Key, LatentMethod::Value}) {
             for (bool whiten : {false, true}) {
                 ConversionSettings settings;
@@ -298,8 +297,8 @@ void factorsCase()
                 for (std::int64_t l = 0; l < c.layers; ++l) {
                     const auto& target = plan.converted.mla->layers[static_cast<std::size_t>(l)];
                     const MatrixXdRM* cov = &analysis.layers[static_cast<std::size_t>(l)].inputCovariance;
-                    const ConvertedAttention a = onCpu([&] { return convertAttention(c, model.layers[static_cast<std::size_t>(l)], target, settings, cov); });
-                    const ConvertedAttention b = onGpu([&] { return convertAttention(c, model.layers[static_cast<std::size_t>(l)], target, settings, cov); });
+                    const ConvertedAttention a = onCpu([&](const ComputeBackend& backend) { return convertAttention(backend, c, model.layers[static_cast<std::size_t>(l)], target, settings, cov); });
+                    const ConvertedAttention b = onGpu([&](const ComputeBackend& backend) { return convertAttention(backend, c, model.layers[static_cast<std::size_t>(l)], target, settings, cov); });
                     auto product = [](const MatrixRM& up, const MatrixRM& down) { return MatrixRM(up * down); };
                     if (a.downKv.size() > 0) {
                         worst = std::max(worst, relativeFrobenius(product(b.upK, b.downKv), product(a.upK, a.downKv)));
@@ -408,14 +407,14 @@ void generateCase()
         GenerationOptions g;
         g.steps = 256;
         const std::vector<int> prompt = promptIds(model.config, nullptr, "");
-        const GenerationResult c = onCpu([&] { return generate(t, nullptr, prompt, g); });
-        const GenerationResult r = onGpu([&] { return generate(t, nullptr, prompt, g); });
+        const GenerationResult c = onCpu([&](const ComputeBackend& backend) { return generate(backend, t, nullptr, prompt, g); });
+        const GenerationResult r = onGpu([&](const ComputeBackend& backend) { return generate(backend, t, nullptr, prompt, g); });
         std::printf("-- greedy generation %s: %zu ids on the CPU, %zu on the GPU, %s\n", name.c_str(), c.ids.size(), r.ids.size(),
                     c.ids == r.ids ? "identical" : "DIFFERENT");
         expect(c.ids == r.ids, name + ": greedy generations equal");
         const CalibrationSet sequences = sampledCalibration(model, 4, 128, 11);
-        const PerplexityResult pc = onCpu([&] { return perplexity(t, sequences.sequences); });
-        const PerplexityResult pg = onGpu([&] { return perplexity(t, sequences.sequences); });
+        const PerplexityResult pc = onCpu([&](const ComputeBackend& backend) { return perplexity(backend, t, sequences.sequences); });
+        const PerplexityResult pg = onGpu([&](const ComputeBackend& backend) { return perplexity(backend, t, sequences.sequences); });
         within(std::abs(pg.nll - pc.nll) / pc.nll, 1e-5, "perplexity: relative difference of the summed NLL");
     }
 
@@ -426,18 +425,18 @@ void generateCase()
     settings.ropePairs = 1;
     settings.latentDim = 16;
     const ConversionPlan plan = planConversion(model.config, settings, selectPairs(model.config, settings, nullptr));
-    const Model converted = onCpu([&] { return convertModel(model, plan); });
+    const Model converted = onCpu([&](const ComputeBackend& backend) { return convertModel(backend, model, plan); });
     const Transformer t(converted, MlaForm::Absorbed);
     GenerationOptions g;
     g.steps = 200;
     const std::vector<int> prompt = promptIds(converted.config, nullptr, "");
-    const GenerationResult c = onCpu([&] { return generate(t, nullptr, prompt, g); });
-    const GenerationResult r = onGpu([&] { return generate(t, nullptr, prompt, g); });
+    const GenerationResult c = onCpu([&](const ComputeBackend& backend) { return generate(backend, t, nullptr, prompt, g); });
+    const GenerationResult r = onGpu([&](const ComputeBackend& backend) { return generate(backend, t, nullptr, prompt, g); });
     std::printf("-- greedy generation, stories260K converted to MLA (latent 16, 1 pair): %s\n", c.ids == r.ids ? "identical" : "DIFFERENT");
     expect(c.ids == r.ids, "converted model: greedy generations equal");
     const CalibrationSet sequences = sampledCalibration(model, 4, 128, 11);
-    const PerplexityResult pc = onCpu([&] { return perplexity(t, sequences.sequences); });
-    const PerplexityResult pg = onGpu([&] { return perplexity(t, sequences.sequences); });
+    const PerplexityResult pc = onCpu([&](const ComputeBackend& backend) { return perplexity(backend, t, sequences.sequences); });
+    const PerplexityResult pg = onGpu([&](const ComputeBackend& backend) { return perplexity(backend, t, sequences.sequences); });
     within(std::abs(pg.nll - pc.nll) / pc.nll, 1e-5, "converted model perplexity: relative difference of the summed NLL");
 }
 
@@ -452,8 +451,8 @@ void architecturesCase()
             const Model model = loadModel(folder);
             const Transformer t(model);
             const std::vector<int> ids = test::paritySequence();
-            auto logits = [&] {
-                auto session = currentBackend().decoderSession(t, static_cast<std::int64_t>(ids.size()) + 8);
+            auto logits = [&](const ComputeBackend& backend) {
+                auto session = backend.decoderSession(t, static_cast<std::int64_t>(ids.size()) + 8);
                 MatrixRM all = session->forward(std::span<const int>(ids.data(), 40), Logits::All);
                 // Then decode the rest token by token through the cache.
                 MatrixRM rest(static_cast<Eigen::Index>(ids.size()) - 40, all.cols());
@@ -478,7 +477,7 @@ int main(int argc, char** argv)
 {
     const std::string which = argc > 1 ? argv[1] : "all";
     std::string why;
-    g_cuda = cudaBackend(&why);
+    g_cuda = cudaBackend(0, &why);
     // MLA_PARITY_SELF_CHECK=1 compares the CPU with itself: a check of this harness on a machine without a GPU.
     if (!g_cuda && std::getenv("MLA_PARITY_SELF_CHECK"))
         g_cuda = cpuBackendShared();

@@ -17,7 +17,7 @@ int main()
     };
     expect(cudaCompiledIn(), "the build includes the CUDA backend");
     std::string why;
-    const auto cuda = cudaBackend(&why);
+    const auto cuda = cudaBackend(0, &why);
     if (!cuda) {
         std::printf("      no usable GPU here: %s\n", why.c_str());
         expect(!why.empty() && why.find("no CUDA support") == std::string::npos, "the reason names the missing device or driver");

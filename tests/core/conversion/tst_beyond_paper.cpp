@@ -1,4 +1,5 @@
 // The pieces of the training-free conversion that goes beyond the paper, each on a small exact case.
+#include "backend/compute_backend.h"
 #include "analysis/analyzer.h"
 #include "common/model_fixtures.h"
 #include "common/test_support.h"
@@ -37,8 +38,8 @@ void TestBeyondPaper::whiteningWithIdentityCovarianceIsTheWeightSvd()
     ConversionSettings whitened;
     whitened.activationAware = true;
     const MatrixXdRM identity = MatrixXdRM::Identity(c.hidden, c.hidden);
-    const ConvertedAttention a = convertAttention(c, model.layers[1], target, plain);
-    const ConvertedAttention b = convertAttention(c, model.layers[1], target, whitened, &identity);
+    const ConvertedAttention a = convertAttention(cpuBackend(), c, model.layers[1], target, plain);
+    const ConvertedAttention b = convertAttention(cpuBackend(), c, model.layers[1], target, whitened, &identity);
     // Same subspace and the same product (the ridge of 1e-6 perturbs it at that relative level).
     const MatrixRM pa = a.upV * a.downKv, pb = b.upV * b.downKv;
     QVERIFY((pa - pb).norm() <= 1e-4 * pa.norm());
@@ -62,8 +63,8 @@ void TestBeyondPaper::whiteningMinimisesTheActivationError()
     target.latentK = 6;
     ConversionSettings whitened;
     whitened.activationAware = true;
-    const ConvertedAttention w = convertAttention(c, model.layers[2], target, {}, nullptr);
-    const ConvertedAttention a = convertAttention(c, model.layers[2], target, whitened, &covariance);
+    const ConvertedAttention w = convertAttention(cpuBackend(), c, model.layers[2], target, {}, nullptr);
+    const ConvertedAttention a = convertAttention(cpuBackend(), c, model.layers[2], target, whitened, &covariance);
     const MatrixXdRM v = model.layers[2].v.toMatrix().cast<double>();
     auto activationError = [&](const ConvertedAttention& f) {
         const MatrixXdRM approx = f.upV.cast<double>() * f.downKv.cast<double>();
@@ -156,7 +157,7 @@ void TestBeyondPaper::sequentialRefitsNeverIncreaseCalibrationError()
         s.refit = true;
         const ConversionPlan plan = planConversion(model.config, s, selectPairs(model.config, s, nullptr));
         std::vector<LayerFitReport> reports;
-        convertSequentially(model, plan, calibration, {}, &reports);
+        convertSequentially(cpuBackend(), model, plan, calibration, {}, &reports);
         QCOMPARE(static_cast<std::int64_t>(reports.size()), model.config.layers);
         for (const auto& r : reports) {
             QVERIFY(r.upResidualAfter <= r.upResidualBefore * (1 + 1e-9));

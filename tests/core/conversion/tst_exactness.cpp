@@ -1,4 +1,5 @@
 // The exactness identities of the method document (section 4) on real checkpoints.
+#include "backend/compute_backend.h"
 #include "analysis/analyzer.h"
 #include "analysis/key_value_split.h"
 #include "common/model_fixtures.h"
@@ -15,7 +16,7 @@ namespace {
 Model convert(const Model& original, ConversionSettings s)
 {
     const ConversionPlan plan = planConversion(original.config, s, selectPairs(original.config, s, nullptr));
-    return convertModel(original, plan);
+    return convertModel(cpuBackend(), original, plan);
 }
 
 std::int64_t jointRank(const Model& model, const ConversionSettings& s, std::int64_t layer)
@@ -60,7 +61,7 @@ void TestExactness::everyPairKeptAndNoCompressionIsTheOriginal()
     const TokenSequences sequences = test::sampleSequences(reference, 4, 64, 11);
     for (MlaForm form : {MlaForm::Absorbed, MlaForm::Expanded}) {
         const Transformer mla(converted, form);
-        const ComparisonResult r = compareModels(mla, reference, sequences);
+        const ComparisonResult r = compareModels(cpuBackend(), mla, reference, sequences);
         QVERIFY2(r.kl < 1e-6, qPrintable(QStringLiteral("KL %1").arg(r.kl)));
         QCOMPARE(r.top1Agreement, 1.0);
     }

@@ -1,4 +1,5 @@
 // Export in the MHA2MLA layout and reload as an MLA model.
+#include "backend/compute_backend.h"
 #include "analysis/analyzer.h"
 #include "common/model_fixtures.h"
 #include "common/test_support.h"
@@ -53,7 +54,7 @@ void TestExport::reloadGivesBitIdenticalLogits()
     options.calibration.sequenceLength = 32;
     options.spectra = false;
     options.activationSpectra = false;
-    const AnalysisResult analysis = analyzeModel(original, nullptr, options);
+    const AnalysisResult analysis = analyzeModel(cpuBackend(), original, nullptr, options);
     ConversionSettings s;
     s.method = static_cast<LatentMethod>(method);
     s.sigma = static_cast<SigmaPlacement>(sigma);
@@ -62,13 +63,13 @@ void TestExport::reloadGivesBitIdenticalLogits()
     if (s.method == LatentMethod::Key || s.method == LatentMethod::Value)
         s.latentDim = 8; // one side stays full, so the default 75% saving is out of reach
     const ConversionPlan p = plan(original, s, &analysis);
-    const Model inMemory = convertModel(original, p);
+    const Model inMemory = convertModel(cpuBackend(), original, p);
 
     const auto dir = test::scratchDir("export-" + std::to_string(method)) / "out";
     ExportOptions e;
     e.folder = dir;
     e.extraFiles = companionFiles(original);
-    exportConvertedModel(original, p, e);
+    exportConvertedModel(cpuBackend(), original, p, e);
     const Model reloaded = loadModel(dir);
     QCOMPARE(reloaded.config.attentionKind(), std::string("mla"));
     QCOMPARE(reloaded.config.kvElementsPerToken(), inMemory.config.kvElementsPerToken());
@@ -94,7 +95,7 @@ void TestExport::layoutAndConfigFollowMha2mla()
     ExportOptions e;
     e.folder = dir;
     e.extraFiles = companionFiles(original);
-    exportConvertedModel(original, plan(original, s), e);
+    exportConvertedModel(cpuBackend(), original, plan(original, s), e);
 
     const SafetensorsCollection st = SafetensorsCollection::open(dir);
     const std::string p = "model.layers.0.self_attn.";
@@ -144,12 +145,12 @@ void TestExport::bf16ExportReloadsWithinTolerance()
     ExportOptions e;
     e.folder = dir;
     e.dtype = DType::BF16;
-    exportConvertedModel(original, p, e);
+    exportConvertedModel(cpuBackend(), original, p, e);
     const Model reloaded = loadModel(dir);
     QCOMPARE(reloaded.layers[0].q.dtype(), DType::BF16);
     // Every tensor was rounded to BF16 (8 significant bits, relative step 2^-8): logits stay within a few 1e-3 of the
     // float32 conversion as a vector, and the greedy argmax rarely moves.
-    const Transformer a(convertModel(original, p)), b(reloaded);
+    const Transformer a(convertModel(cpuBackend(), original, p)), b(reloaded);
     const auto seq = test::sampleSequences(a, 1, 32, 1)[0];
     const MatrixRM la = test::sequenceLogits(a, seq), lb = test::sequenceLogits(b, seq);
     const double diff = test::relativeNormDifference(lb.data(), la.data(), static_cast<std::size_t>(la.size()));
@@ -172,7 +173,7 @@ void TestExport::failedExportLeavesNothing()
     });
     ExportOptions e;
     e.folder = dir;
-    QVERIFY_THROWS_EXCEPTION(Cancelled, exportConvertedModel(original, plan(original, s), e, {}, job));
+    QVERIFY_THROWS_EXCEPTION(Cancelled, exportConvertedModel(cpuBackend(), original, plan(original, s), e, {}, job));
     QVERIFY(!std::filesystem::exists(dir));
     for (const auto& entry : std::filesystem::directory_iterator(dir.parent_path()))
         QFAIL(qPrintable(QStringLiteral("left behind: ") + QString::fromStdString(entry.path().string())));

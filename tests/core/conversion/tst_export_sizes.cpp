@@ -1,5 +1,6 @@
 // Export for real sizes: shards with a Hugging Face index, F32 / BF16 / F16 output, the README.md model card, and the
 // memory bound of a streaming export of a 7B-shaped checkpoint.
+#include "backend/compute_backend.h"
 #include "common/model_fixtures.h"
 #include "common/test_support.h"
 #include "conversion/converter.h"
@@ -39,7 +40,7 @@ std::filesystem::path exportTo(const Model& original, const ConversionPlan& plan
     e.dtype = dtype;
     e.shardBytes = shardBytes;
     e.extraFiles = companionFiles(original);
-    exportConvertedModel(original, plan, e);
+    exportConvertedModel(cpuBackend(), original, plan, e);
     return dir;
 }
 
@@ -156,7 +157,7 @@ void TestExportSizes::shardsReloadToBitIdenticalLogits()
 
     const Transformer a(loadModel(single));
     const Transformer b(loadModel(sharded));
-    const Transformer c(convertModel(original, plan));
+    const Transformer c(convertModel(cpuBackend(), original, plan));
     QCOMPARE(logitDifference(a, b, false), 0.0);
     QCOMPARE(logitDifference(c, b, false), 0.0);
 }
@@ -187,7 +188,7 @@ void TestExportSizes::halfPrecisionReloadsWithinTolerance()
     QCOMPARE(reloaded.embedding.dtype(), static_cast<DType>(dtype));
     const std::string torchDtype = readJsonFile(dir / "config.json").at("torch_dtype").get<std::string>();
     QCOMPARE(torchDtype, std::string(static_cast<DType>(dtype) == DType::BF16 ? "bfloat16" : "float16"));
-    const double diff = logitDifference(Transformer(convertModel(original, plan)), Transformer(reloaded), true);
+    const double diff = logitDifference(Transformer(convertModel(cpuBackend(), original, plan)), Transformer(reloaded), true);
     QVERIFY2(diff > 0.0 && diff < tolerance, qPrintable(QString::number(diff)));
 }
 
@@ -339,7 +340,7 @@ void TestExportSizes::sevenBShapedExportStaysWithinMemoryBound()
             phase = static_cast<int>(plan.original.layers);
     });
     const auto started = std::chrono::steady_clock::now();
-    const ExportReport report = exportConvertedModel(original, plan, e, {}, job);
+    const ExportReport report = exportConvertedModel(cpuBackend(), original, plan, e, {}, job);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     done = true;
     sampler.join();

@@ -1,5 +1,6 @@
 // The converted model runs in two forms (expanded, absorbed) that must agree, and the absorbed cache must really be
 // the size the formula says.
+#include "backend/compute_backend.h"
 #include "common/model_fixtures.h"
 #include "common/test_support.h"
 #include "conversion/converter.h"
@@ -19,7 +20,7 @@ Model convertStories(LatentMethod method, std::int64_t latent, std::int64_t pair
     s.ropePairs = pairs;
     s.method = method;
     s.latentDim = latent;
-    return convertModel(original, planConversion(original.config, s, selectPairs(original.config, s, nullptr)));
+    return convertModel(cpuBackend(), original, planConversion(original.config, s, selectPairs(original.config, s, nullptr)));
 }
 
 } // namespace
@@ -66,7 +67,7 @@ void TestMlaInference::expandedAndAbsorbedAgree()
     GenerationOptions g;
     g.steps = 120;
     const std::vector<int> bos{1};
-    QCOMPARE(generate(absorbed, nullptr, bos, g).ids, generate(expanded, nullptr, bos, g).ids);
+    QCOMPARE(generate(cpuBackend(), absorbed, nullptr, bos, g).ids, generate(cpuBackend(), expanded, nullptr, bos, g).ids);
 }
 
 void TestMlaInference::prefillAndDecodeAgreeInAbsorbedForm()
@@ -105,12 +106,12 @@ void TestMlaInference::cacheSizeMatchesFormula()
     const Transformer absorbed(m, MlaForm::Absorbed);
     GenerationOptions g;
     g.steps = 50;
-    const GenerationResult r = generate(absorbed, nullptr, {1}, g);
+    const GenerationResult r = generate(cpuBackend(), absorbed, nullptr, {1}, g);
     QCOMPARE(r.kvElementsPerToken, std::int64_t(elements));
     QCOMPARE(r.kvBytesPerToken, 4.0 * elements); // float32 cache
     // The original caches 320 elements per token.
     const Model original = test::loadRealModel("stories260K");
-    QCOMPARE(generate(Transformer(original), nullptr, {1}, g).kvBytesPerToken, 4.0 * 320);
+    QCOMPARE(generate(cpuBackend(), Transformer(original), nullptr, {1}, g).kvBytesPerToken, 4.0 * 320);
 }
 
 QTEST_APPLESS_MAIN(TestMlaInference)

@@ -1,4 +1,5 @@
 // Compression behaves as it must: more latent width, less divergence from the original.
+#include "backend/compute_backend.h"
 #include "common/model_fixtures.h"
 #include "common/test_support.h"
 #include "conversion/converter.h"
@@ -41,15 +42,15 @@ void TestQuality::klFallsAsTheLatentGrows()
     QString trace;
     for (int latent : latents) {
         s.latentDim = latent;
-        const Model m = convertModel(original, planConversion(original.config, s, selections));
-        const ComparisonResult r = compareModels(Transformer(m), reference, sequences);
+        const Model m = convertModel(cpuBackend(), original, planConversion(original.config, s, selections));
+        const ComparisonResult r = compareModels(cpuBackend(), Transformer(m), reference, sequences);
         trace += QStringLiteral(" %1:%2").arg(latent).arg(r.kl);
         QVERIFY2(r.kl < previous, qPrintable(QStringLiteral("KL did not fall:") + trace));
         previous = r.kl;
     }
     // At the largest width only the dropped rotations remain; the divergence is then that of partial RoPE alone.
     s.method = LatentMethod::None;
-    const ComparisonResult ropeOnly = compareModels(Transformer(convertModel(original, planConversion(original.config, s, selections))), reference, sequences);
+    const ComparisonResult ropeOnly = compareModels(cpuBackend(), Transformer(convertModel(cpuBackend(), original, planConversion(original.config, s, selections))), reference, sequences);
     QVERIFY2(std::abs(previous - ropeOnly.kl) < 1e-3 * std::max(1.0, ropeOnly.kl), qPrintable(trace + QStringLiteral(" none:%1").arg(ropeOnly.kl)));
 }
 

@@ -3,6 +3,7 @@
 // own tokenizer: tok512.bin, tokenizer.bin, the GGUF's embedded vocabulary). Also: the llama2.c step and stop rules,
 // a prompt continuing exactly where the BOS run would, and seeded sampling identical to run.c's sampler (written out
 // here independently) and deterministic.
+#include "backend/compute_backend.h"
 #include "common/test_support.h"
 
 #include "engine/generator.h"
@@ -201,7 +202,7 @@ void TestGeneration::publishedText()
     const std::vector<int> prompt = promptIds(l.model.config, l.tokenizer.get(), "");
     QCOMPARE(prompt, std::vector<int>({1})); // BOS only
     std::vector<int> streamed;
-    const GenerationResult r = generate(t, l.tokenizer.get(), prompt, options(200), [&](int id) { streamed.push_back(id); });
+    const GenerationResult r = generate(cpuBackend(), t, l.tokenizer.get(), prompt, options(200), [&](int id) { streamed.push_back(id); });
     QCOMPARE(r.text, std::string(kPublishedText));
     // run.c prints one token per position: 200 steps, 200 generated tokens, none of them BOS.
     QCOMPARE(r.ids.size(), std::size_t(200));
@@ -228,14 +229,14 @@ void TestGeneration::promptContinuesTheBosRun()
 {
     const Loaded l = load("bin");
     const Transformer t(l.model);
-    const GenerationResult fromBos = generate(t, l.tokenizer.get(), {1}, options(200));
+    const GenerationResult fromBos = generate(cpuBackend(), t, l.tokenizer.get(), {1}, options(200));
     const std::vector<int> prompt = promptIds(l.model.config, l.tokenizer.get(), "Once upon a time");
     // BOS, then the prompt's tokens, which are the first tokens the BOS run produced.
     QCOMPARE(prompt.front(), 1);
     const std::size_t k = prompt.size() - 1;
     QVERIFY(k >= 3);
     QCOMPARE(std::vector<int>(prompt.begin() + 1, prompt.end()), std::vector<int>(fromBos.ids.begin(), fromBos.ids.begin() + static_cast<std::ptrdiff_t>(k)));
-    const GenerationResult r = generate(t, l.tokenizer.get(), prompt, options(200));
+    const GenerationResult r = generate(cpuBackend(), t, l.tokenizer.get(), prompt, options(200));
     // Generated ids exclude BOS and the prompt; the continuation is the BOS run's, position for position.
     QCOMPARE(r.ids.size(), std::size_t(200 - k));
     QCOMPARE(r.ids, std::vector<int>(fromBos.ids.begin() + static_cast<std::ptrdiff_t>(k), fromBos.ids.end()));
@@ -248,18 +249,18 @@ void TestGeneration::stepRules()
     const Transformer t(l.model);
     // steps counts positions, BOS included (llama2.c): N steps from BOS give N tokens.
     for (std::int64_t steps : {1, 2, 5, 17}) {
-        const GenerationResult r = generate(t, l.tokenizer.get(), {1}, options(steps));
+        const GenerationResult r = generate(cpuBackend(), t, l.tokenizer.get(), {1}, options(steps));
         QCOMPARE(r.ids.size(), static_cast<std::size_t>(steps));
         QCOMPARE(r.stopReason, std::string("steps"));
     }
     // A prompt longer than the steps is still consumed; one token follows it.
     const std::vector<int> prompt = promptIds(l.model.config, l.tokenizer.get(), "Once upon a time there was");
-    const GenerationResult shortRun = generate(t, l.tokenizer.get(), prompt, options(2));
+    const GenerationResult shortRun = generate(cpuBackend(), t, l.tokenizer.get(), prompt, options(2));
     QCOMPARE(shortRun.ids.size(), std::size_t(1));
     // Steps are capped at the context: aidreams260K has 128 positions.
     const Model aid = loadModel(test::modelsDir() / "aidreams260K" / "aidreams260K.bin");
     const Transformer ta(aid);
-    const GenerationResult capped = generate(ta, nullptr, {1}, options(1000, 1.0f, 1.0f, 3));
+    const GenerationResult capped = generate(cpuBackend(), ta, nullptr, {1}, options(1000, 1.0f, 1.0f, 3));
     if (capped.stopReason == "context") {
         QCOMPARE(capped.ids.size(), std::size_t(128));
         QCOMPARE(capped.cacheCapacity, std::int64_t(128));
@@ -268,9 +269,9 @@ void TestGeneration::stepRules()
         QVERIFY(capped.ids.size() < 128);
     }
     // Without a tokenizer there is no text, but the ids are the same.
-    const GenerationResult noText = generate(t, nullptr, {1}, options(20));
+    const GenerationResult noText = generate(cpuBackend(), t, nullptr, {1}, options(20));
     QCOMPARE(noText.text, std::string());
-    QCOMPARE(noText.ids, generate(t, l.tokenizer.get(), {1}, options(20)).ids);
+    QCOMPARE(noText.ids, generate(cpuBackend(), t, l.tokenizer.get(), {1}, options(20)).ids);
 }
 
 void TestGeneration::stopRules()
@@ -283,19 +284,19 @@ void TestGeneration::stopRules()
     {
         Model eos = m;
         eos.config.eosIds = {7, 0};
-        const GenerationResult r = generate(Transformer(eos), nullptr, {1}, options(50));
+        const GenerationResult r = generate(cpuBackend(), Transformer(eos), nullptr, {1}, options(50));
         QCOMPARE(r.stopReason, std::string("eos"));
         QVERIFY(r.ids.empty());
     }
     {
         Model bos = m;
         bos.config.bosId = 0;
-        const GenerationResult r = generate(Transformer(bos), nullptr, {5}, options(50));
+        const GenerationResult r = generate(cpuBackend(), Transformer(bos), nullptr, {5}, options(50));
         QCOMPARE(r.stopReason, std::string("bos"));
         QVERIFY(r.ids.empty());
     }
     {
-        const GenerationResult r = generate(Transformer(m), nullptr, {1}, options(6));
+        const GenerationResult r = generate(cpuBackend(), Transformer(m), nullptr, {1}, options(6));
         QCOMPARE(r.ids, std::vector<int>(6, 0));
     }
     // On the real model, sampled stories end with BOS (llama2.c's story separator): the run stops there, short of the
@@ -304,7 +305,7 @@ void TestGeneration::stopRules()
     const Transformer t(l.model);
     int stoppedAtBos = 0;
     for (std::uint64_t seed = 1; seed <= 12 && stoppedAtBos == 0; ++seed) {
-        const GenerationResult r = generate(t, l.tokenizer.get(), {1}, options(512, 1.0f, 0.9f, seed));
+        const GenerationResult r = generate(cpuBackend(), t, l.tokenizer.get(), {1}, options(512, 1.0f, 0.9f, seed));
         QVERIFY(std::find(r.ids.begin(), r.ids.end(), 1) == r.ids.end());
         if (r.stopReason == "bos") {
             ++stoppedAtBos;
@@ -334,7 +335,7 @@ void TestGeneration::samplingMatchesRunC()
     const Loaded l = load("bin");
     const Transformer t(l.model);
     const std::vector<int> prompt = promptIds(l.model.config, l.tokenizer.get(), "Lily");
-    const GenerationResult r = generate(t, l.tokenizer.get(), prompt, options(150, temperature, topP, seed));
+    const GenerationResult r = generate(cpuBackend(), t, l.tokenizer.get(), prompt, options(150, temperature, topP, seed));
     QCOMPARE(runCGenerate(t, prompt, 150, temperature, topP, seed), r.ids);
     QVERIFY(!r.ids.empty());
 }
@@ -343,20 +344,20 @@ void TestGeneration::seededSamplingIsDeterministic()
 {
     const Loaded l = load("hf");
     const Transformer t(l.model);
-    const GenerationResult a = generate(t, l.tokenizer.get(), {1}, options(120, 1.0f, 0.9f, 99));
-    const GenerationResult b = generate(t, l.tokenizer.get(), {1}, options(120, 1.0f, 0.9f, 99));
-    const GenerationResult c = generate(t, l.tokenizer.get(), {1}, options(120, 1.0f, 0.9f, 100));
+    const GenerationResult a = generate(cpuBackend(), t, l.tokenizer.get(), {1}, options(120, 1.0f, 0.9f, 99));
+    const GenerationResult b = generate(cpuBackend(), t, l.tokenizer.get(), {1}, options(120, 1.0f, 0.9f, 99));
+    const GenerationResult c = generate(cpuBackend(), t, l.tokenizer.get(), {1}, options(120, 1.0f, 0.9f, 100));
     QCOMPARE(a.ids, b.ids);
     QCOMPARE(a.text, b.text);
     QVERIFY(a.ids != c.ids);
     // Temperature 0 ignores the seed.
-    QCOMPARE(generate(t, nullptr, {1}, options(40, 0.0f, 0.9f, 1)).ids, generate(t, nullptr, {1}, options(40, 0.0f, 0.9f, 2)).ids);
+    QCOMPARE(generate(cpuBackend(), t, nullptr, {1}, options(40, 0.0f, 0.9f, 1)).ids, generate(cpuBackend(), t, nullptr, {1}, options(40, 0.0f, 0.9f, 2)).ids);
     // The same seed on the other forms of the model gives the same sample (same logits, same sampler).
     const Loaded g = load("gguf");
-    QCOMPARE(generate(Transformer(g.model), g.tokenizer.get(), {1}, options(120, 1.0f, 0.9f, 99)).ids, a.ids);
+    QCOMPARE(generate(cpuBackend(), Transformer(g.model), g.tokenizer.get(), {1}, options(120, 1.0f, 0.9f, 99)).ids, a.ids);
     // Seed 0 is valid (xorshift needs a non-zero state; run.c would take the time instead).
-    const GenerationResult z = generate(t, nullptr, {1}, options(30, 1.0f, 0.9f, 0));
-    QCOMPARE(z.ids, generate(t, nullptr, {1}, options(30, 1.0f, 0.9f, 0)).ids);
+    const GenerationResult z = generate(cpuBackend(), t, nullptr, {1}, options(30, 1.0f, 0.9f, 0));
+    QCOMPARE(z.ids, generate(cpuBackend(), t, nullptr, {1}, options(30, 1.0f, 0.9f, 0)).ids);
 }
 
 void TestGeneration::promptErrors()
@@ -370,7 +371,7 @@ void TestGeneration::promptErrors()
     QVERIFY_THROWS_EXCEPTION(Error, promptIds(noBos, nullptr, ""));
     // BOS from the tokenizer when the model has none.
     QCOMPARE(promptIds(noBos, l.tokenizer.get(), ""), std::vector<int>({1}));
-    QVERIFY_THROWS_EXCEPTION(Error, generate(Transformer(l.model), nullptr, {}, options(10)));
+    QVERIFY_THROWS_EXCEPTION(Error, generate(cpuBackend(), Transformer(l.model), nullptr, {}, options(10)));
 }
 
 QTEST_GUILESS_MAIN(TestGeneration)

@@ -528,8 +528,10 @@ void TestGguf::lyingFields_data()
     b = base; b.tensors[0].dims = {1ull << 32, 1ull << 32, 1024}; add("dims overflow", b, "size overflow in tensor shape");
     b = base; b.tensors[0].dims = {1ull << 31, 1ull << 30}; add("dims beyond file", b, "tensor 'a' data [0, +9223372036854775808) runs past");
     b = base; b.tensors[0].dims = {1ull << 30, 1ull << 30}; add("dims 2^60 beyond file", b, "runs past the end of the file");
-    b = base; b.tensors[0].type = 2; add("quantised Q4_0", b, "unsupported tensor type Q4_0 in tensor 'a'");
-    b = base; b.tensors[0].type = 14; add("quantised Q6_K", b, "unsupported tensor type Q6_K in tensor 'a'");
+    // Quantised types are read (tst_ggml_quants), but their rows must be whole blocks; IQ types are not read.
+    b = base; b.tensors[0].type = 2; add("quantised Q4_0", b, "tensor 'a' has rows of 3 values, not a multiple of Q4_0's block of 32");
+    b = base; b.tensors[0].type = 14; add("quantised Q6_K", b, "tensor 'a' has rows of 3 values, not a multiple of Q6_K's block of 256");
+    b = base; b.tensors[0].type = 16; add("IQ2_XXS", b, "unsupported tensor type IQ2_XXS in tensor 'a'");
     b = base; b.tensors[0].type = 99; add("unknown type", b, "unsupported tensor type #99 in tensor 'a'");
     b = base; b.tensors[1].offset = 36; add("misaligned offset", b, "tensor 'h' offset 36 is not aligned to 32");
     b = base; b.tensors[1].offset = 1ull << 40; b.tensors[1].data.clear(); add("offset beyond", b, "tensor 'h' data [1099511627776, +4) runs past the end of the file");
@@ -651,8 +653,8 @@ void TestGguf::modelLevelErrors()
          "tensor 'blk.0.ffn_gate.weight' has wrong shape; expected [172, 64], got [64, 172]"},
         {"wrong kv shape", [](GgufBuilder& b) { b.tensor("blk.2.attn_k.weight")->dims = {64, 16}; b.tensor("blk.2.attn_k.weight")->data.resize(64 * 16 * 4); },
          "tensor 'blk.2.attn_k.weight' has wrong shape; expected [32, 64], got [16, 64]"},
-        {"quantised tensor", [](GgufBuilder& b) { b.tensor("blk.1.attn_v.weight")->type = 2; },
-         "unsupported tensor type Q4_0 in tensor 'blk.1.attn_v.weight' (supported: F32, F16, BF16)"},
+        {"unsupported quantisation", [](GgufBuilder& b) { b.tensor("blk.1.attn_v.weight")->type = 16; },
+         "unsupported tensor type IQ2_XXS in tensor 'blk.1.attn_v.weight' (supported: F32, F16, BF16, Q8_0"},
         {"vocab mismatch", [](GgufBuilder& b) { b.u32("llama.vocab_size", 500); },
          "tensor 'token_embd.weight' has wrong shape; expected [500, 64], got [512, 64]"},
     };

@@ -484,7 +484,8 @@ void TestModelLoader::missingAndWrongTensors()
     // The config says untied, the file has no lm_head.
     fresh("llama");
     rewriteConfig(dir / "m", [](nlohmann::json& j) { j["tie_word_embeddings"] = false; });
-    QCOMPARE(loadError(dir / "m"), weights.string() + ": missing tensor 'lm_head.weight' (output head)");
+    QCOMPARE(loadError(dir / "m"), weights.string() + ": missing tensor 'lm_head.weight' (output head); config.json does not say "
+                                                   "tie_word_embeddings: true, so the output head is not the embedding");
     // The config says qwen2 (biases), the file was written as llama.
     fresh("llama");
     rewriteConfig(dir / "m", [](nlohmann::json& j) { j["model_type"] = "qwen2"; });

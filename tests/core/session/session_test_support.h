@@ -2,6 +2,7 @@
 
 // Shared by the session tests: a real analysed session of the demo model, exact comparison of two sessions, and raw
 // HDF5 edits for crafting damaged, foreign and future files.
+#include "backend/compute_backend.h"
 #include "analysis/analyzer.h"
 #include "common/model_fixtures.h"
 #include "common/test_support.h"
@@ -31,22 +32,29 @@ inline Session analysedSession(const Model& model)
     options.calibration.samples = 2;
     options.calibration.sequenceLength = 32;
     options.settings.ropePairs = 1;
-    Session s = makeSession(model, analyzeModel(model, nullptr, options));
-    s.settings.strategy = RopeStrategy::Uniform;
-    s.settings.ropePairsPerLayer = {1, 2, 1, 2, 1};
-    s.settings.latentPerLayer = {8, 16, 8, 16, 12};
-    s.settings.uniformStart = 1;
-    s.settings.method = LatentMethod::Split;
-    s.settings.targetSaving = 0.625;
-    s.settings.sigma = SigmaPlacement::Sqrt;
-    s.settings.activationAware = true;
-    s.settings.balanceKeyValue = true;
-    s.settings.chooseBalance = true;
-    s.settings.refit = true;
-    s.settings.refitRidge = 0.003;
-    s.settings.allocate = true;
-    s.settings.kvBudget = 123;
-    s.settings.preset = "best";
+    Session s = makeSession(model, analyzeModel(cpuBackend(), model, nullptr, options));
+    s.settings.conversion.strategy = RopeStrategy::Uniform;
+    s.settings.conversion.ropePairsPerLayer = {1, 2, 1, 2, 1};
+    s.settings.conversion.latentPerLayer = {8, 16, 8, 16, 12};
+    s.settings.conversion.uniformStart = 1;
+    s.settings.conversion.method = LatentMethod::Split;
+    s.settings.conversion.targetSaving = 0.625;
+    s.settings.conversion.sigma = SigmaPlacement::Sqrt;
+    s.settings.conversion.activationAware = true;
+    s.settings.conversion.balanceKeyValue = true;
+    s.settings.conversion.chooseBalance = true;
+    s.settings.conversion.refit = true;
+    s.settings.conversion.refitRidge = 0.003;
+    s.settings.conversion.allocate = true;
+    s.settings.conversion.kvBudget = 123;
+    s.settings.conversion.preset = "best";
+    s.settings.calibration.source = CalibrationOptions::Source::Ids;
+    s.settings.calibration.file = "/tmp/calibration ids.txt";
+    s.settings.calibration.samples = 3;
+    s.settings.calibration.sequenceLength = 48;
+    s.settings.calibration.seed = 17;
+    s.settings.calibration.temperature = 0.5f;
+    s.settings.lockedLayers = {false, true, false, false, true};
 
     ConversionSettings high;
     high.strategy = RopeStrategy::High;
@@ -54,14 +62,14 @@ inline Session analysedSession(const Model& model)
     high.latentDim = 8;
     const ConversionPlan plan = planConversion(model.config, high, selectPairs(model.config, high, nullptr));
     const Transformer original(model);
-    const Transformer converted(convertModel(model, plan));
+    const Transformer converted(convertModel(cpuBackend(), model, plan));
     std::unique_ptr<Tokenizer> tokenizer;
     if (auto file = findTokenizerNextTo(model.source))
         tokenizer = loadTokenizer(*file);
     SanityOptions sanity;
     sanity.prompts = {"", "Once upon a time"};
     sanity.generationSteps = 12;
-    s.sanity = runSanityCheck(original, converted, tokenizer.get(), sampleSequences(original, 2, 24, 3), sanity);
+    s.sanity = runSanityCheck(cpuBackend(), original, converted, tokenizer.get(), sampleSequences(original, 2, 24, 3), sanity);
     return s;
 }
 
@@ -100,6 +108,20 @@ inline void compareSettings(const ConversionSettings& a, const ConversionSetting
     QCOMPARE(a.allocate, b.allocate);
     QCOMPARE(a.kvBudget, b.kvBudget);
     QCOMPARE(a.preset, b.preset);
+    QVERIFY(a == b);
+}
+
+inline void compareSettings(const Settings& a, const Settings& b)
+{
+    compareSettings(a.conversion, b.conversion);
+    QCOMPARE(a.calibration.source, b.calibration.source);
+    QCOMPARE(a.calibration.file, b.calibration.file);
+    QCOMPARE(a.calibration.samples, b.calibration.samples);
+    QCOMPARE(a.calibration.sequenceLength, b.calibration.sequenceLength);
+    QCOMPARE(a.calibration.seed, b.calibration.seed);
+    QCOMPARE(a.calibration.temperature, b.calibration.temperature);
+    QCOMPARE(a.lockedLayers, b.lockedLayers);
+    QVERIFY(a == b);
 }
 
 // Everything but the save metadata (created, tool version, schema version), exactly: doubles bit for bit.

@@ -103,8 +103,8 @@ void TestSessionFile::sessionWithoutAnalysis()
     s.analysis.config = m_model.config;
     s.analysis.modelPath = m_model.source.string();
     s.analysis.modelFingerprint = modelFingerprint(m_model);
-    s.settings.strategy = RopeStrategy::Low;
-    s.settings.ropePairs = 2;
+    s.settings.conversion.strategy = RopeStrategy::Low;
+    s.settings.conversion.ropePairs = 2;
     const auto file = m_dir / "empty.h5";
     saveSession(s, file);
     const Session loaded = loadSession(file);
@@ -160,15 +160,15 @@ void TestSessionFile::newerSchemaIsRefused()
 {
     const auto file = m_dir / "future.h5";
     std::filesystem::copy_file(m_file, file, std::filesystem::copy_options::overwrite_existing);
-    test::setRootAttribute(file, "schema_version", std::int64_t{2});
+    test::setRootAttribute(file, "schema_version", std::int64_t{kSessionSchemaVersion + 1});
     try {
         loadSession(file);
-        QFAIL("a version 2 session was read");
+        QFAIL("a session of a newer schema was read");
     } catch (const Error& e) {
         const std::string message = e.what();
         QVERIFY2(message.find(file.string()) != std::string::npos, e.what());
         QVERIFY2(message.find("newer MLA Workbench") != std::string::npos, e.what());
-        QVERIFY2(message.find("version 2") != std::string::npos, e.what());
+        QVERIFY2(message.find("version " + std::to_string(kSessionSchemaVersion + 1)) != std::string::npos, e.what());
     }
 }
 

@@ -3,15 +3,15 @@
 #include "analysis/analysis_result.h"
 #include "analysis/kv_accounting.h"
 #include "conversion/conversion_settings.h"
-#include "conversion/preview.h"
 #include "model/model_config.h"
 
 #include <cstdint>
 #include <vector>
 
 // Plain data prepared for the workbench's views: every number a plot or a table shows is computed here, from core's
-// results, so the widgets only lay out what they are given. No Qt.
-namespace mla::ui {
+// results, so the widgets only lay out what they are given. No Qt, and no domain rule either (those live in core's
+// analysis, conversion and settings folders): a separate library (mla_view_data) that the widgets and its tests link.
+namespace mla::view {
 
 // Which per-pair measure the RoPE heatmap shows (method document, section 1).
 enum class ScoreMeasure {
@@ -60,8 +60,8 @@ const std::vector<double>& spectrumValues(const KeyValueSpectra& spectra, Spectr
 // Retained energy sum_{i<k} s_i^2 / sum_i s_i^2 for k = 0..n, from the closed-form error curve (1 - e_k^2).
 std::vector<double> retainedEnergy(const KeyValueSpectra& spectra, SpectrumKind kind);
 
-// The spectrum rank a latent width corresponds to for a method and side (split gives each side half, as the
-// converter does) and back: the latent width that puts `rank` on that side.
+// The spectrum rank a latent width corresponds to for a method and side (splitLatent: split gives each side half, as
+// the converter does) and back: the latent width that puts `rank` on that side.
 std::int64_t rankForLatent(LatentMethod method, SpectrumKind kind, std::int64_t latent);
 std::int64_t latentForRank(LatentMethod method, SpectrumKind kind, std::int64_t rank);
 // Whether a conversion with `method` truncates the spectrum `kind` (and so a rank cursor belongs on it).
@@ -69,32 +69,10 @@ bool methodUsesSpectrum(LatentMethod method, SpectrumKind kind);
 // The spectrum a method compresses by default (joint for joint, key for split and key-only, value for value-only).
 SpectrumKind primarySpectrum(LatentMethod method);
 
-// The useful range of the latent width for `pairs` kept per head: from the smallest legal width to the full rank of
-// the compressed matrix (beyond it nothing more is reconstructed).
-struct LatentRange {
-    std::int64_t minimum = 1;
-    std::int64_t maximum = 1;
-};
-LatentRange latentRange(const ModelConfig& config, std::int64_t pairs, LatentMethod method);
-
-// KV cache bytes per token of a model as it is (summed over layers, with the scale overhead of quantised formats).
-double kvBytesPerToken(const ModelConfig& config, CacheFormat format, std::int64_t groupSize = 64);
-
 // Context lengths for memory plots: powers of two from 128 up to at least `upTo` (and the model's own context).
 std::vector<std::int64_t> contextGrid(const ModelConfig& config, std::int64_t upTo);
 // Whole-cache bytes of the original or converted model at each context length.
 std::vector<double> cacheBytesCurve(const KvAccount& account, bool converted, const std::vector<std::int64_t>& contexts,
                                     std::int64_t batch, CacheFormat format, std::int64_t groupSize = 64);
 
-// The preview of a conversion before any analysis exists: cache sizes and latent widths do not depend on which pairs
-// are kept, so a score-free selection with the same pair counts stands in. Predicted errors are unknown (-1) and the
-// converted parameter count too (-1). Settings that cannot be realised give `problem`, as previewConversion does.
-ConversionPreview previewWithoutAnalysis(const ModelConfig& config, const ConversionSettings& settings,
-                                         std::int64_t parameterCount);
-
-// Per-layer latents with some layers locked: every unlocked layer takes `latent`, each locked layer keeps its own
-// width from `current` (or `latent` when `current` is empty). Returns an empty vector when nothing is locked.
-std::vector<std::int64_t> latentsWithLocks(std::int64_t layers, std::int64_t latent, const std::vector<std::int64_t>& current,
-                                           const std::vector<bool>& locked);
-
-} // namespace mla::ui
+} // namespace mla::view

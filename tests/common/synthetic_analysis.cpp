@@ -1,9 +1,11 @@
-#include "ui_support/synthetic_analysis.h"
+#include "common/synthetic_analysis.h"
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <random>
 
-namespace mla::ui {
+namespace mla::test {
 namespace {
 
 std::vector<double> powerLaw(std::int64_t n, double exponent, double scale, std::mt19937_64& rng)
@@ -73,4 +75,18 @@ AnalysisResult syntheticAnalysis(const ModelConfig& c, std::uint64_t seed, bool 
     return a;
 }
 
-} // namespace mla::ui
+ModelConfig sixLayerShape()
+{
+    ModelConfig c;
+    c.hidden = 256;
+    c.layers = 6;
+    c.heads = 8;
+    c.kvHeads = 4;
+    c.headDim = 32;
+    c.vocab = 1000;
+    c.maxPositions = 2048;
+    c.ffn = 688;
+    return c;
+}
+
+} // namespace mla::test

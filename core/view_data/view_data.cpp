@@ -1,4 +1,4 @@
-#include "ui_support/view_data.h"
+#include "view_data/view_data.h"
 
 #include "model/rope.h"
 #include "util/error.h"
@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
-namespace mla::ui {
+namespace mla::view {
 namespace {
 
 double measureValue(const LayerRopeScores& s, const ModelConfig& c, ScoreMeasure measure, std::int64_t kv, std::int64_t j)
@@ -113,8 +113,10 @@ std::vector<double> retainedEnergy(const KeyValueSpectra& s, SpectrumKind kind)
 
 std::int64_t rankForLatent(LatentMethod method, SpectrumKind kind, std::int64_t latent)
 {
-    if (method == LatentMethod::Split)
-        return kind == SpectrumKind::Value ? latent - latent / 2 : latent / 2;
+    if (method == LatentMethod::Split) {
+        const LatentSplit split = splitLatent(method, latent);
+        return kind == SpectrumKind::Value ? split.value : split.key;
+    }
     return latent;
 }
 
@@ -154,42 +156,6 @@ SpectrumKind primarySpectrum(LatentMethod method)
     }
 }
 
-LatentRange latentRange(const ModelConfig& c, std::int64_t pairs, LatentMethod method)
-{
-    const std::int64_t rowsK = c.kvHeads * std::max<std::int64_t>(c.headDim - 2 * pairs, 0);
-    const std::int64_t rowsV = c.kvHeads * c.headDim;
-    const std::int64_t rankK = std::min(rowsK, c.hidden);
-    const std::int64_t rankV = std::min(rowsV, c.hidden);
-    LatentRange r;
-    switch (method) {
-    case LatentMethod::Joint:
-        r = {1, std::min(rowsK + rowsV, c.hidden)};
-        break;
-    case LatentMethod::Split:
-        r = {2, 2 * std::max(rankK, rankV)};
-        break;
-    case LatentMethod::Key:
-        r = {1, rankK};
-        break;
-    case LatentMethod::Value:
-        r = {1, rankV};
-        break;
-    case LatentMethod::None:
-        r = {0, 0};
-        break;
-    }
-    r.maximum = std::max(r.maximum, r.minimum);
-    return r;
-}
-
-double kvBytesPerToken(const ModelConfig& config, CacheFormat format, std::int64_t groupSize)
-{
-    double total = 0.0;
-    for (std::int64_t l = 0; l < config.layers; ++l)
-        total += cacheBytesForElements(config.kvElementsPerTokenInLayer(l), format, groupSize);
-    return total;
-}
-
 std::vector<std::int64_t> contextGrid(const ModelConfig& config, std::int64_t upTo)
 {
     const std::int64_t top = std::max({upTo, config.maxPositions, std::int64_t{4096}});
@@ -213,51 +179,4 @@ std::vector<double> cacheBytesCurve(const KvAccount& account, bool converted, co
     return out;
 }
 
-ConversionPreview previewWithoutAnalysis(const ModelConfig& config, const ConversionSettings& settings, std::int64_t parameterCount)
-{
-    ConversionPreview p;
-    p.paramsOriginal = parameterCount;
-    p.paramsConverted = -1;
-    p.meanWeightError = -1.0;
-    p.meanActivationError = -1.0;
-    std::vector<MlaLayerConfig> layers;
-    try {
-        std::vector<LayerPairSelection> selections;
-        for (std::int64_t l = 0; l < config.layers; ++l)
-            selections.push_back(selectLayerPairs(config, RopeStrategy::High, ropePairsForLayer(config, settings, l), 0, nullptr));
-        layers = resolveLayerConfigs(config, settings, selections);
-    } catch (const Error& e) {
-        p.problem = e.what();
-        return p;
-    }
-    p.kv = kvAccount(config, layers);
-    for (std::size_t l = 0; l < layers.size(); ++l) {
-        LayerPreview lp;
-        lp.ropePairs = layers[l].ropePairs();
-        lp.latentK = layers[l].latentK;
-        lp.latentV = layers[l].latentV;
-        lp.weightError = -1.0;
-        lp.activationError = -1.0;
-        lp.rotationLoss = -1.0;
-        lp.twoNormDropped = -1.0;
-        lp.kvOriginal = p.kv.originalPerLayer[l];
-        lp.kvConverted = p.kv.convertedPerLayer[l];
-        p.layers.push_back(lp);
-    }
-    return p;
-}
-
-std::vector<std::int64_t> latentsWithLocks(std::int64_t layers, std::int64_t latent, const std::vector<std::int64_t>& current,
-                                           const std::vector<bool>& locked)
-{
-    if (std::find(locked.begin(), locked.end(), true) == locked.end())
-        return {};
-    std::vector<std::int64_t> out(static_cast<std::size_t>(layers), latent);
-    for (std::size_t l = 0; l < out.size() && l < locked.size(); ++l) {
-        if (locked[l] && l < current.size())
-            out[l] = current[l];
-    }
-    return out;
-}
-
-} // namespace mla::ui
+} // namespace mla::view
