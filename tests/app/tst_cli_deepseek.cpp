@@ -54,6 +54,18 @@ void TestCliDeepSeek::convertWritesTheDeepSeekLayout()
     QCOMPARE(i["attention"].get<std::string>(), std::string("mla"));
     QCOMPARE(i["architecture"].get<std::string>(), std::string("deepseek_v3"));
     QCOMPARE(i["kv_elements_per_token"].get<int>(), 80);
+
+    // The output policy of every export: an earlier export is replaced only with --force.
+    const std::vector<std::string> again{"convert", "--demo", "--out", dir.string(), "--target", "deepseek-v3",
+                                         "--calib-samples", "2", "--calib-seq-len", "16", "--quiet"};
+    const test::ProcessResult refused = test::runCli(again);
+    QCOMPARE(refused.exitCode, 1);
+    QVERIFY2(refused.err.find("--force") != std::string::npos, refused.err.c_str());
+    std::vector<std::string> forced = again;
+    forced.push_back("--force");
+    const test::ProcessResult replaced = test::runCli(forced);
+    QVERIFY2(replaced.exitCode == 0, replaced.err.c_str());
+    QVERIFY(std::filesystem::exists(dir / "model.safetensors"));
 }
 
 void TestCliDeepSeek::refusalsAreCleanExits()
@@ -69,6 +81,9 @@ void TestCliDeepSeek::refusalsAreCleanExits()
     QVERIFY(r.err.find("--flashmla applies to --target deepseek-v3") != std::string::npos);
     r = test::runCli({"convert", "--demo", "--out", out.string(), "--target", "deepseek-v4"});
     QCOMPARE(r.exitCode, 2);
+    r = test::runCli({"convert", "--demo", "--out", out.string(), "--target", "deepseek-v3", "--heal"});
+    QCOMPARE(r.exitCode, 2);
+    QVERIFY2(r.err.find("mha2mla layout only") != std::string::npos, r.err.c_str());
     r = test::runCli({"convert", "--demo", "--out", out.string(), "--target", "deepseek-v3", "--svd", "split"});
     QCOMPARE(r.exitCode, 1);
     QVERIFY(r.err.find("joint") != std::string::npos);
