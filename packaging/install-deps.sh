@@ -6,7 +6,10 @@
 # python3-torch (CPU) runs the tests of an export's PyTorch side (resources/modeling_mla.py, the recovery recipe; the
 # product builds and runs without it), libopenblas0-pthread gives it a fast BLAS (the tests load it through
 # LD_LIBRARY_PATH; on a fresh machine Debian also makes it the default BLAS).
+# npm (Debian's, unless a node with its own npm is already there) installs the real llama.cpp for the GGUF export
+# checks from the npm registry, pinned by the lock files in tests/llama_cpp (tests/llama_cpp/install.sh).
 set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
 
 packages=(
   build-essential cmake ninja-build pkg-config
@@ -26,8 +29,13 @@ for p in "${packages[@]}"; do
   fi
 done
 
+if ! command -v npm > /dev/null 2>&1; then
+  missing+=(npm)
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages already present"
+  "$here/../tests/llama_cpp/install.sh"
   exit 0
 fi
 
@@ -36,3 +44,4 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 echo "install-deps: installing ${missing[*]}"
 $sudo apt-get update
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+"$here/../tests/llama_cpp/install.sh"

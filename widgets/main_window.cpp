@@ -3,6 +3,7 @@
 #include "document/settings_store.h"
 #include "document/workbench.h"
 #include "panels/explainer_panel.h"
+#include "panels/heal_view.h"
 #include "panels/model_panel.h"
 #include "panels/preview_view.h"
 #include "panels/rope_view.h"
@@ -84,10 +85,13 @@ void MainWindow::build()
     m_tabs->addTab(m_spectrumView, tr("Spectra"));
     m_tabs->addTab(m_previewView, tr("Preview"));
     m_tabs->addTab(m_sanityView, tr("Sanity check"));
+    m_healView = new HealView(m_workbench, this);
+    m_tabs->addTab(m_healView, tr("Heal"));
     m_tabs->setTabToolTip(RopeTab, tr("Which frequency pairs matter: the per-pair scores of every layer and head (Ctrl+1)"));
     m_tabs->setTabToolTip(SpectraTab, tr("Singular values of the key/value projections and the rank cursor (Ctrl+2)"));
     m_tabs->setTabToolTip(PreviewTab, tr("Predicted error, KV cache and memory of the current settings (Ctrl+3)"));
     m_tabs->setTabToolTip(SanityTab, tr("The converted model against the original (Ctrl+4)"));
+    m_tabs->setTabToolTip(HealTab, tr("Win back the conversion's loss by block-wise distillation, layer by layer (Ctrl+5)"));
     setCentralWidget(m_tabs);
 
     m_modelPanel = new ModelPanel(m_workbench, this);
@@ -196,13 +200,16 @@ void MainWindow::buildMenus()
     m_convert->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_R));
     m_check = run->addAction(tr("&Sanity Check"), m_workbench, &Workbench::runSanityCheck);
     m_check->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_T));
+    m_healAction = run->addAction(tr("&Heal…"), this, [this] { showTab(HealTab); });
+    m_healAction->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_H));
+    m_healAction->setStatusTip(tr("Heal the converted model by block-wise distillation (the Heal tab: steps, tokens, learning rate)"));
     run->addSeparator();
     m_cancel = run->addAction(tr("C&ancel"), m_workbench, &Workbench::cancel);
     m_cancel->setShortcut(QKeySequence(Qt::Key_Escape));
 
     QMenu* view = menuBar()->addMenu(tr("&View"));
-    const QString names[] = {tr("&RoPE Contribution"), tr("S&pectra"), tr("Pre&view"), tr("Sanit&y Check")};
-    for (int t = 0; t < 4; ++t) {
+    const QString names[] = {tr("&RoPE Contribution"), tr("S&pectra"), tr("Pre&view"), tr("Sanit&y Check"), tr("&Heal")};
+    for (int t = 0; t < 5; ++t) {
         QAction* a = view->addAction(names[t], this, [this, t] { showTab(t); });
         a->setShortcut(QKeySequence(Qt::CTRL | static_cast<Qt::Key>(Qt::Key_1 + t)));
     }
@@ -297,6 +304,7 @@ void MainWindow::updateActions()
     m_analyze->setEnabled(m_workbench->hasModel() && !busy);
     m_convert->setEnabled(m_workbench->hasModel() && !busy && m_workbench->preview().problem.empty());
     m_check->setEnabled(m_workbench->conversion().has_value() && !busy);
+    m_healAction->setEnabled(m_workbench->conversion().has_value());
     m_export->setEnabled(m_workbench->conversion().has_value() && !busy);
     m_saveSession->setEnabled(m_workbench->analysis() != nullptr && !busy);
 }

@@ -12,6 +12,7 @@ class QTabWidget;
 namespace mla {
 
 class ExplainerPanel;
+class HealView;
 class ModelPanel;
 class PlotWidget;
 class PreviewView;
@@ -44,6 +45,7 @@ public:
     SpectrumView* spectrumView() const { return m_spectrumView; }
     PreviewView* previewView() const { return m_previewView; }
     SanityView* sanityView() const { return m_sanityView; }
+    HealView* healView() const { return m_healView; }
     ExplainerPanel* explainer() const { return m_explainer; }
     RunBar* runBar() const { return m_runBar; }
     QTabWidget* tabs() const { return m_tabs; }
@@ -54,7 +56,7 @@ public:
     QString lastError() const { return m_lastError; }
     QMessageBox* errorDialog() const;
 
-    enum Tab { RopeTab, SpectraTab, PreviewTab, SanityTab };
+    enum Tab { RopeTab, SpectraTab, PreviewTab, SanityTab, HealTab };
 
 public Q_SLOTS:
     // A checkpoint (file or folder) or a session (*.h5).
@@ -95,6 +97,7 @@ private:
     SpectrumView* m_spectrumView = nullptr;
     PreviewView* m_previewView = nullptr;
     SanityView* m_sanityView = nullptr;
+    HealView* m_healView = nullptr;
     ExplainerPanel* m_explainer = nullptr;
     RunBar* m_runBar = nullptr;
     QDockWidget* m_modelDock = nullptr;
@@ -107,6 +110,7 @@ private:
     QAction* m_analyze = nullptr;
     QAction* m_convert = nullptr;
     QAction* m_check = nullptr;
+    QAction* m_healAction = nullptr;
     QAction* m_cancel = nullptr;
     QPointer<QMessageBox> m_errorBox;
     QString m_lastError;

@@ -6,6 +6,7 @@
 #include "models/model_info_model.h"
 #include "models/sanity_metrics_model.h"
 #include "panels/explainer_panel.h"
+#include "panels/heal_view.h"
 #include "panels/model_panel.h"
 #include "panels/preview_view.h"
 #include "panels/rope_view.h"
@@ -13,6 +14,7 @@
 #include "panels/sanity_view.h"
 #include "panels/settings_panel.h"
 #include "panels/spectrum_view.h"
+#include "plots/bar_plot.h"
 #include "plots/heatmap_plot.h"
 #include "plots/plot_widget.h"
 #include "plots/spectrum_plot.h"
@@ -34,6 +36,8 @@
 #include <QSet>
 #include <QSlider>
 #include <QSpinBox>
+#include <QPushButton>
+#include <QTableWidget>
 #include <QTabWidget>
 #include <QTextStream>
 #include <QTimer>
@@ -118,6 +122,7 @@ int SelfTest::run()
     step(QStringLiteral("preview, per-layer lock"), [this] { previewView(); });
     step(QStringLiteral("How it works panel"), [this] { explainer(); });
     step(QStringLiteral("convert and sanity check"), [this] { convertAndCheck(); });
+    step(QStringLiteral("heal: stop keeping layers, stop discarding, a tiny heal checked against the unhealed model"), [this] { heal(); });
     step(QStringLiteral("export every plot as PNG, PDF, SVG and CSV"), [this] { exportPlots(); });
     step(QStringLiteral("export the converted model"), [this] { exportModel(); });
     step(QStringLiteral("save and reopen a session"), [this] { sessions(); });
@@ -426,6 +431,81 @@ void SelfTest::convertAndCheck()
           QStringLiteral("a re-run with a new prompt failed"));
 }
 
+void SelfTest::heal()
+{
+    Workbench* wb = m_window->workbench();
+    HealView* v = m_window->healView();
+    m_window->showTab(MainWindow::HealTab);
+    const std::int64_t layers = wb->config()->layers;
+    check(v->healButton()->isEnabled(), QStringLiteral("the Heal button is disabled after a conversion"));
+    // Small data: 16 sequences of 32 tokens (2 held out).
+    v->tokensSpin()->setValue(512);
+    v->sequenceLengthSpin()->setValue(32);
+    v->seedSpin()->setValue(3);
+    check(v->costText().contains(QStringLiteral("token-steps")), QStringLiteral("no expected cost shown: %1").arg(v->costText()));
+
+    // Stopped while layer 2 trains, keeping what is finished: layer 1 healed, the others as converted.
+    v->stepsSpin()->setValue(300);
+    int stops = 0;
+    auto stopIn = [&](bool keep) {
+        return QObject::connect(wb, &Workbench::healStepped, [&stops, v, keep](const HealProgress& p, const QString&) {
+            if (p.layer == (keep ? 1 : 0) && p.step >= 1 && stops == 0) {
+                ++stops;
+                v->onStopCombo()->setCurrentIndex(v->onStopCombo()->findData(keep));
+                v->stopButton()->click();
+            }
+        });
+    };
+    auto conn = stopIn(true);
+    v->healButton()->click();
+    check(wb->isHealing() && v->stopButton()->isEnabled(), QStringLiteral("the heal did not start: %1").arg(m_window->lastError()));
+    check(waitUntil([wb] { return !wb->isBusy(); }, kJobTimeoutMs), QStringLiteral("a stopped heal did not end"));
+    QObject::disconnect(conn);
+    check(stops == 1, QStringLiteral("the heal was never stopped"));
+    check(wb->heal() && wb->heal()->report.cancelled && wb->heal()->report.layersHealed == 1 && wb->healedConversion(),
+          QStringLiteral("stopping in layer 2 and keeping did not leave exactly layer 1 healed (%1 layers)")
+              .arg(wb->heal() ? wb->heal()->report.layersHealed : -1));
+    const std::int64_t keptLayers = wb->heal() ? wb->heal()->report.layersHealed : -1;
+
+    // Stopped in layer 1, discarding: the heal before it stays as it was.
+    stops = 0;
+    conn = stopIn(false);
+    v->healButton()->click();
+    check(waitUntil([wb] { return !wb->isBusy(); }, kJobTimeoutMs), QStringLiteral("a discarded heal did not end"));
+    QObject::disconnect(conn);
+    check(stops == 1 && wb->heal() && wb->heal()->report.layersHealed == keptLayers && wb->healedConversion(),
+          QStringLiteral("a discarded heal changed the model (stops %1, %2 layers healed, before %3)")
+              .arg(stops)
+              .arg(wb->heal() ? wb->heal()->report.layersHealed : -1)
+              .arg(keptLayers));
+
+    // A tiny full heal: 5 steps per layer, then the check of the healed model beside the unhealed one.
+    v->stepsSpin()->setValue(5);
+    v->healButton()->click();
+    check(waitUntil([wb] { return !wb->isBusy() && wb->heal() && wb->heal()->sanity && !wb->heal()->report.cancelled; }, kJobTimeoutMs),
+          QStringLiteral("the heal or its check did not finish: %1").arg(m_window->lastError()));
+    if (!wb->heal() || !wb->heal()->sanity)
+        return;
+    const SessionHeal& h = *wb->heal();
+    check(h.report.layersHealed == layers && static_cast<std::int64_t>(h.report.layers.size()) == layers,
+          QStringLiteral("%1 of %2 layers healed").arg(h.report.layersHealed).arg(layers));
+    check(h.options.steps == 5 && h.options.data.tokens == 512 && h.options.seed == 3, QStringLiteral("the heal did not use the view's settings"));
+    // Five steps make each layer's held-out block loss no worse (checked below), not necessarily the model's KL.
+    check(h.report.before && h.report.after && std::isfinite(h.report.after->kl) && h.report.before->kl > 0.0,
+          QStringLiteral("held-out KL before/after missing"));
+    for (const LayerHealReport& l : h.report.layers)
+        check(l.heldOutAfter <= l.heldOutBefore, QStringLiteral("layer %1 ended worse on held-out data").arg(l.layer));
+    const QList<BarPlot::Series>& series = v->lossPlot()->series();
+    check(series.size() == 2 && static_cast<std::int64_t>(series[0].values.size()) == layers && series[1].values.back() >= 0.0,
+          QStringLiteral("the loss plot does not show every layer before and after"));
+    check(v->layerProgress()->value() == v->layerProgress()->maximum(), QStringLiteral("the per-layer progress did not reach the end"));
+    check(v->resultsTable()->rowCount() >= 6, QStringLiteral("the results table has %1 rows").arg(v->resultsTable()->rowCount()));
+    check(wb->sanity() && h.sanity->kl != wb->sanity()->kl && h.sanity->originalPpl == wb->sanity()->originalPpl,
+          QStringLiteral("the healed model's check is not shown beside the unhealed one"));
+    check(wb->healedConversion() && wb->healedConversion()->heal && wb->healedConversion()->heal->layersHealed == layers,
+          QStringLiteral("the healed model carries no heal for its model card"));
+}
+
 void SelfTest::exportPlots()
 {
     QDir dir(m_dir);
@@ -479,6 +559,7 @@ void SelfTest::sessions()
     QString saved;
     auto c = QObject::connect(wb, &Workbench::sessionSaved, [&saved](const QString& p) { saved = p; });
     const std::int64_t latent = wb->resolvedLatent();
+    const std::optional<SessionHeal> heal = wb->heal();
     wb->saveSession(path);
     check(waitUntil([&] { return !wb->isBusy(); }, kJobTimeoutMs) && saved == path, QStringLiteral("session save failed: %1").arg(m_window->lastError()));
     QObject::disconnect(c);
@@ -489,6 +570,9 @@ void SelfTest::sessions()
     check(wb->hasModel(), QStringLiteral("reopening the session of the open model dropped the model"));
     check(wb->analysis() && wb->analysis()->layers.size() == before->layers.size(), QStringLiteral("the session's analysis differs"));
     check(wb->resolvedLatent() == latent, QStringLiteral("the session's settings were not restored (d_c %1, saved %2)").arg(wb->resolvedLatent()).arg(latent));
+    check(wb->heal() && heal && wb->heal()->report.layersHealed == heal->report.layersHealed && wb->heal()->sanity
+              && wb->heal()->report.after && heal->report.after && wb->heal()->report.after->kl == heal->report.after->kl,
+          QStringLiteral("the session's heal was not restored"));
 }
 
 // ---------------------------------------------------------------------------------------------------- screenshot

@@ -11,7 +11,8 @@ class MainWindow;
 
 // `mla-workbench --self-test`: drives a real window like a user would — opens the demo model, rejects a broken
 // checkpoint with core's message, analyses, cancels, moves every settings control (checking the live preview after
-// each move), undoes and redoes, exercises every panel and plot, converts, runs the sanity check, exports the model
+// each move), undoes and redoes, exercises every panel and plot, converts, runs the sanity check, heals (stopped
+// keeping layers, stopped discarding, then a tiny full heal checked against the unhealed model), exports the model
 // and every plot in every format, saves and reopens a session — and reports each step. run() returns 0 only when
 // every step passed.
 class SelfTest {
@@ -39,6 +40,7 @@ private:
     void previewView();
     void explainer();
     void convertAndCheck();
+    void heal();
     void exportPlots();
     void exportModel();
     void sessions();

@@ -49,6 +49,18 @@ void printText(const std::string& file, const Session& s, const nlohmann::ordere
                   << " nats/token, top-1 agreement " << r.top1Agreement << " over " << r.evaluatedTokens << " tokens\n"
                   << "KV bytes/token  " << r.originalKvBytesPerToken << " -> " << r.convertedKvBytesPerToken << " (measured)\n";
     }
+    if (s.heal) {
+        const HealReport& r = s.heal->report;
+        std::cout << "heal            " << r.layersHealed << " of " << c.layers << " layers from the " << s.heal->start << " start, "
+                  << s.heal->options.steps << " steps per layer, " << r.trainTokens << " + " << r.heldOutTokens
+                  << " held-out tokens, seed " << s.heal->options.seed << (r.cancelled ? " (stopped early)" : "") << "\n";
+        if (r.before && r.after)
+            std::cout << "heal held-out   KL " << r.before->kl << " -> " << r.after->kl << ", perplexity " << r.before->perplexity
+                      << " -> " << r.after->perplexity << ", top-1 " << r.before->top1Agreement << " -> " << r.after->top1Agreement << "\n";
+        if (s.heal->sanity)
+            std::cout << "healed check    perplexity " << s.heal->sanity->originalPpl << " -> " << s.heal->sanity->convertedPpl
+                      << ", KL " << s.heal->sanity->kl << " nats/token, top-1 agreement " << s.heal->sanity->top1Agreement << "\n";
+    }
 }
 
 int runSession(const Arguments& args)

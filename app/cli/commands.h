@@ -12,5 +12,7 @@ CommandSpec synthCommand();
 CommandSpec analyzeCommand();
 CommandSpec convertCommand();
 CommandSpec sessionCommand();
+CommandSpec exportCommand();
+CommandSpec recoverCommand();
 
 } // namespace mla::cli

@@ -14,7 +14,8 @@ namespace {
 std::vector<mla::cli::CommandSpec> commandTable()
 {
     using namespace mla::cli;
-    return {infoCommand(), analyzeCommand(), convertCommand(), sessionCommand(), generateCommand(), evalCommand(), synthCommand()};
+    return {infoCommand(), analyzeCommand(), convertCommand(), exportCommand(), sessionCommand(), generateCommand(), evalCommand(),
+            recoverCommand(), synthCommand()};
 }
 
 void printOverview(std::ostream& out, const std::vector<mla::cli::CommandSpec>& commands)

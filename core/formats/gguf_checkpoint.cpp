@@ -1,5 +1,6 @@
 #include "formats/checkpoint_source.h"
 #include "formats/gguf.h"
+#include "model/architecture.h"
 #include "util/error.h"
 #include "util/memory_budget.h"
 
@@ -18,6 +19,8 @@ struct GgufArchitecture {
 
 constexpr GgufArchitecture kGgufArchitectures[] = {
     {"llama", "llama", true},
+    {"qwen2", "qwen2", false},
+    {"qwen3", "qwen3", false},
 };
 
 struct GgufIntegerKey {
@@ -91,7 +94,7 @@ CheckpointSource openGgufCheckpoint(const std::filesystem::path& path)
             arch = &a;
     }
     if (!arch)
-        throw Error(path, "GGUF architecture '" + archValue->string + "' is not supported (supported: llama)");
+        throw Error(path, "GGUF architecture '" + archValue->string + "' is not supported (supported: llama, qwen2, qwen3)");
     const std::string prefix = std::string(arch->ggufName) + ".";
 
     CheckpointSource source;
@@ -142,6 +145,12 @@ CheckpointSource openGgufCheckpoint(const std::filesystem::path& path)
     if (c.vocab == 0)
         c.vocab = embedding->rows();
     c.tieEmbeddings = !gguf->tensor("output.weight").has_value();
+    // Optional tensors llama.cpp's loaders accept for these architectures; present in layer 0, required in all.
+    const ArchitectureInfo& info = architectureInfo(c.architecture);
+    c.qkvBias = info.qkvBiasAlways || gguf->tensor("blk.0.attn_q.bias").has_value();
+    c.outputBias = gguf->tensor("blk.0.attn_output.bias").has_value();
+    c.mlpBias = gguf->tensor("blk.0.ffn_gate.bias").has_value();
+    c.qkNorm = info.qkNorm;
     source.vocabulary = vocabularyFrom(*gguf);
     c.bosId = source.vocabulary->bos;
     if (source.vocabulary->eos)

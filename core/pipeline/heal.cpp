@@ -77,8 +77,13 @@ HealedConversion healConversion(const OpenedModel& model, const ConversionOutcom
         };
     out.heal = healConvertedModel(*model.model, starts, data, request.options, request.probeSteps, context.job().slice(begin, 1.0),
                                   named);
-    if (out.heal.healed.report.cancelled)
+    const HealReport& report = out.heal.healed.report;
+    // A cancel keeps the finished layers only when asked to and when there are some; otherwise nothing is left.
+    if (report.cancelled && (request.options.onCancel == HealCancelPolicy::DiscardAll || report.layersHealed == 0))
         throw Cancelled();
+    if (report.cancelled)
+        out.notes.push_back("cancelled: " + std::to_string(report.layersHealed) + " of "
+                            + std::to_string(model.model->config.layers) + " layers healed, the others as converted");
     out.conversion = *outcomes[out.heal.chosen];
     out.conversion.converted = std::make_shared<const Model>(out.heal.healed.model);
     out.conversion.heal = healCardInfo(out.heal);
@@ -100,6 +105,8 @@ HealedFolderOutcome convertHealToFolder(const OpenedModel& model, AnalysisPtr an
 
     const ConversionOutcome converted = convertInMemory(model, std::move(analysis), settings, context.slice(0.05, 0.4));
     HealedConversion healed = healConversion(model, converted, heal, data, context.slice(0.4, 0.95), observer);
+    if (healed.heal.healed.report.cancelled)
+        throw Cancelled(); // a folder is written only for a finished heal
     HealedFolderOutcome out;
     out.heal = std::move(healed.heal);
     out.notes = std::move(healed.notes);

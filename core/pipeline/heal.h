@@ -36,6 +36,9 @@ struct HealedConversion {
 // Heals a conversion made in memory. With `auto` or `paper` and an allocated conversion, the `paper` preset at the
 // same KV budget is converted too (with the same analysis) and healed as a start; `auto` keeps the start with the
 // lower held-out KL. The healer runs on the CPU whatever the context's backend.
+// Cancelled: with request.options.onCancel == KeepHealedLayers and at least one layer finished, returns the model with
+// the layers healed so far (heal.healed.report.cancelled set, a note saying how many); otherwise throws Cancelled.
+// With several starts, a cancel while the starts are compared always throws.
 HealedConversion healConversion(const OpenedModel& model, const ConversionOutcome& conversion, const HealRequest& request,
                                 const HealData& data, const ExecutionContext& context, const HealStartObserver& observer = {});
 

@@ -15,6 +15,7 @@ void saveSession(const SessionContent& content, const Model* model, const std::f
     s.analysis = *content.analysis;
     s.settings = content.settings;
     s.sanity = content.sanity;
+    s.heal = content.heal;
     s.parameterCount = content.parameterCount;
     if (model)
         s.modelConfigJson = model->sourceConfigJson ? model->sourceConfigJson->dump() : configToHuggingFace(model->config).dump();
@@ -41,6 +42,7 @@ SessionContent sessionContent(Session&& s)
     SessionContent c;
     c.settings = std::move(s.settings);
     c.sanity = std::move(s.sanity);
+    c.heal = std::move(s.heal);
     c.parameterCount = s.parameterCount;
     c.schemaVersion = s.schemaVersion;
     c.calibrationStored = s.schemaVersion >= 2;

@@ -16,10 +16,11 @@ namespace mla::pipeline {
 struct SessionContent {
     AnalysisPtr analysis;                 // may hold no layers: a session saved before any analysis
     Settings settings;
-    std::optional<SanityReport> sanity;
+    std::optional<SanityReport> sanity;   // the check of the conversion (unhealed)
     std::int64_t parameterCount = 0;      // of the original model; 0 when unknown
     bool calibrationStored = true;        // false for files older than schema 2: settings.calibration is the default
     int schemaVersion = 0;                // of the file it was read from
+    std::optional<SessionHeal> heal = std::nullopt; // the heal and the check of the healed model (schema 3)
 };
 
 // Save session (CLI analyze --session, the workbench's Save Session). `model`, when open, gives the checkpoint's own

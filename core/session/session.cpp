@@ -2,6 +2,7 @@
 
 #include "analysis/analyzer.h"
 #include "conversion/preview.h"
+#include "heal/heal_converted.h"
 #include "model/model.h"
 #include "session/analysis_json.h"
 
@@ -53,6 +54,16 @@ nlohmann::ordered_json sessionSummaryJson(const Session& session)
     j["settings"] = settingsJson(session.settings, SettingScope::Workbench);
     if (session.sanity)
         j["results"] = sanityJson(*session.sanity);
+    if (session.heal) {
+        // The same keys as `convert --heal --json`'s "heal" object, plus the check of the healed model.
+        HealConvertedResult r;
+        r.options = session.heal->options;
+        r.start = session.heal->start;
+        r.healed.report = session.heal->report;
+        j["heal"] = healResultJson(r);
+        if (session.heal->sanity)
+            j["heal"]["sanity"] = sanityJson(*session.heal->sanity);
+    }
     return j;
 }
 

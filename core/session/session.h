@@ -3,6 +3,7 @@
 #include "analysis/analysis_result.h"
 #include "conversion/conversion_settings.h"
 #include "conversion/sanity_check.h"
+#include "heal/healer.h"
 #include "settings/settings.h"
 #include "util/job_control.h"
 #include "util/output_safety.h"
@@ -17,6 +18,14 @@ namespace mla {
 
 struct Model;
 
+// A heal of the conversion (docs/healing.md) as the session keeps it: the settings it ran with and what it measured.
+struct SessionHeal {
+    HealOptions options;                 // steps, tokens, learning rate, seed, data source, ... as run
+    std::string start;                   // the start healed: "paper", "allocated", a preset name or "converted"
+    HealReport report;                   // per-layer held-out block loss before/after, the model's KL/PPL/top-1 before/after
+    std::optional<SanityReport> sanity;  // the sanity check of the healed model (Session::sanity: of the unhealed one)
+};
+
 // Everything a user can save and reopen without the model: the analysis (with its calibration ids), the settings
 // as they stand in the workbench (which may differ from the analysed ones: with the calibration of the next analysis
 // and the layer locks), and the results of a conversion check.
@@ -24,6 +33,7 @@ struct Session {
     AnalysisResult analysis;       // layers empty: no analysis yet (then only the model and settings are stored)
     Settings settings;
     std::optional<SanityReport> sanity;
+    std::optional<SessionHeal> heal; // schema 3; absent in older files
     std::string modelConfigJson;   // the original model's config, as JSON text
     std::int64_t parameterCount = 0; // of the original model; 0 when unknown (the summary then has no "params")
     std::string createdAt;         // ISO 8601, set on save
@@ -32,7 +42,7 @@ struct Session {
 };
 
 inline constexpr const char* kSessionFormatName = "mla-workbench-session";
-inline constexpr int kSessionSchemaVersion = 3;
+inline constexpr int kSessionSchemaVersion = 4;
 
 // A new session for an analysis of `model`: its config JSON and parameter count filled in, the workbench settings
 // starting as the analysed ones (default calibration, nothing locked).
@@ -53,7 +63,7 @@ FileKind sessionFileKind();
 // Reads a session. A damaged, truncated or foreign file, or a schema newer than this tool knows, is an mla::Error
 // naming the file and the problem; older schemas are migrated (schema 1 stored no calibration settings and no locks:
 // the calibration is the default, and a layer whose per-layer width differs from the global width is taken as
-// locked, which is how the workbench made such widths).
+// locked, which is how the workbench made such widths; schemas 1 and 2 hold no heal).
 // `memoryBudget`: what the arrays of the file may take in memory together (default: the memory available); a file
 // declaring more is refused before anything is decompressed.
 Session loadSession(const std::filesystem::path& path, std::optional<std::uint64_t> memoryBudget = std::nullopt);

@@ -1,4 +1,4 @@
-// loadSession: format check, schema version dispatch (the migration table) and the reader of versions 1 and 2. Everything
+// loadSession: format check, schema version dispatch (the migration table) and the reader of versions 1 to 3. Everything
 // read is checked against the model config stored in the same file before it is used as a size or an index.
 #include "session/session.h"
 
@@ -10,6 +10,7 @@
 #include "util/json_util.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <new>
 
@@ -21,7 +22,8 @@ std::size_t z(std::int64_t v)
     return static_cast<std::size_t>(v);
 }
 
-// Schemas 1 and 2 share the layout; version 2 adds the workbench fields of /settings (settings_table.h).
+// Schemas 1 to 3 share the layout; version 2 adds the workbench fields of /settings (settings_table.h), version 3
+// the heal (/results/heal).
 class SessionReader {
 public:
     SessionReader(const Hdf5Reader& r, int version) : m_r(r), m_version(version) {}
@@ -41,7 +43,11 @@ public:
         }
         if (auto results = m_r.optionalGroup(root, schema::kResults, "/")) {
             if (auto sanity = m_r.optionalGroup(results->id(), "sanity", "/results"))
-                s.sanity = readSanity(sanity->id());
+                s.sanity = readSanity(sanity->id(), "/results/sanity");
+            if (m_version >= 3) {
+                if (auto heal = m_r.optionalGroup(results->id(), schema::kHeal, "/results"))
+                    s.heal = readHeal(heal->id());
+            }
         }
         return s;
     }
@@ -283,9 +289,8 @@ private:
         return out;
     }
 
-    SanityReport readSanity(hid_t g) const
+    SanityReport readSanity(hid_t g, const std::string& where) const
     {
-        const std::string where = "/results/sanity";
         SanityReport r;
         r.originalPpl = m_r.scalarNumber(g, "original_perplexity", where);
         r.convertedPpl = m_r.scalarNumber(g, "converted_perplexity", where);
@@ -315,6 +320,97 @@ private:
         return r;
     }
 
+    HealQuality readQuality(hid_t g, const std::string& where) const
+    {
+        HealQuality q;
+        q.kl = m_r.scalarNumber(g, "kl_divergence", where);
+        q.perplexity = m_r.scalarNumber(g, "perplexity", where);
+        q.originalPerplexity = m_r.scalarNumber(g, "original_perplexity", where);
+        q.top1Agreement = m_r.scalarNumber(g, "top1_agreement", where);
+        q.positions = m_r.scalarInteger(g, "positions", where);
+        if (q.positions < 0)
+            m_r.fail(where + "/positions is negative");
+        return q;
+    }
+
+    SessionHeal readHeal(hid_t g) const
+    {
+        const std::string where = std::string("/results/") + schema::kHeal;
+        constexpr std::int64_t big = std::numeric_limits<std::int64_t>::max();
+        SessionHeal h;
+        HealOptions& o = h.options;
+        HealReport& r = h.report;
+        h.start = m_r.stringAttribute(g, "start", where);
+        o.steps = m_r.integerAttribute(g, "steps", where, 1, big);
+        o.data.tokens = m_r.integerAttribute(g, "tokens", where, 1, big);
+        o.data.sequenceLength = m_r.integerAttribute(g, "sequence_length", where, 2, big);
+        o.batchSequences = m_r.integerAttribute(g, "batch_sequences", where, 1, big);
+        const double peak = m_r.numberAttribute(g, "learning_rate", where);
+        if (peak == -1.0)
+            o.learningRate.reset();
+        else if (std::isfinite(peak) && peak > 0.0)
+            o.learningRate = peak;
+        else
+            m_r.fail(where + " learning_rate is neither a positive number nor -1 (relative)");
+        o.relativeLearningRate = m_r.numberAttribute(g, "relative_learning_rate", where);
+        if (!(std::isfinite(o.relativeLearningRate) && o.relativeLearningRate > 0.0))
+            m_r.fail(where + " relative_learning_rate is not a positive number");
+        o.seed = static_cast<std::uint64_t>(m_r.integerAttribute(g, "seed", where, std::numeric_limits<std::int64_t>::min(), big));
+        const std::string source = m_r.stringAttribute(g, "data_source", where);
+        bool known = false;
+        for (auto candidate : {CalibrationOptions::Source::Samples, CalibrationOptions::Source::Text, CalibrationOptions::Source::Ids}) {
+            if (calibrationSourceName(candidate) == source) {
+                o.data.source = candidate;
+                known = true;
+            }
+        }
+        if (!known)
+            m_r.fail(where + " data_source '" + source + "' is not samples, text or ids");
+        o.data.file = m_r.stringAttribute(g, "data_file", where);
+        r.dataDescription = m_r.stringAttribute(g, "data_description", where);
+        r.trainTokens = m_r.integerAttribute(g, "train_tokens", where, 0, big);
+        r.heldOutTokens = m_r.integerAttribute(g, "held_out_tokens", where, 0, big);
+        r.layersHealed = m_r.integerAttribute(g, "layers_healed", where, 0, m_c.layers);
+        r.cancelled = m_r.integerAttribute(g, "cancelled", where, 0, 1) != 0;
+        r.seconds = m_r.numberAttribute(g, "seconds", where);
+
+        const std::vector<std::int64_t> layer = m_r.integers(g, "layer", where, {-1}, z(m_c.layers));
+        const std::int64_t n = static_cast<std::int64_t>(layer.size());
+        const std::vector<double> before = m_r.doubles(g, "held_out_loss_before", where, {n}, z(n));
+        const std::vector<double> after = m_r.doubles(g, "held_out_loss_after", where, {n}, z(n));
+        const std::vector<double> rate = m_r.doubles(g, "layer_learning_rate", where, {n}, z(n));
+        const std::vector<std::int64_t> steps = m_r.integers(g, "layer_steps", where, {n}, z(n));
+        const std::vector<std::int64_t> bestStep = m_r.integers(g, "best_step", where, {n}, z(n));
+        const std::vector<std::int64_t> stoppedEarly = m_r.integers(g, "stopped_early", where, {n}, z(n));
+        const std::vector<std::int64_t> diverged = m_r.integers(g, "diverged", where, {n}, z(n));
+        const std::vector<double> seconds = m_r.doubles(g, "layer_seconds", where, {n}, z(n));
+        for (std::size_t i = 0; i < layer.size(); ++i) {
+            if (layer[i] < 0 || layer[i] >= m_c.layers)
+                m_r.fail(where + "/layer holds layer " + std::to_string(layer[i]) + ", outside the model's "
+                         + std::to_string(m_c.layers) + " layers");
+            if (steps[i] < 0 || bestStep[i] < 0 || bestStep[i] > steps[i])
+                m_r.fail(where + ": layer " + std::to_string(layer[i]) + " has inconsistent steps");
+            LayerHealReport l;
+            l.layer = layer[i];
+            l.heldOutBefore = before[i];
+            l.heldOutAfter = after[i];
+            l.learningRate = rate[i];
+            l.steps = steps[i];
+            l.bestStep = bestStep[i];
+            l.stoppedEarly = stoppedEarly[i] != 0;
+            l.diverged = diverged[i] != 0;
+            l.seconds = seconds[i];
+            r.layers.push_back(l);
+        }
+        if (auto q = m_r.optionalGroup(g, "before", where))
+            r.before = readQuality(q->id(), where + "/before");
+        if (auto q = m_r.optionalGroup(g, "after", where))
+            r.after = readQuality(q->id(), where + "/after");
+        if (auto sanity = m_r.optionalGroup(g, "sanity", where))
+            h.sanity = readSanity(sanity->id(), where + "/sanity");
+        return h;
+    }
+
     const Hdf5Reader& m_r;
     int m_version;
     ModelConfig m_c;
@@ -334,11 +430,16 @@ Session loadVersion2(const Hdf5Reader& reader)
     return SessionReader(reader, 2).read();
 }
 
-// Version 3 adds the conversion target and the FlashMLA switch (docs/deepseek-export.md); version 2 files read them as
-// mha2mla and off.
 Session loadVersion3(const Hdf5Reader& reader)
 {
     return SessionReader(reader, 3).read();
+}
+
+// Version 4 adds the conversion target and the FlashMLA switch (docs/deepseek-export.md); older files read them as
+// mha2mla and off.
+Session loadVersion4(const Hdf5Reader& reader)
+{
+    return SessionReader(reader, 4).read();
 }
 
 // The migration hook: one loader per schema version this tool can read, each returning a current Session. When the
@@ -352,6 +453,7 @@ constexpr SchemaLoader kSchemaLoaders[] = {
     {1, &loadVersion1},
     {2, &loadVersion2},
     {3, &loadVersion3},
+    {4, &loadVersion4},
 };
 
 Session readSession(const std::filesystem::path& path, std::optional<std::uint64_t> memoryBudget)

@@ -21,6 +21,7 @@ inline constexpr const char* kCalibration = "calibration";
 inline constexpr const char* kAnalysis = "analysis";
 inline constexpr const char* kSettings = "settings";
 inline constexpr const char* kResults = "results";
+inline constexpr const char* kHeal = "heal"; // in /results (schema 3)
 
 // /analysis datasets [layer][head or kv_head][pair].
 inline constexpr const char* kQueryPairNorms = "query_pair_norms";

@@ -1,4 +1,4 @@
-// saveSession: the schema of docs/session-format.md, version 2.
+// saveSession: the schema of docs/session-format.md, version 3.
 #include "session/session.h"
 
 #include "session/analysis_json.h"
@@ -54,8 +54,13 @@ public:
             writeAnalysis(0.15, 0.15 + analysisShare * 0.95);
         }
         m_job.progress(0.95, "saving session: results");
-        if (m_s.sanity)
-            writeResults(*m_s.sanity);
+        if (m_s.sanity || m_s.heal) {
+            h5::Handle results = m_w.createGroup(m_w.root(), schema::kResults);
+            if (m_s.sanity)
+                writeSanity(results.id(), *m_s.sanity);
+            if (m_s.heal)
+                writeHeal(results.id(), *m_s.heal);
+        }
         m_job.checkCancelled();
         m_w.close();
     }
@@ -259,10 +264,9 @@ private:
         }
     }
 
-    void writeResults(const SanityReport& r)
+    void writeSanity(hid_t parent, const SanityReport& r)
     {
-        h5::Handle results = m_w.createGroup(m_w.root(), schema::kResults);
-        h5::Handle g = m_w.createGroup(results.id(), "sanity");
+        h5::Handle g = m_w.createGroup(parent, "sanity");
         m_w.scalar(g.id(), "original_perplexity", r.originalPpl, "perplexity", "of the original model on the evaluation tokens");
         m_w.scalar(g.id(), "converted_perplexity", r.convertedPpl, "perplexity", "of the converted model on the same tokens");
         m_w.scalar(g.id(), "kl_divergence", r.kl, "nats per token", "mean KL(original || converted) of the next-token distributions");
@@ -286,6 +290,70 @@ private:
             m_w.dataset(one.id(), "original_ids", {a.size()}, a.data(), "token ids", "greedy continuation of the original model");
             m_w.dataset(one.id(), "converted_ids", {b.size()}, b.data(), "token ids", "greedy continuation of the converted model");
         }
+    }
+
+    void writeQuality(hid_t parent, const char* name, const HealQuality& q)
+    {
+        h5::Handle g = m_w.createGroup(parent, name);
+        m_w.scalar(g.id(), "kl_divergence", q.kl, "nats per token", "mean KL(original || model) on the held-out healing sequences");
+        m_w.scalar(g.id(), "perplexity", q.perplexity, "perplexity", "of the model on the held-out healing sequences");
+        m_w.scalar(g.id(), "original_perplexity", q.originalPerplexity, "perplexity", "of the original model on the same tokens");
+        m_w.scalar(g.id(), "top1_agreement", q.top1Agreement, "fraction", "positions where the model and the original rank the same token first");
+        m_w.scalar(g.id(), "positions", q.positions, "tokens", "positions measured");
+    }
+
+    void writeHeal(hid_t parent, const SessionHeal& h)
+    {
+        const HealOptions& o = h.options;
+        const HealReport& r = h.report;
+        h5::Handle g = m_w.createGroup(parent, schema::kHeal);
+        m_w.attribute(g.id(), "start", h.start);
+        m_w.attribute(g.id(), "steps", o.steps);
+        m_w.attribute(g.id(), "tokens", o.data.tokens);
+        m_w.attribute(g.id(), "sequence_length", o.data.sequenceLength);
+        m_w.attribute(g.id(), "batch_sequences", o.batchSequences);
+        m_w.attribute(g.id(), "learning_rate", o.learningRate.value_or(-1.0));
+        m_w.attribute(g.id(), "relative_learning_rate", o.relativeLearningRate);
+        m_w.attribute(g.id(), "seed", static_cast<std::int64_t>(o.seed));
+        m_w.attribute(g.id(), "data_source", calibrationSourceName(o.data.source));
+        m_w.attribute(g.id(), "data_file", o.data.file.string());
+        m_w.attribute(g.id(), "data_description", r.dataDescription);
+        m_w.attribute(g.id(), "train_tokens", r.trainTokens);
+        m_w.attribute(g.id(), "held_out_tokens", r.heldOutTokens);
+        m_w.attribute(g.id(), "layers_healed", r.layersHealed);
+        m_w.attribute(g.id(), "cancelled", std::int64_t{r.cancelled ? 1 : 0});
+        m_w.attribute(g.id(), "seconds", r.seconds);
+
+        const std::uint64_t n = r.layers.size();
+        std::vector<std::int64_t> layer, steps, bestStep, stoppedEarly, diverged;
+        std::vector<double> before, after, rate, seconds;
+        for (const LayerHealReport& l : r.layers) {
+            layer.push_back(l.layer);
+            steps.push_back(l.steps);
+            bestStep.push_back(l.bestStep);
+            stoppedEarly.push_back(l.stoppedEarly ? 1 : 0);
+            diverged.push_back(l.diverged ? 1 : 0);
+            before.push_back(l.heldOutBefore);
+            after.push_back(l.heldOutAfter);
+            rate.push_back(l.learningRate);
+            seconds.push_back(l.seconds);
+        }
+        m_w.dataset(g.id(), "layer", {n}, layer.data(), "layer index", "the layers healed, in order");
+        m_w.dataset(g.id(), "held_out_loss_before", {n}, before.data(), "fraction",
+                    "block-output MSE on the held-out sequences before healing the layer, over the mean squared target");
+        m_w.dataset(g.id(), "held_out_loss_after", {n}, after.data(), "fraction", "the same with the weights kept");
+        m_w.dataset(g.id(), "layer_learning_rate", {n}, rate.data(), "learning rate", "peak AdamW learning rate of the layer");
+        m_w.dataset(g.id(), "layer_steps", {n}, steps.data(), "steps", "training steps run");
+        m_w.dataset(g.id(), "best_step", {n}, bestStep.data(), "step", "the step whose weights were kept (0: the converted weights)");
+        m_w.dataset(g.id(), "stopped_early", {n}, stoppedEarly.data(), "flag", "1: the held-out loss stopped improving");
+        m_w.dataset(g.id(), "diverged", {n}, diverged.data(), "flag", "1: a training loss was not finite");
+        m_w.dataset(g.id(), "layer_seconds", {n}, seconds.data(), "seconds", "time spent on the layer");
+        if (r.before)
+            writeQuality(g.id(), "before", *r.before);
+        if (r.after)
+            writeQuality(g.id(), "after", *r.after);
+        if (h.sanity)
+            writeSanity(g.id(), *h.sanity);
     }
 
     const Session& m_s;

@@ -260,7 +260,7 @@ std::vector<SettingField> makeTable()
                    [](S& s, const std::string&, const ModelConfig&) { s.conversion.allocate = true; }}}});
     // The layout written (docs/deepseek-export.md); settingsFromFlags applies --target before the other flags, since
     // --rope-pairs reads it (deepseek-v3 counts the pairs of the one shared RoPE head).
-    t.push_back({"target", "target", "target", SettingType::Text, SettingScope::Conversion, 3,
+    t.push_back({"target", "target", "target", SettingType::Text, SettingScope::Conversion, 4,
                  "layout of the converted model: mha2mla (research layout) or deepseek-v3 (stock engines)", "", &targetNames, none,
                  noNumber, [](const S& s) -> V { return std::string(conversionTargetName(s.conversion.target)); },
                  [](S& s, const V& v) { parseConversionTarget(textOf(v), s.conversion.target); },
@@ -269,7 +269,7 @@ std::vector<SettingField> makeTable()
                    [](S& s, const std::string& text, const ModelConfig&) {
                        s.conversion.target = flagChoice<ConversionTarget>("target", text, &parseConversionTarget, targetNames());
                    }}}});
-    t.push_back({"flashmla", "flashmla", "flashMla", SettingType::Flag, SettingScope::Conversion, 3,
+    t.push_back({"flashmla", "flashmla", "flashMla", SettingType::Flag, SettingScope::Conversion, 4,
                  "deepseek-v3 target: kv_lora_rank 512 + qk_rope_head_dim 64, the only shape FlashMLA runs", "", nullptr, none,
                  noNumber, [](const S& s) -> V { return s.conversion.flashMla; }, [](S& s, const V& v) { s.conversion.flashMla = flagOf(v); },
                  {{"flashmla", nullptr, "with --target deepseek-v3: kv_lora_rank 512 + qk_rope_head_dim 64 (FlashMLA's shape)",

@@ -155,6 +155,9 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::fromEmbedded(const EmbeddedVocabular
         t->m_ignoreMerges = true;
     } else if (vocab.preTokenizer == "qwen2") {
         pattern = kQwen2Pattern;
+    } else if (vocab.preTokenizer == "smollm") {
+        // SmolLM: every digit on its own (a Digits pre-tokenizer), then GPT-2's split, as llama.cpp's "smollm".
+        t->m_preTokenizer.addSplit(std::make_shared<SplitRegex>(R"(\p{N})", false, file), SplitBehavior::Isolated);
     }
     t->m_preTokenizer.addSplit(std::make_shared<SplitRegex>(pattern, false, file), SplitBehavior::Isolated);
     t->m_byteLevel = true;

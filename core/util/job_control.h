@@ -5,6 +5,7 @@
 #include <atomic>
 #include <functional>
 #include <string>
+#include <utility>
 
 namespace mla {
 
@@ -42,6 +43,19 @@ public:
         if (m_progress) {
             auto parent = m_progress;
             sub.m_progress = [parent, begin, end](double f, const std::string& stage) { parent(begin + (end - begin) * f, stage); };
+        }
+        return sub;
+    }
+
+    // The same control reporting every stage of a sub-task as one `stage` (a step whose own stages are too fine to
+    // show, such as the tensors of an intermediate file).
+    JobControl withStage(std::string stage) const
+    {
+        JobControl sub;
+        sub.m_cancel = m_cancel;
+        if (m_progress) {
+            auto parent = m_progress;
+            sub.m_progress = [parent, stage = std::move(stage)](double f, const std::string&) { parent(f, stage); };
         }
         return sub;
     }

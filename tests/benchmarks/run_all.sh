@@ -16,7 +16,8 @@ for a in "$@"; do
     *) build=$a ;;
   esac
 done
-for t in tests/benchmarks/bench_inference tests/benchmarks/bench_decompositions tests/benchmarks/bench_heal app/mla-workbench-cli; do
+for t in tests/benchmarks/bench_inference tests/benchmarks/bench_decompositions tests/benchmarks/bench_gguf_decode \
+         tests/benchmarks/bench_heal app/mla-workbench-cli; do
   [ -x "$build/$t" ] || { echo "run_all: $build/$t not built (cmake --build $build)" >&2; exit 1; }
 done
 section() { printf '\n=== %s\n' "$1"; }
@@ -35,6 +36,13 @@ section "conversion: wall time against the I/O floor, peak memory"
 quick=--quick
 [ $full = 1 ] && quick=
 python3 tests/benchmarks/bench_conversion.py --cli "$build/app/mla-workbench-cli" $quick
+
+if bash tests/llama_cpp/run.sh --version > /dev/null 2>&1; then
+  section "against llama.cpp: decode / prefill of the same GGUF files, SmolLM-135M shape"
+  python3 tests/benchmarks/bench_llama_cpp.py --build "$build"
+else
+  section "against llama.cpp: skipped ($(bash tests/llama_cpp/run.sh --version 2>&1 | tail -1))"
+fi
 
 section "healing: one distillation step per layer, per 1k tokens, against the block's forward pass"
 if [ $full = 1 ]; then

@@ -6,6 +6,7 @@
 #include "jobs/conversion_job.h"
 #include "jobs/eta_estimator.h"
 #include "jobs/export_job.h"
+#include "jobs/heal_job.h"
 #include "jobs/model_load_job.h"
 #include "pipeline/open_model.h"
 
@@ -138,6 +139,55 @@ private Q_SLOTS:
         QCOMPARE(cancelled.count(), 1);
         QCOMPARE(converted.count(), 0);
         QCOMPARE(job.lastOutcome(), Job::Outcome::Cancelled);
+    }
+
+    void healJobStopsKeepingOrDiscarding()
+    {
+        Settings s;
+        s.conversion.latentDim = 16;
+        const ConversionOutcome conversion = pipeline::convertInMemory(m_demo, nullptr, s, ExecutionContext());
+        pipeline::HealRequest request;
+        request.options.steps = 4;
+        request.options.batchSequences = 2;
+        request.options.data.tokens = 8 * 24;
+        request.options.data.sequenceLength = 24;
+        request.options.measureModel = false;
+        for (const bool keep : {true, false}) {
+            HealJob job;
+            std::atomic<bool> stopped{false};
+            job.setWorkerProgressHook([&job, &stopped, keep](double, const std::string& stage) {
+                // From the worker, as layer 3 starts: layers 1 and 2 are finished.
+                if (stage.rfind("healing layer 3/", 0) == 0 && !stopped.exchange(true)) {
+                    if (keep)
+                        job.stopKeepingHealed();
+                    else
+                        job.cancel();
+                }
+            });
+            QSignalSpy stepped(&job, &HealJob::stepped);
+            QSignalSpy healed(&job, &HealJob::healed);
+            QSignalSpy cancelled(&job, &Job::cancelled);
+            QSignalSpy finished(&job, &Job::finished);
+            job.start(m_demo, conversion, request);
+            QVERIFY(finished.wait(kTimeout));
+            QVERIFY(stopped);
+            QVERIFY(stepped.count() >= 2 * 5); // steps 0..4 of layers 1 and 2 at least
+            const auto first = stepped.first().first().value<HealProgress>();
+            QCOMPARE(first.layer, std::int64_t(0));
+            QCOMPARE(first.step, std::int64_t(0));
+            if (keep) {
+                QCOMPARE(healed.count(), 1);
+                QCOMPARE(cancelled.count(), 0);
+                const auto outcome = healed.first().first().value<pipeline::HealedConversion>();
+                QVERIFY(outcome.heal.healed.report.cancelled);
+                QCOMPARE(outcome.heal.healed.report.layersHealed, std::int64_t(2));
+                QVERIFY(outcome.conversion.heal && outcome.conversion.converted);
+            } else {
+                QCOMPARE(healed.count(), 0);
+                QCOMPARE(cancelled.count(), 1);
+                QCOMPARE(job.lastOutcome(), Job::Outcome::Cancelled);
+            }
+        }
     }
 
     void cancelledExportLeavesNoFolder()

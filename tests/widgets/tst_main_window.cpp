@@ -61,7 +61,7 @@ private Q_SLOTS:
         w.openPath(demoPath());
         QVERIFY(opened.wait(kTimeout));
         QCOMPARE(w.windowTitle(), QStringLiteral("MLA Workbench \u2014 stories260K.bin"));
-        QCOMPARE(w.tabs()->count(), 4);
+        QCOMPARE(w.tabs()->count(), 5); // RoPE, spectra, preview, sanity check, heal
         // Every plot kind is in the window (heatmap, spectra, error bars, memory curves), each a PlotWidget with the
         // one export path.
         QSet<QString> kinds;

@@ -6,9 +6,11 @@
 #include "jobs/conversion_job.h"
 #include "jobs/devices.h"
 #include "jobs/export_job.h"
+#include "jobs/heal_job.h"
 #include "jobs/model_load_job.h"
 #include "jobs/sanity_job.h"
 #include "jobs/session_job.h"
+#include "heal/heal_options.h"
 #include "settings/settings_rules.h"
 #include "util/error.h"
 
@@ -72,6 +74,8 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
     m_allocationJob = makeJob<AllocationJob>(Scope::Document);
     m_conversionJob = makeJob<ConversionJob>(Scope::Document);
     m_sanityJob = makeJob<SanityJob>(Scope::Document);
+    m_healJob = makeJob<HealJob>(Scope::Document);
+    m_healSanityJob = makeJob<SanityJob>(Scope::Document);
     m_exportJob = makeJob<ExportJob>(Scope::Own);
     m_sessionSaveJob = makeJob<SessionJob>(Scope::Own);
     m_sessionLoadJob = makeJob<SessionJob>(Scope::Own);
@@ -101,6 +105,7 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
         m_conversion = o;
         m_sanity.reset();
         m_conversionCheck.reset();
+        clearHeal();
         Q_EMIT conversionChanged();
         Q_EMIT sanityChanged();
         Q_EMIT statusMessage(tr("Converted in %1 s").arg(o.seconds, 0, 'f', 1));
@@ -124,6 +129,32 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
         m_conversionCheck = o;
         Q_EMIT sanityChanged();
         Q_EMIT statusMessage(tr("Sanity check: perplexity %1 → %2").arg(o.report.originalPpl, 0, 'f', 3).arg(o.report.convertedPpl, 0, 'f', 3));
+    });
+    connect(m_healJob, &HealJob::stepped, this, &Workbench::healStepped);
+    connect(m_healJob, &HealJob::healed, this, [this](const pipeline::HealedConversion& o) {
+        if (!belongsToDocument(m_healJob))
+            return;
+        m_healed = o.conversion;
+        m_healedCheck.reset();
+        m_heal = SessionHeal{o.heal.options, o.heal.start, o.heal.healed.report, std::nullopt};
+        Q_EMIT healChanged();
+        const HealReport& r = o.heal.healed.report;
+        QString text = tr("Healed %1 of %2 layers in %3 s").arg(r.layersHealed).arg(m_model.model->config.layers).arg(r.seconds, 0, 'f', 1);
+        if (r.before && r.after)
+            text += tr(": held-out KL %1 → %2").arg(r.before->kl, 0, 'f', 3).arg(r.after->kl, 0, 'f', 3);
+        for (const std::string& note : o.notes)
+            text += QStringLiteral("; ") + QString::fromStdString(note);
+        Q_EMIT statusMessage(text);
+        if (m_autoSanity)
+            runHealedSanityCheck();
+    });
+    connect(m_healSanityJob, &SanityJob::checked, this, [this](const CheckOutcome& o) {
+        if (!belongsToDocument(m_healSanityJob) || !m_heal)
+            return;
+        m_healedCheck = o;
+        m_heal->sanity = o.report;
+        Q_EMIT healChanged();
+        Q_EMIT statusMessage(tr("Sanity check of the healed model: perplexity %1 → %2").arg(o.report.originalPpl, 0, 'f', 3).arg(o.report.convertedPpl, 0, 'f', 3));
     });
     connect(m_exportJob, &ExportJob::exported, this, [this](const ExportOutcome& o) {
         const QString folder = QString::fromStdString(o.folder.string());
@@ -156,6 +187,13 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
         if (c.sanity) {
             m_sanity = c.sanity;
             Q_EMIT sanityChanged();
+        }
+        if (c.heal) {
+            // The report and settings only: a session holds no weights, so Heal again to export a healed model.
+            clearHeal();
+            m_heal = c.heal;
+            m_healOptions = c.heal->options;
+            Q_EMIT healChanged();
         }
     });
 }
@@ -360,13 +398,65 @@ void Workbench::runSanityCheck()
     m_sanityJob->start(m_model, m_conversion->converted, m_sanityOptions);
 }
 
+void Workbench::healConversion()
+{
+    if (!m_conversion || !hasModel()) {
+        Q_EMIT errorOccurred(tr("Nothing to heal"), tr("Convert the model first (Run > Convert)."));
+        return;
+    }
+    try {
+        validateHealOptions(m_healOptions); // refused before any work, as the CLI does
+    } catch (const Error& e) {
+        Q_EMIT errorOccurred(tr("These heal settings cannot be used"), QString::fromUtf8(e.what()));
+        return;
+    }
+    forDocument(m_healJob);
+    m_healJob->start(m_model, *m_conversion, {m_healOptions, m_healStart, 0});
+}
+
+void Workbench::stopHeal(bool keepHealed)
+{
+    if (keepHealed)
+        m_healJob->stopKeepingHealed();
+    else
+        m_healJob->cancel();
+}
+
+bool Workbench::isHealing() const
+{
+    return m_healJob->isRunning();
+}
+
+void Workbench::runHealedSanityCheck()
+{
+    if (!m_healed || !hasModel()) {
+        Q_EMIT errorOccurred(tr("Nothing to check"), tr("Heal the converted model first (Run > Heal)."));
+        return;
+    }
+    forDocument(m_healSanityJob);
+    m_healSanityJob->start(m_model, m_healed->converted, m_sanityOptions);
+}
+
+void Workbench::clearHeal()
+{
+    const bool had = m_heal || m_healed;
+    m_heal.reset();
+    m_healed.reset();
+    m_healedCheck.reset();
+    if (had)
+        Q_EMIT healChanged();
+}
+
 void Workbench::exportTo(const QString& folder, bool force)
 {
     if (!m_conversion || !hasModel()) {
         Q_EMIT errorOccurred(tr("Nothing to export"), tr("Convert the model first (Run > Convert)."));
         return;
     }
-    m_exportJob->start(m_model, *m_conversion, folder, m_conversionCheck, force);
+    if (m_healed) // the healed model replaces the conversion it was healed from; its model card says how
+        m_exportJob->start(m_model, *m_healed, folder, m_healedCheck, force);
+    else
+        m_exportJob->start(m_model, *m_conversion, folder, m_conversionCheck, force);
 }
 
 void Workbench::saveSession(const QString& path, bool force)
@@ -379,6 +469,7 @@ void Workbench::saveSession(const QString& path, bool force)
     content.analysis = m_analysis;
     content.settings = m_settings;
     content.sanity = m_sanity;
+    content.heal = m_heal;
     content.parameterCount = m_parameterCount;
     m_sessionSaveJob->save(content, m_model.model, path, force);
 }
@@ -408,6 +499,7 @@ void Workbench::setModel(const OpenedModel& model, const QString& path)
     m_conversion.reset();
     m_sanity.reset();
     m_conversionCheck.reset();
+    clearHeal();
     m_lastExport.clear();
     m_settings = defaultsFor(m_settings, model.model->config);
     m_undo->clear();
@@ -442,6 +534,7 @@ void Workbench::setAnalysisOnly(const AnalysisPtr& analysis, std::int64_t parame
     m_conversion.reset();
     m_sanity.reset();
     m_conversionCheck.reset();
+    clearHeal();
     if (m_settings.lockedLayers.size() != static_cast<std::size_t>(analysis->config.layers))
         m_settings = defaultsFor(m_settings, analysis->config);
     m_undo->clear();

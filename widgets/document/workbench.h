@@ -2,6 +2,7 @@
 
 #include "conversion/preview.h"
 #include "jobs/job_types.h"
+#include "pipeline/heal.h"
 #include "settings/settings.h"
 
 #include <QObject>
@@ -24,6 +25,7 @@ class SanityJob;
 class ExportJob;
 class SessionJob;
 class AllocationJob;
+class HealJob;
 
 // The workbench's document: the open model, its analysis, the settings, the live preview, the converted model and
 // its sanity report, and the jobs that produce them. Each job runs one pipeline action (core/pipeline/) with the
@@ -91,6 +93,18 @@ public:
     // Runs the sanity check automatically after each conversion (default on).
     void setAutoSanityCheck(bool on) { m_autoSanity = on; }
 
+    // --- heal (after Convert; docs/healing.md)
+    const HealOptions& healOptions() const { return m_healOptions; }
+    void setHealOptions(const HealOptions& options) { m_healOptions = options; }
+    std::optional<HealStart> healStart() const { return m_healStart; }
+    void setHealStart(std::optional<HealStart> start) { m_healStart = start; }
+    // The heal of the current conversion (settings, per-layer and model report, the check of the healed model):
+    // from a heal run here or from a reopened session.
+    const std::optional<SessionHeal>& heal() const { return m_heal; }
+    // The healed model of this run (null when the heal came from a session, or none ran): the export writes it.
+    const std::optional<ConversionOutcome>& healedConversion() const { return m_healed; }
+    bool isHealing() const;
+
     // Shows an analysis without the weights (a session, the benchmark): the preview works, conversion does not.
     void setAnalysisOnly(const AnalysisPtr& analysis, std::int64_t parameterCount);
 
@@ -99,6 +113,9 @@ public Q_SLOTS:
     void analyze();
     void convert();
     void runSanityCheck();
+    void healConversion();           // heals the current conversion with healOptions()
+    void stopHeal(bool keepHealed);  // keep the layers healed so far, or none (the conversion as it was)
+    void runHealedSanityCheck();     // the sanity check on the healed model
     void allocate(); // per-layer pairs and latents for the current budget (measured; locked layers kept)
     // `force`: the user agreed to replace what is there (an earlier export; a file that is not a session).
     void exportTo(const QString& folder, bool force = false);
@@ -123,6 +140,8 @@ Q_SIGNALS:
     void memoryParametersChanged();
     void conversionChanged();
     void sanityChanged();
+    void healStepped(const mla::HealProgress& progress, const QString& start); // live, from the running heal
+    void healChanged();                                                          // heal() changed (or was cleared)
     void exported(const QString& folder);
     void sessionSaved(const QString& path);
 
@@ -161,6 +180,12 @@ private:
     std::optional<ConversionOutcome> m_conversion;
     std::optional<SanityReport> m_sanity;
     std::optional<CheckOutcome> m_conversionCheck; // the check of m_conversion (the export's model card quotes it)
+    HealOptions m_healOptions;
+    std::optional<HealStart> m_healStart;
+    std::optional<SessionHeal> m_heal;
+    std::optional<ConversionOutcome> m_healed;      // the healed model of m_conversion
+    std::optional<CheckOutcome> m_healedCheck;      // its check
+    void clearHeal();
     QString m_lastExport;
     quint64 m_document = 0; // increases each time another model or session opens
 
@@ -203,6 +228,8 @@ private:
     AllocationJob* m_allocationJob = nullptr;
     ConversionJob* m_conversionJob = nullptr;
     SanityJob* m_sanityJob = nullptr;
+    HealJob* m_healJob = nullptr;
+    SanityJob* m_healSanityJob = nullptr;
     ExportJob* m_exportJob = nullptr;
     SessionJob* m_sessionSaveJob = nullptr;
     SessionJob* m_sessionLoadJob = nullptr;

@@ -12,6 +12,8 @@ void registerJobMetaTypes()
     qRegisterMetaType<SessionContent>();
     qRegisterMetaType<Allocation>();
     qRegisterMetaType<Settings>();
+    qRegisterMetaType<HealProgress>();
+    qRegisterMetaType<pipeline::HealedConversion>();
 }
 
 } // namespace mla

@@ -4,6 +4,7 @@
 #include "pipeline/analyse.h"
 #include "pipeline/check.h"
 #include "pipeline/convert.h"
+#include "pipeline/heal.h"
 #include "pipeline/open_model.h"
 #include "pipeline/sessions.h"
 #include "settings/settings.h"
@@ -34,3 +35,5 @@ Q_DECLARE_METATYPE(mla::pipeline::CheckOutcome)
 Q_DECLARE_METATYPE(mla::pipeline::SessionContent)
 Q_DECLARE_METATYPE(mla::Allocation)
 Q_DECLARE_METATYPE(mla::Settings)
+Q_DECLARE_METATYPE(mla::HealProgress)
+Q_DECLARE_METATYPE(mla::pipeline::HealedConversion)

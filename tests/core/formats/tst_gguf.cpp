@@ -619,7 +619,7 @@ void TestGguf::modelLevelErrors()
         {"unchanged", [](GgufBuilder&) {}, ""},
         {"no architecture", [](GgufBuilder& b) { b.remove("general.architecture"); }, "missing general.architecture"},
         {"gpt2 architecture", [](GgufBuilder& b) { b.remove("general.architecture"); b.str("general.architecture", "gpt2"); },
-         "GGUF architecture 'gpt2' is not supported (supported: llama)"},
+         "GGUF architecture 'gpt2' is not supported (supported: llama,"},
         {"no block count", [](GgufBuilder& b) { b.remove("llama.block_count"); }, "missing metadata llama.block_count"},
         {"no hidden size", [](GgufBuilder& b) { b.remove("llama.embedding_length"); }, "missing metadata llama.embedding_length"},
         {"hidden as string", [](GgufBuilder& b) { b.remove("llama.embedding_length"); b.str("llama.embedding_length", "64"); },
