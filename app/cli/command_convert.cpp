@@ -1,5 +1,6 @@
 #include "cli_common.h"
 #include "commands.h"
+#include "conversion/deepseek_export.h"
 #include "conversion_options.h"
 #include "device_option.h"
 #include "heal_flags.h"
@@ -43,6 +44,8 @@ int runConvert(const Arguments& args)
     const Model& model = *opened.model;
     const Settings settings = settingsFrom(args, model.config);
     const std::optional<HealFlags> heal = healFlagsFrom(args);
+    if (heal && settings.conversion.target == ConversionTarget::DeepSeekV3)
+        throw UsageError{"--heal works on the mha2mla layout only; drop it or --target deepseek-v3"};
     if (heal && heal->start == HealStart::Allocated && !settings.conversion.allocate)
         throw UsageError{"--heal-start allocated needs an allocated conversion (--preset best, --allocate or --kv-budget)"};
     pipeline::ExportRequest request;
@@ -75,6 +78,17 @@ int runConvert(const Arguments& args)
 
     const pipeline::ConversionOutcome& conversion = result.conversion;
     const ExportReport& report = result.written.report;
+    if (conversion.deepSeek) {
+        const SanityReport* checked = result.written.check ? &result.written.check->report : nullptr;
+        nlohmann::ordered_json j = {{"out", *out}};
+        j.update(deepSeekExportJson(*conversion.deepSeek, conversion.plan.converted, model.config, report, checked));
+        j["seconds"] = seconds;
+        if (args.has("json"))
+            printJson(j);
+        else
+            std::cout << "wrote " << *out << ": " << deepSeekExportSummary(*conversion.deepSeek, conversion.plan.converted, model.config, checked);
+        return 0;
+    }
     const ConversionSettings& converted = conversion.plan.settings;
     const ModelConfig& c = conversion.plan.converted;
     nlohmann::ordered_json layers = nlohmann::ordered_json::array();
@@ -182,7 +196,7 @@ CommandSpec convertCommand()
         return o;
     }();
     return {"convert",
-            "[MODEL] --out DIR [--force] [--preset paper|best] [--rope-strategy high|low|uniform|2-norm|rotation-loss] [--rope-pairs P] "
+            "[MODEL] --out DIR [--force] [--target mha2mla|deepseek-v3 [--flashmla]] [--preset paper|best] [--rope-strategy high|low|uniform|2-norm|rotation-loss] [--rope-pairs P] "
             "[--svd joint|split|key|value|none] [--latent-dim D | --kv-saving F | --kv-budget N] [--sigma up|sqrt] "
             "[calibration] [--heal [--heal-steps N] [--heal-lr X] [--heal-tokens N] [--heal-seed S] [--heal-text FILE | --heal-ids FILE] "
             "[--heal-start auto|paper|allocated]] [--json]",
@@ -191,7 +205,9 @@ CommandSpec convertCommand()
             "SVD, latent width for a 75% KV saving, singular values in the up projections. --preset best lets the tool "
             "choose pairs and latent per layer for the budget and refits the layers on calibration data. The folder "
             "appears only when complete; DIR must not exist or be empty, unless --force replaces an earlier output of "
-            "this tool (swapped in only once the new one is complete). --heal then trains the converted attention layer by layer "
+            "this tool (swapped in only once the new one is complete). --target deepseek-v3 writes the DeepSeek-V3 layout "
+            "(DeepseekV3ForCausalLM) that stock transformers, vLLM and SGLang load: one shared RoPE head and one latent width "
+            "for every layer, fitted on calibration data (docs/deepseek-export.md). --heal then trains the converted attention layer by layer "
             "to reproduce the original's block outputs (docs/healing.md) before writing.",
             options, 1, runConvert};
 }

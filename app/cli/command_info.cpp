@@ -77,6 +77,13 @@ nlohmann::ordered_json infoJson(const pipeline::OpenedModel& opened)
         }
         j["mla_layers"] = layers;
     }
+    if (c.deepseek) {
+        const DeepSeekAttentionConfig& a = *c.deepseek;
+        j["latent_attention"] = {{"layout", "deepseek"}, {"kv_lora_rank", a.kvLoraRank},
+                                 {"q_lora_rank", a.qLoraRank > 0 ? nlohmann::ordered_json(a.qLoraRank) : nlohmann::ordered_json()},
+                                 {"qk_rope_head_dim", a.ropeDim}, {"qk_nope_head_dim", a.nopeDim}, {"v_head_dim", a.valueDim},
+                                 {"rope_interleave", a.ropeInterleave}};
+    }
     j["tokenizer"] = opened.tokenizer ? nlohmann::ordered_json(opened.tokenizer->kind()) : nlohmann::ordered_json();
     j["tokenizer_source"] = opened.tokenizerSource.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(opened.tokenizerSource);
     return j;

@@ -25,6 +25,22 @@ bool parseSigmaPlacement(std::string_view name, SigmaPlacement& out)
     return false;
 }
 
+std::string_view conversionTargetName(ConversionTarget t)
+{
+    return t == ConversionTarget::DeepSeekV3 ? "deepseek-v3" : "mha2mla";
+}
+
+bool parseConversionTarget(std::string_view name, ConversionTarget& out)
+{
+    for (ConversionTarget t : {ConversionTarget::Mha2mla, ConversionTarget::DeepSeekV3}) {
+        if (name == conversionTargetName(t)) {
+            out = t;
+            return true;
+        }
+    }
+    return false;
+}
+
 LatentSplit splitLatent(LatentMethod method, std::int64_t latent)
 {
     switch (method) {

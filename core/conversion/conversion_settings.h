@@ -14,6 +14,12 @@ enum class SigmaPlacement { Up, Sqrt };
 std::string_view sigmaPlacementName(SigmaPlacement s);
 bool parseSigmaPlacement(std::string_view name, SigmaPlacement& out);
 
+// Which layout a conversion produces (docs/deepseek-export.md): the MHA2MLA research layout (per-KV-head partial
+// RoPE, our engine and the MHA2MLA code run it) or the DeepSeek-V3 layout stock transformers, vLLM and SGLang serve.
+enum class ConversionTarget { Mha2mla, DeepSeekV3 };
+std::string_view conversionTargetName(ConversionTarget t); // mha2mla, deepseek-v3
+bool parseConversionTarget(std::string_view name, ConversionTarget& out);
+
 // Every choice a conversion makes. Negative / empty values mean "use the default" and are resolved by
 // resolveLayerConfigs.
 struct ConversionSettings {
@@ -37,6 +43,10 @@ struct ConversionSettings {
     std::int64_t kvBudget = -1;        // total cached elements per token over all layers; -1: from targetSaving
     std::string preset;                // "paper", "best" or empty
 
+    // Target layout. For deepseek-v3, ropePairs is the pair count of the ONE shared rotated key head (qk_rope_head_dim
+    // = 2 * ropePairs), latentDim is kv_lora_rank, and both are the same in every layer.
+    ConversionTarget target = ConversionTarget::Mha2mla;
+    bool flashMla = false;             // deepseek-v3: kv_lora_rank 512 + qk_rope_head_dim 64, FlashMLA's only shape
     bool operator==(const ConversionSettings&) const = default;
 };
 

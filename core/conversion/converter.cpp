@@ -1,6 +1,7 @@
 #include "conversion/converter.h"
 
 #include "backend/compute_backend.h"
+#include "conversion/deepseek_export.h"
 #include "conversion/pytorch_export.h"
 #include "formats/checkpoint_writer.h"
 #include "model/architecture.h"
@@ -177,6 +178,8 @@ Model convertModel(const ComputeBackend& backend, const Model& original, const C
 
 nlohmann::ordered_json convertedConfigJson(const Model& original, const ModelConfig& converted)
 {
+    if (converted.deepseek)
+        return deepSeekExportConfigJson(original, converted);
     nlohmann::ordered_json j;
     if (original.sourceConfigJson && original.sourceConfigJson->is_object())
         j = nlohmann::ordered_json::parse(original.sourceConfigJson->dump());

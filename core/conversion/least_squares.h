@@ -12,6 +12,7 @@ public:
 
     void add(const MatrixRM& features, const MatrixRM& targets); // rows are samples
     std::int64_t samples() const { return m_samples; }
+    double targetEnergy() const { return m_targetEnergy; } // sum ||y||^2 of everything added
 
     // The sum of squared residuals of W on everything added.
     double residual(const MatrixRM& w) const;

@@ -166,6 +166,112 @@ void writeMetrics(std::ostringstream& md, const ModelCardInfo& info)
     }
 }
 
+void writeSource(std::ostringstream& md, const ModelCardInfo& info)
+{
+    const ModelConfig& o = info.original;
+    md << "## Source model\n\n"
+       << "| | |\n|---|---|\n"
+       << "| path | `" << cell(info.sourceModel) << "` |\n"
+       << "| format | " << (info.sourceFormat.empty() ? "unknown" : info.sourceFormat) << " |\n"
+       << "| architecture | " << o.architecture << " (" << o.attentionKind() << ") |\n"
+       << "| layers | " << o.layers << " |\n"
+       << "| hidden size | " << o.hidden << " |\n"
+       << "| attention heads / KV heads | " << o.heads << " / " << o.kvHeads << " |\n"
+       << "| head size | " << o.headDim << " |\n"
+       << "| vocabulary | " << o.vocab << " |\n\n";
+}
+
+// The deepseek-v3 target (docs/deepseek-export.md): the layout stock engines serve, where it runs and how.
+std::string deepSeekCardMarkdown(const ModelCardInfo& info)
+{
+    const ModelConfig& o = info.original;
+    const ModelConfig& c = info.converted;
+    const DeepSeekAttentionConfig& a = *c.deepseek;
+    const ConversionSettings& s = info.settings;
+    const std::int64_t mlaHead = a.kvLoraRank + a.ropeDim;
+    const bool vllmKernels = mlaHead == 576 || mlaHead == 320;
+    std::ostringstream md;
+    md << "---\ntags:\n- mla\n- deepseek_v3\n- mla-workbench\n---\n\n"
+       << "# " << modelName(info.sourceModel) << " in the DeepSeek-V3 layout (Multi-head Latent Attention)\n\n"
+       << "This folder holds `" << cell(info.sourceModel) << "` converted from "
+       << (o.kvHeads == o.heads ? "multi-head" : "grouped-query") << " attention to Multi-head Latent Attention by "
+       << kToolName << " " << kVersion << ", written in the DeepSeek-V3 checkpoint layout (`model_type: deepseek_v3`, "
+       << "`DeepseekV3ForCausalLM`) that stock Hugging Face transformers, vLLM and SGLang load without custom code. "
+       << "No weights were trained; fine-tuning recovers most of the remaining gap.\n\n";
+    writeSource(md, info);
+
+    md << "## Conversion\n\n"
+       << "| setting | value |\n|---|---|\n"
+       << "| target (`--target`) | deepseek-v3" << (s.flashMla ? " (`--flashmla`)" : "") << " |\n"
+       << "| preset | " << (s.preset.empty() ? "none" : cell(s.preset)) << " |\n"
+       << "| kv_lora_rank (latent, every layer) | " << a.kvLoraRank << " |\n"
+       << "| qk_rope_head_dim (one RoPE key head shared by all heads) | " << a.ropeDim << " |\n"
+       << "| qk_nope_head_dim / v_head_dim | " << a.nopeDim << " / " << a.valueDim << " |\n"
+       << "| how the widths were chosen | " << (info.widthsOrigin.empty() ? "given" : cell(info.widthsOrigin)) << " |\n"
+       << "| rope_theta (original) | " << general(c.rope.theta) << " (" << general(o.rope.theta) << ") |\n"
+       << "| RoPE pair layout | interleaved (`rope_interleave: true`, pair i = dims 2i, 2i+1) |\n"
+       << "| activation-aware decomposition | " << onOff(s.activationAware) << " |\n"
+       << "| least-squares refit of o_proj | " << onOff(s.refit) << " |\n"
+       << "| calibration | " << (info.calibration.empty() ? "none" : cell(info.calibration) + " (" + std::to_string(info.calibrationTokens) + " tokens)")
+       << " |\n\n";
+
+    md << "What is exact and what is approximated: the softmax-scale change from head size " << o.headDim << " to "
+       << a.qkHeadDim() << " is folded into `q_proj` exactly; the per-KV-head RoPE pairs become the one shared rotated "
+          "head through per-frequency principal components across KV heads (exact for the components kept), whose "
+          "frequencies are placed on the ladder rope_theta^(-2i/" << a.ropeDim << ") (exact where a component's "
+          "frequency lies on it); everything the shared head does not carry becomes position-free and goes through the "
+          "latent; `kv_b_proj` is fitted by least squares to the RMS-normalised latent the engines compute "
+          "(`kv_a_layernorm` is always applied). Per layer, measured on the calibration tokens:\n\n"
+       << "| layer | RoPE energy lost (predicted) | latent residual, no norm | with norm, fitted | attention error |\n"
+       << "|---|---|---|---|---|\n";
+    for (std::size_t l = 0; l < info.deepSeekLayers.size(); ++l) {
+        const DeepSeekLayerReport& r = info.deepSeekLayers[l];
+        md << "| " << l << " | " << fixed(100.0 * r.ropeCost, 2) << "% | " << general(r.latentResidualNoNorm) << " | "
+           << general(r.latentResidualNormFitted) << " | " << general(r.outputErrorFinal) << " |\n";
+    }
+    md << "\n";
+
+    const std::int64_t ok = o.kvElementsPerToken(), ck = c.kvElementsPerToken();
+    md << "## KV cache\n\n"
+       << "| | original | converted |\n|---|---|---|\n"
+       << "| elements per token (all layers) | " << ok << " | " << ck << " |\n"
+       << "| bytes per token, BF16 cache | " << ok * 2 << " | " << ck * 2 << " |\n\n"
+       << "**KV saving: " << fixed(100.0 * (1.0 - static_cast<double>(ck) / static_cast<double>(ok)), 1) << "%** ("
+       << a.kvLoraRank << " latent + " << a.ropeDim << " RoPE values per token and layer, absorbed form).\n\n";
+    writeMetrics(md, info);
+
+    md << "## Where it runs\n\n"
+       << "- Hugging Face transformers (`DeepseekV3ForCausalLM`, no `trust_remote_code`):\n\n"
+       << "  ```python\n  from transformers import AutoModelForCausalLM\n"
+       << "  model = AutoModelForCausalLM.from_pretrained(\"FOLDER\")\n  ```\n\n"
+       << "- vLLM: `vllm serve FOLDER`. "
+       << (vllmKernels ? std::string("kv_lora_rank + qk_rope_head_dim = ") + std::to_string(mlaHead)
+                             + " is a width vLLM's MLA kernels take, so vLLM caches the latent (the memory saving is real there)."
+                       : std::string("vLLM's MLA kernels take kv_lora_rank + qk_rope_head_dim of 576 or 320 only; this model has ")
+                             + std::to_string(mlaHead) + ", so start it with `VLLM_MLA_DISABLE=1 vllm serve FOLDER` (vLLM's expanded "
+                             "DeepSeek attention: same outputs, full-size K/V cache). Convert with `--flashmla` (512 + 64) or "
+                             "`--latent-dim` / `--rope-pairs` summing to 320 or 576 to get vLLM's latent cache.")
+       << "\n- SGLang: `python -m sglang.launch_server --model-path FOLDER`.\n"
+       << "- FlashMLA (vLLM and SGLang on Hopper GPUs): needs kv_lora_rank 512 and qk_rope_head_dim 64"
+       << (a.kvLoraRank == 512 && a.ropeDim == 64 ? " (this model has them)." : " (this model does not; see `--flashmla`).")
+       << "\n- MLA Workbench: `mla-workbench-cli info FOLDER` (attention: mla, " << ck << " elements per token), "
+       << "`mla-workbench-cli generate FOLDER --prompt \"...\"`, `mla-workbench-cli eval FOLDER --reference ORIGINAL --text FILE`.\n\n";
+    if (!info.hasHuggingFaceTokenizer)
+        md << "The source model has no Hugging Face tokenizer (`tokenizer.json` / `tokenizer.model`), so none is in this "
+              "folder: pass token ids to the engines, or add the tokenizer files of the source model before serving.\n\n";
+
+    md << "## Files\n\n"
+       << "- `config.json`: `model_type: deepseek_v3`, `q_lora_rank: null`, a dense MLP in every layer "
+          "(`first_k_dense_replace` = `num_hidden_layers`), `rope_scaling: null`, and an `mla_workbench` provenance block.\n"
+       << "- weights in " << dtypeName(info.dtype) << ": "
+       << (info.shardBytes > 0 ? "shards `model-XXXXX-of-YYYYY.safetensors` of at most " + std::to_string(info.shardBytes >> 20)
+                                     + " MiB with `model.safetensors.index.json`"
+                               : std::string("`model.safetensors`"))
+       << ", per layer `self_attn.q_proj`, `kv_a_proj_with_mqa`, `kv_a_layernorm`, `kv_b_proj`, `o_proj` and an explicit "
+          "`lm_head.weight`.\n- tokenizer and generation files of the source model, copied unchanged where it had them.\n";
+    return md.str();
+}
+
 void writeHeal(std::ostringstream& md, const ModelCardInfo& info)
 {
     if (!info.heal)
@@ -193,6 +299,8 @@ void writeHeal(std::ostringstream& md, const ModelCardInfo& info)
 
 std::string modelCardMarkdown(const ModelCardInfo& info)
 {
+    if (info.converted.deepseek)
+        return deepSeekCardMarkdown(info);
     const ModelConfig& o = info.original;
     const ModelConfig& c = info.converted;
     std::ostringstream md;
@@ -205,17 +313,7 @@ std::string modelCardMarkdown(const ModelCardInfo& info)
        << (info.heal ? "were trained beyond the healing described below; fine-tuning recovers more of the remaining gap.\n\n"
                      : "were trained; fine-tuning recovers most of the remaining gap.\n\n");
 
-    md << "## Source model\n\n"
-       << "| | |\n|---|---|\n"
-       << "| path | `" << cell(info.sourceModel) << "` |\n"
-       << "| format | " << (info.sourceFormat.empty() ? "unknown" : info.sourceFormat) << " |\n"
-       << "| architecture | " << o.architecture << " (" << o.attentionKind() << ") |\n"
-       << "| layers | " << o.layers << " |\n"
-       << "| hidden size | " << o.hidden << " |\n"
-       << "| attention heads / KV heads | " << o.heads << " / " << o.kvHeads << " |\n"
-       << "| head size | " << o.headDim << " |\n"
-       << "| vocabulary | " << o.vocab << " |\n\n";
-
+    writeSource(md, info);
     writeSettings(md, info);
     writeKv(md, info);
     writeHeal(md, info);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "conversion/conversion_settings.h"
+#include "conversion/deepseek_layer.h"
 #include "conversion/sanity_check.h"
 #include "model/model_config.h"
 #include "tensor/dtype.h"
@@ -43,6 +44,11 @@ struct ModelCardInfo {
     std::uint64_t shardBytes = 0;     // 0: one model.safetensors
     std::optional<SanityReport> metrics;
     std::string metricsDescription;   // what the metrics were measured on
+    // deepseek-v3 target (converted.deepseek set): how the widths were chosen, what each layer's conversion
+    // measured, and whether the folder carries a Hugging Face tokenizer the serving engines can load.
+    std::string widthsOrigin = {};
+    std::vector<DeepSeekLayerReport> deepSeekLayers = {};
+    bool hasHuggingFaceTokenizer = false;
     bool metricsOnWrittenWeights = true; // false: measured on the converted model in memory, before it was written
     std::optional<HealCardInfo> heal; // set when the weights were healed after the conversion
 };

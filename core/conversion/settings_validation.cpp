@@ -1,5 +1,6 @@
 #include "conversion/settings_validation.h"
 
+#include "conversion/deepseek_converter.h"
 #include "util/error.h"
 
 #include <cmath>
@@ -36,6 +37,18 @@ std::int64_t maxLatentWidth(const ModelConfig& c, LatentMethod method, std::int6
 
 void validateConversionSettings(const ModelConfig& c, const ConversionSettings& s)
 {
+    if (s.flashMla && s.target != ConversionTarget::DeepSeekV3)
+        fail("--flashmla applies to --target deepseek-v3");
+    if (s.target == ConversionTarget::DeepSeekV3) {
+        // One latent and one shared RoPE head for every layer: the widths' own rules (deepSeekWidths throws naming them).
+        if (!s.ropePairsPerLayer.empty() || !s.latentPerLayer.empty())
+            fail("the deepseek-v3 target has one kv_lora_rank and one qk_rope_head_dim for every layer; per-layer widths do not apply");
+        requireDeepSeekConvertible(c, {});
+        deepSeekWidths(c, s);
+        if (!(std::isfinite(s.refitRidge) && s.refitRidge >= 0.0))
+            fail("the refit ridge must be a finite, non-negative number");
+        return;
+    }
     const std::int64_t pairsPerHead = c.headDim / 2;
     const std::string model = " for this model (head size " + std::to_string(c.headDim) + ", hidden " + std::to_string(c.hidden)
                               + ", " + std::to_string(c.kvHeads) + " KV heads)";

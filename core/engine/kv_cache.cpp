@@ -1,5 +1,6 @@
 #include "engine/kv_cache.h"
 
+#include "engine/attention_math.h"
 #include "util/error.h"
 #include "util/memory_budget.h"
 
@@ -10,6 +11,8 @@ namespace mla {
 LayerCache makeLayerCache(const ModelConfig& config, const LayerAttentionPlan& plan, std::int64_t layer, std::int64_t capacity,
                           MlaForm form)
 {
+    if (config.deepseek)
+        return makeDeepSeekLayerCache(config, capacity, form);
     LayerCache c;
     if (!plan.latent || form == MlaForm::Expanded) {
         c.keys.resize(capacity, config.kvDim());

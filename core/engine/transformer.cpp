@@ -1,5 +1,6 @@
 #include "engine/transformer.h"
 
+#include "engine/attention_math.h"
 #include "engine/ops.h"
 #include "tensor/kernels.h"
 #include "util/error.h"
@@ -11,6 +12,8 @@ namespace mla {
 
 Transformer::Transformer(Model model, MlaForm form) : m_model(std::move(model)), m_form(form), m_plans(planAttention(m_model.config))
 {
+    if (m_model.config.deepseek)
+        m_deepseek = makeDeepSeekRuntime(m_model, form);
     if (m_model.config.isMla() && form == MlaForm::Absorbed) {
         m_upK.resize(m_model.layers.size());
         m_upV.resize(m_model.layers.size());
@@ -107,7 +110,9 @@ MatrixRM Transformer::forward(std::span<const int> tokens, KvCache& cache, Logit
 void Transformer::attention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, LayerCache& cache, MatrixRM& context,
                             ForwardObserver* observer) const
 {
-    if (m_plans[static_cast<std::size_t>(layer)].latent && m_form == MlaForm::Absorbed)
+    if (m_deepseek)
+        deepSeekAttention(layer, x, p0, cache, context, observer);
+    else if (m_plans[static_cast<std::size_t>(layer)].latent && m_form == MlaForm::Absorbed)
         absorbedAttention(layer, x, p0, cache, context, observer);
     else
         standardAttention(layer, x, p0, cache, context, observer);

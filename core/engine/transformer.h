@@ -4,10 +4,13 @@
 #include "engine/kv_cache.h"
 #include "model/model.h"
 
+#include <memory>
 #include <span>
 #include <vector>
 
 namespace mla {
+
+struct DeepSeekRuntime; // engine/deepseek_attention.cpp
 
 // What a layer saw and produced in one forward call, for observers (calibration, analysis, refits). References are
 // valid only during the callback.
@@ -65,6 +68,9 @@ private:
                            ForwardObserver* observer) const;
     void absorbedAttention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, LayerCache& cache, MatrixRM& context,
                            ForwardObserver* observer) const;
+    // DeepSeek-V2/V3 attention (config.deepseek), expanded or absorbed by m_form.
+    void deepSeekAttention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, LayerCache& cache, MatrixRM& context,
+                           ForwardObserver* observer) const;
 
     Model m_model; // a copy: tensors are shared views, so this is cheap and a Transformer never dangles
     MlaForm m_form;
@@ -72,6 +78,7 @@ private:
     // Absorbed MLA: the up projections as float32, used per head on the latent.
     std::vector<MatrixRM> m_upK;
     std::vector<MatrixRM> m_upV;
+    std::shared_ptr<const DeepSeekRuntime> m_deepseek; // rope tables and absorbed kv_b_proj of a DeepSeek model
 };
 
 // Attention of every head over the cached keys and values: scores, causal (and sliding-window) mask, softmax,

@@ -13,6 +13,10 @@ constexpr ArchitectureInfo kArchitectures[] = {
      "Qwen3 normalises each key head with q_norm/k_norm after the projection; an RMSNorm of the whole head does not "
      "commute with splitting the key into RoPE and latent parts, so the low-rank factorisation of W_k would not "
      "reproduce the normalised keys"},
+    {"deepseek_v2", "DeepseekV2ForCausalLM", "DeepSeek-V2", false, false, false, false, false,
+     "the model already uses Multi-head Latent Attention", true, false, false, 0, 64, 2048},
+    {"deepseek_v3", "DeepseekV3ForCausalLM", "DeepSeek-V3", false, false, false, false, false,
+     "the model already uses Multi-head Latent Attention", true, true, true, 3, 256, 4096},
 };
 
 } // namespace

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -17,6 +18,13 @@ struct ArchitectureInfo {
     bool usesSlidingWindowKey;      // mistral: sliding_window applies
     bool conversionSupported;
     std::string_view conversionUnsupportedReason;
+    // DeepSeek-V2/V3 Multi-head Latent Attention (model/deepseek_config.h); the rows above leave these at false.
+    bool latentAttention = false;
+    bool ropeInterleaveKey = false;  // honours config rope_interleave (V3); false: always interleaved (V2)
+    bool yarnMscaleInScale = false;  // transformers multiplies the softmax scale by yarn's mscale_all_dim term (V3)
+    std::int64_t defaultFirstDenseLayers = 0; // transformers' defaults when the config omits the MoE fields
+    std::int64_t defaultRoutedExperts = 0;
+    std::int64_t defaultMaxPositions = 2048;
 };
 
 const ArchitectureInfo* findArchitecture(std::string_view name);

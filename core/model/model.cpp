@@ -9,7 +9,8 @@ std::int64_t bytes(const Tensor& t) { return t.empty() ? 0 : static_cast<std::in
 template <typename F>
 void forEachMatrix(const LayerWeights& w, F f)
 {
-    for (const Tensor* t : {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down, &w.kRope, &w.downKv, &w.downK, &w.downV, &w.upK, &w.upV})
+    for (const Tensor* t : {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down, &w.kRope, &w.downKv, &w.downK, &w.downV, &w.upK, &w.upV,
+                            &w.qA, &w.qB, &w.kvA, &w.kvB})
         f(*t);
 }
 
@@ -17,7 +18,8 @@ std::int64_t vectorCount(const LayerWeights& w)
 {
     std::int64_t n = 0;
     for (const VectorF* v : {&w.attnNorm, &w.qBias, &w.kBias, &w.vBias, &w.oBias, &w.qNorm, &w.kNorm, &w.ffnNorm,
-                             &w.gateBias, &w.upBias, &w.downBias, &w.kRopeBias, &w.upKBias, &w.upVBias})
+                             &w.gateBias, &w.upBias, &w.downBias, &w.kRopeBias, &w.upKBias, &w.upVBias, &w.qABias,
+                             &w.qANorm, &w.kvABias, &w.kvANorm})
         n += v->size();
     return n;
 }

@@ -34,6 +34,14 @@ struct LayerWeights {
     Tensor upK, upV;             // act on the latent, or on the hidden state when that side is not compressed
     VectorF upKBias, upVBias;
 
+    // DeepSeek-V2/V3 attention (config.deepseek set): `q` holds q_proj (per head: nope dims, then rope dims) unless
+    // the query goes through its own latent (qA, qANorm, qB); k and v are empty. Tensors are kept as stored, the
+    // rope part in the file's pair layout (interleaved or half, config.deepseek->ropeInterleave).
+    Tensor qA, qB;     // q_a_proj [qLoraRank, hidden], q_b_proj [heads * (nope + rope), qLoraRank]
+    Tensor kvA;        // kv_a_proj_with_mqa [kvLoraRank + rope, hidden]
+    Tensor kvB;        // kv_b_proj [heads * (nope + value), kvLoraRank]
+    VectorF qABias, qANorm, kvABias, kvANorm;
+
     std::int64_t parameterCount() const;
 };
 

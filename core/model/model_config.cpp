@@ -173,13 +173,15 @@ MlaConfig mlaFromJson(const nlohmann::json& json, const ModelConfig& base, const
 
 std::string ModelConfig::attentionKind() const
 {
-    if (mla)
+    if (mla || deepseek)
         return "mla";
     return kvHeads == heads ? "mha" : "gqa";
 }
 
 std::int64_t ModelConfig::kvElementsPerTokenInLayer(std::int64_t layer) const
 {
+    if (deepseek)
+        return deepseek->cacheElementsPerLayer();
     if (mla)
         return mla->layers[static_cast<std::size_t>(layer)].cacheElements(kvHeads, headDim);
     return 2 * kvHeads * headDim;
@@ -214,7 +216,7 @@ void ModelConfig::validate(const std::filesystem::path& file) const
     if (heads % kvHeads != 0)
         throw Error(file, std::to_string(kvHeads) + " key/value heads do not divide " + std::to_string(heads)
                               + " attention heads");
-    if (headDim % 2 != 0)
+    if (headDim % 2 != 0 && !deepseek) // DeepSeek: only the rope part must be even (validateDeepSeekAttention)
         throw Error(file, "head size " + std::to_string(headDim) + " is odd; RoPE needs pairs of dimensions");
     auto number = [](double v) {
         std::ostringstream s;
@@ -261,6 +263,8 @@ void ModelConfig::validate(const std::filesystem::path& file) const
                 throw Error(file, "MLA layer " + std::to_string(l) + " compresses with a latent of width 0");
         }
     }
+    if (deepseek)
+        validateDeepSeekAttention(*this, file);
 }
 
 ModelConfig configFromHuggingFace(const nlohmann::json& json, const std::filesystem::path& file)
@@ -271,7 +275,7 @@ ModelConfig configFromHuggingFace(const nlohmann::json& json, const std::filesys
     if (modelType.empty() && obj.has("architectures") && json["architectures"].is_array() && !json["architectures"].empty()
         && json["architectures"][0].is_string()) {
         const std::string cls = json["architectures"][0].get<std::string>();
-        for (const char* name : {"llama", "mistral", "qwen2", "qwen3"}) {
+        for (const char* name : {"llama", "mistral", "qwen2", "qwen3", "deepseek_v2", "deepseek_v3"}) {
             if (architectureInfo(name).hfClass == cls)
                 modelType = name;
         }
@@ -290,6 +294,8 @@ ModelConfig configFromHuggingFace(const nlohmann::json& json, const std::filesys
     if (!arch)
         throw Error(file, "unsupported model_type '" + modelType + "' (supported: " + supportedArchitectureList() + ")");
     c.architecture = std::string(arch->name);
+    if (arch->latentAttention)
+        return deepSeekConfigFromHuggingFace(json, *arch, file);
 
     for (const auto& f : kRequiredIntegers)
         c.*(f.member) = obj.integer(f.key);
@@ -333,6 +339,8 @@ ModelConfig configFromHuggingFace(const nlohmann::json& json, const std::filesys
 
 nlohmann::ordered_json configToHuggingFace(const ModelConfig& c)
 {
+    if (c.deepseek)
+        return deepSeekConfigToHuggingFace(c);
     const ArchitectureInfo& arch = architectureInfo(c.architecture);
     nlohmann::ordered_json j;
     j["architectures"] = {std::string(arch.hfClass)};

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "model/deepseek_config.h"
 #include "model/mla_config.h"
 
 #include <nlohmann/json.hpp>
@@ -12,7 +13,7 @@
 
 namespace mla {
 
-enum class RopeScaling { None, Linear, Llama3 };
+enum class RopeScaling { None, Linear, Llama3, Yarn };
 
 struct RopeConfig {
     double theta = 10000.0;
@@ -20,7 +21,14 @@ struct RopeConfig {
     double factor = 1.0;              // linear and llama3
     double lowFreqFactor = 1.0;       // llama3
     double highFreqFactor = 4.0;      // llama3
-    std::int64_t originalMaxPositions = 8192; // llama3
+    std::int64_t originalMaxPositions = 8192; // llama3 and yarn
+    // yarn (read for DeepSeek checkpoints only), as Hugging Face's _compute_yarn_parameters reads rope_scaling
+    double betaFast = 32.0;
+    double betaSlow = 1.0;
+    double mscale = 0.0;          // 0: absent
+    double mscaleAllDim = 0.0;    // 0: absent
+    std::optional<double> attentionFactor;
+    bool truncate = true;
 };
 
 // Everything about a model's shape that inference and conversion need, whatever file it came from.
@@ -45,12 +53,17 @@ struct ModelConfig {
     std::optional<int> bosId;
     std::vector<int> eosIds;
     std::optional<MlaConfig> mla; // present when the attention is Multi-head Latent Attention
+    // Present for DeepSeek-V2/V3 checkpoints (architecture deepseek_v2 / deepseek_v3): the attention is MLA in the
+    // DeepSeek layout; heads = kvHeads = num_attention_heads and headDim = qk_nope_head_dim + qk_rope_head_dim.
+    std::optional<DeepSeekAttentionConfig> deepseek;
 
     std::int64_t qDim() const { return heads * headDim; }
     std::int64_t kvDim() const { return kvHeads * headDim; }
     std::int64_t group() const { return kvHeads > 0 ? heads / kvHeads : 0; }
     std::int64_t pairsPerHead() const { return headDim / 2; }
     bool isMla() const { return mla.has_value(); }
+    // Columns of o_proj: heads * v_head_dim for DeepSeek attention, heads * headDim otherwise.
+    std::int64_t attentionOutputDim() const { return deepseek ? heads * deepseek->valueDim : qDim(); }
     std::string attentionKind() const; // "mha", "gqa" or "mla"
 
     // Elements of K/V cache per token summed over layers (the MLA cache when mla is set).

@@ -5,6 +5,8 @@ namespace mla {
 std::vector<std::filesystem::path> modelInputFiles(const Model& model)
 {
     namespace fs = std::filesystem;
+    if (model.source.empty()) // made in memory (a test fixture): read from no file
+        return {};
     std::vector<fs::path> files{model.source};
     std::error_code ec;
     if (model.format == "safetensors") {

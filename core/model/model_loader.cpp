@@ -146,7 +146,8 @@ Model buildModel(CheckpointSource& source)
     model.config = c;
     model.source = source.file;
     model.format = source.format;
-    model.sourceRopeLayout = source.interleavedRope ? "interleaved" : "half";
+    const bool interleavedDeepSeek = c.deepseek && c.deepseek->ropeInterleave; // kept as stored (docs/deepseek-export.md)
+    model.sourceRopeLayout = source.interleavedRope || interleavedDeepSeek ? "interleaved" : "half";
     model.fileBytes = source.fileBytes;
     model.sourceConfigJson = source.configJson;
     model.embeddedVocabulary = source.vocabulary;

@@ -1,12 +1,51 @@
 #include "model/rope.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
 namespace mla {
 
+namespace {
+
+// Hugging Face's _compute_yarn_parameters: frequencies interpolated by `factor` below the correction range,
+// extrapolated (kept) above it, with a linear ramp between; float32 where it computes in float32.
+std::vector<float> yarnFrequencies(const RopeConfig& rope, std::int64_t dim)
+{
+    const double base = rope.theta;
+    auto correctionDim = [&](double rotations) {
+        return static_cast<double>(dim) * std::log(static_cast<double>(rope.originalMaxPositions) / (rotations * 2.0 * std::numbers::pi))
+               / (2.0 * std::log(base));
+    };
+    double low = correctionDim(rope.betaFast);
+    double high = correctionDim(rope.betaSlow);
+    if (rope.truncate) {
+        low = std::floor(low);
+        high = std::ceil(high);
+    }
+    low = std::max(low, 0.0);
+    high = std::min(high, static_cast<double>(dim - 1));
+    if (low == high)
+        high += 0.001; // as Hugging Face: prevents a division by zero
+    const float factor = static_cast<float>(rope.factor);
+    std::vector<float> freqs(static_cast<std::size_t>(dim / 2));
+    for (std::int64_t j = 0; j < dim / 2; ++j) {
+        const float posFreq = std::pow(static_cast<float>(base), static_cast<float>(2 * j) / static_cast<float>(dim));
+        const float extrapolation = 1.0f / posFreq;
+        const float interpolation = 1.0f / (factor * posFreq);
+        const float ramp = std::clamp((static_cast<float>(j) - static_cast<float>(low)) / static_cast<float>(high - low), 0.0f, 1.0f);
+        const float keep = 1.0f - ramp;
+        freqs[static_cast<std::size_t>(j)] = interpolation * (1.0f - keep) + extrapolation * keep;
+    }
+    return freqs;
+}
+
+} // namespace
+
 std::vector<float> ropeFrequencies(const RopeConfig& rope, std::int64_t headDim)
 {
+    if (rope.scaling == RopeScaling::Yarn)
+        return yarnFrequencies(rope, headDim);
     const std::int64_t pairs = headDim / 2;
     std::vector<float> freqs(static_cast<std::size_t>(pairs));
     for (std::int64_t j = 0; j < pairs; ++j) {
@@ -15,6 +54,8 @@ std::vector<float> ropeFrequencies(const RopeConfig& rope, std::int64_t headDim)
         float w = 1.0f / std::pow(static_cast<float>(rope.theta), exponent);
         switch (rope.scaling) {
         case RopeScaling::None:
+            break;
+        case RopeScaling::Yarn: // handled above
             break;
         case RopeScaling::Linear:
             w = static_cast<float>(w / rope.factor);

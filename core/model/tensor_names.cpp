@@ -45,9 +45,20 @@ constexpr TensorNameRow kTensorNames[] = {
     {TensorRole::UpKBias, "key up bias", true, "model.layers.%lld.self_attn.kv_proj.up_k.bias", nullptr},
     {TensorRole::UpV, "value up projection", true, "model.layers.%lld.self_attn.kv_proj.up_v.weight", nullptr},
     {TensorRole::UpVBias, "value up bias", true, "model.layers.%lld.self_attn.kv_proj.up_v.bias", nullptr},
+    // GGUF (llama.cpp deepseek2) stores kv_b_proj split per head as attn_k_b / attn_v_b: no single name here.
+    {TensorRole::QA, "query down projection", true, "model.layers.%lld.self_attn.q_a_proj.weight", "blk.%lld.attn_q_a.weight"},
+    {TensorRole::QABias, "query down bias", true, "model.layers.%lld.self_attn.q_a_proj.bias", nullptr},
+    {TensorRole::QANorm, "query latent norm", true, "model.layers.%lld.self_attn.q_a_layernorm.weight", "blk.%lld.attn_q_a_norm.weight"},
+    {TensorRole::QB, "query up projection", true, "model.layers.%lld.self_attn.q_b_proj.weight", "blk.%lld.attn_q_b.weight"},
+    {TensorRole::KvA, "latent and shared RoPE key projection", true, "model.layers.%lld.self_attn.kv_a_proj_with_mqa.weight",
+     "blk.%lld.attn_kv_a_mqa.weight"},
+    {TensorRole::KvABias, "latent and shared RoPE key bias", true, "model.layers.%lld.self_attn.kv_a_proj_with_mqa.bias", nullptr},
+    {TensorRole::KvANorm, "latent norm (kv_a_layernorm)", true, "model.layers.%lld.self_attn.kv_a_layernorm.weight",
+     "blk.%lld.attn_kv_a_norm.weight"},
+    {TensorRole::KvB, "latent up projection (keys and values)", true, "model.layers.%lld.self_attn.kv_b_proj.weight", nullptr},
 };
 
-static_assert(sizeof(kTensorNames) / sizeof(kTensorNames[0]) == static_cast<int>(TensorRole::UpVBias) + 1,
+static_assert(sizeof(kTensorNames) / sizeof(kTensorNames[0]) == static_cast<int>(TensorRole::KvB) + 1,
               "one name row per tensor role");
 
 const TensorNameRow& row(TensorRole role)

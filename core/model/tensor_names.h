@@ -14,6 +14,8 @@ enum class TensorRole {
     FfnNorm, Gate, Up, Down, GateBias, UpBias, DownBias,
     // Multi-head Latent Attention, MHA2MLA export layout (method document, section 5)
     KRope, KRopeBias, DownKv, DownK, DownV, UpK, UpKBias, UpV, UpVBias,
+    // Multi-head Latent Attention, DeepSeek-V2/V3 layout (model/deepseek_config.h)
+    QA, QABias, QANorm, QB, KvA, KvABias, KvANorm, KvB,
 };
 
 enum class TensorNaming { HuggingFace, Gguf };

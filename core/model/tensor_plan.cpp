@@ -39,6 +39,14 @@ constexpr LayerSlot kLayerSlots[] = {
     {TensorRole::UpKBias, nullptr, &LayerWeights::upKBias},
     {TensorRole::UpV, &LayerWeights::upV, nullptr},
     {TensorRole::UpVBias, nullptr, &LayerWeights::upVBias},
+    {TensorRole::QA, &LayerWeights::qA, nullptr},
+    {TensorRole::QABias, nullptr, &LayerWeights::qABias},
+    {TensorRole::QANorm, nullptr, &LayerWeights::qANorm},
+    {TensorRole::QB, &LayerWeights::qB, nullptr},
+    {TensorRole::KvA, &LayerWeights::kvA, nullptr},
+    {TensorRole::KvABias, nullptr, &LayerWeights::kvABias},
+    {TensorRole::KvANorm, nullptr, &LayerWeights::kvANorm},
+    {TensorRole::KvB, &LayerWeights::kvB, nullptr},
 };
 
 const LayerSlot& slot(TensorRole role)
@@ -50,9 +58,34 @@ const LayerSlot& slot(TensorRole role)
     throw Error("internal: no layer slot for the " + std::string(tensorRoleLabel(role)));
 }
 
+// DeepSeek-V2/V3: the tensors transformers' DeepseekV3Attention creates, in its order.
+void planDeepSeekAttention(const ModelConfig& c, std::int64_t l, std::vector<PlannedTensor>& plan)
+{
+    auto add = [&](TensorRole role, std::vector<std::int64_t> shape) { plan.push_back({role, l, std::move(shape)}); };
+    const DeepSeekAttentionConfig& a = *c.deepseek;
+    if (a.qLoraRank > 0) {
+        add(TensorRole::QA, {a.qLoraRank, c.hidden});
+        if (a.attentionBias)
+            add(TensorRole::QABias, {a.qLoraRank});
+        add(TensorRole::QANorm, {a.qLoraRank});
+        add(TensorRole::QB, {c.heads * a.qkHeadDim(), a.qLoraRank});
+    } else {
+        add(TensorRole::Q, {c.heads * a.qkHeadDim(), c.hidden});
+    }
+    add(TensorRole::KvA, {a.kvLoraRank + a.ropeDim, c.hidden});
+    if (a.attentionBias)
+        add(TensorRole::KvABias, {a.kvLoraRank + a.ropeDim});
+    add(TensorRole::KvANorm, {a.kvLoraRank});
+    add(TensorRole::KvB, {c.heads * (a.nopeDim + a.valueDim), a.kvLoraRank});
+}
+
 void planAttention(const ModelConfig& c, std::int64_t l, std::vector<PlannedTensor>& plan)
 {
     auto add = [&](TensorRole role, std::vector<std::int64_t> shape) { plan.push_back({role, l, std::move(shape)}); };
+    if (c.deepseek) {
+        planDeepSeekAttention(c, l, plan);
+        return;
+    }
     if (!c.isMla()) {
         add(TensorRole::Q, {c.qDim(), c.hidden});
         if (c.qkvBias)
@@ -124,7 +157,7 @@ std::vector<PlannedTensor> tensorPlan(const ModelConfig& c)
         auto add = [&](TensorRole role, std::vector<std::int64_t> shape) { plan.push_back({role, l, std::move(shape)}); };
         add(TensorRole::AttnNorm, {c.hidden});
         planAttention(c, l, plan);
-        add(TensorRole::O, {c.hidden, c.qDim()});
+        add(TensorRole::O, {c.hidden, c.attentionOutputDim()});
         if (c.outputBias)
             add(TensorRole::OBias, {c.hidden});
         add(TensorRole::FfnNorm, {c.hidden});

@@ -2,6 +2,7 @@
 
 #include "conversion/model_card.h"
 #include "conversion/presets.h"
+#include "engine/transformer.h"
 #include "conversion/settings_validation.h"
 #include "model/model_loader.h"
 #include "pipeline/allocate.h"
@@ -71,7 +72,62 @@ ModelCardInfo cardOf(const Model& original, const ConversionOutcome& conversion,
     card.dtype = dtype;
     card.shardBytes = shardBytes;
     card.heal = conversion.heal;
+    if (const auto& d = conversion.deepSeek) {
+        card.calibration = d->calibrationDescription;
+        card.calibrationTokens = d->calibrationTokens;
+        card.widthsOrigin = d->widths.origin;
+        card.deepSeekLayers = d->layers;
+    }
     return card;
+}
+
+// Whether the export carries a tokenizer the serving engines read (the deepseek-v3 card says what to do otherwise).
+bool hasHuggingFaceTokenizer(const ExportOptions& options)
+{
+    for (const auto& f : options.extraFiles) {
+        const std::string name = f.filename().string();
+        if (name == "tokenizer.json" || name == "tokenizer.model")
+            return true;
+    }
+    return false;
+}
+
+// --target deepseek-v3: calibrate (or take the analysis's calibration), then convertToDeepSeek, which chooses the
+// widths and the shared RoPE head and fits every layer in order on calibration data. The layout has one width for
+// every layer, so there is no per-layer allocation step; `allocate` (the best preset) measures the rope / latent split.
+ConversionOutcome convertDeepSeek(const OpenedModel& model, const AnalysisPtr& analysis, const Settings& settings,
+                                  const ExecutionContext& context)
+{
+    const Model& original = *model.model;
+    if (analysis && !analysisMatchesModel(*analysis, original))
+        throw Error(original.source, "is not the model the analysis was made from; analyse it again");
+    CalibrationSet calibration;
+    double begin = 0.0;
+    if (analysis && !analysis->calibrationIds.empty()) {
+        calibration = calibrationOf(analysis);
+    } else {
+        calibration = prepareCalibration(context.backend(), Transformer(original), model.tokenizer.get(), settings.calibration,
+                                         context.job().slice(0.0, 0.1));
+        begin = 0.1;
+    }
+    ConversionOutcome out;
+    out.requested = settings;
+    out.analysis = analysis;
+    DeepSeekConversion converted = convertToDeepSeek(context.backend(), original, settings.conversion, calibration, context.job().slice(begin, 1.0));
+    converted.calibrationDescription = calibration.description;
+    out.plan.original = original.config;
+    out.plan.converted = converted.model.config;
+    out.plan.settings = settings.conversion;
+    out.converted = std::make_shared<const Model>(std::move(converted.model));
+    out.deepSeek = std::make_shared<const DeepSeekDetails>(static_cast<DeepSeekDetails&&>(converted));
+    return out;
+}
+
+// Writes a deepseek-v3 conversion made in memory: the converted tensors, config.json for DeepseekV3ForCausalLM.
+ExportReport writeDeepSeek(const Model& original, const Model& converted, const ExportOptions& options, const JobControl& job)
+{
+    return writeModelWith(original, converted.config, options,
+                          [&](const PlannedTensor& p) { return modelTensor(converted, p.role, p.layer); }, job);
 }
 
 ExportOptions exportOptionsFor(const OpenedModel& model, const ExportRequest& request, std::vector<std::string>& notes)
@@ -115,6 +171,11 @@ ConversionOutcome convertInMemory(const OpenedModel& model, AnalysisPtr analysis
 {
     const auto started = std::chrono::steady_clock::now();
     validateConversionSettings(model.model->config, settings.conversion);
+    if (settings.conversion.target == ConversionTarget::DeepSeekV3) {
+        ConversionOutcome out = convertDeepSeek(model, std::move(analysis), settings, context);
+        out.seconds = secondsSince(started);
+        return out;
+    }
     ConversionOutcome out;
     const double begin = plan(model, std::move(analysis), settings, context, out);
     const ExecutionContext convert = context.slice(begin, 1.0);
@@ -139,6 +200,21 @@ FolderOutcome convertToFolder(const OpenedModel& model, AnalysisPtr analysis, co
     requireOutputFolder(request.folder, outputFor(model, request));
     FolderOutcome out;
     ConversionOutcome& conversion = out.conversion;
+    if (settings.conversion.target == ConversionTarget::DeepSeekV3) {
+        // The whole model is fitted in order on calibration data (float32 attention in memory), then written.
+        conversion = convertDeepSeek(model, std::move(analysis), settings, context.slice(0.0, 0.9));
+        ExportOptions options = exportOptionsFor(model, request, out.written.notes);
+        out.written.card = cardOf(original, conversion, request.dtype.value_or(attentionDtype(original)), request.shardBytes);
+        out.written.card.hasHuggingFaceTokenizer = hasHuggingFaceTokenizer(options);
+        options.generatedFiles.emplace_back("README.md", modelCardMarkdown(out.written.card));
+        out.written.report = writeDeepSeek(original, *conversion.converted, options, context.job().slice(0.9, 1.0));
+        out.written.folder = request.folder;
+        if (check)
+            checkWrittenExport(model, *check, out.written, context);
+        conversion.converted.reset(); // as for the mha2mla target: the folder holds it
+        conversion.seconds = secondsSince(started);
+        return out;
+    }
     const double begin = plan(model, std::move(analysis), settings, context, conversion);
 
     ExportOptions options = exportOptionsFor(model, request, out.written.notes);
@@ -174,8 +250,10 @@ ExportOutcome exportConversion(const OpenedModel& original, const ConversionOutc
         out.card.metricsDescription = measured->description;
         out.card.metricsOnWrittenWeights = false;
     }
+    out.card.hasHuggingFaceTokenizer = hasHuggingFaceTokenizer(options);
     options.generatedFiles.emplace_back("README.md", modelCardMarkdown(out.card));
-    out.report = exportModel(*conversion.converted, options, context.job());
+    out.report = conversion.deepSeek ? writeDeepSeek(model, *conversion.converted, options, context.job())
+                                     : exportModel(*conversion.converted, options, context.job());
     out.folder = request.folder;
     return out;
 }

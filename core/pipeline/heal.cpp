@@ -44,6 +44,8 @@ HealedConversion healConversion(const OpenedModel& model, const ConversionOutcom
 {
     if (!conversion.converted)
         throw Error("internal: nothing converted in memory to heal");
+    if (conversion.deepSeek)
+        throw Error("healing works on the mha2mla layout only; the deepseek-v3 target cannot be healed yet");
     HealedConversion out;
     const HealStart start = request.start.value_or(HealStart::Allocated);
     const bool allocated = conversion.allocation.has_value();
@@ -96,6 +98,8 @@ HealedFolderOutcome convertHealToFolder(const OpenedModel& model, AnalysisPtr an
     const Model& original = *model.model;
     // Refused here, before any work: bad settings, a destination that may not be written, bad healing data.
     validateConversionSettings(original.config, settings.conversion);
+    if (settings.conversion.target == ConversionTarget::DeepSeekV3)
+        throw Error("--heal works on the mha2mla layout only; the deepseek-v3 target cannot be healed yet");
     requireOutputFolder(request.folder, outputFor(model, request));
     const HealData data = prepareHealing(model, heal, context.slice(0.0, 0.05));
 

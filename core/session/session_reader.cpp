@@ -435,6 +435,13 @@ Session loadVersion3(const Hdf5Reader& reader)
     return SessionReader(reader, 3).read();
 }
 
+// Version 4 adds the conversion target and the FlashMLA switch (docs/deepseek-export.md); older files read them as
+// mha2mla and off.
+Session loadVersion4(const Hdf5Reader& reader)
+{
+    return SessionReader(reader, 4).read();
+}
+
 // The migration hook: one loader per schema version this tool can read, each returning a current Session. When the
 // schema changes, the new version gets a loader and the old loaders stay, so older files keep opening.
 struct SchemaLoader {
@@ -446,6 +453,7 @@ constexpr SchemaLoader kSchemaLoaders[] = {
     {1, &loadVersion1},
     {2, &loadVersion2},
     {3, &loadVersion3},
+    {4, &loadVersion4},
 };
 
 Session readSession(const std::filesystem::path& path, std::optional<std::uint64_t> memoryBudget)

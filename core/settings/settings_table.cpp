@@ -53,6 +53,7 @@ std::vector<std::string> methodNames()
 
 std::vector<std::string> sigmaNames() { return enumNames({SigmaPlacement::Up, SigmaPlacement::Sqrt}, &sigmaPlacementName); }
 std::vector<std::string> presetNames() { return {"", "paper", "best"}; }
+std::vector<std::string> targetNames() { return enumNames({ConversionTarget::Mha2mla, ConversionTarget::DeepSeekV3}, &conversionTargetName); }
 std::vector<std::string> sourceNames()
 {
     return {calibrationSourceName(CalibrationOptions::Source::Samples), calibrationSourceName(CalibrationOptions::Source::Text),
@@ -143,7 +144,9 @@ std::vector<SettingField> makeTable()
                  [](const S& s) -> V { return s.conversion.ropePairs; }, [](S& s, const V& v) { s.conversion.ropePairs = integerOf(v); },
                  {{"rope-pairs", "P", "frequency pairs kept per head (2P dims); default head_dim/16 rounded up, at least 1",
                    [](S& s, const std::string& text, const ModelConfig& c) {
-                       s.conversion.ropePairs = flagInteger("rope-pairs", text, 0, c.headDim / 2);
+                       // deepseek-v3: the pairs of the one shared RoPE head, up to every KV head's pairs.
+                       const std::int64_t most = s.conversion.target == ConversionTarget::DeepSeekV3 ? c.kvHeads * (c.headDim / 2) : c.headDim / 2;
+                       s.conversion.ropePairs = flagInteger("rope-pairs", text, 0, most);
                    }}}});
     t.push_back({"rope_pairs_per_layer", "rope_pairs_per_layer", "", SettingType::IntegerList, SettingScope::Conversion, 1,
                  "kept RoPE pairs per head for each layer; empty: rope_pairs for every layer", "pairs", nullptr,
@@ -255,6 +258,22 @@ std::vector<SettingField> makeTable()
                  [](const S& s) -> V { return s.conversion.allocate; }, [](S& s, const V& v) { s.conversion.allocate = flagOf(v); },
                  {{"allocate", nullptr, "choose pairs and latent per layer for the budget (--kv-budget or --kv-saving)",
                    [](S& s, const std::string&, const ModelConfig&) { s.conversion.allocate = true; }}}});
+    // The layout written (docs/deepseek-export.md); settingsFromFlags applies --target before the other flags, since
+    // --rope-pairs reads it (deepseek-v3 counts the pairs of the one shared RoPE head).
+    t.push_back({"target", "target", "target", SettingType::Text, SettingScope::Conversion, 4,
+                 "layout of the converted model: mha2mla (research layout) or deepseek-v3 (stock engines)", "", &targetNames, none,
+                 noNumber, [](const S& s) -> V { return std::string(conversionTargetName(s.conversion.target)); },
+                 [](S& s, const V& v) { parseConversionTarget(textOf(v), s.conversion.target); },
+                 {{"target", "T", "layout written: mha2mla (default, MHA2MLA research layout) or deepseek-v3 (DeepseekV3ForCausalLM, "
+                                  "served by stock transformers, vLLM and SGLang; docs/deepseek-export.md)",
+                   [](S& s, const std::string& text, const ModelConfig&) {
+                       s.conversion.target = flagChoice<ConversionTarget>("target", text, &parseConversionTarget, targetNames());
+                   }}}});
+    t.push_back({"flashmla", "flashmla", "flashMla", SettingType::Flag, SettingScope::Conversion, 4,
+                 "deepseek-v3 target: kv_lora_rank 512 + qk_rope_head_dim 64, the only shape FlashMLA runs", "", nullptr, none,
+                 noNumber, [](const S& s) -> V { return s.conversion.flashMla; }, [](S& s, const V& v) { s.conversion.flashMla = flagOf(v); },
+                 {{"flashmla", nullptr, "with --target deepseek-v3: kv_lora_rank 512 + qk_rope_head_dim 64 (FlashMLA's shape)",
+                   [](S& s, const std::string&, const ModelConfig&) { s.conversion.flashMla = true; }}}});
 
     // ---------------------------------------------------------------------------------------------- workbench
     t.push_back({"calibration_source", "calibration_source", "calibrationSource", SettingType::Text, SettingScope::Workbench, 2,
@@ -574,8 +593,12 @@ Settings settingsFromFlags(const std::function<std::optional<std::string>(std::s
     const SettingField* preset = findSettingField("preset");
     if (const auto text = lookup("preset"))
         preset->flags.front().apply(s, *text, config);
+    // The target next: the bounds of --rope-pairs depend on it.
+    const SettingField* target = findSettingField("target");
+    if (const auto text = lookup("target"))
+        target->flags.front().apply(s, *text, config);
     for (const SettingField& f : settingFields()) {
-        if (&f == preset)
+        if (&f == preset || &f == target)
             continue;
         for (const SettingFlag& flag : f.flags) {
             if (const auto text = lookup(flag.name))
@@ -590,6 +613,10 @@ Settings settingsFromFlags(const std::function<std::optional<std::string>(std::s
         flagError("give one of --latent-dim, --kv-saving or --kv-budget");
     if (given("refit") && given("no-refit"))
         flagError("give --refit or --no-refit, not both");
+    if (given("flashmla") && s.conversion.target != ConversionTarget::DeepSeekV3)
+        flagError("--flashmla applies to --target deepseek-v3");
+    if (given("flashmla") && (given("kv-saving") || given("latent-dim") || given("kv-budget") || given("rope-pairs")))
+        flagError("--flashmla fixes the cache at 512 + 64 values per layer; drop --kv-saving, --latent-dim, --kv-budget and --rope-pairs");
     // A fixed latent width leaves nothing to allocate.
     if (s.conversion.latentDim > 0 || s.conversion.method != LatentMethod::Joint)
         s.conversion.allocate = false;

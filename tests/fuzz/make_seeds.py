@@ -125,6 +125,11 @@ def make_config_seeds(cli):
                                                  "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
                                 "rope_theta": 500000.0, "bos_token_id": 1, "eos_token_id": [2, 3]},
         "linear-rope-scaling": {"rope_scaling": {"type": "linear", "factor": 2.0}, "tie_word_embeddings": True},
+        "deepseek-v2-yarn": {"model_type": "deepseek_v2", "architectures": ["DeepseekV2ForCausalLM"], "kv_lora_rank": 16,
+                             "q_lora_rank": 24, "qk_rope_head_dim": 4, "qk_nope_head_dim": 8, "v_head_dim": 8,
+                             "num_key_value_heads": 8, "first_k_dense_replace": 5, "n_routed_experts": 4,
+                             "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 128,
+                                              "mscale": 0.707, "mscale_all_dim": 0.707}},
     }
     for name, change in variants.items():
         c = dict(base)
@@ -133,7 +138,8 @@ def make_config_seeds(cli):
     if cli:
         with tempfile.TemporaryDirectory() as tmp:
             for name, args in {"mla-joint": ["--rope-pairs", "1", "--latent-dim", "8"],
-                               "mla-split": ["--rope-pairs", "2", "--latent-dim", "8", "--svd", "split"]}.items():
+                               "mla-split": ["--rope-pairs", "2", "--latent-dim", "8", "--svd", "split"],
+                               "deepseek-v3": ["--target", "deepseek-v3", "--calib-samples", "2", "--calib-seq-len", "32"]}.items():
                 out = os.path.join(tmp, name)
                 r = subprocess.run([cli, "convert", os.path.join(MODELS, "stories260K-hf"), "--out", out, "--quiet", *args],
                                    capture_output=True, text=True)

@@ -2,9 +2,13 @@
 // checkpoint of every architecture (tests/tools/hf_parity_shapes.h) into OUT/<name>/, and next to each our CPU logits
 // for the parity id sequence (logits.f32, float32 [tokens, vocab] row-major; ids.txt). With --model NAME=PATH, also
 // our logits for an existing Hugging Face folder (written to OUT/NAME/, the folder's path in source.txt).
-// tests/tools/hf_parity.py then runs transformers on the same folders and compares.
+// tests/tools/hf_parity.py then runs transformers on the same folders and compares. Also the bundled demo model
+// converted to the DeepSeek-V3 layout (--target deepseek-v3, docs/deepseek-export.md) as OUT/stories260K-deepseek-v3,
+// which stock transformers loads as DeepseekV3ForCausalLM.
 //   hf_parity_prepare OUT [--model NAME=PATH]...
 #include "backend/compute_backend.h"
+#include "conversion/converter.h"
+#include "conversion/deepseek_converter.h"
 #include "model/model_loader.h"
 #include "util/error.h"
 
@@ -52,6 +56,19 @@ int main(int argc, char** argv)
             const fs::path folder = out / shape.name;
             test::writeTinyCheckpoint(shape, folder, DType::F32);
             writeLogits(loadModel(folder), folder);
+        }
+        {
+            const Model demo = loadModel(fs::path(MLA_DEMO_DIR) / "stories260K.bin");
+            ConversionSettings settings;
+            settings.target = ConversionTarget::DeepSeekV3;
+            CalibrationOptions calibration;
+            calibration.samples = 4;
+            calibration.sequenceLength = 64;
+            const CalibrationSet set = prepareCalibration(cpuBackend(), Transformer(demo), nullptr, calibration);
+            ExportOptions e;
+            e.folder = out / "stories260K-deepseek-v3";
+            exportModel(convertToDeepSeek(cpuBackend(), demo, settings, set).model, e);
+            writeLogits(loadModel(e.folder), e.folder);
         }
         for (int i = 2; i + 1 < argc; i += 2) {
             if (std::string(argv[i]) != "--model")

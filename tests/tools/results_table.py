@@ -170,11 +170,11 @@ def write_markdown(path, rows, seconds):
         lines.append(f"- {r['model']} at {r['saving'] * 100:.1f}%: {per_layer} (budget {a['budget']} elements)")
     lines.append("")
     # The healing section (tests/tools/heal_results.py) and the recovery section (tests/tools/recovery_table.py)
-    # are measured separately: keep everything from the first of them on.
+    # and the deepseek-v3 section (tests/tools/deepseek_results.py) are measured separately: keep everything from the first of them on.
     kept = ""
     if os.path.exists(path):
         previous = open(path).read()
-        starts = [previous.index(m) for m in ("<!-- heal-results -->", "<!-- recovery:begin") if m in previous]
+        starts = [previous.index(m) for m in ("<!-- heal-results -->", "<!-- recovery:begin", "<!-- deepseek-v3 section") if m in previous]
         if starts:
             kept = "\n" + previous[min(starts):]
     with open(path, "w") as f:

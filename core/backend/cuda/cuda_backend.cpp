@@ -103,14 +103,24 @@ public:
         return model;
     }
 
+    // DeepSeek-layout attention (engine/deepseek_attention.cpp) has no GPU kernels yet: its forward passes run on the CPU.
+    std::string forwardFallbackReason(const ModelConfig& config) const override
+    {
+        return config.deepseek ? "the DeepSeek-layout attention runs on the CPU" : std::string();
+    }
+
     std::unique_ptr<LayerBatchRunner> layerRunner(const Transformer& model, const TokenSequences& sequences) const override
     {
+        if (!forwardFallbackReason(model.config()).empty())
+            return cpuBackend().layerRunner(model, sequences);
         ContextLock lock(*m_ctx);
         return std::make_unique<CudaLayerRunner>(*this, deviceModel(model), sequences);
     }
 
     std::unique_ptr<DecoderSession> decoderSession(const Transformer& model, std::int64_t capacity) const override
     {
+        if (!forwardFallbackReason(model.config()).empty())
+            return cpuBackend().decoderSession(model, capacity);
         ContextLock lock(*m_ctx);
         return std::make_unique<CudaDecoderSession>(*this, deviceModel(model), capacity);
     }

@@ -372,7 +372,7 @@ void TestModelLoader::inconsistentConfigs_data()
     row("missing vocab_size", [](auto& j) { j.erase("vocab_size"); }, "missing 'vocab_size'");
     row("hidden_size string", [](auto& j) { j["hidden_size"] = "32"; }, "'hidden_size' must be an integer");
     row("hidden_size fractional", [](auto& j) { j["hidden_size"] = 32.5; }, "'hidden_size' must be an integer");
-    row("unknown model_type", [](auto& j) { j["model_type"] = "gpt2"; }, "unsupported model_type 'gpt2' (supported: llama, mistral, qwen2, qwen3)");
+    row("unknown model_type", [](auto& j) { j["model_type"] = "gpt2"; }, "unsupported model_type 'gpt2' (supported: llama, mistral, qwen2, qwen3, deepseek_v2, deepseek_v3)");
     row("no model_type", [](auto& j) { j.erase("model_type"); j.erase("architectures"); }, "unsupported model_type ''");
     row("gelu", [](auto& j) { j["hidden_act"] = "gelu"; }, "hidden_act 'gelu' is not supported");
     row("yarn", [](auto& j) { j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}}; }, "rope_scaling type 'yarn' is not supported");

@@ -358,7 +358,7 @@ private Q_SLOTS:
         s.calibration.seed = 11;
         saveSession({a, s, std::nullopt, m_demo.model->parameterCount()}, m_demo.model.get(), dir / "s.h5", ExecutionContext());
         Session opened = openSession(dir / "s.h5", ExecutionContext());
-        QCOMPARE(opened.schemaVersion, 3);
+        QCOMPARE(opened.schemaVersion, kSessionSchemaVersion);
         QVERIFY(opened.settings == s);
         QVERIFY(sessionModelWarning(opened, test::demoDir() / "stories260K.bin", ExecutionContext()).empty());
         QVERIFY(!sessionModelWarning(opened, test::realModelPath("aidreams260K"), ExecutionContext()).empty());

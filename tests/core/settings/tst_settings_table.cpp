@@ -3,6 +3,7 @@
 // garbage ignored) and the CLI's flag rules with their messages.
 #include "common/synthetic_analysis.h"
 #include "common/test_support.h"
+#include "session/session.h"
 #include "settings/settings_table.h"
 
 #include <QtTest>
@@ -81,7 +82,7 @@ private Q_SLOTS:
             for (const SettingFlag& flag : f.flags)
                 QVERIFY2(cli.insert(flag.name).second, flag.name);
             QVERIFY2(std::string(f.meaning).size() > 10, f.json);
-            QVERIFY(f.sinceSchema == 1 || f.sinceSchema == 2);
+            QVERIFY(f.sinceSchema >= 1 && f.sinceSchema <= kSessionSchemaVersion);
         }
         // The names the JSON output, the session files and the saved preferences used before the table existed.
         for (const char* k : {"rope_strategy", "rope_pairs", "rope_pairs_per_layer", "uniform_start", "svd", "latent_dim",
@@ -104,7 +105,7 @@ private Q_SLOTS:
             calibrationFlags.push_back(f.name);
         QCOMPARE(conversionFlags, (std::vector<std::string>{"rope-strategy", "rope-pairs", "uniform-start", "svd", "latent-dim",
                                                             "kv-saving", "sigma", "preset", "kv-budget", "whiten", "balance",
-                                                            "refit", "no-refit", "allocate"}));
+                                                            "refit", "no-refit", "allocate", "target", "flashmla"}));
         QCOMPARE(calibrationFlags, (std::vector<std::string>{"calib-samples", "calib-text", "calib-ids", "calib-seq-len", "seed"}));
     }
 
