@@ -184,6 +184,15 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
                                      .arg(path, QString::fromStdString(c.analysis->modelPath)));
         }
         Settings s = c.settings;
+        if (s.conversion.target != ConversionTarget::Mha2mla) {
+            // The workbench's views and its export are those of the mha2mla layout; the DeepSeek-V3 target is the
+            // CLI's (convert --target deepseek-v3) until the workbench offers it.
+            s.conversion.target = ConversionTarget::Mha2mla;
+            s.conversion.flashMla = false;
+            Q_EMIT statusMessage(tr("Session %1 was made for the DeepSeek-V3 export: the workbench converts to the MHA2MLA "
+                                    "layout; use mla-workbench-cli convert --target deepseek-v3 for that export")
+                                     .arg(path));
+        }
         if (!c.calibrationStored)
             s.calibration = m_settings.calibration; // an older session holds no calibration settings: keep the user's
         if (const ModelConfig* config = this->config())
