@@ -79,7 +79,7 @@ CommandSpec exportCommand()
             "\"gpt2\" with its merges and pre-tokenizer type, special tokens and the chat template from "
             "tokenizer_config.json). Q8_0 and Q4_0 quantise every matrix whose rows are whole 32-weight blocks, as "
             "llama.cpp's own quantiser does; the others stay F16, norms F32. The file appears only when complete. A "
-            "converted model is written as llama.cpp's deepseek2 by `convert --target deepseek-v3 --format gguf`.",
+            "converted (MLA) model cannot be written as GGUF yet (llama.cpp's deepseek2 layout is planned).",
             {demoOption(), tokenizerOption(),
              {"format", "FORMAT", "output format: gguf (the default and only one)"},
              {"out", "FILE", "output file (.gguf)"},
