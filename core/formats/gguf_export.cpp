@@ -33,8 +33,9 @@ constexpr GgufArchitectureRow kArchitectures[] = {
 const GgufArchitectureRow& architectureRow(const ModelConfig& c)
 {
     if (c.isMla())
-        throw Error("a converted (MLA) model in the MHA2MLA layout has no llama.cpp architecture; convert with "
-                    "--target deepseek-v3 to write llama.cpp's deepseek2 GGUF");
+        throw Error("a converted (MLA) model has no GGUF export yet: llama.cpp runs MLA as its deepseek2 architecture, "
+                    "whose export from this tool is not written yet (export the model before conversion, or use the "
+                    "Hugging Face folder)");
     for (const auto& row : kArchitectures) {
         if (c.architecture == row.architecture) {
             if (row.needsSquareAttention && c.qDim() != c.hidden)
