@@ -1,6 +1,7 @@
 #include "model/deepseek_config.h"
 
 #include "model/architecture.h"
+#include "model/config_json_fields.h"
 #include "model/model_config.h"
 #include "util/error.h"
 #include "util/json_util.h"
@@ -26,36 +27,6 @@ constexpr WidthField kWidths[] = {
 };
 
 constexpr std::int64_t kDefaultQLoraRank = 1536;
-
-struct RequiredField {
-    const char* key;
-    std::int64_t ModelConfig::*member;
-};
-
-constexpr RequiredField kRequired[] = {
-    {"hidden_size", &ModelConfig::hidden},
-    {"intermediate_size", &ModelConfig::ffn},
-    {"num_hidden_layers", &ModelConfig::layers},
-    {"num_attention_heads", &ModelConfig::heads},
-    {"vocab_size", &ModelConfig::vocab},
-};
-
-std::vector<int> idList(const nlohmann::json& v, const JsonObject& obj, const char* key)
-{
-    std::vector<int> ids;
-    if (v.is_null())
-        return ids;
-    if (v.is_number_integer())
-        return {v.get<int>()};
-    if (!v.is_array())
-        obj.fail(std::string("'") + key + "' must be an integer or a list of integers");
-    for (const auto& e : v) {
-        if (!e.is_number_integer())
-            obj.fail(std::string("'") + key + "' must be an integer or a list of integers");
-        ids.push_back(e.get<int>());
-    }
-    return ids;
-}
 
 // rope_scaling: absent / null / default, or yarn (the only scaling SGLang's DeepSeek code accepts: it turns any
 // rope_scaling into deepseek_yarn).
@@ -120,8 +91,7 @@ ModelConfig deepSeekConfigFromHuggingFace(const nlohmann::json& json, const Arch
     const JsonObject obj(json, file);
     ModelConfig c;
     c.architecture = std::string(arch.name);
-    for (const auto& f : kRequired)
-        c.*(f.member) = obj.integer(f.key);
+    readRequiredSizes(obj, c);
     if (c.heads <= 0)
         obj.fail("num_attention_heads must be positive");
     c.maxPositions = obj.optionalInteger("max_position_embeddings").value_or(arch.defaultMaxPositions);
@@ -161,13 +131,7 @@ ModelConfig deepSeekConfigFromHuggingFace(const nlohmann::json& json, const Arch
     const std::string act = obj.optionalString("hidden_act").value_or("silu");
     if (act != "silu")
         obj.fail("hidden_act '" + act + "' is not supported (only silu / SwiGLU)");
-    if (obj.has("bos_token_id")) {
-        const auto ids = idList(json["bos_token_id"], obj, "bos_token_id");
-        if (!ids.empty())
-            c.bosId = ids.front();
-    }
-    if (obj.has("eos_token_id"))
-        c.eosIds = idList(json["eos_token_id"], obj, "eos_token_id");
+    readSpecialTokenIds(json, file, c);
     refuseMixtureOfExperts(obj, arch, c.layers);
     c.deepseek = a;
     c.validate(file);

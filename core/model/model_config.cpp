@@ -1,6 +1,7 @@
 #include "model/model_config.h"
 
 #include "model/architecture.h"
+#include "model/config_json_fields.h"
 #include "model/mla_model_type.h"
 #include "util/error.h"
 #include "util/json_util.h"
@@ -171,6 +172,23 @@ MlaConfig mlaFromJson(const nlohmann::json& json, const ModelConfig& base, const
 
 } // namespace
 
+void readRequiredSizes(const JsonObject& obj, ModelConfig& c)
+{
+    for (const auto& f : kRequiredIntegers)
+        c.*(f.member) = obj.integer(f.key);
+}
+
+void readSpecialTokenIds(const nlohmann::json& json, const std::filesystem::path& file, ModelConfig& c)
+{
+    if (const auto bos = json.find("bos_token_id"); bos != json.end()) {
+        const auto ids = idList(*bos, file, "bos_token_id");
+        if (!ids.empty())
+            c.bosId = ids.front();
+    }
+    if (const auto eos = json.find("eos_token_id"); eos != json.end())
+        c.eosIds = idList(*eos, file, "eos_token_id");
+}
+
 std::string ModelConfig::attentionKind() const
 {
     if (mla || deepseek)
@@ -297,8 +315,7 @@ ModelConfig configFromHuggingFace(const nlohmann::json& json, const std::filesys
     if (arch->latentAttention)
         return deepSeekConfigFromHuggingFace(json, *arch, file);
 
-    for (const auto& f : kRequiredIntegers)
-        c.*(f.member) = obj.integer(f.key);
+    readRequiredSizes(obj, c);
     c.kvHeads = obj.optionalInteger("num_key_value_heads").value_or(c.heads);
     if (c.heads <= 0)
         throw Error(file, "num_attention_heads must be positive");
@@ -321,13 +338,7 @@ ModelConfig configFromHuggingFace(const nlohmann::json& json, const std::filesys
     const std::string act = obj.optionalString("hidden_act").value_or("silu");
     if (act != "silu")
         throw Error(file, "hidden_act '" + act + "' is not supported (only silu / SwiGLU)");
-    if (obj.has("bos_token_id")) {
-        const auto ids = idList(json["bos_token_id"], file, "bos_token_id");
-        if (!ids.empty())
-            c.bosId = ids.front();
-    }
-    if (obj.has("eos_token_id"))
-        c.eosIds = idList(json["eos_token_id"], file, "eos_token_id");
+    readSpecialTokenIds(json, file, c);
 
     if (obj.has("mha2mla")) {
         c.validate(file); // the base shape must be sound before the MLA block is read against it
