@@ -31,13 +31,14 @@ std::string conversionSummary(const ConversionOutcome& conversion, const ModelCo
     const ModelConfig& c = conversion.plan.converted;
     const DeepSeekAttentionConfig& a = *c.deepseek;
     std::ostringstream s;
-    s << "converted from " << original.architecture << " (" << original.heads << " query heads, " << original.kvHeads
+    s << "Converted from " << original.architecture << " (" << original.heads << " query heads, " << original.kvHeads
       << " key/value heads of " << original.headDim << ") to Multi-head Latent Attention in the DeepSeek-V3 layout: "
       << "kv_lora_rank " << a.kvLoraRank << ", one shared RoPE head of " << a.ropeDim << " dims (rope_theta "
       << c.rope.theta << "), qk_nope_head_dim " << a.nopeDim << ", v_head_dim " << a.valueDim;
     if (conversion.deepSeek)
         s << "; widths " << conversion.deepSeek->widths.origin << ", fitted layer by layer on "
           << conversion.deepSeek->calibrationTokens << " calibration tokens";
+    s << ".";
     return s.str();
 }
 
@@ -91,7 +92,8 @@ GgufExportReport exportConversionGguf(const OpenedModel& original, const Convers
         q.kl = r.kl;
         q.top1Agreement = r.top1Agreement;
         q.tokens = r.evaluatedTokens;
-        q.measuredOn = measured->description + "; measured in memory in float32, before the weights were written";
+        q.measuredOn = "the converted model in memory (float32, before its weights were written to this file), on "
+                       + measured->description;
         resolved.quality = q;
     }
     return mla::exportGguf(*conversion.converted, resolved, context.job());
