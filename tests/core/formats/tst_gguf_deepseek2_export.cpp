@@ -7,6 +7,7 @@
 // refused, naming the tensor or key.
 #include "common/deepseek_fixtures.h"
 #include "common/model_fixtures.h"
+#include "common/expect_error.h"
 #include "common/test_support.h"
 
 #include "engine/transformer.h"
@@ -35,18 +36,7 @@ private slots:
 
 namespace {
 
-template <typename F>
-void expectError(F&& f, const std::string& needle)
-{
-    try {
-        f();
-    } catch (const Error& e) {
-        const std::string message = e.what();
-        QVERIFY2(message.find(needle) != std::string::npos, message.c_str());
-        return;
-    }
-    QFAIL(("no error containing: " + needle).c_str());
-}
+using test::expectError;
 
 fs::path tokenizer512()
 {
@@ -305,7 +295,9 @@ void TestGgufDeepseek2Export::hostileFilesAreRefused()
 void TestGgufDeepseek2Export::convertToGgufChecksBeforeWork()
 {
     const fs::path dir = test::scratchDir("gguf-deepseek2-pipeline");
-    const pipeline::OpenedModel opened = pipeline::openModel({test::realModelPath("stories260K")}, ExecutionContext());
+    pipeline::OpenRequest request;
+    request.model = test::realModelPath("stories260K");
+    const pipeline::OpenedModel opened = pipeline::openModel(request, ExecutionContext());
     Settings settings;
     GgufExportOptions options;
     options.file = dir / "out.gguf";

@@ -78,7 +78,8 @@ void TestGgufDeepseek2LlamaCpp::initTestCase()
               "under AddressSanitizer); the deepseek2 writer and reader run there in tst_gguf_deepseek2_export");
     m_dir = test::scratchDir("llama-cpp-deepseek2");
     for (const test::RealModelPrompts& rm : test::llamaCppRealModels()) {
-        pipeline::OpenRequest request{test::realModelPath(rm.name)};
+        pipeline::OpenRequest request;
+        request.model = test::realModelPath(rm.name);
         request.tokenizer = test::realModelTokenizerFile(rm.name, test::loadRealModel(rm.name));
         const pipeline::OpenedModel opened = pipeline::openModel(request, ExecutionContext());
         Settings settings;

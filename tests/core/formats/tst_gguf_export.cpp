@@ -6,6 +6,7 @@
 // bit-identical logits; F16 and BF16 exports hold the source rounded to nearest even; quantised exports keep
 // matrices whose rows are not whole blocks in F16; outputs are staged and never replace an input.
 #include "common/model_fixtures.h"
+#include "common/expect_error.h"
 #include "common/test_support.h"
 #include "core/formats/gguf_test_fixtures.h"
 
@@ -85,18 +86,7 @@ std::vector<int> someIds(std::int64_t vocab, std::size_t n)
     return ids;
 }
 
-template <typename F>
-void expectError(F&& f, const std::string& needle)
-{
-    try {
-        f();
-    } catch (const Error& e) {
-        const std::string message = e.what();
-        QVERIFY2(message.find(needle) != std::string::npos, message.c_str());
-        return;
-    }
-    QFAIL(("no error containing: " + needle).c_str());
-}
+using test::expectError;
 
 } // namespace
 

@@ -4,6 +4,7 @@
 // the source tokenizers themselves: read back from the metadata, every vocabulary encodes the probe texts as its
 // source does. Each byte-level BPE family gets llama.cpp's name for its pre-tokenizer; a tokenizer_config.json adds
 // the chat template, padding and EOS; what llama.cpp would read differently is refused with the reason.
+#include "common/expect_error.h"
 #include "common/test_support.h"
 #include "core/formats/gguf_test_fixtures.h"
 
@@ -28,18 +29,7 @@ const GgufValue* findKey(const std::vector<std::pair<std::string, GgufValue>>& e
     return nullptr;
 }
 
-template <typename F>
-void expectError(F&& f, const std::string& needle)
-{
-    try {
-        f();
-    } catch (const Error& e) {
-        const std::string message = e.what();
-        QVERIFY2(message.find(needle) != std::string::npos, message.c_str());
-        return;
-    }
-    QFAIL(("no error containing: " + needle).c_str());
-}
+using test::expectError;
 
 } // namespace
 

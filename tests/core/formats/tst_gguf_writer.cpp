@@ -2,6 +2,7 @@
 // (header, metadata, tensor record, alignment padding, data) equals what the writer produces byte for byte; every
 // metadata type and every written float type round-trips through the reader bit for bit at two alignments; a
 // file is staged (nothing under the name until finish, nothing left on failure); misuse is refused.
+#include "common/expect_error.h"
 #include "common/test_support.h"
 
 #include "formats/gguf.h"
@@ -48,18 +49,7 @@ std::vector<float> randomValues(std::size_t n, std::uint32_t seed)
     return v;
 }
 
-template <typename F>
-void expectError(F&& f, const std::string& needle)
-{
-    try {
-        f();
-    } catch (const Error& e) {
-        const std::string message = e.what();
-        QVERIFY2(message.find(needle) != std::string::npos, message.c_str());
-        return;
-    }
-    QFAIL(("no error containing: " + needle).c_str());
-}
+using test::expectError;
 
 } // namespace
 

@@ -3,6 +3,7 @@
 // consistent model, and refuses bad input before any work.
 #include "backend/compute_backend.h"
 #include "common/model_fixtures.h"
+#include "common/expect_error.h"
 #include "common/test_support.h"
 #include "conversion/converter.h"
 #include "heal/healer.h"
@@ -79,16 +80,7 @@ std::vector<std::vector<char>> layerBytes(const Model& m, std::size_t layer)
     return {all.begin() + static_cast<std::ptrdiff_t>(layer * per), all.begin() + static_cast<std::ptrdiff_t>((layer + 1) * per)};
 }
 
-void expectError(const std::function<void()>& f, const std::string& fragment)
-{
-    try {
-        f();
-    } catch (const Error& e) {
-        QVERIFY2(std::string(e.what()).find(fragment) != std::string::npos, e.what());
-        return;
-    }
-    QFAIL(qPrintable(QStringLiteral("no error containing '%1'").arg(QString::fromStdString(fragment))));
-}
+using test::expectError;
 
 } // namespace
 
