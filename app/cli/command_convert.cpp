@@ -3,8 +3,10 @@
 #include "conversion/deepseek_export.h"
 #include "conversion_options.h"
 #include "device_option.h"
+#include "gguf_report.h"
 #include "heal_flags.h"
 #include "pipeline/convert.h"
+#include "pipeline/export_gguf.h"
 #include "pipeline/heal.h"
 #include "session/analysis_json.h"
 #include "util/error.h"
@@ -31,6 +33,39 @@ pipeline::HealStartObserver healLayerPrinter(const Arguments& args, std::int64_t
     };
 }
 
+// --format gguf: one file for llama.cpp, the DeepSeek-V3 target written as its deepseek2 architecture.
+int runConvertToGguf(const Arguments& args, const pipeline::OpenedModel& opened, const Settings& settings,
+                     const ExecutionContext& context, std::chrono::steady_clock::time_point started)
+{
+    if (settings.conversion.target != ConversionTarget::DeepSeekV3)
+        throw UsageError{"--format gguf needs --target deepseek-v3: llama.cpp runs MLA as its deepseek2 architecture, "
+                         "which has the DeepSeek-V3 layout (the mha2mla layout has no llama.cpp architecture)"};
+    if (args.has("shard-mb"))
+        throw UsageError{"--shard-mb applies to the safetensors folder, not to one GGUF file"};
+    GgufExportOptions options = ggufOptionsFrom(args, *args.value("out"));
+    options.otherInputs = outputOptions(args, &opened).inputs; // calibration and evaluation files named
+    std::optional<pipeline::CheckOptions> check;
+    if (args.has("check"))
+        check = pipeline::CheckOptions{};
+    const pipeline::GgufConversionOutcome result = pipeline::convertToGguf(opened, nullptr, settings, options, check, context);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const pipeline::ConversionOutcome& conversion = result.conversion;
+    const SanityReport* checked = result.check ? &result.check->report : nullptr;
+    ExportReport asWritten;
+    asWritten.bytesWritten = result.written.bytesWritten;
+    nlohmann::ordered_json j = {{"out", result.written.file.string()}};
+    j.update(deepSeekExportJson(*conversion.deepSeek, conversion.plan.converted, opened.model->config, asWritten, checked));
+    j.update(ggufReportJson(result.written));
+    j["seconds"] = seconds;
+    if (args.has("json")) {
+        printJson(j);
+        return 0;
+    }
+    std::cout << deepSeekExportSummary(*conversion.deepSeek, conversion.plan.converted, opened.model->config, checked);
+    printGgufReport(result.written);
+    return 0;
+}
+
 int runConvert(const Arguments& args)
 {
     const auto backend = backendFromDeviceOption(args);
@@ -43,7 +78,14 @@ int runConvert(const Arguments& args)
     const pipeline::OpenedModel opened = openModelArgument(args, ExecutionContext(backend));
     const Model& model = *opened.model;
     const Settings settings = settingsFrom(args, model.config);
+    const std::string format = args.valueOr("format", "safetensors");
+    if (format != "safetensors" && format != "gguf")
+        throw UsageError{"--format must be safetensors (a Hugging Face folder, the default) or gguf (one file for llama.cpp)"};
     const std::optional<HealFlags> heal = healFlagsFrom(args);
+    if (heal && format == "gguf")
+        throw UsageError{"--heal works on the mha2mla layout only, which has no GGUF export; drop --heal or --format gguf"};
+    if (format == "gguf")
+        return runConvertToGguf(args, opened, settings, context, started);
     if (heal && settings.conversion.target == ConversionTarget::DeepSeekV3)
         throw UsageError{"--heal works on the mha2mla layout only; drop it or --target deepseek-v3"};
     if (heal && heal->start == HealStart::Allocated && !settings.conversion.allocate)
@@ -178,13 +220,15 @@ int runConvert(const Arguments& args)
 CommandSpec convertCommand()
 {
     static std::vector<OptionSpec> options = [] {
-        std::vector<OptionSpec> o{demoOption(), tokenizerOption(), {"out", "DIR", "output folder (Hugging Face layout, MHA2MLA tensor names); must be new or empty"},
+        std::vector<OptionSpec> o{demoOption(), tokenizerOption(), {"out", "DIR", "output folder (Hugging Face layout, MHA2MLA tensor names); must be new or empty; with --format gguf, the .gguf file"},
+                                  {"format", "FORMAT", "safetensors (a Hugging Face folder, the default) or gguf (one file for llama.cpp; needs --target deepseek-v3)"},
+                                  {"name", "NAME", "with --format gguf: general.name in the file (default: the input's name + \" (MLA)\")"},
                                   forceOption("replace DIR when it holds an earlier output of this tool (never an input, never a folder with other files)")};
         for (const auto& s : settingsOptions())
             o.push_back(s);
         for (const auto& c : calibrationOptions())
             o.push_back(c);
-        o.push_back({"dtype", "TYPE", "output weight dtype: f32, f16 or bf16 (default: as the input)"});
+        o.push_back({"dtype", "TYPE", "output weight dtype: f32, f16 or bf16 (default: as the input); with --format gguf also q8_0 or q4_0"});
         o.push_back({"shard-mb", "M", "write safetensors shards of at most M MiB with an index"});
         o.push_back({"check", nullptr, "reload the written model and measure it against the original (perplexity, KL, "
                                        "top-1 agreement, KV bytes) on 4 sampled sequences; the numbers go into README.md"});
@@ -196,7 +240,7 @@ CommandSpec convertCommand()
         return o;
     }();
     return {"convert",
-            "[MODEL] --out DIR [--force] [--target mha2mla|deepseek-v3 [--flashmla]] [--preset paper|best] [--rope-strategy high|low|uniform|2-norm|rotation-loss] [--rope-pairs P] "
+            "[MODEL] --out DIR [--force] [--target mha2mla|deepseek-v3 [--flashmla] [--format safetensors|gguf]] [--preset paper|best] [--rope-strategy high|low|uniform|2-norm|rotation-loss] [--rope-pairs P] "
             "[--svd joint|split|key|value|none] [--latent-dim D | --kv-saving F | --kv-budget N] [--sigma up|sqrt] "
             "[calibration] [--heal [--heal-steps N] [--heal-lr X] [--heal-tokens N] [--heal-seed S] [--heal-text FILE | --heal-ids FILE] "
             "[--heal-start auto|paper|allocated]] [--json]",
@@ -207,7 +251,9 @@ CommandSpec convertCommand()
             "appears only when complete; DIR must not exist or be empty, unless --force replaces an earlier output of "
             "this tool (swapped in only once the new one is complete). --target deepseek-v3 writes the DeepSeek-V3 layout "
             "(DeepseekV3ForCausalLM) that stock transformers, vLLM and SGLang load: one shared RoPE head and one latent width "
-            "for every layer, fitted on calibration data (docs/deepseek-export.md). --heal then trains the converted attention layer by layer "
+            "for every layer, fitted on calibration data (docs/deepseek-export.md); with --format gguf --out FILE.gguf it is written "
+            "as one GGUF file of llama.cpp's deepseek2 architecture, which llama.cpp serves with its latent cache "
+            "(docs/gguf.md). --heal then trains the converted attention layer by layer "
             "to reproduce the original's block outputs (docs/healing.md) before writing.",
             options, 1, runConvert};
 }

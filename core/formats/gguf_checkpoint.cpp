@@ -1,5 +1,6 @@
 #include "formats/checkpoint_source.h"
 #include "formats/gguf.h"
+#include "formats/gguf_deepseek2.h"
 #include "model/architecture.h"
 #include "util/error.h"
 #include "util/memory_budget.h"
@@ -10,18 +11,29 @@ namespace mla {
 namespace {
 
 // GGUF architectures we read, and how each stores RoPE pairs. llama.cpp's converter permutes Llama query/key rows
-// back to Meta's interleaved layout.
+// back to Meta's interleaved layout. Its deepseek2 (dense layers only) is Multi-head Latent Attention in the
+// DeepSeek-V3 layout with interleaved rope parts, kept as stored (DeepSeekAttentionConfig::ropeInterleave).
 struct GgufArchitecture {
     const char* ggufName;
     const char* architecture; // our table key
     bool interleavedRope;
+    bool latentAttention;
 };
 
 constexpr GgufArchitecture kGgufArchitectures[] = {
-    {"llama", "llama", true},
-    {"qwen2", "qwen2", false},
-    {"qwen3", "qwen3", false},
+    {"llama", "llama", true, false},
+    {"qwen2", "qwen2", false, false},
+    {"qwen3", "qwen3", false, false},
+    {"deepseek2", "deepseek_v3", false, true},
 };
+
+std::string supportedGgufArchitectures()
+{
+    std::string s;
+    for (const auto& a : kGgufArchitectures)
+        s += (s.empty() ? "" : ", ") + std::string(a.ggufName);
+    return s;
+}
 
 struct GgufIntegerKey {
     const char* suffix; // after "<arch>."
@@ -94,7 +106,7 @@ CheckpointSource openGgufCheckpoint(const std::filesystem::path& path)
             arch = &a;
     }
     if (!arch)
-        throw Error(path, "GGUF architecture '" + archValue->string + "' is not supported (supported: llama, qwen2, qwen3)");
+        throw Error(path, "GGUF architecture '" + archValue->string + "' is not supported (supported: " + supportedGgufArchitectures() + ")");
     const std::string prefix = std::string(arch->ggufName) + ".";
 
     CheckpointSource source;
@@ -128,7 +140,19 @@ CheckpointSource openGgufCheckpoint(const std::filesystem::path& path)
         c.rmsEps = eps->number;
     if (const auto* base = gguf->find(prefix + "rope.freq_base"))
         c.rope.theta = base->number;
-    if (const auto* ropeDims = gguf->find(prefix + "rope.dimension_count"); ropeDims && c.headDim > 0 && ropeDims->integer != c.headDim)
+    std::optional<DeepSeek2Hyperparameters> deepseek;
+    if (arch->latentAttention) {
+        // head_count_kv and key_length describe llama.cpp's absorbed view (one latent "head"), not ours.
+        const GgufValue* vocabKey = gguf->find(prefix + "vocab_size");
+        const GgufValue* tokens = gguf->find("tokenizer.ggml.tokens");
+        const std::int64_t vocab = vocabKey ? vocabKey->integer : tokens ? static_cast<std::int64_t>(tokens->strings.size()) : 0;
+        deepseek = readDeepSeek2Hyperparameters(*gguf, c.hidden, c.heads, c.layers, vocab);
+        if (deepseek->yarn)
+            throw Error(path, "metadata " + prefix + "rope.scaling.type yarn: YaRN-scaled deepseek2 models are not supported yet");
+        c.kvHeads = c.heads;
+        c.headDim = deepseek->widths.nope + deepseek->widths.rope;
+    }
+    if (const auto* ropeDims = gguf->find(prefix + "rope.dimension_count"); !deepseek && ropeDims && c.headDim > 0 && ropeDims->integer != c.headDim)
         throw Error(path, "rope.dimension_count " + std::to_string(ropeDims->integer) + " differs from the head size "
                               + std::to_string(c.headDim) + "; partial rotary embeddings are not supported");
     if (const auto* scaling = gguf->find(prefix + "rope.scaling.type"); scaling && scaling->string != "none") {
@@ -151,6 +175,21 @@ CheckpointSource openGgufCheckpoint(const std::filesystem::path& path)
     c.outputBias = gguf->tensor("blk.0.attn_output.bias").has_value();
     c.mlpBias = gguf->tensor("blk.0.ffn_gate.bias").has_value();
     c.qkNorm = info.qkNorm;
+    if (deepseek) {
+        const DeepSeek2Widths& w = deepseek->widths;
+        DeepSeekAttentionConfig a;
+        a.kvLoraRank = w.kvLora;
+        a.qLoraRank = deepseek->qLoraRank;
+        a.ropeDim = w.rope;
+        a.nopeDim = w.nope;
+        a.valueDim = w.value;
+        a.ropeInterleave = true; // llama.cpp's deepseek2 rotates adjacent pairs
+        a.latentNormEps = c.rmsEps; // llama.cpp normalises the latent with the model's eps
+        a.yarnMscaleInScale = true;
+        c.deepseek = a;
+        c.qkvBias = c.outputBias = c.mlpBias = false; // llama.cpp's deepseek2 loads none
+        c.qkNorm = false;
+    }
     source.vocabulary = vocabularyFrom(*gguf);
     c.bosId = source.vocabulary->bos;
     if (source.vocabulary->eos)
@@ -158,6 +197,27 @@ CheckpointSource openGgufCheckpoint(const std::filesystem::path& path)
     c.validate(path);
 
     source.find = [gguf](const std::string& name) { return gguf->tensor(name); };
+    if (deepseek && deepseek->absorbed)
+        source.find = [gguf, path, w = deepseek->widths](const std::string& name) -> std::optional<Tensor> {
+            // kv_b_proj, named attn_kv_b as in llama.cpp's older files, is merged from its per-head halves.
+            const std::string suffix = ".attn_kv_b.weight";
+            if (!name.ends_with(suffix))
+                return gguf->tensor(name);
+            const std::string block = name.substr(0, name.size() - suffix.size());
+            auto part = [&](const char* which, const std::vector<std::int64_t>& shape) {
+                const std::string n = block + which;
+                const auto t = gguf->tensor(n);
+                if (!t)
+                    throw Error(path, "missing tensor '" + n + "' (half of the latent up projection kv_b_proj)");
+                if (t->shape() != shape)
+                    throw Error(path, "tensor '" + n + "' has wrong shape; expected " + shapeString(shape) + ", got "
+                                          + shapeString(t->shape()));
+                return *t;
+            };
+            const Tensor kB = part(".attn_k_b.weight", {w.heads, w.kvLora, w.nope});
+            const Tensor vB = part(".attn_v_b.weight", {w.heads, w.value, w.kvLora});
+            return deepSeek2KvB(kB, vB, w);
+        };
     return source;
 }
 

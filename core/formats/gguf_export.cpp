@@ -1,5 +1,6 @@
 #include "formats/gguf_export.h"
 
+#include "formats/gguf_deepseek2.h"
 #include "formats/gguf_writer.h"
 #include "model/model_files.h"
 #include "model/tensor_plan.h"
@@ -8,7 +9,9 @@
 #include "util/mapped_file.h"
 #include "util/version.h"
 
+#include <cmath>
 #include <functional>
+#include <memory>
 
 namespace mla {
 namespace {
@@ -30,12 +33,18 @@ constexpr GgufArchitectureRow kArchitectures[] = {
     {"qwen3", "qwen3", false, false},
 };
 
+// A model in the DeepSeek-V2/V3 layout (a conversion to the deepseek-v3 target, or such a checkpoint) is written as
+// llama.cpp's deepseek2 with absorbed MLA.
+constexpr GgufArchitectureRow kDeepSeek2{"deepseek_v3", "deepseek2", true, false};
+
 const GgufArchitectureRow& architectureRow(const ModelConfig& c)
 {
     if (c.isMla())
-        throw Error("a converted (MLA) model has no GGUF export yet: llama.cpp runs MLA as its deepseek2 architecture, "
-                    "whose export from this tool is not written yet (export the model before conversion, or use the "
-                    "Hugging Face folder)");
+        throw Error("the MHA2MLA layout has no llama.cpp architecture: convert with the DeepSeek-V3 target "
+                    "(convert --target deepseek-v3 --format gguf), which llama.cpp runs as its deepseek2 architecture "
+                    "with a latent cache");
+    if (c.deepseek)
+        return kDeepSeek2;
     for (const auto& row : kArchitectures) {
         if (c.architecture == row.architecture) {
             if (row.needsSquareAttention && c.qDim() != c.hidden)
@@ -73,11 +82,11 @@ GgmlType modelWeightType(const Model& model)
 
 using Metadata = std::vector<std::pair<std::string, GgufValue>>;
 
-void addLlamaFamilyMetadata(Metadata& m, const std::string& arch, const ModelConfig& c, GgufExportReport& report)
+// The keys every architecture we write shares.
+void addCommonMetadata(Metadata& m, const std::string& arch, const ModelConfig& c, GgufExportReport& report)
 {
     const std::string p = arch + ".";
-    auto set = [&](const std::string& key, GgufValue value) { m.emplace_back(key, std::move(value)); };
-    auto u32 = [&](const std::string& key, std::int64_t value) { set(p + key, ggufU32(static_cast<std::uint32_t>(value))); };
+    auto u32 = [&](const std::string& key, std::int64_t value) { m.emplace_back(p + key, ggufU32(static_cast<std::uint32_t>(value))); };
     std::int64_t context = c.maxPositions;
     if (context <= 0) {
         context = 2048;
@@ -88,13 +97,21 @@ void addLlamaFamilyMetadata(Metadata& m, const std::string& arch, const ModelCon
     u32("block_count", c.layers);
     u32("feed_forward_length", c.ffn);
     u32("attention.head_count", c.heads);
+    u32("vocab_size", c.vocab);
+    m.emplace_back(p + "rope.freq_base", ggufF32(static_cast<float>(c.rope.theta)));
+    m.emplace_back(p + "attention.layer_norm_rms_epsilon", ggufF32(static_cast<float>(c.rmsEps)));
+}
+
+void addLlamaFamilyMetadata(Metadata& m, const std::string& arch, const ModelConfig& c, GgufExportReport& report)
+{
+    const std::string p = arch + ".";
+    auto set = [&](const std::string& key, GgufValue value) { m.emplace_back(key, std::move(value)); };
+    auto u32 = [&](const std::string& key, std::int64_t value) { set(p + key, ggufU32(static_cast<std::uint32_t>(value))); };
+    addCommonMetadata(m, arch, c, report);
     u32("attention.head_count_kv", c.kvHeads);
     u32("attention.key_length", c.headDim);
     u32("attention.value_length", c.headDim);
     u32("rope.dimension_count", c.headDim);
-    u32("vocab_size", c.vocab);
-    set(p + "rope.freq_base", ggufF32(static_cast<float>(c.rope.theta)));
-    set(p + "attention.layer_norm_rms_epsilon", ggufF32(static_cast<float>(c.rmsEps)));
     switch (c.rope.scaling) {
     case RopeScaling::None: break;
     case RopeScaling::Linear:
@@ -191,16 +208,113 @@ ArchitecturePlan planLlamaFamily(const Model& model, const GgufArchitectureRow& 
     return plan;
 }
 
+// llama.cpp's deepseek2 with absorbed MLA (src/models/deepseek2.cpp of the pinned build, formats/gguf_deepseek2.h):
+// dense blocks only, q_lora_rank 0 for a plain attn_q, kv_b_proj split per head into attn_k_b / attn_v_b, and the rope
+// parts of the queries and of the shared key in llama.cpp's adjacent-pair order. llama.cpp caches kv_lora_rank +
+// qk_rope_head_dim values per token and layer, and normalises the latent with the model's rms eps.
+ArchitecturePlan planDeepSeek2(const Model& model, const ModelConfig& written, std::int64_t unknownRow, GgufExportReport& report)
+{
+    const ModelConfig& c = model.config;
+    const DeepSeekAttentionConfig& a = *c.deepseek;
+    if (!a.latentNorm)
+        throw Error("internal: a DeepSeek model without its latent norm is an in-memory ablation and is never written");
+    if (a.attentionBias)
+        throw Error(model.source, "has attention biases (attention_bias: true), which llama.cpp's deepseek2 architecture does not load");
+    if (c.rope.scaling != RopeScaling::None)
+        throw Error(model.source, "has rope scaling, which is not written to a deepseek2 GGUF yet");
+    // llama.cpp takes 26- and 27-block models (and 48 blocks with a 128,256-token vocabulary) for DeepSeek-V2-Lite
+    // and never reads their q_lora_rank: a query latent would then not load.
+    const bool lite = c.layers == 26 || c.layers == 27 || (c.layers == 48 && written.vocab == 128256);
+    if (lite && a.qLoraRank > 0)
+        throw Error(model.source, "has a query latent (q_lora_rank " + std::to_string(a.qLoraRank) + ") and "
+                                      + std::to_string(c.layers) + " blocks: llama.cpp takes a deepseek2 model of that "
+                                      "depth for DeepSeek-V2-Lite and ignores q_lora_rank, so it would not load");
+    if (std::abs(a.latentNormEps - c.rmsEps) > 1e-12)
+        report.notes.push_back("llama.cpp normalises the latent with the model's rms eps (" + std::to_string(c.rmsEps)
+                               + "), this model with " + std::to_string(a.latentNormEps)
+                               + " (as transformers does): negligible while the latent's mean square is far above both");
+
+    ArchitecturePlan plan;
+    plan.gguf = kDeepSeek2.gguf;
+    plan.kvValuesPerToken = a.cacheElementsPerLayer() * c.layers;
+    addCommonMetadata(plan.metadata, plan.gguf, written, report);
+    const std::string p = plan.gguf + ".";
+    auto u32 = [&](const std::string& key, std::int64_t value) { plan.metadata.emplace_back(p + key, ggufU32(static_cast<std::uint32_t>(value))); };
+    // The absorbed view: one key "head" of latent + rope values, the latent as the value (llama.cpp's MQA form).
+    u32("attention.head_count_kv", 1);
+    u32("attention.key_length", a.kvLoraRank + a.ropeDim);
+    u32("attention.value_length", a.kvLoraRank);
+    u32("attention.key_length_mla", a.qkHeadDim());
+    u32("attention.value_length_mla", a.valueDim);
+    u32("attention.q_lora_rank", a.qLoraRank);
+    u32("attention.kv_lora_rank", a.kvLoraRank);
+    u32("rope.dimension_count", a.ropeDim);
+    // Dense: every block is a leading dense block (the expert keys are required by the loader, unused).
+    u32("leading_dense_block_count", c.layers);
+    u32("expert_feed_forward_length", c.ffn);
+    u32("expert_shared_count", 0);
+
+    const DeepSeek2Widths widths{c.heads, a.nopeDim, a.ropeDim, a.valueDim, a.kvLoraRank};
+    auto ropeReordered = [&](const std::string& name, const Tensor& t, std::int64_t width) {
+        if (a.ropeInterleave)
+            return rowsOf(name, t);
+        const std::int64_t rope = a.ropeDim;
+        return rowsOf(name, t, [width, rope](std::int64_t r) { return deepSeek2InterleavedRopeRow(r, width, rope); });
+    };
+    for (const PlannedTensor& pt : tensorPlan(written)) {
+        const Tensor source = modelTensor(model, pt.role, pt.layer);
+        if (pt.role == TensorRole::KvB) {
+            // One splitter for both halves, so attn_k_b reads each head's rows once.
+            struct Split {
+                Tensor kvB;
+                DeepSeek2KvBSplitter splitter;
+                explicit Split(const Tensor& t, const DeepSeek2Widths& w) : kvB(t), splitter(kvB, w) {}
+            };
+            auto split = std::make_shared<Split>(source, widths);
+            const std::string blk = "blk." + std::to_string(pt.layer) + ".";
+            plan.tensors.push_back({blk + "attn_k_b.weight",
+                                    {static_cast<std::uint64_t>(a.nopeDim), static_cast<std::uint64_t>(a.kvLoraRank),
+                                     static_cast<std::uint64_t>(c.heads)},
+                                    [split](std::uint64_t row, float* out) { split->splitter.kBRow(row, out); },
+                                    {}});
+            plan.tensors.push_back({blk + "attn_v_b.weight",
+                                    {static_cast<std::uint64_t>(a.kvLoraRank), static_cast<std::uint64_t>(a.valueDim),
+                                     static_cast<std::uint64_t>(c.heads)},
+                                    [split](std::uint64_t row, float* out) { split->splitter.vBRow(row, out); },
+                                    source});
+            continue;
+        }
+        const auto name = tensorName(pt.role, TensorNaming::Gguf, pt.layer);
+        if (!name)
+            throw Error(model.source, "llama.cpp's deepseek2 architecture has no " + std::string(tensorRoleLabel(pt.role)));
+        if (pt.role == TensorRole::Embedding || pt.role == TensorRole::Output) {
+            plan.tensors.push_back(vocabularyRowsOf(*name, source, c.vocab, written.vocab, unknownRow));
+            continue;
+        }
+        if (source.shape() != pt.shape)
+            throw Error("internal: tensor '" + *name + "' has shape " + shapeString(source.shape()) + ", planned "
+                        + shapeString(pt.shape));
+        if (pt.role == TensorRole::Q || pt.role == TensorRole::QB)
+            plan.tensors.push_back(ropeReordered(*name, source, a.qkHeadDim()));
+        else if (pt.role == TensorRole::KvA)
+            plan.tensors.push_back(ropeReordered(*name, source, a.kvLoraRank + a.ropeDim));
+        else
+            plan.tensors.push_back(rowsOf(*name, source));
+    }
+    return plan;
+}
+
 // The project's output policy, plus a friendlier message for a folder that does not exist.
 // The job's inputs are the model's files and folder (model/model_files.h) and the tokenizer file given.
-OutputOptions checkDestination(const std::filesystem::path& file, const Model& model,
-                               const std::optional<std::filesystem::path>& tokenizerFile, bool force)
+OutputOptions checkDestination(const GgufExportOptions& options, const Model& model)
 {
+    const std::filesystem::path& file = options.file;
     if (file.empty())
         throw Error("no output file given");
-    OutputOptions output{force, modelInputFiles(model)};
-    if (tokenizerFile)
-        output.inputs.push_back(*tokenizerFile);
+    OutputOptions output{options.overwrite, modelInputFiles(model)};
+    if (options.tokenizerFile)
+        output.inputs.push_back(*options.tokenizerFile);
+    output.inputs.insert(output.inputs.end(), options.otherInputs.begin(), options.otherInputs.end());
     requireOutputFile(file, output, ggufFileKind());
     std::error_code ec;
     if (!std::filesystem::is_directory(std::filesystem::absolute(file).parent_path(), ec))
@@ -209,6 +323,11 @@ OutputOptions checkDestination(const std::filesystem::path& file, const Model& m
 }
 
 } // namespace
+
+void requireGgufDestination(const GgufExportOptions& options, const Model& model)
+{
+    checkDestination(options, model);
+}
 
 std::string ggufArchitectureFor(const ModelConfig& config)
 {
@@ -241,7 +360,7 @@ GgufExportReport exportGguf(const Model& model, const GgufExportOptions& options
     }
 
     // Everything that can fail on the input is checked before the file is created.
-    const OutputOptions output = checkDestination(options.file, model, options.tokenizerFile, options.overwrite);
+    const OutputOptions output = checkDestination(options, model);
     const GgufTokenizer tokenizer = defaultGgufTokenizer(model, options.tokenizerFile);
     report.tokenizer = tokenizer.source;
 
@@ -256,7 +375,8 @@ GgufExportReport exportGguf(const Model& model, const GgufExportOptions& options
                                + std::to_string(written.vocab - 1) + "), with the embedding and output rows of the "
                                "unknown token " + std::to_string(unknownRow));
 
-    ArchitecturePlan plan = planLlamaFamily(model, arch, written, unknownRow, report);
+    ArchitecturePlan plan = c.deepseek ? planDeepSeek2(model, written, unknownRow, report)
+                                       : planLlamaFamily(model, arch, written, unknownRow, report);
     // Vectors (norms, biases) stay F32; a matrix whose rows are not whole blocks of the chosen type goes F16.
     std::vector<GgmlType> types;
     for (const TensorJob& t : plan.tensors) {

@@ -25,6 +25,8 @@ struct GgufExportOptions {
     // Replace an existing file that is not a GGUF file this tool wrote (one it wrote is replaced anyway; never an
     // input, a folder or anything but a regular file: util/output_safety.h).
     bool overwrite = false;
+    // Files the job reads besides the model's own and the tokenizer (calibration text, ...): never written over.
+    std::vector<std::filesystem::path> otherInputs;
     // The tokenizer to embed; default: the model's own GGUF vocabulary, else the tokenizer file next to the model.
     std::optional<std::filesystem::path> tokenizerFile;
     // More metadata under our own namespace (keys start with "mla_workbench."), e.g. conversion settings and quality.
@@ -53,14 +55,21 @@ struct GgufExportReport {
 // the model. Throws an Error naming the model when there is none.
 GgufTokenizer defaultGgufTokenizer(const Model& model, const std::optional<std::filesystem::path>& tokenizerFile);
 
-// Writes an unconverted Llama-family model as one GGUF file that llama.cpp runs: architecture `llama` (Llama,
-// Mistral) with llama.cpp's interleaved query/key row order, `qwen2` or `qwen3` (half layout, biases, q/k norms),
-// tokenizer embedded, general.* metadata and our own under mla_workbench.*. Staged: the file appears only when
+// Writes a model as one GGUF file that llama.cpp runs: an unconverted Llama-family model as architecture `llama`
+// (Llama, Mistral) with llama.cpp's interleaved query/key row order, `qwen2` or `qwen3` (half layout, biases, q/k
+// norms); a model in the DeepSeek-V2/V3 layout (the deepseek-v3 conversion target) as `deepseek2` with absorbed MLA
+// (attn_kv_a_mqa, attn_kv_a_norm, attn_k_b, attn_v_b; dense blocks), which llama.cpp serves with its latent cache.
+// Tokenizer embedded, general.* metadata and our own under mla_workbench.*. Staged: the file appears only when
 // complete, and the project's output policy applies (the model's files are the job's inputs). A converted model in
-// the MHA2MLA layout is refused here: it needs the DeepSeek-V3 layout.
+// the MHA2MLA layout is refused here: llama.cpp has no architecture for it.
 GgufExportReport exportGguf(const Model& model, const GgufExportOptions& options, const JobControl& job = {});
 
-// The GGUF architecture a model is written as ("llama", "qwen2", "qwen3"), or an Error saying why it cannot be.
+// The checks exportGguf makes of its destination before writing (the output policy with the model's files and the
+// tokenizer file as inputs, and the folder existing), for callers with long work to do first.
+void requireGgufDestination(const GgufExportOptions& options, const Model& model);
+
+// The GGUF architecture a model is written as ("llama", "qwen2", "qwen3", "deepseek2"), or an Error saying why it
+// cannot be.
 std::string ggufArchitectureFor(const ModelConfig& config);
 
 } // namespace mla

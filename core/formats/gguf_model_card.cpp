@@ -78,11 +78,12 @@ std::string ggufModelCardMarkdown(const GgufModelCardInfo& info)
     if (info.quality) {
         const GgufQuality& q = *info.quality;
         md << "## Quality against the source\n\n";
-        md << "Measured by our engine on this file and on the source, on " << q.sequences << " sequences (" << q.tokens
-           << " predicted tokens)";
+        md << "Measured by our engine against the source";
         if (!q.measuredOn.empty())
-            md << ", " << q.measuredOn;
-        md << ":\n\n| measure | value |\n|---|---|\n";
+            md << ": " << q.measuredOn;
+        else
+            md << " on " << q.sequences << " sequences (" << q.tokens << " predicted tokens)";
+        md << ".\n\n| measure | value |\n|---|---|\n";
         md << "| perplexity, source | " << fixed(q.sourcePerplexity, 3) << " |\n";
         md << "| perplexity, this file | " << fixed(q.exportPerplexity, 3) << " |\n";
         md << "| KL(source ‖ this file), nats per token | " << fixed(q.kl, 4) << " |\n";

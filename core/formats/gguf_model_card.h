@@ -19,7 +19,7 @@ struct GgufQuality {
     double top1Agreement = 0.0;
     std::int64_t tokens = 0;
     std::int64_t sequences = 0;
-    std::string measuredOn; // what the sequences are
+    std::string measuredOn; // what was measured on which sequences (a sentence); empty: "on N sequences (T tokens)"
 };
 
 struct GgufModelCardInfo {

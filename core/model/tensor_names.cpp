@@ -45,7 +45,6 @@ constexpr TensorNameRow kTensorNames[] = {
     {TensorRole::UpKBias, "key up bias", true, "model.layers.%lld.self_attn.kv_proj.up_k.bias", nullptr},
     {TensorRole::UpV, "value up projection", true, "model.layers.%lld.self_attn.kv_proj.up_v.weight", nullptr},
     {TensorRole::UpVBias, "value up bias", true, "model.layers.%lld.self_attn.kv_proj.up_v.bias", nullptr},
-    // GGUF (llama.cpp deepseek2) stores kv_b_proj split per head as attn_k_b / attn_v_b: no single name here.
     {TensorRole::QA, "query down projection", true, "model.layers.%lld.self_attn.q_a_proj.weight", "blk.%lld.attn_q_a.weight"},
     {TensorRole::QABias, "query down bias", true, "model.layers.%lld.self_attn.q_a_proj.bias", nullptr},
     {TensorRole::QANorm, "query latent norm", true, "model.layers.%lld.self_attn.q_a_layernorm.weight", "blk.%lld.attn_q_a_norm.weight"},
@@ -55,7 +54,10 @@ constexpr TensorNameRow kTensorNames[] = {
     {TensorRole::KvABias, "latent and shared RoPE key bias", true, "model.layers.%lld.self_attn.kv_a_proj_with_mqa.bias", nullptr},
     {TensorRole::KvANorm, "latent norm (kv_a_layernorm)", true, "model.layers.%lld.self_attn.kv_a_layernorm.weight",
      "blk.%lld.attn_kv_a_norm.weight"},
-    {TensorRole::KvB, "latent up projection (keys and values)", true, "model.layers.%lld.self_attn.kv_b_proj.weight", nullptr},
+    // llama.cpp's older deepseek2 files hold kv_b_proj as attn_kv_b; its current ones split it per head into attn_k_b
+    // and attn_v_b, which the GGUF reader merges and the GGUF writer splits (formats/gguf_deepseek2.h).
+    {TensorRole::KvB, "latent up projection (keys and values)", true, "model.layers.%lld.self_attn.kv_b_proj.weight",
+     "blk.%lld.attn_kv_b.weight"},
 };
 
 static_assert(sizeof(kTensorNames) / sizeof(kTensorNames[0]) == static_cast<int>(TensorRole::KvB) + 1,

@@ -5,7 +5,10 @@
 
 #include "common/test_support.h"
 
+#include "common/model_fixtures.h"
 #include "engine/transformer.h"
+#include "model/model_files.h"
+#include "tokenizer/tokenizer.h"
 
 #include <QProcess>
 
@@ -53,6 +56,49 @@ inline LlamaCppResult runLlamaCpp(const nlohmann::json& job, const std::filesyst
                                      + run["error"].get<std::string>() + "\n" + run.value("log_tail", std::string()));
     }
     return r;
+}
+
+// The four shipped real models and the prompts the llama.cpp checks run on them.
+struct RealModelPrompts {
+    const char* name;
+    std::vector<std::string> prompts;
+};
+
+inline const std::vector<RealModelPrompts>& llamaCppRealModels()
+{
+    static const std::vector<RealModelPrompts> models = {
+        {"stories260K", {"Once upon a time", "The little dog", "Lily and Tom went to the park."}},
+        {"aidreams260K", {"The sea", "I dream of", "Night falls and"}},
+        {"poem5L", {"\xE5\xBA\x8A\xE5\x89\x8D\xE6\x98\x8E\xE6\x9C\x88\xE5\x85\x89",   // 床前明月光
+                    "\xE6\x98\xA5\xE7\x9C\xA0\xE4\xB8\x8D\xE8\xA7\x89\xE6\x99\x93",   // 春眠不觉晓
+                    "\xE7\x99\xBD\xE6\x97\xA5\xE4\xBE\x9D\xE5\xB1\xB1\xE5\xB0\xBD"}}, // 白日依山尽
+        {"xs260K", {"Once upon a time", "Tom had a red ball", "One day, a cat"}},
+    };
+    return models;
+}
+
+// The tokenizer file of a real model (xs260K has none beside it: the demo's tok512.bin).
+inline std::filesystem::path realModelTokenizerFile(const std::string& name, const Model& model)
+{
+    if (name == "xs260K")
+        return demoDir() / "tok512.bin";
+    return *findTokenizerNextTo(model.source);
+}
+
+// True in a build with AddressSanitizer, where the heavy llama.cpp agreement checks are left to the ordinary build.
+constexpr bool underAddressSanitizer()
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return true;
+#else
+    return false;
+#endif
+#else
+    return false;
+#endif
 }
 
 inline int argmax(const float* x, std::int64_t n)

@@ -340,11 +340,11 @@ void TestGgufExport::outputSafety()
     options.tokenizerFile.reset();
     expectError([&] { exportGguf(tiny, options); }, "lies inside the input folder");
 
-    // A converted model has no GGUF export yet (llama.cpp's deepseek2 is planned), and says so.
+    // The MHA2MLA layout has no llama.cpp architecture: refused, pointing at the DeepSeek-V3 target.
     Model mla = source;
     mla.config.mla = MlaConfig{};
     options.file = dir / "mla.gguf";
-    expectError([&] { exportGguf(mla, options); }, "no GGUF export yet");
+    expectError([&] { exportGguf(mla, options); }, "--target deepseek-v3");
 }
 
 QTEST_GUILESS_MAIN(TestGgufExport)

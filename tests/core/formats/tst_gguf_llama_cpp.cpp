@@ -35,29 +35,14 @@ constexpr double kProbabilityTolerance = 1e-4;
 // A position is decisive when the F32 export's top-1 probability leads the runner-up's by this much.
 constexpr double kDecisiveMargin = 0.02;
 
-struct RealModel {
-    const char* name;
-    std::vector<std::string> prompts;
-};
-
-const std::vector<RealModel>& realModels()
+const std::vector<test::RealModelPrompts>& realModels()
 {
-    static const std::vector<RealModel> models = {
-        {"stories260K", {"Once upon a time", "The little dog", "Lily and Tom went to the park."}},
-        {"aidreams260K", {"The sea", "I dream of", "Night falls and"}},
-        {"poem5L", {"\xE5\xBA\x8A\xE5\x89\x8D\xE6\x98\x8E\xE6\x9C\x88\xE5\x85\x89",   // 床前明月光
-                    "\xE6\x98\xA5\xE7\x9C\xA0\xE4\xB8\x8D\xE8\xA7\x89\xE6\x99\x93",   // 春眠不觉晓
-                    "\xE7\x99\xBD\xE6\x97\xA5\xE4\xBE\x9D\xE5\xB1\xB1\xE5\xB0\xBD"}}, // 白日依山尽
-        {"xs260K", {"Once upon a time", "Tom had a red ball", "One day, a cat"}},
-    };
-    return models;
+    return test::llamaCppRealModels();
 }
 
 std::unique_ptr<Tokenizer> tokenizerOf(const std::string& name, const Model& model)
 {
-    if (name == "xs260K")
-        return loadTokenizer(test::demoDir() / "tok512.bin");
-    return loadTokenizer(*findTokenizerNextTo(model.source));
+    return loadTokenizer(test::realModelTokenizerFile(name, model));
 }
 
 } // namespace
@@ -109,7 +94,7 @@ void TestGgufLlamaCpp::initTestCase()
 
 void TestGgufLlamaCpp::prepareRealModels()
 {
-    for (const RealModel& rm : realModels()) {
+    for (const test::RealModelPrompts& rm : realModels()) {
         const Model source = test::loadRealModel(rm.name);
         PreparedReal p{{}, {}, {}, {}, m_job["runs"].size()};
         const auto tokenizer = tokenizerOf(rm.name, source);
