@@ -151,6 +151,18 @@ void MainWindow::build()
     connect(m_workbench, &Workbench::previewChanged, this, &MainWindow::updateActions);
     connect(m_workbench, &Workbench::errorOccurred, this, &MainWindow::showError);
     connect(m_workbench, &Workbench::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 10000); });
+    // The GGUF report (and the llama-cli command to copy) outlives the status bar's ten seconds: a box that does not block.
+    connect(m_workbench, &Workbench::ggufExported, this, [this](const GgufExportReport& r) {
+        if (!m_options.interactive)
+            return;
+        auto* box = new QMessageBox(QMessageBox::Information, tr("Exported as GGUF"),
+                                    tr("Wrote %1").arg(QString::fromStdString(r.file.string())), QMessageBox::Ok, this);
+        box->setInformativeText(Workbench::ggufReportText(r));
+        box->setDetailedText(QString::fromStdString(r.modelCard));
+        box->setTextInteractionFlags(Qt::TextSelectableByMouse);
+        box->setAttribute(Qt::WA_DeleteOnClose);
+        box->open();
+    });
     connect(m_workbench, &Workbench::jobStarted, this, [this](const QString& t) { statusBar()->showMessage(tr("%1…").arg(t)); });
     connect(m_workbench, &Workbench::analysisChanged, this, [this] {
         if (m_workbench->analysis() && m_tabs->currentIndex() == SanityTab)

@@ -19,6 +19,7 @@
 #include <QFileInfo>
 #include <QPushButton>
 #include <QSpinBox>
+#include <QStatusBar>
 #include <QTabWidget>
 #include <QUndoStack>
 
@@ -96,6 +97,11 @@ void SelfTest::exportGguf()
               .arg(report->bytesWritten)
               .arg(report->kvValuesPerToken));
     check(wb->lastGgufExport() == dialog.file(), QStringLiteral("the workbench does not remember the GGUF export"));
+    const QString status = m_window->statusBar()->currentMessage();
+    check(status.contains(QStringLiteral(": llama, %1 tensors").arg(report->tensors)) && status.contains(QStringLiteral("KV values per token")),
+          QStringLiteral("the status bar does not show the report: %1").arg(status));
+    check(status.contains(QStringLiteral("llama-cli -m '%1'").arg(dialog.file())) || status.contains(QStringLiteral("llama-cli -m %1 ").arg(dialog.file())),
+          QStringLiteral("the status bar does not show the llama-cli command: %1").arg(status));
     // Scoped: a file our reader maps is an input of every later job, which then may not replace it.
     {
     const Model reloaded = loadModel(dialog.file().toStdString());

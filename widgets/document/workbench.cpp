@@ -19,6 +19,7 @@
 #include "util/error.h"
 
 #include <QFileInfo>
+#include <QRegularExpression>
 #include <QUndoStack>
 
 namespace mla {
@@ -34,26 +35,28 @@ QString sentence(const std::string& text)
     return s;
 }
 
-// What a GGUF export wrote, for the status bar and the log: architecture, tensors, size, cache, notes and the command
-// that runs it in llama.cpp.
-QString ggufReportText(const GgufExportReport& r)
+} // namespace
+
+QString Workbench::ggufReportText(const GgufExportReport& r)
 {
     const QString file = QString::fromStdString(r.file.string());
-    QString text = QObject::tr("Exported %1: %2, %3 tensors in %4, %5 MB, %6 KV values per token")
+    QString text = tr("Exported %1: %2, %3 tensors in %4, %5 MB, %6 KV values per token")
                        .arg(file, QString::fromStdString(r.architecture))
                        .arg(r.tensors)
                        .arg(QString::fromStdString(ggmlTypeName(static_cast<std::uint32_t>(r.weights))))
                        .arg(static_cast<double>(r.bytesWritten) / 1e6, 0, 'f', 1)
                        .arg(r.kvValuesPerToken);
     if (!r.keptInF16.empty())
-        text += QObject::tr("; %n matrix/matrices kept in F16 (rows not whole blocks)", nullptr, static_cast<int>(r.keptInF16.size()));
+        text += tr("; %n matrix/matrices kept in F16 (rows not whole blocks)", nullptr, static_cast<int>(r.keptInF16.size()));
     for (const std::string& note : r.notes)
         text += QStringLiteral("; ") + QString::fromStdString(note);
-    text += QObject::tr(". Run it: llama-cli -m %1 -p \"Once upon a time\" -n 64 --temp 0").arg(file);
+    // Quoted for a shell when the path needs it, so the command can be copied as it is.
+    QString shellFile = file;
+    if (file.contains(QRegularExpression(QStringLiteral("[^A-Za-z0-9_./+=:@%-]"))))
+        shellFile = QLatin1Char('\'') + QString(file).replace(QStringLiteral("'"), QStringLiteral("'\\''")) + QLatin1Char('\'');
+    text += tr(". Run it: llama-cli -m %1 -p \"Once upon a time\" -n 64 --temp 0").arg(shellFile);
     return text;
 }
-
-} // namespace
 
 template <typename J>
 J* Workbench::makeJob(Scope scope)
@@ -139,7 +142,7 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
     });
     connect(m_allocationJob, &AllocationJob::allocated, this, [this](const Allocation& a) {
         // A result for a model that was closed meanwhile would write its per-layer lists into the new one.
-        if (!belongsToDocument(m_allocationJob))
+        if (!belongsToDocument(m_allocationJob) || deepSeekTarget()) // the target changed meanwhile: no per-layer widths
             return;
         pushSettings(withAllocation(m_settings, a), tr("Allocate per layer"), -1, false);
         Q_EMIT statusMessage(tr("Allocated %1 elements per token over %2 layers (predicted cost %3)")

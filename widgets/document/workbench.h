@@ -64,6 +64,9 @@ public:
     // What Export as GGUF writes now: true for the conversion (DeepSeek-V3 target, llama.cpp's deepseek2), false for
     // the opened model as it is.
     bool ggufExportsConversion() const { return conversionIsDeepSeek(); }
+    // What a GGUF export wrote, in one line for the status bar: architecture, tensors, type, size, KV values per token,
+    // notes and the llama-cli command that runs it.
+    static QString ggufReportText(const GgufExportReport& report);
 
     // --- settings and the live preview
     const ConversionSettings& settings() const { return m_settings.conversion; }
