@@ -484,11 +484,14 @@ void MainWindow::ggufExportDialog()
     const QFileInfo model(m_workbench->modelPath());
     QString dir = settings.value(QStringLiteral("export/ggufDir")).toString();
     if (dir.isEmpty() || !QFileInfo(dir).isDir())
-        dir = model.absolutePath(); // beside the model (its folder, for a model folder)
+        dir = model.absolutePath(); // beside the model file or folder (never inside an input folder: core refuses that)
     const QString base = model.isDir() ? model.fileName() : model.completeBaseName();
     const bool converted = m_workbench->ggufExportsConversion();
     const QString name = converted ? base + QStringLiteral("-deepseek2") : base;
-    GgufExportDialog dialog(ggufExportDescription(), QDir(dir).filePath(name + QStringLiteral(".gguf")), name, this);
+    QString file = QDir(dir).filePath(name + QStringLiteral(".gguf"));
+    if (QFileInfo(file) == model) // a GGUF model: never suggest writing over the input
+        file = QDir(dir).filePath(name + QStringLiteral("-export.gguf"));
+    GgufExportDialog dialog(ggufExportDescription(), file, name, this);
     if (dialog.exec() != QDialog::Accepted)
         return;
     const QString path = dialog.file();
