@@ -2,7 +2,9 @@
 
 #include "document/settings_store.h"
 #include "document/workbench.h"
+#include "formats/gguf_writer.h"
 #include "panels/explainer_panel.h"
+#include "panels/gguf_export_dialog.h"
 #include "panels/heal_view.h"
 #include "panels/model_panel.h"
 #include "panels/preview_view.h"
@@ -20,6 +22,7 @@
 #include <QAction>
 #include <QApplication>
 #include <QCloseEvent>
+#include <QDir>
 #include <QDockWidget>
 #include <QDragEnterEvent>
 #include <QFileDialog>
@@ -148,6 +151,18 @@ void MainWindow::build()
     connect(m_workbench, &Workbench::previewChanged, this, &MainWindow::updateActions);
     connect(m_workbench, &Workbench::errorOccurred, this, &MainWindow::showError);
     connect(m_workbench, &Workbench::statusMessage, this, [this](const QString& m) { statusBar()->showMessage(m, 10000); });
+    // The GGUF report (and the llama-cli command to copy) outlives the status bar's ten seconds: a box that does not block.
+    connect(m_workbench, &Workbench::ggufExported, this, [this](const GgufExportReport& r) {
+        if (!m_options.interactive)
+            return;
+        auto* box = new QMessageBox(QMessageBox::Information, tr("Exported as GGUF"),
+                                    tr("Wrote %1").arg(QString::fromStdString(r.file.string())), QMessageBox::Ok, this);
+        box->setInformativeText(Workbench::ggufReportText(r));
+        box->setDetailedText(QString::fromStdString(r.modelCard));
+        box->setTextInteractionFlags(Qt::TextSelectableByMouse);
+        box->setAttribute(Qt::WA_DeleteOnClose);
+        box->open();
+    });
     connect(m_workbench, &Workbench::jobStarted, this, [this](const QString& t) { statusBar()->showMessage(tr("%1…").arg(t)); });
     connect(m_workbench, &Workbench::analysisChanged, this, [this] {
         if (m_workbench->analysis() && m_tabs->currentIndex() == SanityTab)
@@ -181,6 +196,10 @@ void MainWindow::buildMenus()
     m_export = file->addAction(tr("&Export Converted Model…"), this, &MainWindow::exportDialog);
     m_export->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
     m_export->setStatusTip(tr("Write the converted model as a Hugging Face folder in the MHA2MLA layout"));
+    m_exportGguf = file->addAction(tr("Export as &GGUF…"), this, &MainWindow::ggufExportDialog);
+    m_exportGguf->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_E));
+    m_exportGguf->setStatusTip(tr("Write one GGUF file for llama.cpp: a DeepSeek-V3-target conversion as its deepseek2 "
+                                  "architecture, else the opened model as it is"));
     file->addSeparator();
     QAction* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
     quit->setShortcut(QKeySequence::Quit);
@@ -307,7 +326,15 @@ void MainWindow::updateActions()
     m_analyze->setEnabled(m_workbench->hasModel() && !busy);
     m_convert->setEnabled(m_workbench->hasModel() && !busy && m_workbench->preview().problem.empty());
     m_check->setEnabled(m_workbench->conversion().has_value() && !busy);
-    m_healAction->setEnabled(m_workbench->conversion().has_value());
+    const QString noHeal = m_workbench->healUnavailableReason();
+    m_healAction->setEnabled(m_workbench->conversion().has_value() && noHeal.isEmpty());
+    m_healAction->setStatusTip(noHeal.isEmpty() ? tr("Heal the converted model by block-wise distillation (the Heal tab: steps, tokens, learning rate)")
+                                                : noHeal);
+    m_healAction->setToolTip(m_healAction->statusTip());
+    m_export->setStatusTip(m_workbench->conversionIsDeepSeek()
+                               ? tr("Write the converted model as a Hugging Face folder in the DeepSeek-V3 layout (DeepseekV3ForCausalLM)")
+                               : tr("Write the converted model as a Hugging Face folder in the MHA2MLA layout"));
+    m_exportGguf->setEnabled(m_workbench->hasModel() && !busy);
     m_recoverAction->setEnabled(m_workbench->hasModel() && !busy);
     m_export->setEnabled(m_workbench->conversion().has_value() && !busy);
     m_saveSession->setEnabled(m_workbench->analysis() != nullptr && !busy);
@@ -423,6 +450,56 @@ void MainWindow::exportDialog()
     if (!confirmOutput(inspectOutputFolder(folder.toStdString(), pipeline::inputFiles(m_workbench->model())), folder, &force))
         return;
     m_workbench->exportTo(folder, force);
+}
+
+QString MainWindow::ggufExportDescription() const
+{
+    const auto& conversion = m_workbench->conversion();
+    if (m_workbench->ggufExportsConversion()) {
+        QString text = tr("Writes the <b>converted model</b> (DeepSeek-V3 target) as llama.cpp's <b>deepseek2</b> architecture, "
+                          "with its latent cache: kv_lora_rank + qk_rope_head_dim values per token and layer.");
+        if (!m_workbench->conversionMatchesSettings())
+            text += tr(" It was made with earlier settings than the ones shown.");
+        text += m_workbench->sanity() ? tr(" The sanity check's numbers go into its model card.")
+                                      : tr(" Run the sanity check first to put its numbers into the model card.");
+        return text;
+    }
+    QString text = tr("Writes the <b>opened model as it is</b> (llama.cpp's own architecture for it), to compare with a "
+                      "converted one in the same engine.");
+    if (conversion)
+        text += tr(" The current conversion is in the MHA2MLA layout, which llama.cpp does not run: choose the <b>DeepSeek-V3 "
+                   "layout</b> target (Settings) and Convert again to export the converted model for llama.cpp.");
+    else
+        text += tr(" To export a converted model for llama.cpp, choose the DeepSeek-V3 layout target (Settings) and Convert first.");
+    return text;
+}
+
+void MainWindow::ggufExportDialog()
+{
+    if (!m_workbench->hasModel()) {
+        showError(tr("Nothing to export"), tr("Open a model first (File > Open)."));
+        return;
+    }
+    QSettings settings;
+    const QFileInfo model(m_workbench->modelPath());
+    QString dir = settings.value(QStringLiteral("export/ggufDir")).toString();
+    if (dir.isEmpty() || !QFileInfo(dir).isDir())
+        dir = model.absolutePath(); // beside the model file or folder (never inside an input folder: core refuses that)
+    const QString base = model.isDir() ? model.fileName() : model.completeBaseName();
+    const bool converted = m_workbench->ggufExportsConversion();
+    const QString name = converted ? base + QStringLiteral("-deepseek2") : base;
+    QString file = QDir(dir).filePath(name + QStringLiteral(".gguf"));
+    if (QFileInfo(file) == model) // a GGUF model: never suggest writing over the input
+        file = QDir(dir).filePath(name + QStringLiteral("-export.gguf"));
+    GgufExportDialog dialog(ggufExportDescription(), file, name, this);
+    if (dialog.exec() != QDialog::Accepted)
+        return;
+    const QString path = dialog.file();
+    settings.setValue(QStringLiteral("export/ggufDir"), QFileInfo(path).absolutePath());
+    bool force = false;
+    if (!confirmOutput(inspectOutputFile(path.toStdString(), pipeline::inputFiles(m_workbench->model()), ggufFileKind()), path, &force))
+        return;
+    m_workbench->exportGgufTo(path, dialog.weights(), dialog.name(), force);
 }
 
 void MainWindow::recoverDialog()

@@ -51,6 +51,9 @@ public:
     QTabWidget* tabs() const { return m_tabs; }
     QList<PlotWidget*> plots() const;
     QList<QAction*> workbenchActions() const; // every menu action (for tests of shortcuts)
+    QAction* exportGgufAction() const { return m_exportGguf; }
+    // What File > Export as GGUF writes now, in words (the dialog's first line).
+    QString ggufExportDescription() const;
 
     // Last error shown (title: message), for tests and the self-test.
     QString lastError() const { return m_lastError; }
@@ -84,6 +87,7 @@ private:
     void openSessionDialog();
     void saveSessionDialog();
     void exportDialog();
+    void ggufExportDialog(); // File > Export as GGUF…: the dialog, the output check, then Workbench::exportGgufTo
     void recoverDialog(); // Run > Recover in PyTorch…: the dialog, then Workbench::recoverExport
     // Asks before an output replaces something (core's output policy says it needs force); false: do not write.
     bool confirmOutput(const OutputCheck& check, const QString& path, bool* force);
@@ -108,6 +112,7 @@ private:
     QAction* m_saveSession = nullptr;
     QAction* m_openSession = nullptr;
     QAction* m_export = nullptr;
+    QAction* m_exportGguf = nullptr;
     QAction* m_analyze = nullptr;
     QAction* m_convert = nullptr;
     QAction* m_check = nullptr;

@@ -130,6 +130,9 @@ int SelfTest::run()
     step(QStringLiteral("export the converted model"), [this] { exportModel(); });
     step(QStringLiteral("recover the export in PyTorch (or say why not), the command for another machine"), [this] { recover(); });
     step(QStringLiteral("save and reopen a session"), [this] { sessions(); });
+    step(QStringLiteral("export the opened model as GGUF and reload it"), [this] { exportGguf(); });
+    step(QStringLiteral("DeepSeek-V3 target: convert, every view, check, export as folder and GGUF, no heal, session"),
+         [this] { deepSeekTarget(); });
     if (m_failures.isEmpty()) {
         say(QStringLiteral("self-test: all %1 steps passed").arg(m_steps));
         return 0;

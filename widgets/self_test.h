@@ -13,8 +13,9 @@ class MainWindow;
 // checkpoint with core's message, analyses, cancels, moves every settings control (checking the live preview after
 // each move), undoes and redoes, exercises every panel and plot, converts, runs the sanity check, heals (stopped
 // keeping layers, stopped discarding, then a tiny full heal checked against the unhealed model), exports the model
-// and every plot in every format, saves and reopens a session — and reports each step. run() returns 0 only when
-// every step passed.
+// and every plot in every format, saves and reopens a session, exports the opened model as GGUF and reloads it, then
+// converts to the DeepSeek-V3 target (every view, the check, the folder and GGUF exports, heal refused, its session)
+// — and reports each step. run() returns 0 only when every step passed.
 class SelfTest {
 public:
     SelfTest(MainWindow* window, QString scratchDir);
@@ -45,6 +46,8 @@ private:
     void exportModel();
     void recover();
     void sessions();
+    void exportGguf();
+    void deepSeekTarget();
 
     MainWindow* m_window;
     QString m_dir;

@@ -6,11 +6,15 @@
 #include "jobs/conversion_job.h"
 #include "jobs/eta_estimator.h"
 #include "jobs/export_job.h"
+#include "jobs/gguf_export_job.h"
 #include "jobs/heal_job.h"
 #include "jobs/model_load_job.h"
+#include "model/model_loader.h"
 #include "pipeline/open_model.h"
 
 #include <QDir>
+#include <QFile>
+#include <QFileInfo>
 #include <QSignalSpy>
 #include <QTest>
 
@@ -225,6 +229,70 @@ private Q_SLOTS:
         QVERIFY(finishedAgain.wait(kTimeout));
         QCOMPARE(done.count(), 1);
         QVERIFY(std::filesystem::exists(std::filesystem::path(folder.toStdString()) / "config.json"));
+    }
+
+    // Export as GGUF: cancelled part-way it leaves nothing; a file that is not a GGUF of ours is replaced only with
+    // overwrite, the refusal naming it; a DeepSeek-V3 conversion is written as deepseek2 and reads back as one.
+    void ggufExportJob()
+    {
+        const auto dir = test::scratchDir("gguf_job");
+        const QString file = QString::fromStdString((dir / "demo.gguf").string());
+        GgufExportOptions options;
+        options.file = file.toStdString();
+
+        GgufExportJob cancelledJob;
+        std::atomic<int> reports{0};
+        cancelledJob.setWorkerProgressHook([&cancelledJob, &reports](double, const std::string&) {
+            if (++reports == 2)
+                cancelledJob.cancel();
+        });
+        QSignalSpy cancelled(&cancelledJob, &Job::cancelled);
+        QSignalSpy cancelledDone(&cancelledJob, &Job::finished);
+        cancelledJob.start(m_demo, options);
+        QVERIFY(cancelledDone.wait(kTimeout));
+        QCOMPARE(cancelled.count(), 1);
+        QCOMPARE(QDir(QString::fromStdString(dir.string())).entryList(QDir::NoDotAndDotDot | QDir::AllEntries | QDir::Hidden), QStringList());
+
+        {
+            QFile other(file);
+            QVERIFY(other.open(QIODevice::WriteOnly));
+            other.write("not a model of ours");
+        }
+        GgufExportJob job;
+        QSignalSpy failed(&job, &Job::failed);
+        QSignalSpy exported(&job, &GgufExportJob::exported);
+        QSignalSpy finished(&job, &Job::finished);
+        job.start(m_demo, options);
+        QVERIFY(finished.wait(kTimeout));
+        QCOMPARE(failed.count(), 1);
+        QVERIFY2(failed.front().front().toString().contains(file), qPrintable(failed.front().front().toString()));
+        QCOMPARE(QFileInfo(file).size(), qint64(19)); // untouched
+        options.overwrite = true;
+        job.start(m_demo, options);
+        QVERIFY(finished.wait(kTimeout));
+        QCOMPARE(exported.count(), 1);
+        const GgufExportReport original = exported.front().front().value<GgufExportReport>();
+        QCOMPARE(original.architecture, std::string("llama"));
+        QCOMPARE(original.bytesWritten, std::uint64_t(QFileInfo(file).size()));
+
+        Settings s;
+        s.calibration.samples = 2;
+        s.calibration.sequenceLength = 32;
+        s.conversion.target = ConversionTarget::DeepSeekV3;
+        const ConversionOutcome converted = pipeline::convertInMemory(m_demo, nullptr, s, ExecutionContext());
+        QVERIFY(converted.deepSeek && converted.plan.converted.deepseek);
+        GgufExportOptions deepSeek;
+        deepSeek.file = dir / "demo-deepseek2.gguf";
+        job.start(m_demo, converted, deepSeek, std::nullopt);
+        QVERIFY(finished.wait(kTimeout));
+        QCOMPARE(exported.count(), 2);
+        const GgufExportReport written = exported.back().front().value<GgufExportReport>();
+        QCOMPARE(written.architecture, std::string("deepseek2"));
+        const DeepSeekAttentionConfig& a = *converted.plan.converted.deepseek;
+        QCOMPARE(written.kvValuesPerToken, (a.kvLoraRank + a.ropeDim) * m_demo.model->config.layers);
+        const Model reloaded = loadModel(deepSeek.file);
+        QVERIFY(reloaded.config.deepseek);
+        QCOMPARE(reloaded.config.deepseek->kvLoraRank, a.kvLoraRank);
     }
 
     void destructorWaitsForWork()

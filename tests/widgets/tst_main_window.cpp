@@ -148,12 +148,17 @@ private Q_SLOTS:
             QVERIFY2(findAction(w, key), qPrintable(key.toString()));
         QAction* analyze = findAction(w, QKeySequence(Qt::Key_F5));
         QAction* exportAction = findAction(w, QKeySequence(Qt::CTRL | Qt::Key_E));
+        QAction* ggufAction = findAction(w, QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_E));
+        QVERIFY(ggufAction && ggufAction == w.exportGgufAction());
         QVERIFY(!analyze->isEnabled()); // nothing open
+        QVERIFY(!ggufAction->isEnabled());
         QSignalSpy opened(w.workbench(), &Workbench::modelChanged);
         w.openDemo();
         QVERIFY(opened.wait(kTimeout));
         QVERIFY(analyze->isEnabled());
         QVERIFY(!exportAction->isEnabled()); // nothing converted
+        QVERIFY(ggufAction->isEnabled());     // the opened model as it is
+        QVERIFY(w.ggufExportDescription().contains(QStringLiteral("opened model as it is")));
         // F5 analyses.
         QSignalSpy analysed(w.workbench(), &Workbench::analysisChanged);
         analyze->trigger();

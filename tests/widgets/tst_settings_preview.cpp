@@ -16,6 +16,7 @@
 #include <QDoubleSpinBox>
 #include <QLabel>
 #include <QLineEdit>
+#include <QPushButton>
 #include <QSignalSpy>
 #include <QSlider>
 #include <QSpinBox>
@@ -229,13 +230,86 @@ private Q_SLOTS:
         QCOMPARE(m_wb->calibration().samples, 32);
     }
 
+    // The DeepSeek-V3 target through the panel's Target combo: one kv_lora_rank and one shared RoPE head for every layer.
+    // sixLayerShape caches 2 x 4 KV heads x 32 = 256 values per layer; 75% saving leaves 64: the default shared head
+    // takes the mha2mla default's pairs of every KV head (4 x 2 pairs = 16 dims), the latent the other 48.
+    void deepSeekTargetShowsItsWidths()
+    {
+        const ModelConfig c = test::sixLayerShape();
+        QVERIFY(!m_settings->flashMlaCheck()->isEnabled());
+        QVERIFY(m_settings->targetCombo()->toolTip().contains(QStringLiteral("vLLM")));
+        QSignalSpy previews(m_wb, &Workbench::previewChanged);
+        m_settings->targetCombo()->setCurrentIndex(m_settings->targetCombo()->findData(static_cast<int>(ConversionTarget::DeepSeekV3)));
+        QVERIFY(m_wb->deepSeekTarget());
+        QVERIFY(!previews.isEmpty());
+        QVERIFY(m_settings->flashMlaCheck()->isEnabled());
+        QVERIFY(m_wb->preview().problem.empty());
+        QVERIFY(m_wb->deepSeekWidths());
+        QCOMPARE(m_wb->deepSeekWidths()->ropeDim, 16);
+        QCOMPARE(m_wb->deepSeekWidths()->kvLoraRank, 48);
+        QCOMPARE(m_wb->resolvedLatent(), 48);
+        QCOMPARE(m_wb->resolvedRopePairs(), 8);
+        QCOMPARE(m_wb->preview().kv.convertedTotal, 64 * c.layers);
+        QCOMPARE(m_wb->preview().kv.originalTotal, 256 * c.layers);
+        QCOMPARE(m_settings->latentSpin()->value(), 48);
+        QCOMPARE(m_settings->pairsSpin()->value(), 8);
+        QCOMPARE(m_settings->pairsSpin()->maximum(), int(c.kvHeads * c.pairsPerHead())); // the shared head may take them all
+        QVERIFY(m_settings->latentNote()->text().contains(QStringLiteral("kv_lora_rank = 48")));
+        QVERIFY(m_preview->layoutText().contains(QStringLiteral("kv_lora_rank <b>48</b>")));
+        QCOMPARE(m_preview->layerModel()->rowCount(), int(c.layers));
+        QVERIFY(!(m_preview->layerModel()->flags(m_preview->layerModel()->index(0, LayerPreviewModel::LatentColumn)) & Qt::ItemIsEditable));
+        QVERIFY(m_preview->summaryText().contains(QStringLiteral("measured by the conversion")));
+
+        // More pairs than one KV head has: the latent gives way within the same budget.
+        m_settings->pairsSpin()->setValue(20);
+        QCOMPARE(m_wb->resolvedRopePairs(), 20);
+        QCOMPARE(m_wb->resolvedLatent(), 64 - 40);
+        QVERIFY(m_wb->preview().problem.empty());
+        // One width for every layer: a per-layer edit or lock changes nothing, and Allocate now is refused with the reason.
+        m_wb->setLayerLatent(0, 10);
+        m_wb->setLayerLocked(1, true);
+        QVERIFY(m_wb->settings().latentPerLayer.empty());
+        QVERIFY(!m_wb->lockedLayers().at(1));
+        QSignalSpy errors(m_wb, &Workbench::errorOccurred);
+        m_wb->allocate();
+        QCOMPARE(errors.size(), 1);
+        QVERIFY(!m_settings->allocateButton()->isEnabled());
+
+        // FlashMLA's 512 + 64 does not fit a model caching 256 values per layer: the preview says so.
+        m_settings->flashMlaCheck()->setChecked(true);
+        QVERIFY(m_wb->settings().flashMla);
+        QCOMPARE(m_wb->settings().ropePairs, -1); // FlashMLA fixes the widths
+        QVERIFY(QString::fromStdString(m_wb->preview().problem).contains(QStringLiteral("too small")));
+        QVERIFY(m_preview->layerModel()->rowCount() == 0);
+        QVERIFY(!m_settings->pairsSpin()->isEnabled());
+
+        // Undo walks back through FlashMLA, the pairs and the target; back on mha2mla the pairs are per KV head again.
+        m_wb->undoStack()->undo();
+        QVERIFY(!m_wb->settings().flashMla);
+        QCOMPARE(m_wb->resolvedRopePairs(), 20);
+        m_wb->undoStack()->undo();
+        QCOMPARE(m_wb->resolvedRopePairs(), 8);
+        m_wb->undoStack()->undo();
+        QVERIFY(!m_wb->deepSeekTarget());
+        QVERIFY(!m_wb->deepSeekWidths());
+        QCOMPARE(m_wb->resolvedRopePairs(), defaultRopePairs(c));
+        QVERIFY(!m_settings->flashMlaCheck()->isEnabled());
+        QVERIFY(m_preview->layoutText().isEmpty());
+        m_wb->undoStack()->redo();
+        m_settings->pairsSpin()->setValue(20);
+        m_settings->targetCombo()->setCurrentIndex(m_settings->targetCombo()->findData(static_cast<int>(ConversionTarget::Mha2mla)));
+        QCOMPARE(m_wb->settings().ropePairs, -1); // 20 shared pairs mean nothing per KV head: back to the default
+        QVERIFY(m_wb->preview().problem.empty());
+        QVERIFY(m_wb->healUnavailableReason().isEmpty()); // nothing converted
+    }
+
     void everyControlHasAFormulaTooltip()
     {
         for (QWidget* w : QList<QWidget*>{m_settings->strategyCombo(), m_settings->pairsSlider(), m_settings->methodCombo(),
                                           m_settings->latentSlider(), m_settings->savingSpin(), m_settings->sigmaCombo(),
                                           m_settings->activationCheck(), m_settings->balanceCheck(), m_settings->refitCheck(),
                                           m_settings->allocateCheck(), m_settings->calibrationSourceCombo(), m_settings->presetCombo(),
-                                          m_settings->uniformStartSpin()})
+                                          m_settings->uniformStartSpin(), m_settings->targetCombo(), m_settings->flashMlaCheck()})
             QVERIFY2(w->toolTip().size() > 30, w->metaObject()->className());
         QVERIFY(m_settings->savingSpin()->toolTip().contains(QStringLiteral("2·n<sub>kv</sub>·d<sub>h</sub>")));
         QVERIFY(m_settings->latentSlider()->toolTip().contains(QStringLiteral("s<sub>i</sub>²")));

@@ -1,7 +1,8 @@
 // The workbench document against the faults its two copies of every user action had: a device change during a job
 // (the job keeps the backend it started with; the combo is disabled while it runs), the model card of a GUI export,
 // per-layer widths after a session is reopened and edited, a late allocation result for a model that was closed, and
-// a tokenizer larger than the vocabulary (one rule, the CLI's, in pipeline::openModel).
+// a tokenizer larger than the vocabulary (one rule, the CLI's, in pipeline::openModel); and the DeepSeek-V3 target
+// (converted without an analysis, heal refused, GGUF export of the conversion, kept by a session).
 
 #include "common/recording_backend.h"
 #include "common/synthetic_analysis.h"
@@ -144,6 +145,63 @@ private Q_SLOTS:
         wb.setGlobalLatent(50);
         QCOMPARE(wb.preview().layers[2].latentK, 10);
         QCOMPARE(wb.preview().layers[0].latentK, 50);
+    }
+
+    // The DeepSeek-V3 target in the document: Convert needs no analysis (the conversion calibrates), Heal is refused
+    // with the reason, Export as GGUF writes the conversion as deepseek2 (an mha2mla one would write the original).
+    void deepSeekConversionHealRefusedGgufExport()
+    {
+        Workbench wb;
+        QVERIFY(openDemo(wb));
+        wb.setAutoSanityCheck(false);
+        CalibrationOptions calibration = wb.calibration();
+        calibration.samples = 2;
+        calibration.sequenceLength = 32;
+        wb.changeCalibration(calibration, QStringLiteral("small"));
+        wb.setTarget(ConversionTarget::DeepSeekV3, false);
+        QVERIFY(wb.deepSeekTarget() && wb.deepSeekWidths());
+        QVERIFY(!wb.ggufExportsConversion()); // nothing converted yet: the original would be written
+        QSignalSpy errors(&wb, &Workbench::errorOccurred);
+        wb.convert();
+        QVERIFY(waitIdle(wb));
+        QVERIFY2(errors.isEmpty(), errors.isEmpty() ? "" : qPrintable(errors.front().at(1).toString()));
+        QVERIFY(wb.conversionIsDeepSeek() && wb.ggufExportsConversion());
+        QVERIFY(wb.conversion()->plan.converted.deepseek && !wb.conversion()->plan.converted.mla);
+        QVERIFY(wb.healUnavailableReason().contains(QStringLiteral("DeepSeek-V3")));
+        wb.healConversion();
+        QCOMPARE(errors.count(), 1);
+        QVERIFY(!wb.isBusy());
+
+        const fs::path file = test::scratchDir("workbench_gguf") / "demo-deepseek2.gguf";
+        QSignalSpy exported(&wb, &Workbench::ggufExported);
+        wb.exportGgufTo(QString::fromStdString(file.string()), GgmlType::F16, QStringLiteral("demo"));
+        QVERIFY(waitIdle(wb));
+        QCOMPARE(exported.count(), 1);
+        const GgufExportReport r = exported.front().front().value<GgufExportReport>();
+        QCOMPARE(r.architecture, std::string("deepseek2"));
+        QCOMPARE(r.weights, GgmlType::F16);
+        QCOMPARE(wb.lastGgufExport(), QString::fromStdString(file.string()));
+        QVERIFY(Workbench::ggufReportText(r).contains(QStringLiteral("llama-cli -m ")));
+    }
+
+    void sessionKeepsTheDeepSeekTarget()
+    {
+        const fs::path file = test::scratchDir("session_target") / "target.h5";
+        {
+            Workbench wb;
+            wb.setAnalysisOnly(std::make_shared<const AnalysisResult>(test::syntheticAnalysis(test::sixLayerShape())), 5000000);
+            wb.setTarget(ConversionTarget::DeepSeekV3, false);
+            QSignalSpy saved(&wb, &Workbench::sessionSaved);
+            wb.saveSession(QString::fromStdString(file.string()));
+            QVERIFY(waitIdle(wb));
+            QCOMPARE(saved.count(), 1);
+        }
+        Workbench wb;
+        wb.openSession(QString::fromStdString(file.string()));
+        QVERIFY(QTest::qWaitFor([&] { return wb.analysis() && !wb.isBusy(); }, kTimeout));
+        QVERIFY(wb.deepSeekTarget());
+        QVERIFY(wb.deepSeekWidths());
+        QCOMPARE(wb.preview().kv.convertedTotal, 64 * test::sixLayerShape().layers); // 75% of 256 per layer
     }
 
     void lateAllocationForAClosedModelIsDropped()

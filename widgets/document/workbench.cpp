@@ -6,16 +6,20 @@
 #include "jobs/conversion_job.h"
 #include "jobs/devices.h"
 #include "jobs/export_job.h"
+#include "jobs/gguf_export_job.h"
 #include "jobs/heal_job.h"
 #include "jobs/model_load_job.h"
 #include "jobs/recovery_job.h"
 #include "jobs/sanity_job.h"
 #include "jobs/session_job.h"
+#include "conversion/settings_validation.h"
+#include "formats/gguf.h"
 #include "heal/heal_options.h"
 #include "settings/settings_rules.h"
 #include "util/error.h"
 
 #include <QFileInfo>
+#include <QRegularExpression>
 #include <QUndoStack>
 
 namespace mla {
@@ -32,6 +36,27 @@ QString sentence(const std::string& text)
 }
 
 } // namespace
+
+QString Workbench::ggufReportText(const GgufExportReport& r)
+{
+    const QString file = QString::fromStdString(r.file.string());
+    QString text = tr("Exported %1: %2, %3 tensors in %4, %5 MB, %6 KV values per token")
+                       .arg(file, QString::fromStdString(r.architecture))
+                       .arg(r.tensors)
+                       .arg(QString::fromStdString(ggmlTypeName(static_cast<std::uint32_t>(r.weights))))
+                       .arg(static_cast<double>(r.bytesWritten) / 1e6, 0, 'f', 1)
+                       .arg(r.kvValuesPerToken);
+    if (!r.keptInF16.empty())
+        text += tr("; %n matrix/matrices kept in F16 (rows not whole blocks)", nullptr, static_cast<int>(r.keptInF16.size()));
+    for (const std::string& note : r.notes)
+        text += QStringLiteral("; ") + QString::fromStdString(note);
+    // Quoted for a shell when the path needs it, so the command can be copied as it is.
+    QString shellFile = file;
+    if (file.contains(QRegularExpression(QStringLiteral("[^A-Za-z0-9_./+=:@%-]"))))
+        shellFile = QLatin1Char('\'') + QString(file).replace(QStringLiteral("'"), QStringLiteral("'\\''")) + QLatin1Char('\'');
+    text += tr(". Run it: llama-cli -m %1 -p \"Once upon a time\" -n 64 --temp 0").arg(shellFile);
+    return text;
+}
 
 template <typename J>
 J* Workbench::makeJob(Scope scope)
@@ -78,6 +103,7 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
     m_healJob = makeJob<HealJob>(Scope::Document);
     m_healSanityJob = makeJob<SanityJob>(Scope::Document);
     m_exportJob = makeJob<ExportJob>(Scope::Own);
+    m_ggufJob = makeJob<GgufExportJob>(Scope::Own);
     m_recoveryJob = makeJob<RecoveryJob>(Scope::Own);
     m_sessionSaveJob = makeJob<SessionJob>(Scope::Own);
     m_sessionLoadJob = makeJob<SessionJob>(Scope::Own);
@@ -116,7 +142,7 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
     });
     connect(m_allocationJob, &AllocationJob::allocated, this, [this](const Allocation& a) {
         // A result for a model that was closed meanwhile would write its per-layer lists into the new one.
-        if (!belongsToDocument(m_allocationJob))
+        if (!belongsToDocument(m_allocationJob) || deepSeekTarget()) // the target changed meanwhile: no per-layer widths
             return;
         pushSettings(withAllocation(m_settings, a), tr("Allocate per layer"), -1, false);
         Q_EMIT statusMessage(tr("Allocated %1 elements per token over %2 layers (predicted cost %3)")
@@ -164,6 +190,11 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
         Q_EMIT exported(folder);
         Q_EMIT statusMessage(tr("Exported to %1 (%2 MB)").arg(folder).arg(static_cast<double>(o.report.bytesWritten) / 1e6, 0, 'f', 1));
     });
+    connect(m_ggufJob, &GgufExportJob::exported, this, [this](const GgufExportReport& r) {
+        m_lastGguf = QString::fromStdString(r.file.string());
+        Q_EMIT ggufExported(r);
+        Q_EMIT statusMessage(ggufReportText(r));
+    });
     connect(m_recoveryJob, &RecoveryJob::recovered, this, [this](const QString& folder, double before, double after, const QString&) {
         Q_EMIT recovered(folder, before, after);
         Q_EMIT statusMessage(tr("Recovered into %1: held-out KL %2 → %3").arg(folder).arg(before, 0, 'f', 4).arg(after, 0, 'f', 4));
@@ -183,16 +214,7 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
             Q_EMIT statusMessage(tr("Session %1 opened without its model: the preview works; open %2 to convert")
                                      .arg(path, QString::fromStdString(c.analysis->modelPath)));
         }
-        Settings s = c.settings;
-        if (s.conversion.target != ConversionTarget::Mha2mla) {
-            // The workbench's views and its export are those of the mha2mla layout; the DeepSeek-V3 target is the
-            // CLI's (convert --target deepseek-v3) until the workbench offers it.
-            s.conversion.target = ConversionTarget::Mha2mla;
-            s.conversion.flashMla = false;
-            Q_EMIT statusMessage(tr("Session %1 was made for the DeepSeek-V3 export: the workbench converts to the MHA2MLA "
-                                    "layout; use mla-workbench-cli convert --target deepseek-v3 for that export")
-                                     .arg(path));
-        }
+        Settings s = c.settings; // its target too: the views show the DeepSeek-V3 layout's widths when it is that one
         if (!c.calibrationStored)
             s.calibration = m_settings.calibration; // an older session holds no calibration settings: keep the user's
         if (const ModelConfig* config = this->config())
@@ -262,9 +284,19 @@ bool Workbench::conversionMatchesSettings() const
     return m_conversion && m_conversion->requested.conversion == m_settings.conversion;
 }
 
+QString Workbench::healUnavailableReason() const
+{
+    if (conversionIsDeepSeek())
+        return tr("Healing trains the MHA2MLA layout's layers; this conversion is of the DeepSeek-V3 target, which has no "
+                  "heal (choose the MHA2MLA target and convert again to heal).");
+    return QString();
+}
+
 std::int64_t Workbench::resolvedLatent() const
 {
     const ConversionSettings& s = m_settings.conversion;
+    if (deepSeekTarget())
+        return m_deepSeekWidths ? m_deepSeekWidths->kvLoraRank : (s.latentDim > 0 ? s.latentDim : 0);
     if (const ModelConfig* c = config())
         return globalLatent(s, *c);
     return s.method != LatentMethod::None && s.latentDim > 0 ? s.latentDim : 0;
@@ -272,6 +304,8 @@ std::int64_t Workbench::resolvedLatent() const
 
 std::int64_t Workbench::resolvedRopePairs() const
 {
+    if (deepSeekTarget()) // the pairs of the one shared RoPE head
+        return m_deepSeekWidths ? m_deepSeekWidths->ropeDim / 2 : std::max<std::int64_t>(m_settings.conversion.ropePairs, 0);
     if (const ModelConfig* c = config())
         return ropePairsForLayer(*c, m_settings.conversion, 0);
     return m_settings.conversion.ropePairs;
@@ -373,13 +407,15 @@ void Workbench::convert()
         return;
     }
     const ConversionSettings& s = m_settings.conversion;
-    if (!m_analysis && ropeStrategyNeedsScores(s.strategy)) {
+    // The DeepSeek-V3 target calibrates for itself when there is no analysis (its shared RoPE head is chosen from
+    // measured statistics, not from the strategy's scores).
+    if (!m_analysis && ropeStrategyNeedsScores(s.strategy) && !deepSeekTarget()) {
         Q_EMIT errorOccurred(tr("Analysis needed"),
                              tr("The %1 strategy ranks frequency pairs by their calibration scores: run Analyze (F5) first.")
                                  .arg(QString::fromUtf8(ropeStrategyName(s.strategy).data())));
         return;
     }
-    if (!m_analysis && pipeline::conversionNeedsAnalysis(s)) {
+    if (!m_analysis && pipeline::conversionNeedsAnalysis(s) && !deepSeekTarget()) {
         Q_EMIT errorOccurred(tr("Analysis needed"),
                              tr("These settings use the analysis's calibration (activation-aware decomposition, refits or "
                                 "per-layer allocation): run Analyze (F5) first."));
@@ -397,6 +433,13 @@ void Workbench::allocate()
     }
     if (!m_preview.problem.empty()) {
         Q_EMIT errorOccurred(tr("These settings cannot be allocated"), QString::fromStdString(m_preview.problem));
+        return;
+    }
+    if (deepSeekTarget()) {
+        Q_EMIT errorOccurred(tr("No per-layer allocation for the DeepSeek-V3 target"),
+                             tr("The DeepSeek-V3 layout has one kv_lora_rank and one qk_rope_head_dim for every layer. With "
+                                "\"Allocate per layer\" checked, Convert measures which split of the budget between them "
+                                "works best instead."));
         return;
     }
     forDocument(m_allocationJob);
@@ -417,6 +460,10 @@ void Workbench::healConversion()
 {
     if (!m_conversion || !hasModel()) {
         Q_EMIT errorOccurred(tr("Nothing to heal"), tr("Convert the model first (Run > Convert)."));
+        return;
+    }
+    if (const QString why = healUnavailableReason(); !why.isEmpty()) {
+        Q_EMIT errorOccurred(tr("Cannot heal this conversion"), why);
         return;
     }
     try {
@@ -472,6 +519,23 @@ void Workbench::exportTo(const QString& folder, bool force)
         m_exportJob->start(m_model, *m_healed, folder, m_healedCheck, force);
     else
         m_exportJob->start(m_model, *m_conversion, folder, m_conversionCheck, force);
+}
+
+void Workbench::exportGgufTo(const QString& file, std::optional<GgmlType> weights, const QString& name, bool overwrite)
+{
+    if (!hasModel()) {
+        Q_EMIT errorOccurred(tr("Nothing to export"), tr("Open a model first (File > Open)."));
+        return;
+    }
+    GgufExportOptions options;
+    options.file = file.toStdString();
+    options.weights = weights;
+    options.name = name.trimmed().toStdString();
+    options.overwrite = overwrite;
+    if (ggufExportsConversion())
+        m_ggufJob->start(m_model, *m_conversion, options, m_conversionCheck);
+    else
+        m_ggufJob->start(m_model, options);
 }
 
 void Workbench::recoverExport(const pipeline::RecoveryRequest& request)
@@ -576,8 +640,52 @@ void Workbench::recomputePreview()
         m_selectionKey.reset();
         return;
     }
+    if (deepSeekTarget()) {
+        m_preview = deepSeekPreview(*c);
+        // The per-KV-head selection of the mha2mla layout does not apply: the shared head's components are chosen
+        // by the conversion from measured statistics.
+        m_selections.clear();
+        m_selectionKey.reset();
+        return;
+    }
+    m_deepSeekWidths.reset();
     m_preview = previewSettings(*c, m_analysis.get(), m_settings.conversion, m_parameterCount);
     updateSelections(*c);
+}
+
+ConversionPreview Workbench::deepSeekPreview(const ModelConfig& config)
+{
+    // Every layer has the same widths; the errors are measured by the conversion (the shared RoPE head and the fit
+    // through the latent norm have no closed form from the spectra), so none is predicted here.
+    m_deepSeekWidths.reset();
+    ConversionPreview p;
+    p.paramsOriginal = m_parameterCount;
+    p.paramsConverted = -1;
+    p.meanWeightError = -1.0;
+    try {
+        validateConversionSettings(config, m_settings.conversion);
+        m_deepSeekWidths = mla::deepSeekWidths(config, m_settings.conversion);
+    } catch (const Error& e) {
+        p.problem = e.what();
+        return p;
+    }
+    const DeepSeekWidths& w = *m_deepSeekWidths;
+    for (std::int64_t l = 0; l < config.layers; ++l) {
+        LayerPreview layer;
+        layer.ropePairs = w.ropeDim / 2;
+        layer.latentK = w.kvLoraRank;
+        layer.weightError = -1.0;
+        layer.activationError = -1.0;
+        layer.twoNormDropped = -1.0;
+        layer.kvOriginal = config.kvElementsPerTokenInLayer(l);
+        layer.kvConverted = w.kvLoraRank + w.ropeDim;
+        p.layers.push_back(layer);
+        p.kv.originalPerLayer.push_back(layer.kvOriginal);
+        p.kv.convertedPerLayer.push_back(layer.kvConverted);
+        p.kv.originalTotal += layer.kvOriginal;
+        p.kv.convertedTotal += layer.kvConverted;
+    }
+    return p;
 }
 
 void Workbench::updateSelections(const ModelConfig& config)
@@ -648,6 +756,37 @@ void Workbench::changeCalibration(const CalibrationOptions& calibration, const Q
     pushSettings(after, what, -1);
 }
 
+void Workbench::setTarget(ConversionTarget target, bool flashMla)
+{
+    const bool deepSeek = target == ConversionTarget::DeepSeekV3;
+    flashMla = flashMla && deepSeek;
+    const ConversionSettings& now = m_settings.conversion;
+    if (now.target == target && now.flashMla == flashMla)
+        return;
+    Settings after = m_settings;
+    ConversionSettings& s = after.conversion;
+    if (s.target != target) {
+        s.ropePairs = -1; // per KV head vs. the one shared head: the model's default for the new layout
+        s.ropePairsPerLayer.clear();
+        s.latentPerLayer.clear();
+        std::fill(after.lockedLayers.begin(), after.lockedLayers.end(), false);
+    }
+    s.target = target;
+    s.flashMla = flashMla;
+    if (flashMla) { // FlashMLA fixes kv_lora_rank 512 + qk_rope_head_dim 64: no width or budget of the user's
+        s.ropePairs = -1;
+        s.latentDim = -1;
+        s.kvBudget = -1;
+    }
+    if (deepSeek && s.method != LatentMethod::Joint) {
+        s.method = LatentMethod::Joint; // the layout's one latent serves keys and values
+        s.preset.clear();
+    }
+    const QString what = !deepSeek ? tr("Target MHA2MLA layout") : flashMla ? tr("Target DeepSeek-V3 layout, FlashMLA 512 + 64")
+                                                                              : tr("Target DeepSeek-V3 layout");
+    pushSettings(after, what, -1);
+}
+
 void Workbench::setGlobalLatent(std::int64_t latent, int mergeId)
 {
     if (const ModelConfig* c = config())
@@ -663,7 +802,7 @@ void Workbench::setTargetSaving(double saving, int mergeId)
 void Workbench::setLayerLatent(int layer, std::int64_t latent, int mergeId)
 {
     const ModelConfig* c = config();
-    if (!c || layer < 0 || layer >= c->layers || latent < 1)
+    if (!c || layer < 0 || layer >= c->layers || latent < 1 || deepSeekTarget())
         return;
     pushSettings(withLayerLatent(m_settings, *c, layer, latent), tr("Layer %1 latent %2").arg(layer).arg(latent), mergeId);
 }
@@ -671,7 +810,7 @@ void Workbench::setLayerLatent(int layer, std::int64_t latent, int mergeId)
 void Workbench::setLayerLocked(int layer, bool locked)
 {
     const ModelConfig* c = config();
-    if (!c || layer < 0 || layer >= c->layers)
+    if (!c || layer < 0 || layer >= c->layers || deepSeekTarget())
         return;
     pushSettings(withLayerLocked(m_settings, *c, layer, locked), locked ? tr("Lock layer %1").arg(layer) : tr("Unlock layer %1").arg(layer), -1);
 }

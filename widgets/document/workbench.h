@@ -1,6 +1,8 @@
 #pragma once
 
+#include "conversion/deepseek_converter.h"
 #include "conversion/preview.h"
+#include "formats/gguf_export.h"
 #include "jobs/job_types.h"
 #include "pipeline/heal.h"
 #include "pipeline/recover.h"
@@ -28,6 +30,7 @@ class RecoveryJob;
 class SessionJob;
 class AllocationJob;
 class HealJob;
+class GgufExportJob;
 
 // The workbench's document: the open model, its analysis, the settings, the live preview, the converted model and
 // its sanity report, and the jobs that produce them. Each job runs one pipeline action (core/pipeline/) with the
@@ -53,6 +56,17 @@ public:
     bool conversionMatchesSettings() const; // false once the settings moved after converting
     const std::optional<SanityReport>& sanity() const { return m_sanity; }
     QString lastExportFolder() const { return m_lastExport; }
+    QString lastGgufExport() const { return m_lastGguf; }
+    // The current conversion is of the DeepSeek-V3 target (plan.converted is a deepseek_v3 config, `mla` unset).
+    bool conversionIsDeepSeek() const { return m_conversion && m_conversion->deepSeek != nullptr; }
+    // Why the current conversion cannot be healed (empty when it can, or when there is none).
+    QString healUnavailableReason() const;
+    // What Export as GGUF writes now: true for the conversion (DeepSeek-V3 target, llama.cpp's deepseek2), false for
+    // the opened model as it is.
+    bool ggufExportsConversion() const { return conversionIsDeepSeek(); }
+    // What a GGUF export wrote, in one line for the status bar: architecture, tensors, type, size, KV values per token,
+    // notes and the llama-cli command that runs it.
+    static QString ggufReportText(const GgufExportReport& report);
 
     // --- settings and the live preview
     const ConversionSettings& settings() const { return m_settings.conversion; }
@@ -70,6 +84,11 @@ public:
     // The latent width of every unlocked layer (explicit, or the one the target saving gives); 0 when none.
     std::int64_t resolvedLatent() const;
     std::int64_t resolvedRopePairs() const;
+    // The DeepSeek-V3 target is chosen: one kv_lora_rank and one shared RoPE head for every layer.
+    bool deepSeekTarget() const { return m_settings.conversion.target == ConversionTarget::DeepSeekV3; }
+    // Its widths under the current settings (core's deepSeekWidths); unset for the mha2mla target or when the
+    // settings cannot be realised (the preview's problem says why).
+    const std::optional<DeepSeekWidths>& deepSeekWidths() const { return m_deepSeekWidths; }
 
     // --- memory view parameters (persisted, not undoable)
     std::int64_t contextLength() const { return m_contextLength; }
@@ -121,6 +140,10 @@ public Q_SLOTS:
     void allocate(); // per-layer pairs and latents for the current budget (measured; locked layers kept)
     // `force`: the user agreed to replace what is there (an earlier export; a file that is not a session).
     void exportTo(const QString& folder, bool force = false);
+    // Export as one GGUF file for llama.cpp: the conversion when it is of the DeepSeek-V3 target (deepseek2), else the
+    // opened model as it is. `weights`: null keeps the model's type. `overwrite`: the user agreed to replace a file
+    // that is not a GGUF this tool wrote (core's output policy, GgufExportOptions::overwrite).
+    void exportGgufTo(const QString& file, std::optional<mla::GgmlType> weights, const QString& name, bool overwrite = false);
     // Distils an exported model from the original in PyTorch (pipeline::recover); the request names the folders.
     void recoverExport(const mla::pipeline::RecoveryRequest& request);
     void saveSession(const QString& path, bool force = false);
@@ -130,6 +153,9 @@ public Q_SLOTS:
     // Settings changes (undoable). `mergeId` >= 0 merges consecutive changes of one control (a slider drag).
     void changeSettings(const mla::ConversionSettings& settings, const QString& what, int mergeId = -1);
     void changeCalibration(const mla::CalibrationOptions& calibration, const QString& what);
+    // The layout converted to (undoable). Switching resets what means something else in the other layout: the RoPE
+    // pairs (per KV head vs. the one shared head), per-layer widths and locks; FlashMLA fixes 512 + 64.
+    void setTarget(mla::ConversionTarget target, bool flashMla);
     void setGlobalLatent(std::int64_t latent, int mergeId = -1); // unlocked layers follow, locked ones keep theirs
     void setTargetSaving(double saving, int mergeId = -1);       // the latent follows the saving from now on
     void setLayerLatent(int layer, std::int64_t latent, int mergeId = -1); // sets and locks one layer
@@ -147,6 +173,7 @@ Q_SIGNALS:
     void healStepped(const mla::HealProgress& progress, const QString& start); // live, from the running heal
     void healChanged();                                                          // heal() changed (or was cleared)
     void exported(const QString& folder);
+    void ggufExported(const mla::GgufExportReport& report);
     void recovered(const QString& folder, double klBefore, double klAfter);
     void sessionSaved(const QString& path);
 
@@ -212,6 +239,9 @@ private:
     };
     std::optional<SelectionKey> m_selectionKey;
     void updateSelections(const ModelConfig& config);
+    ConversionPreview deepSeekPreview(const ModelConfig& config);
+    std::optional<DeepSeekWidths> m_deepSeekWidths;
+    QString m_lastGguf;
     std::int64_t m_contextLength = 4096;
     std::int64_t m_batch = 1;
     CacheFormat m_cacheFormat = CacheFormat::BF16;
@@ -236,6 +266,7 @@ private:
     HealJob* m_healJob = nullptr;
     SanityJob* m_healSanityJob = nullptr;
     ExportJob* m_exportJob = nullptr;
+    GgufExportJob* m_ggufJob = nullptr;
     RecoveryJob* m_recoveryJob = nullptr;
     SessionJob* m_sessionSaveJob = nullptr;
     SessionJob* m_sessionLoadJob = nullptr;

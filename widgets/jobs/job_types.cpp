@@ -14,6 +14,7 @@ void registerJobMetaTypes()
     qRegisterMetaType<Settings>();
     qRegisterMetaType<HealProgress>();
     qRegisterMetaType<pipeline::HealedConversion>();
+    qRegisterMetaType<GgufExportReport>();
 }
 
 } // namespace mla

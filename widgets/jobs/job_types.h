@@ -4,6 +4,7 @@
 #include "pipeline/analyse.h"
 #include "pipeline/check.h"
 #include "pipeline/convert.h"
+#include "pipeline/export_gguf.h"
 #include "pipeline/heal.h"
 #include "pipeline/open_model.h"
 #include "pipeline/sessions.h"
@@ -37,3 +38,4 @@ Q_DECLARE_METATYPE(mla::Allocation)
 Q_DECLARE_METATYPE(mla::Settings)
 Q_DECLARE_METATYPE(mla::HealProgress)
 Q_DECLARE_METATYPE(mla::pipeline::HealedConversion)
+Q_DECLARE_METATYPE(mla::GgufExportReport)

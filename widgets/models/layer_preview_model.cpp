@@ -9,7 +9,7 @@ namespace mla {
 
 LayerPreviewModel::LayerPreviewModel(QObject* parent) : QAbstractTableModel(parent) {}
 
-void LayerPreviewModel::setPreview(const ConversionPreview& preview, const std::vector<bool>& locked, std::int64_t kvHeads)
+void LayerPreviewModel::setPreview(const ConversionPreview& preview, const std::vector<bool>& locked, std::int64_t kvHeads, bool perLayer)
 {
     const bool sameShape = preview.layers.size() == m_layers.size();
     if (!sameShape)
@@ -18,6 +18,7 @@ void LayerPreviewModel::setPreview(const ConversionPreview& preview, const std::
     m_locked = locked;
     m_locked.resize(m_layers.size(), false);
     m_kvHeads = std::max<std::int64_t>(kvHeads, 1);
+    m_perLayer = perLayer;
     m_latentApplies = !m_layers.empty() && (m_layers.front().latentK + m_layers.front().latentV) > 0;
     if (!sameShape)
         endResetModel();
@@ -45,7 +46,7 @@ QVariant LayerPreviewModel::data(const QModelIndex& index, int role) const
     const bool locked = m_locked[static_cast<std::size_t>(l)];
     const auto column = static_cast<Column>(index.column());
 
-    if (role == Qt::CheckStateRole && column == LockColumn)
+    if (role == Qt::CheckStateRole && column == LockColumn && m_perLayer)
         return locked ? Qt::Checked : Qt::Unchecked;
     if (role == Qt::TextAlignmentRole)
         return column == LockColumn ? QVariant(Qt::AlignCenter) : QVariant(Qt::AlignRight | Qt::AlignVCenter);
@@ -73,11 +74,20 @@ QVariant LayerPreviewModel::data(const QModelIndex& index, int role) const
     }
     if (role == Qt::ToolTipRole) {
         switch (column) {
-        case PairsColumn: return tr("p = %1 pairs keep RoPE: r = 2p = %2 dims per head").arg(p.ropePairs).arg(2 * p.ropePairs);
+        case PairsColumn:
+            if (!m_perLayer)
+                return tr("One RoPE head of %1 pairs (qk_rope_head_dim %2) shared by every query head").arg(p.ropePairs).arg(2 * p.ropePairs);
+            return tr("p = %1 pairs keep RoPE: r = 2p = %2 dims per head").arg(p.ropePairs).arg(2 * p.ropePairs);
         case LatentColumn:
+            if (!m_perLayer)
+                return tr("kv_lora_rank = %1, the same in every layer (the DeepSeek-V3 layout has no per-layer widths)").arg(latent);
             return m_latentApplies ? tr("d_c = %1 (double-click to set this layer by hand; that locks it)").arg(latent)
                                    : tr("No latent: svd none keeps keys and values whole.");
         case KvColumn:
+            if (!m_perLayer)
+                return tr("Cached elements per token in this layer: %1 before, kv_lora_rank + qk_rope_head_dim = %2 after")
+                    .arg(p.kvOriginal)
+                    .arg(p.kvConverted);
             return tr("Cached elements per token in this layer: 2·n_kv·d_h = %1 before, d_c + n_kv·r = %2 after")
                 .arg(p.kvOriginal)
                 .arg(p.kvConverted);
@@ -120,6 +130,8 @@ bool LayerPreviewModel::setData(const QModelIndex& index, const QVariant& value,
 {
     if (!checkIndex(index, CheckIndexOption::IndexIsValid | CheckIndexOption::ParentIsInvalid))
         return false;
+    if (!m_perLayer)
+        return false;
     if (index.column() == LockColumn && role == Qt::CheckStateRole) {
         Q_EMIT lockToggled(index.row(), value.toInt() == Qt::Checked);
         return true;
@@ -140,9 +152,9 @@ Qt::ItemFlags LayerPreviewModel::flags(const QModelIndex& index) const
     if (!checkIndex(index, CheckIndexOption::IndexIsValid | CheckIndexOption::ParentIsInvalid))
         return Qt::NoItemFlags;
     Qt::ItemFlags f = Qt::ItemIsEnabled | Qt::ItemIsSelectable | Qt::ItemNeverHasChildren;
-    if (index.column() == LatentColumn && m_latentApplies)
+    if (index.column() == LatentColumn && m_latentApplies && m_perLayer)
         f |= Qt::ItemIsEditable;
-    if (index.column() == LockColumn && m_latentApplies)
+    if (index.column() == LockColumn && m_latentApplies && m_perLayer)
         f |= Qt::ItemIsUserCheckable;
     return f;
 }

@@ -31,7 +31,8 @@ public:
 
     explicit LayerPreviewModel(QObject* parent = nullptr);
 
-    void setPreview(const ConversionPreview& preview, const std::vector<bool>& locked, std::int64_t kvHeads);
+    // `perLayer` false: the layout has one width for every layer (DeepSeek-V3 target), so no layer is edited or locked.
+    void setPreview(const ConversionPreview& preview, const std::vector<bool>& locked, std::int64_t kvHeads, bool perLayer = true);
 
     int rowCount(const QModelIndex& parent = {}) const override;
     int columnCount(const QModelIndex& parent = {}) const override;
@@ -49,6 +50,7 @@ private:
     std::vector<bool> m_locked;
     std::int64_t m_kvHeads = 1;
     bool m_latentApplies = true; // false for svd none
+    bool m_perLayer = true;
 };
 
 } // namespace mla

@@ -96,6 +96,15 @@ QHash<QString, QString> ExplainerPanel::values() const
         v[QStringLiteral("bytes_after")] = fmt::bytes(preview.kv.convertedCacheBytes(context, 1, CacheFormat::BF16));
         v[QStringLiteral("error")] = m_workbench->previewHasErrors() ? fmt::error(preview.meanWeightError) : tr("(run Analyze)");
     }
+    if (m_workbench->deepSeekTarget()) {
+        // One rotated key head shared by every query head: every KV head's whole key (and value) goes into the latent,
+        // and there is no closed-form error for this layout.
+        v[QStringLiteral("nope")] = QString::number(c->headDim);
+        v[QStringLiteral("m_rows")] = QString::number(2 * c->kvDim());
+        v[QStringLiteral("d_kv")] = dash;
+        if (preview.problem.empty() && !preview.layers.empty())
+            v[QStringLiteral("error")] = tr("(measured by the conversion)");
+    }
     return v;
 }
 

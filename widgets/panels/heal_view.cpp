@@ -302,7 +302,9 @@ void HealView::refresh()
     const bool healing = m_workbench->isHealing();
     const bool busy = m_workbench->isBusy();
     const bool converted = m_workbench->conversion().has_value() && m_workbench->hasModel();
-    m_heal->setEnabled(converted && !busy);
+    const QString unavailable = m_workbench->healUnavailableReason();
+    m_heal->setEnabled(converted && !busy && unavailable.isEmpty());
+    m_heal->setToolTip(unavailable.isEmpty() ? tr("Heal the converted model layer by layer (Run > Heal)") : unavailable);
     m_stop->setEnabled(healing);
     m_check->setEnabled(m_workbench->healedConversion().has_value() && !busy);
     for (QWidget* w : std::initializer_list<QWidget*>{m_steps, m_tokens, m_sequenceLength, m_learningRate, m_seed, m_start})
@@ -312,6 +314,8 @@ void HealView::refresh()
         const auto& heal = m_workbench->heal();
         if (!converted && !heal)
             m_status->setText(tr("Convert the model (Run > Convert) to heal it."));
+        else if (!unavailable.isEmpty())
+            m_status->setText(unavailable);
         else if (!heal)
             m_status->setText(tr("Healing trains each converted layer, in order, to give the original layer's output on "
                                  "text sampled from the original (docs/healing.md)."));

@@ -56,6 +56,11 @@ PreviewView::PreviewView(Workbench* workbench, QWidget* parent) : QWidget(parent
     m_problem->setWordWrap(true);
     m_problem->setStyleSheet(QStringLiteral("QLabel { color: #c0392b; font-weight: bold; }"));
     m_problem->hide();
+    m_layout = new QLabel(this);
+    m_layout->setWordWrap(true);
+    m_layout->setTextFormat(Qt::RichText);
+    m_layout->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    m_layout->hide();
 
     m_compare = new QComboBox(this);
     m_compare->addItem(tr("nothing"), QString());
@@ -112,6 +117,7 @@ PreviewView::PreviewView(Workbench* workbench, QWidget* parent) : QWidget(parent
     auto* layout = new QVBoxLayout(this);
     layout->addLayout(cards);
     layout->addWidget(m_problem);
+    layout->addWidget(m_layout);
     layout->addWidget(split, 1);
 
     connect(m_layers, &LayerPreviewModel::latentEdited, m_workbench, [this](int layer, qint64 latent) { m_workbench->setLayerLatent(layer, latent); });
@@ -119,8 +125,58 @@ PreviewView::PreviewView(Workbench* workbench, QWidget* parent) : QWidget(parent
     connect(m_compare, &QComboBox::currentIndexChanged, this, &PreviewView::refresh);
     connect(m_workbench, &Workbench::previewChanged, this, &PreviewView::refresh);
     connect(m_workbench, &Workbench::modelChanged, this, &PreviewView::refresh);
+    connect(m_workbench, &Workbench::conversionChanged, this, &PreviewView::refresh);
     connect(m_workbench, &Workbench::memoryParametersChanged, this, &PreviewView::refreshMemory);
     refresh();
+}
+
+QString PreviewView::layoutText() const
+{
+    return m_layout->text();
+}
+
+QString PreviewView::deepSeekLayoutHtml() const
+{
+    const ModelConfig* c = m_workbench->config();
+    QStringList lines;
+    if (c && m_workbench->deepSeekTarget()) {
+        if (const auto& w = m_workbench->deepSeekWidths()) {
+            const std::int64_t original = c->kvElementsPerToken();
+            const std::int64_t after = (w->kvLoraRank + w->ropeDim) * c->layers;
+            lines << tr("<b>DeepSeek-V3 layout</b> (planned): kv_lora_rank <b>%1</b> + qk_rope_head_dim <b>%2</b> (one RoPE head shared by "
+                        "all %3 heads) = %4 values per token in every layer; qk_nope_head_dim %5, v_head_dim %5 per head. "
+                        "KV values per token %6 → %7. Per-layer widths and predicted errors do not apply to this layout: "
+                        "the conversion measures them.")
+                         .arg(w->kvLoraRank)
+                         .arg(w->ropeDim)
+                         .arg(c->heads)
+                         .arg(w->kvLoraRank + w->ropeDim)
+                         .arg(c->headDim)
+                         .arg(fmt::integer(original), fmt::integer(after));
+            if (w->origin == "default" && m_workbench->settings().allocate)
+                lines << tr("The split between kv_lora_rank and qk_rope_head_dim is measured when converting (Allocate is on).");
+        }
+    }
+    const auto& conversion = m_workbench->conversion();
+    if (conversion && conversion->deepSeek && conversion->plan.converted.deepseek) {
+        const DeepSeekAttentionConfig& a = *conversion->plan.converted.deepseek;
+        const ModelConfig& original = conversion->plan.original;
+        const std::int64_t before = original.kvElementsPerToken();
+        const std::int64_t after = conversion->plan.converted.kvElementsPerToken();
+        lines << tr("<b>Converted</b> (DeepSeek-V3 layout, widths %1): kv_lora_rank <b>%2</b>, qk_rope_head_dim <b>%3</b>, "
+                    "qk_nope_head_dim %4, v_head_dim %5, rope_theta %6; KV values per token %7 → %8 (%9).")
+                     .arg(QString::fromStdString(conversion->deepSeek->widths.origin))
+                     .arg(a.kvLoraRank)
+                     .arg(a.ropeDim)
+                     .arg(a.nopeDim)
+                     .arg(a.valueDim)
+                     .arg(conversion->plan.converted.rope.theta, 0, 'g', 6)
+                     .arg(fmt::integer(before), fmt::integer(after),
+                          fmt::signedPercent(before > 0 ? static_cast<double>(after - before) / static_cast<double>(before) : 0.0));
+        if (!m_workbench->conversionMatchesSettings())
+            lines.back() += tr(" <i>(made with earlier settings)</i>");
+    }
+    return lines.join(QStringLiteral("<br>"));
 }
 
 QString PreviewView::summaryText() const
@@ -138,6 +194,10 @@ void PreviewView::refresh()
     const bool valid = c && p.problem.empty() && !p.layers.empty();
     m_problem->setVisible(c && !p.problem.empty());
     m_problem->setText(tr("These settings cannot be converted: %1").arg(QString::fromStdString(p.problem)));
+    const QString layoutHtml = deepSeekLayoutHtml();
+    m_layout->setText(layoutHtml);
+    m_layout->setVisible(!layoutHtml.isEmpty());
+    const bool deepSeek = m_workbench->deepSeekTarget();
     if (!valid) {
         for (QLabel* l : {m_kv, m_bytes, m_params, m_error})
             l->setText(QStringLiteral("\u2014"));
@@ -149,7 +209,15 @@ void PreviewView::refresh()
     }
     m_kv->setText(tr("<b>%1</b> → <b>%2</b> elements &nbsp; <span style='font-size:large'><b>%3</b></span>")
                       .arg(fmt::integer(p.kv.originalTotal), fmt::integer(p.kv.convertedTotal), fmt::signedPercent(-p.kv.saving())));
-    if (p.paramsConverted >= 0) {
+    const auto& conversion = m_workbench->conversion();
+    if (deepSeek && conversion && conversion->deepSeek && conversion->converted && m_workbench->conversionMatchesSettings()) {
+        const double after = static_cast<double>(conversion->converted->parameterCount());
+        const double change = p.paramsOriginal > 0 ? (after - static_cast<double>(p.paramsOriginal)) / static_cast<double>(p.paramsOriginal) : 0.0;
+        m_params->setText(tr("<b>%1</b> → <b>%2</b> (%3, as converted)")
+                              .arg(fmt::count(static_cast<double>(p.paramsOriginal)), fmt::count(after), fmt::signedPercent(change, 2)));
+    } else if (deepSeek) {
+        m_params->setText(tr("%1 → known after Convert").arg(fmt::count(static_cast<double>(p.paramsOriginal))));
+    } else if (p.paramsConverted >= 0) {
         const double change = p.paramsOriginal > 0 ? static_cast<double>(p.paramsConverted - p.paramsOriginal) / static_cast<double>(p.paramsOriginal) : 0.0;
         m_params->setText(tr("<b>%1</b> → <b>%2</b> (%3)")
                               .arg(fmt::count(static_cast<double>(p.paramsOriginal)), fmt::count(static_cast<double>(p.paramsConverted)),
@@ -157,7 +225,10 @@ void PreviewView::refresh()
     } else {
         m_params->setText(tr("%1 → run Analyze").arg(fmt::count(static_cast<double>(p.paramsOriginal))));
     }
-    if (m_workbench->previewHasErrors()) {
+    const bool predicted = m_workbench->previewHasErrors() && !deepSeek;
+    if (deepSeek) {
+        m_error->setText(tr("measured by the conversion (no closed form for this layout)"));
+    } else if (m_workbench->previewHasErrors()) {
         QString text = tr("weights <b>%1</b>").arg(fmt::error(p.meanWeightError));
         if (p.meanActivationError >= 0)
             text += tr(" · activations <b>%1</b>").arg(fmt::error(p.meanActivationError));
@@ -168,7 +239,7 @@ void PreviewView::refresh()
         m_error->setText(tr("run Analyze (F5)"));
     }
 
-    m_layers->setPreview(p, m_workbench->lockedLayers(), c->kvHeads);
+    m_layers->setPreview(p, m_workbench->lockedLayers(), deepSeek ? 1 : c->kvHeads, !deepSeek);
 
     QStringList categories;
     BarPlot::Series weight{tr("weight space"), {}};
@@ -183,7 +254,7 @@ void PreviewView::refresh()
         series.append(activation);
     const QString preset = m_compare->currentData().toString();
     const AnalysisPtr& analysis = m_workbench->analysis();
-    if (!preset.isEmpty() && analysis) {
+    if (!preset.isEmpty() && analysis && predicted) {
         ConversionSettings other = m_workbench->settings();
         applyPreset(preset.toStdString(), other);
         other.ropePairsPerLayer.clear();
@@ -196,10 +267,11 @@ void PreviewView::refresh()
             series.append(s);
         }
     }
-    m_errors->setPlaceholder(m_workbench->previewHasErrors() ? QString() : tr("Run Analyze (F5) to see the predicted error per layer"));
-    m_errors->setData(categories, m_workbench->previewHasErrors() ? series : QList<BarPlot::Series>{}, tr("layer"),
-                      tr("predicted relative error"));
-    m_errors->setReferenceLine(m_workbench->previewHasErrors() ? p.meanWeightError : -1.0, tr("mean (weights)"));
+    m_errors->setPlaceholder(predicted ? QString()
+                             : deepSeek ? tr("DeepSeek-V3 layout: the conversion measures each layer's error (no prediction from the spectra)")
+                                        : tr("Run Analyze (F5) to see the predicted error per layer"));
+    m_errors->setData(categories, predicted ? series : QList<BarPlot::Series>{}, tr("layer"), tr("predicted relative error"));
+    m_errors->setReferenceLine(predicted ? p.meanWeightError : -1.0, tr("mean (weights)"));
     refreshMemory();
 }
 

@@ -28,13 +28,16 @@ public:
     LayerPreviewModel* layerModel() const { return m_layers; }
     QTableView* layerTable() const { return m_table; }
     QComboBox* compareCombo() const { return m_compare; }
-    QString summaryText() const; // the cards' text, for tests
+    QString summaryText() const;
+    // DeepSeek-V3 target: the line with its widths (planned, and as converted); empty for the mha2mla target.
+    QString layoutText() const; // the cards' text, for tests
 
 public Q_SLOTS:
     void refresh();
 
 private:
     void refreshMemory();
+    QString deepSeekLayoutHtml() const;
 
     Workbench* m_workbench;
     QLabel* m_kv = nullptr;
@@ -42,6 +45,7 @@ private:
     QLabel* m_params = nullptr;
     QLabel* m_error = nullptr;
     QLabel* m_problem = nullptr;
+    QLabel* m_layout = nullptr; // DeepSeek-V3 target: its widths, planned and as converted
     QComboBox* m_compare = nullptr;
     BarPlot* m_errors = nullptr;
     MemoryPlot* m_memory = nullptr;

@@ -75,6 +75,27 @@ void SettingsPanel::build()
                             "allocation, rotation-loss pairs, whitened joint decomposition and least-squares refits. "
                             "Changing any setting afterwards makes it Custom."));
 
+    // ---- target layout
+    m_target = new QComboBox(this);
+    m_target->addItem(tr("MHA2MLA layout"), static_cast<int>(ConversionTarget::Mha2mla));
+    m_target->setItemData(0, tr("The MHA2MLA research layout: partial RoPE kept per KV head and a latent whose widths may differ per "
+                                "layer. Our engine and the MHA2MLA authors' patched transformers run it; it can be healed."),
+                          Qt::ToolTipRole);
+    m_target->addItem(tr("DeepSeek-V3 layout"), static_cast<int>(ConversionTarget::DeepSeekV3));
+    m_target->setItemData(1, tr("DeepseekV3ForCausalLM: stock transformers, vLLM and SGLang load it, and llama.cpp as its deepseek2 "
+                                "GGUF (File > Export as GGUF). One shared RoPE head (qk_rope_head_dim) and one latent width "
+                                "(kv_lora_rank) for every layer; no per-layer widths and no heal."),
+                          Qt::ToolTipRole);
+    m_target->setToolTip(tr("<p>The layout of the converted model.</p><p><b>MHA2MLA</b>: the research layout (partial RoPE per KV head, "
+                            "per-layer widths); our engine runs it and it can be healed.</p><p><b>DeepSeek-V3</b>: what stock "
+                            "transformers, vLLM, SGLang and (as GGUF) llama.cpp load: one shared RoPE head and one latent width "
+                            "for every layer; the pairs below are then the shared head's, the latent is kv_lora_rank.</p>"));
+    m_flashMla = new QCheckBox(tr("FlashMLA shape (512 + 64)"), this);
+    m_flashMla->setToolTip(tr("DeepSeek-V3 target only: kv_lora_rank 512 and qk_rope_head_dim 64, the only shape FlashMLA runs "
+                              "(and one of vLLM's latent-cache shapes). Fixes the widths: the pairs, latent and saving below do not "
+                              "apply. Refused, saying why, when the model is too small for it."));
+    m_targetNote = note(this);
+
     // ---- partial RoPE
     m_strategy = new QComboBox(this);
     const RopeStrategy strategies[] = {RopeStrategy::High, RopeStrategy::Low, RopeStrategy::Uniform, RopeStrategy::TwoNorm,
@@ -176,6 +197,9 @@ void SettingsPanel::build()
     layout->setContentsMargins(4, 4, 4, 4);
     auto* recipe = new QFormLayout;
     recipe->addRow(tr("Preset"), m_preset);
+    recipe->addRow(tr("Target"), m_target);
+    recipe->addRow(m_flashMla);
+    recipe->addRow(m_targetNote);
     layout->addLayout(recipe);
 
     auto* rope = new QGroupBox(tr("Partial RoPE"), this);
@@ -228,6 +252,12 @@ void SettingsPanel::build()
             else
                 applyPreset(name.toStdString(), s);
         }, false);
+    });
+    connect(m_target, &QComboBox::currentIndexChanged, this, [this](int i) {
+        m_workbench->setTarget(static_cast<ConversionTarget>(m_target->itemData(i).toInt()), m_flashMla->isChecked());
+    });
+    connect(m_flashMla, &QCheckBox::toggled, this, [this](bool on) {
+        m_workbench->setTarget(static_cast<ConversionTarget>(m_target->currentData().toInt()), on);
     });
     connect(m_strategy, &QComboBox::currentIndexChanged, this, [this](int i) {
         changeConversion(tr("Strategy %1").arg(m_strategy->itemText(i)), -1,
@@ -326,11 +356,29 @@ void SettingsPanel::browseCalibrationFile()
     setCalibrationFromControls(tr("Calibration file"));
 }
 
+QString SettingsPanel::targetText() const
+{
+    const ConversionSettings& s = m_workbench->settings();
+    if (s.target != ConversionTarget::DeepSeekV3)
+        return tr("MHA2MLA research layout: our engine runs it; per-layer widths and heal apply.");
+    QString text = tr("DeepSeek-V3 layout: stock transformers, vLLM, SGLang and (as GGUF) llama.cpp load it.");
+    if (const auto& w = m_workbench->deepSeekWidths()) {
+        text += QLatin1Char(' ') + tr("kv_lora_rank %1 + qk_rope_head_dim %2 = %3 values per token and layer")
+                                       .arg(w->kvLoraRank)
+                                       .arg(w->ropeDim)
+                                       .arg(w->kvLoraRank + w->ropeDim);
+        if (w->kvLoraRank + w->ropeDim == 576 || w->kvLoraRank + w->ropeDim == 320)
+            text += tr(" (a vLLM latent-cache shape)");
+        text += QLatin1Char('.');
+    }
+    return text;
+}
+
 void SettingsPanel::refresh()
 {
     const ModelConfig* c = m_workbench->config();
     setEnabled(c != nullptr);
-    const QList<QWidget*> controls = {m_preset, m_strategy, m_uniformStart, m_pairsSlider, m_pairs, m_method, m_latentSlider, m_latent,
+    const QList<QWidget*> controls = {m_preset, m_target, m_flashMla, m_strategy, m_uniformStart, m_pairsSlider, m_pairs, m_method, m_latentSlider, m_latent,
                                       m_saving, m_sigma, m_activation, m_balance, m_refit, m_allocate, m_calibSource, m_samples,
                                       m_sequenceLength, m_calibFile};
     std::vector<QSignalBlocker> blockers;
@@ -341,6 +389,10 @@ void SettingsPanel::refresh()
     const ConversionSettings& s = m_workbench->settings();
     const CalibrationOptions& cal = m_workbench->calibration();
     m_preset->setCurrentIndex(std::max(0, m_preset->findData(QString::fromStdString(s.preset))));
+    const bool deepSeek = s.target == ConversionTarget::DeepSeekV3;
+    m_target->setCurrentIndex(std::max(0, m_target->findData(static_cast<int>(s.target))));
+    m_flashMla->setChecked(s.flashMla);
+    m_flashMla->setEnabled(deepSeek);
     m_strategy->setCurrentIndex(std::max(0, m_strategy->findData(static_cast<int>(s.strategy))));
     m_method->setCurrentIndex(std::max(0, m_method->findData(static_cast<int>(s.method))));
     m_sigma->setCurrentIndex(std::max(0, m_sigma->findData(static_cast<int>(s.sigma))));
@@ -348,7 +400,13 @@ void SettingsPanel::refresh()
     m_balance->setChecked(s.balanceKeyValue);
     m_refit->setChecked(s.refit);
     m_allocate->setChecked(s.allocate);
-    m_allocateNow->setEnabled(s.allocate && m_workbench->analysis() && m_workbench->hasModel() && !m_workbench->isBusy());
+    m_allocateNow->setEnabled(!deepSeek && s.allocate && m_workbench->analysis() && m_workbench->hasModel() && !m_workbench->isBusy());
+    m_allocate->setText(deepSeek ? tr("Measure the rope / latent split") : tr("Allocate per layer for the budget"));
+    m_allocate->setToolTip(deepSeek ? tr("DeepSeek-V3 target: one split for every layer. Convert measures several splits of the budget "
+                                         "between qk_rope_head_dim and kv_lora_rank on calibration data and keeps the best (unless "
+                                         "you set the pairs or the latent).")
+                                    : tr("Choose p and d<sub>c</sub> per layer for the same total KV budget, minimising the measured "
+                                         "attention-output error (an exact multiple-choice knapsack), at conversion time."));
     m_calibSource->setCurrentIndex(std::max(0, m_calibSource->findData(static_cast<int>(cal.source))));
     m_samples->setValue(static_cast<int>(cal.samples));
     m_sequenceLength->setValue(static_cast<int>(cal.sequenceLength));
@@ -364,12 +422,46 @@ void SettingsPanel::refresh()
     const std::int64_t half = c->pairsPerHead();
     m_uniformStart->setRange(0, static_cast<int>(std::max<std::int64_t>(half - 1, 0)));
     m_uniformStart->setValue(static_cast<int>(s.uniformStart));
-    m_uniformStart->setEnabled(s.strategy == RopeStrategy::Uniform);
-    m_pairsSlider->setRange(0, static_cast<int>(half));
-    m_pairs->setRange(0, static_cast<int>(half));
+    m_uniformStart->setEnabled(s.strategy == RopeStrategy::Uniform && !deepSeek);
+    m_strategy->setEnabled(!deepSeek);
+    m_sigma->setEnabled(!deepSeek);
+    // DeepSeek-V3: the pairs of the one shared RoPE head, up to every KV head's pairs.
+    const std::int64_t mostPairs = deepSeek ? c->kvHeads * half : half;
+    m_pairsSlider->setRange(0, static_cast<int>(mostPairs));
+    m_pairs->setRange(0, static_cast<int>(mostPairs));
     const std::int64_t p = m_workbench->resolvedRopePairs();
     m_pairsSlider->setValue(static_cast<int>(p));
     m_pairs->setValue(static_cast<int>(p));
+    m_pairsSlider->setEnabled(!s.flashMla);
+    m_pairs->setEnabled(!s.flashMla);
+    m_targetNote->setText(targetText());
+    if (deepSeek) {
+        const LatentRange range = latentRange(*c, 0, LatentMethod::Joint);
+        const std::int64_t latent = m_workbench->resolvedLatent();
+        m_pairsNote->setText(tr("qk_rope_head_dim = 2p = %1: one rotated key head shared by every query head (built from the KV heads' "
+                                "pairs by a per-frequency rotation); the rest of each key goes into the latent.")
+                                 .arg(2 * p));
+        m_latentSlider->setRange(static_cast<int>(range.minimum), static_cast<int>(range.maximum));
+        m_latent->setRange(static_cast<int>(range.minimum), static_cast<int>(std::max(range.maximum, latent)));
+        m_latentSlider->setValue(static_cast<int>(latent));
+        m_latent->setValue(static_cast<int>(latent));
+        const bool free = !s.flashMla;
+        m_latentSlider->setEnabled(free);
+        m_latent->setEnabled(free);
+        m_saving->setEnabled(free);
+        QString text = tr("kv_lora_rank = %1 for every layer; cached per layer: kv_lora_rank + qk_rope_head_dim = %1 + %2 = %3 elements.")
+                           .arg(latent)
+                           .arg(2 * p)
+                           .arg(latent + 2 * p);
+        if (s.latentDim <= 0 && !s.flashMla)
+            text += QLatin1Char(' ') + tr("Follows the %1 target saving.").arg(fmt::percent(s.targetSaving));
+        m_latentNote->setText(text);
+        const ConversionPreview& preview = m_workbench->preview();
+        const double saving = preview.problem.empty() && preview.kv.originalTotal > 0 ? preview.kv.saving() : s.targetSaving;
+        m_saving->setValue(100.0 * saving);
+        m_status->setText(preview.problem.empty() ? QString() : tr("⚠ %1").arg(QString::fromStdString(preview.problem)));
+        return;
+    }
     QString pairsText = tr("r = 2p = %1 of d_h = %2 dims keep RoPE; %3 position-free dims per head go into the latent.")
                             .arg(2 * p)
                             .arg(c->headDim)

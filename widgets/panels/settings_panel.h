@@ -19,7 +19,8 @@ namespace mla {
 
 class Workbench;
 
-// Every conversion setting, each with a tooltip giving the formula it drives: preset, RoPE strategy and pairs per
+// Every conversion setting, each with a tooltip giving the formula it drives: the target layout (MHA2MLA or
+// DeepSeek-V3, FlashMLA's 512 + 64), preset, RoPE strategy and pairs per
 // head (also as dims), SVD method, latent width (also per KV head) and the target saving that sets it, sigma
 // placement, the beyond-the-paper options, and the calibration source. Changes go to the workbench as undoable
 // commands (a slider drag is one undo step); the panel mirrors the workbench's settings, never keeps its own.
@@ -30,6 +31,8 @@ public:
 
     // For tests and the self-test: the controls, to move them like a user would.
     QComboBox* presetCombo() const { return m_preset; }
+    QComboBox* targetCombo() const { return m_target; }
+    QCheckBox* flashMlaCheck() const { return m_flashMla; }
     QComboBox* strategyCombo() const { return m_strategy; }
     QSpinBox* uniformStartSpin() const { return m_uniformStart; }
     QSlider* pairsSlider() const { return m_pairsSlider; }
@@ -62,6 +65,7 @@ protected:
 private:
     void build();
     void refresh();
+    QString targetText() const;
     // Applies `edit` to a copy of the workbench's settings and pushes it; `custom` marks the preset as overridden.
     void changeConversion(const QString& what, int mergeId, const std::function<void(ConversionSettings&)>& edit, bool custom = true);
     void setCalibrationFromControls(const QString& what);
@@ -69,6 +73,9 @@ private:
 
     Workbench* m_workbench;
     QComboBox* m_preset = nullptr;
+    QComboBox* m_target = nullptr;
+    QCheckBox* m_flashMla = nullptr;
+    QLabel* m_targetNote = nullptr;
     QComboBox* m_strategy = nullptr;
     QSpinBox* m_uniformStart = nullptr;
     QSlider* m_pairsSlider = nullptr;
