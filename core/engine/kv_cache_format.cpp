@@ -15,9 +15,9 @@ struct CacheFormatRow {
     int levels; // 0: a float type
 };
 
-// Quantised types store an F16 scale and an F16 minimum (zero point) per group: measured on the real models against
-// symmetric codes with a scale only (docs/kv-cache.md, "Scale and zero point"), the minimum cut the KL an int4
-// cache adds by a quarter to a half and that of int8 by up to a quarter, for 2 more bytes per group.
+// Quantised types store an F16 scale and an F16 minimum (zero point) per group, asymmetric per-token quantisation
+// as in KIVI: post-RoPE keys and latents are not centred on zero, and the minimum costs 2 bytes per group
+// (docs/kv-cache.md, "Scale and zero point").
 constexpr CacheFormatRow kCacheFormats[] = {
     {CacheFormat::F32, "f32", 32, 0},
     {CacheFormat::BF16, "bf16", 16, 0},
