@@ -119,6 +119,11 @@ void TestCliKvCache::convertCheckReportsBothCaches()
     QVERIFY(q["kl"].get<double>() != check["kl"].get<double>());
     QVERIFY(q["ppl"].get<double>() > 1.0);
     QVERIFY(q["top1_agreement"].get<double>() > 0.0 && q["top1_agreement"].get<double>() <= 1.0);
+    // The model card carries both, and the accounting of the quantised formats.
+    const std::string card = test::readTextFile(m_dir / "checked" / "README.md");
+    QVERIFY(card.find("With the converted model's KV cache stored as int4/64+rope:int8/64") != std::string::npos);
+    QVERIFY(card.find("| bytes per token, int4/64+rope:int8/64 cache (`--kv-cache int4`) | 200 | 100 |") != std::string::npos);
+    QVERIFY(card.find("**84.4% saved** with the converted model's int4/64+rope:int8/64 cache") != std::string::npos);
 }
 
 void TestCliKvCache::badOptionsAreUsageErrors()
