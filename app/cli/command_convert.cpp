@@ -3,6 +3,7 @@
 #include "conversion/deepseek_export.h"
 #include "conversion_options.h"
 #include "device_option.h"
+#include "kv_cache_option.h"
 #include "gguf_report.h"
 #include "heal_flags.h"
 #include "pipeline/convert.h"
@@ -17,6 +18,29 @@
 
 namespace mla::cli {
 namespace {
+
+// --check, with the cache format of the converted model it measures next to float32 (--kv-cache, --kv-cache-rope,
+// --kv-cache-group), which mean nothing without it.
+std::optional<pipeline::CheckOptions> checkOptionsFrom(const Arguments& args)
+{
+    const bool cacheGiven = args.has("kv-cache") || args.has("kv-cache-rope") || args.has("kv-cache-group");
+    if (!args.has("check")) {
+        if (cacheGiven)
+            throw UsageError{"--kv-cache sets the KV cache format of the check: add --check"};
+        return std::nullopt;
+    }
+    pipeline::CheckOptions options;
+    options.cacheFormat = kvCacheFormatFrom(args);
+    return options;
+}
+
+// The check's line about the KV cache format it was asked for (--kv-cache).
+void printCacheCheck(const SanityReport& r)
+{
+    std::cout << "check with a " << r.withCache.format << " KV cache: perplexity " << r.withCache.ppl << ", KL " << r.withCache.kl
+              << ", top-1 agreement " << r.withCache.top1Agreement << ", " << r.withCache.kvBytesPerToken << " bytes per token: "
+              << 100.0 * r.combinedSaving() << "% less KV cache than the original in BF16\n";
+}
 
 // One line per healed layer on stderr (unless --quiet), so that a long heal shows where it is even without a terminal.
 pipeline::HealStartObserver healLayerPrinter(const Arguments& args, std::int64_t layers)
@@ -44,9 +68,7 @@ int runConvertToGguf(const Arguments& args, const pipeline::OpenedModel& opened,
         throw UsageError{"--shard-mb applies to the safetensors folder, not to one GGUF file"};
     GgufExportOptions options = ggufOptionsFrom(args, *args.value("out"));
     options.otherInputs = outputOptions(args, &opened).inputs; // calibration and evaluation files named
-    std::optional<pipeline::CheckOptions> check;
-    if (args.has("check"))
-        check = pipeline::CheckOptions{};
+    const std::optional<pipeline::CheckOptions> check = checkOptionsFrom(args);
     const pipeline::GgufConversionOutcome result = pipeline::convertToGguf(opened, nullptr, settings, options, check, context);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     const pipeline::ConversionOutcome& conversion = result.conversion;
@@ -62,6 +84,8 @@ int runConvertToGguf(const Arguments& args, const pipeline::OpenedModel& opened,
         return 0;
     }
     std::cout << deepSeekExportSummary(*conversion.deepSeek, conversion.plan.converted, opened.model->config, checked);
+    if (checked)
+        printCacheCheck(*checked);
     printGgufReport(result.written);
     return 0;
 }
@@ -102,9 +126,7 @@ int runConvert(const Arguments& args)
     request.output = outputOptions(args, &opened); // the pipeline refuses a bad folder before any work
     if (!pipeline::conversionNeedsAnalysis(settings.conversion) && calibrationGiven(args))
         std::cerr << "note: the " << ropeStrategyName(settings.conversion.strategy) << " strategy needs no calibration; ignoring it\n";
-    std::optional<pipeline::CheckOptions> check;
-    if (args.has("check"))
-        check = pipeline::CheckOptions{};
+    const std::optional<pipeline::CheckOptions> check = checkOptionsFrom(args);
     std::optional<pipeline::HealedFolderOutcome> healed;
     if (heal) {
         healed = pipeline::convertHealToFolder(opened, nullptr, settings, {heal->options, heal->start, 0}, request, check, context,
@@ -129,6 +151,8 @@ int runConvert(const Arguments& args)
             printJson(j);
         else
             std::cout << "wrote " << *out << ": " << deepSeekExportSummary(*conversion.deepSeek, conversion.plan.converted, model.config, checked);
+        if (checked && !args.has("json"))
+            printCacheCheck(*checked);
         return 0;
     }
     const ConversionSettings& converted = conversion.plan.settings;
@@ -212,6 +236,8 @@ int runConvert(const Arguments& args)
     if (const auto& checked = result.written.check)
         std::cout << "check: perplexity " << checked->report.originalPpl << " -> " << checked->report.convertedPpl << ", KL "
                   << checked->report.kl << " nats/token, top-1 agreement " << checked->report.top1Agreement << " (in README.md)\n";
+    if (const auto& checked = result.written.check)
+        printCacheCheck(checked->report);
     return 0;
 }
 
@@ -232,6 +258,9 @@ CommandSpec convertCommand()
         o.push_back({"shard-mb", "M", "write safetensors shards of at most M MiB with an index"});
         o.push_back({"check", nullptr, "reload the written model and measure it against the original (perplexity, KL, "
                                        "top-1 agreement, KV bytes) on 4 sampled sequences; the numbers go into README.md"});
+        o.push_back(kvCacheOption());
+        o.push_back(kvCacheRopeOption());
+        o.push_back(kvCacheGroupOption());
         for (const auto& h : healOptions())
             o.push_back(h);
         o.push_back({"quiet", nullptr, "no progress output"});

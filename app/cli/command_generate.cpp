@@ -1,6 +1,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "device_option.h"
+#include "kv_cache_option.h"
 #include "pipeline/evaluate.h"
 #include "util/error.h"
 
@@ -28,6 +29,7 @@ int runGenerate(const Arguments& args)
     options.topP = static_cast<float>(args.number("top-p", 0.0, 1.0).value_or(0.9));
     options.seed = static_cast<std::uint64_t>(args.integer("seed", 0, std::numeric_limits<long long>::max()).value_or(42));
     const MlaForm form = formFrom(args);
+    const KvCacheFormat cacheFormat = kvCacheFormatFrom(args);
     const pipeline::OpenedModel opened = openModelArgument(args, context);
     const std::vector<int> prompt = pipeline::startIds(opened, args.valueOr("prompt", ""));
 
@@ -39,13 +41,14 @@ int runGenerate(const Arguments& args)
         std::cout << opened.tokenizer->decodePiece(previous, id) << std::flush;
         previous = id;
     };
-    const GenerationResult r = pipeline::generateText(opened, form, prompt, options, stream, context);
+    const GenerationResult r = pipeline::generateText(opened, form, prompt, options, stream, context, cacheFormat);
     if (json) {
         nlohmann::ordered_json j;
         j["ids"] = r.ids;
         j["text"] = r.text;
         j["tokens_per_second"] = r.tokensPerSecond;
         j["kv_bytes_per_token"] = r.kvBytesPerToken;
+        j["kv_cache"] = kvCacheFormatName(cacheFormat);
         j["kv_elements_per_token"] = r.kvElementsPerToken;
         j["prompt_ids"] = prompt;
         j["stop_reason"] = r.stopReason;
@@ -59,7 +62,7 @@ int runGenerate(const Arguments& args)
     }
     std::cout << std::endl;
     std::cerr << "achieved tok/s: " << r.tokensPerSecond << " (" << r.ids.size() << " tokens, KV cache "
-              << r.kvBytesPerToken << " bytes per token)\n";
+              << kvCacheFormatName(cacheFormat) << ", " << r.kvBytesPerToken << " bytes per token)\n";
     return 0;
 }
 
@@ -68,7 +71,7 @@ int runGenerate(const Arguments& args)
 CommandSpec generateCommand()
 {
     return {"generate",
-            "[MODEL] [--tokenizer F] [--prompt TEXT] [--steps N] [--temperature T] [--top-p P] [--seed S] [--json]",
+            "[MODEL] [--tokenizer F] [--prompt TEXT] [--steps N] [--temperature T] [--top-p P] [--seed S] [--kv-cache TYPE] [--json]",
             "generate text from BOS (then the prompt), like llama2.c",
             "Runs N positions (BOS and prompt included) and stops early when the model emits BOS or EOS. Temperature 0 "
             "(the default) is greedy argmax; otherwise sampling follows llama2.c exactly, so a seed reproduces its output.",
@@ -79,6 +82,7 @@ CommandSpec generateCommand()
              {"top-p", "P", "nucleus sampling threshold in (0, 1); 0 or 1 disables it (default 0.9)"},
              {"seed", "S", "random seed (default 42)"},
              {"mla-form", "FORM", "for MLA models: absorbed (latent cache, default) or expanded (rebuilt keys/values)"},
+             kvCacheOption(), kvCacheRopeOption(), kvCacheGroupOption(),
              deviceOption(),
              jsonOption()},
             1, runGenerate};

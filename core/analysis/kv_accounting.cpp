@@ -1,61 +1,36 @@
 #include "analysis/kv_accounting.h"
 
-#include <cmath>
-
 namespace mla {
 namespace {
 
-struct CacheFormatRow {
-    CacheFormat format;
-    std::string_view name;
-    double bytesPerElement;
-    bool grouped;
-};
-
-constexpr CacheFormatRow kCacheFormats[] = {
-    {CacheFormat::F32, "f32", 4.0, false},
-    {CacheFormat::BF16, "bf16", 2.0, false},
-    {CacheFormat::Int8, "int8", 1.0, true},
-    {CacheFormat::Int4, "int4", 0.5, true},
-};
-
-constexpr double kGroupOverheadBytes = 4.0; // F16 scale + F16 zero point
-
-double bytes(const std::vector<std::int64_t>& perLayer, CacheFormat f, std::int64_t groupSize)
+double bytes(const std::vector<std::vector<CacheBuffer>>& layers, const KvCacheFormat& f)
 {
     double total = 0.0;
-    for (auto e : perLayer)
-        total += cacheBytesForElements(e, f, groupSize);
+    for (const auto& buffers : layers) {
+        for (const CacheBuffer& b : buffers)
+            total += static_cast<double>(partFormat(f, b.role).rowBytes(b.width));
+    }
     return total;
+}
+
+KvCacheFormat latentFormat(CacheFormat f, std::int64_t groupSize)
+{
+    return KvCacheFormat::withDefaultRope(CachePartFormat{f, groupSize});
+}
+
+std::int64_t elements(const std::vector<CacheBuffer>& buffers)
+{
+    std::int64_t n = 0;
+    for (const CacheBuffer& b : buffers)
+        n += b.width;
+    return n;
 }
 
 } // namespace
 
-std::string_view cacheFormatName(CacheFormat f)
-{
-    return kCacheFormats[static_cast<int>(f)].name;
-}
-
-bool parseCacheFormat(std::string_view name, CacheFormat& out)
-{
-    for (const auto& row : kCacheFormats) {
-        if (row.name == name) {
-            out = row.format;
-            return true;
-        }
-    }
-    return false;
-}
-
 double cacheBytesForElements(std::int64_t elements, CacheFormat format, std::int64_t groupSize)
 {
-    const CacheFormatRow& row = kCacheFormats[static_cast<int>(format)];
-    double b = static_cast<double>(elements) * row.bytesPerElement;
-    if (row.grouped && elements > 0) {
-        const std::int64_t g = std::max<std::int64_t>(groupSize, 1);
-        b += static_cast<double>((elements + g - 1) / g) * kGroupOverheadBytes;
-    }
-    return b;
+    return static_cast<double>(CachePartFormat{format, groupSize}.rowBytes(elements));
 }
 
 double KvAccount::saving() const
@@ -63,8 +38,11 @@ double KvAccount::saving() const
     return originalTotal > 0 ? 1.0 - static_cast<double>(convertedTotal) / static_cast<double>(originalTotal) : 0.0;
 }
 
-double KvAccount::originalBytesPerToken(CacheFormat f, std::int64_t g) const { return bytes(originalPerLayer, f, g); }
-double KvAccount::convertedBytesPerToken(CacheFormat f, std::int64_t g) const { return bytes(convertedPerLayer, f, g); }
+double KvAccount::originalBytesPerToken(const KvCacheFormat& f) const { return bytes(originalBuffers, f); }
+double KvAccount::convertedBytesPerToken(const KvCacheFormat& f) const { return bytes(convertedBuffers, f); }
+
+double KvAccount::originalBytesPerToken(CacheFormat f, std::int64_t g) const { return originalBytesPerToken(latentFormat(f, g)); }
+double KvAccount::convertedBytesPerToken(CacheFormat f, std::int64_t g) const { return convertedBytesPerToken(latentFormat(f, g)); }
 
 double KvAccount::originalCacheBytes(std::int64_t context, std::int64_t batch, CacheFormat f, std::int64_t g) const
 {
@@ -79,15 +57,19 @@ double KvAccount::convertedCacheBytes(std::int64_t context, std::int64_t batch, 
 KvAccount kvAccount(const ModelConfig& original, const std::vector<MlaLayerConfig>& layers)
 {
     KvAccount a;
+    ModelConfig plain = original;
+    plain.mla.reset();
+    ModelConfig converted = plain;
+    converted.mla = MlaConfig{};
+    converted.mla->layers = layers;
     for (std::int64_t l = 0; l < original.layers; ++l) {
-        const std::int64_t before = 2 * original.kvHeads * original.headDim;
-        const std::int64_t after = static_cast<std::size_t>(l) < layers.size()
-                                       ? layers[static_cast<std::size_t>(l)].cacheElements(original.kvHeads, original.headDim)
-                                       : before;
-        a.originalPerLayer.push_back(before);
-        a.convertedPerLayer.push_back(after);
-        a.originalTotal += before;
-        a.convertedTotal += after;
+        a.originalBuffers.push_back(layerCacheBuffers(plain, l, MlaForm::Absorbed));
+        a.convertedBuffers.push_back(static_cast<std::size_t>(l) < layers.size() ? layerCacheBuffers(converted, l, MlaForm::Absorbed)
+                                                                                 : a.originalBuffers.back());
+        a.originalPerLayer.push_back(elements(a.originalBuffers.back()));
+        a.convertedPerLayer.push_back(elements(a.convertedBuffers.back()));
+        a.originalTotal += a.originalPerLayer.back();
+        a.convertedTotal += a.convertedPerLayer.back();
     }
     return a;
 }
@@ -99,10 +81,7 @@ KvAccount kvAccount(const ModelConfig& original, const MlaConfig& converted)
 
 double cacheBytesPerToken(const ModelConfig& config, CacheFormat format, std::int64_t groupSize)
 {
-    double total = 0.0;
-    for (std::int64_t l = 0; l < config.layers; ++l)
-        total += cacheBytesForElements(config.kvElementsPerTokenInLayer(l), format, groupSize);
-    return total;
+    return static_cast<double>(cacheBytesPerToken(config, MlaForm::Absorbed, latentFormat(format, groupSize)));
 }
 
 } // namespace mla

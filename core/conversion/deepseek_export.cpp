@@ -78,7 +78,13 @@ nlohmann::ordered_json deepSeekExportJson(const DeepSeekDetails& e, const ModelC
         j["check"] = {{"original_ppl", check->originalPpl}, {"converted_ppl", check->convertedPpl}, {"kl", check->kl},
                       {"top1_agreement", check->top1Agreement}, {"evaluated_tokens", check->evaluatedTokens},
                       {"original_kv_bytes_per_token", check->originalKvBytesPerToken},
-                      {"converted_kv_bytes_per_token", check->convertedKvBytesPerToken}};
+                      {"converted_kv_bytes_per_token", check->convertedKvBytesPerToken},
+                      {"kv_cache", check->withCache.format},
+                      {"kv_cache_quality", {{"ppl", check->withCache.ppl}, {"kl", check->withCache.kl},
+                                            {"top1_agreement", check->withCache.top1Agreement},
+                                            {"kv_bytes_per_token", check->withCache.kvBytesPerToken}}},
+                      {"original_bf16_kv_bytes_per_token", check->originalBf16KvBytesPerToken},
+                      {"combined_kv_saving", check->combinedSaving()}};
     return j;
 }
 

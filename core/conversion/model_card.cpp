@@ -133,7 +133,13 @@ void writeKv(std::ostringstream& md, const ModelCardInfo& info)
        << "| bytes per token, BF16 cache | " << general(kv.originalBytesPerToken(CacheFormat::BF16)) << " | "
        << general(kv.convertedBytesPerToken(CacheFormat::BF16)) << " |\n"
        << "| bytes per token, F32 cache | " << general(kv.originalBytesPerToken(CacheFormat::F32)) << " | "
-       << general(kv.convertedBytesPerToken(CacheFormat::F32)) << " |\n\n"
+       << general(kv.convertedBytesPerToken(CacheFormat::F32)) << " |\n";
+    for (CacheFormat f : {CacheFormat::Int8, CacheFormat::Int4}) {
+        const KvCacheFormat format = KvCacheFormat::withDefaultRope({f, kDefaultCacheGroupSize});
+        md << "| bytes per token, " << kvCacheFormatName(format) << " cache (`--kv-cache " << cacheFormatName(f) << "`) | "
+           << general(kv.originalBytesPerToken(format)) << " | " << general(kv.convertedBytesPerToken(format)) << " |\n";
+    }
+    md << "\n"
        << "**KV saving: " << fixed(100.0 * kv.saving(), 1) << "%** (" << kv.originalTotal << " -> " << kv.convertedTotal
        << " cached elements per token).\n\n";
 }
@@ -159,6 +165,21 @@ void writeMetrics(std::ostringstream& md, const ModelCardInfo& info)
        << "| KV cache bytes per token (measured) | " << general(r.originalKvBytesPerToken) << " | "
        << general(r.convertedKvBytesPerToken) << " |\n"
        << "| evaluated tokens | " << r.evaluatedTokens << " | |\n\n";
+    if (r.withCache.format != kvCacheFormatName(KvCacheFormat{})) {
+        const CacheFormatQuality& q = r.withCache;
+        md << "With the converted model's KV cache stored as " << q.format << " (the original's stays float32):\n\n"
+           << "| metric | converted, f32 cache | converted, " << q.format << " cache |\n|---|---|---|\n"
+           << "| perplexity | " << general(r.convertedPpl) << " | " << general(q.ppl) << " |\n"
+           << "| KL(original \\|\\| converted), nats per token | " << general(r.kl) << " | " << general(q.kl) << " |\n"
+           << "| top-1 agreement with the original | " << fixed(100.0 * r.top1Agreement, 2) << "% | "
+           << fixed(100.0 * q.top1Agreement, 2) << "% |\n"
+           << "| KV cache bytes per token (measured) | " << general(r.convertedKvBytesPerToken) << " | " << general(q.kvBytesPerToken)
+           << " |\n\n";
+    }
+    if (r.originalBf16KvBytesPerToken > 0.0)
+        md << "KV cache against the original with a BF16 cache (" << general(r.originalBf16KvBytesPerToken)
+           << " bytes per token): **" << fixed(100.0 * r.combinedSaving(), 1) << "% saved** with the converted model's "
+           << r.withCache.format << " cache (" << general(r.withCache.kvBytesPerToken) << " bytes per token).\n\n";
     for (const auto& g : r.generations) {
         md << "Greedy continuation" << (g.prompt.empty() ? " from BOS" : " of \"" + cell(g.prompt) + "\"")
            << (g.firstDifference < 0 ? " (identical)" : " (first difference at token " + std::to_string(g.firstDifference) + ")")

@@ -1,6 +1,6 @@
 // Standard grouped-query attention, also used for the expanded form of MLA layers (keys and values rebuilt from
 // the latent in the original head layout, RoPE only on the kept pairs).
-#include "engine/attention_math.h"
+#include "engine/cache_attention.h"
 #include "engine/ops.h"
 #include "engine/transformer.h"
 
@@ -90,9 +90,8 @@ void Transformer::standardAttention(std::int64_t layer, const MatrixRM& x, std::
     rotateHeads(q, d, c.group(), plan.keptPairs, d / 2, plan.ropeFreqs, p0);
     rotateHeads(k, d, 1, plan.keptPairs, d / 2, plan.ropeFreqs, p0);
 
-    lc.keys.middleRows(p0, T) = k;
-    lc.values.middleRows(p0, T) = v;
-    const std::int64_t n = p0 + T;
+    lc.keys.store(p0, k);
+    lc.values.store(p0, v);
 
     AttentionShape shape;
     shape.heads = c.heads;
@@ -101,15 +100,8 @@ void Transformer::standardAttention(std::int64_t layer, const MatrixRM& x, std::
     shape.tokens = T;
     shape.slidingWindow = c.slidingWindow;
     shape.scale = 1.0f / std::sqrt(static_cast<float>(d));
-    context.resize(T, c.qDim());
-#pragma omp parallel for schedule(dynamic) if (c.heads > 1 && n * T > 64)
-    for (std::int64_t h = 0; h < c.heads; ++h) {
-        const std::int64_t kv = h / c.group();
-        MatrixRM scores;
-        scores.noalias() = q.middleCols(h * d, d) * lc.keys.block(0, kv * d, n, d).transpose();
-        maskedSoftmax(scores, shape);
-        context.middleCols(h * d, d).noalias() = scores * lc.values.block(0, kv * d, n, d);
-    }
+    const CacheKeyTerm keys{&q, &lc.keys, d, false};
+    attendToCache(shape, {&keys, 1}, CacheValueTerm{&lc.values, d, false}, context);
 
     if (observer) {
         LayerActivations a;
@@ -122,19 +114,6 @@ void Transformer::standardAttention(std::int64_t layer, const MatrixRM& x, std::
         a.attnContext = &context;
         observer->onLayer(a);
     }
-}
-
-void maskedSoftmax(MatrixRM& scores, const AttentionShape& shape)
-{
-    const std::int64_t T = scores.rows();
-    std::vector<std::int64_t> begin(static_cast<std::size_t>(T)), end(static_cast<std::size_t>(T));
-    for (std::int64_t i = 0; i < T; ++i) {
-        end[static_cast<std::size_t>(i)] = shape.firstPosition + i + 1;
-        begin[static_cast<std::size_t>(i)] =
-            shape.slidingWindow > 0 ? std::max<std::int64_t>(0, end[static_cast<std::size_t>(i)] - shape.slidingWindow) : 0;
-    }
-    scores *= shape.scale;
-    softmaxRowsInPlace(scores.data(), T, scores.cols(), begin.data(), end.data());
 }
 
 } // namespace mla

@@ -4,6 +4,7 @@
 // where configured), scores (q_nope.k_nope + q_pe.k_pe) * scale. The absorbed form caches RMSNorm(c) and the rotated
 // k_pe and folds kv_b_proj's key rows into the queries and its value rows after the softmax (vLLM's forward_mqa).
 #include "engine/attention_math.h"
+#include "engine/cache_attention.h"
 #include "engine/ops.h"
 #include "engine/transformer.h"
 #include "model/rope.h"
@@ -41,20 +42,6 @@ std::shared_ptr<const DeepSeekRuntime> makeDeepSeekRuntime(const Model& model, M
             rt->kvB.push_back(w.kvB.toMatrix());
     }
     return rt;
-}
-
-LayerCache makeDeepSeekLayerCache(const ModelConfig& config, std::int64_t capacity, MlaForm form)
-{
-    const DeepSeekAttentionConfig& a = *config.deepseek;
-    LayerCache cache;
-    if (form == MlaForm::Expanded) {
-        cache.keys.resize(capacity, config.heads * a.qkHeadDim());
-        cache.values.resize(capacity, config.heads * a.valueDim);
-    } else {
-        cache.latentK.resize(capacity, a.kvLoraRank);
-        cache.ropeKeys.resize(capacity, a.ropeDim);
-    }
-    return cache;
 }
 
 void Transformer::deepSeekAttention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, LayerCache& lc, MatrixRM& context,
@@ -99,47 +86,47 @@ void Transformer::deepSeekAttention(std::int64_t layer, const MatrixRM& x, std::
 
     AttentionShape shape;
     shape.heads = H;
-    shape.group = H;
     shape.firstPosition = p0;
     shape.tokens = T;
     shape.scale = rt.scale;
-    const std::int64_t n = p0 + T;
-    context.resize(T, H * V);
 
     if (m_form == MlaForm::Expanded) {
         MatrixRM kv;
         linear(w.kvB, VectorF(), latentNormed, kv);
+        MatrixRM keys(T, H * Q), values(T, H * V), queries(T, H * Q);
         for (std::int64_t h = 0; h < H; ++h) {
-            lc.keys.block(p0, h * Q, T, N) = kv.middleCols(h * (N + V), N);
-            lc.keys.block(p0, h * Q + N, T, R) = kPe;
-            lc.values.block(p0, h * V, T, V) = kv.middleCols(h * (N + V) + N, V);
+            keys.middleCols(h * Q, N) = kv.middleCols(h * (N + V), N);
+            keys.middleCols(h * Q + N, R) = kPe;
+            values.middleCols(h * V, V) = kv.middleCols(h * (N + V) + N, V);
+            queries.middleCols(h * Q, N) = q.middleCols(h * Q, N);
+            queries.middleCols(h * Q + N, R) = qPe.middleCols(h * R, R);
         }
-#pragma omp parallel for schedule(dynamic) if (H > 1 && n * T > 64)
-        for (std::int64_t h = 0; h < H; ++h) {
-            MatrixRM query(T, Q);
-            query.leftCols(N) = q.middleCols(h * Q, N);
-            query.rightCols(R) = qPe.middleCols(h * R, R);
-            MatrixRM scores;
-            scores.noalias() = query * lc.keys.block(0, h * Q, n, Q).transpose();
-            maskedSoftmax(scores, shape);
-            context.middleCols(h * V, V).noalias() = scores * lc.values.block(0, h * V, n, V);
-        }
+        lc.keys.store(p0, keys);
+        lc.values.store(p0, values);
+        shape.group = 1;
+        const CacheKeyTerm term{&queries, &lc.keys, Q, false};
+        attendToCache(shape, {&term, 1}, CacheValueTerm{&lc.values, V, false}, context);
     } else {
-        lc.latentK.middleRows(p0, T) = latentNormed;
-        lc.ropeKeys.middleRows(p0, T) = kPe;
+        lc.latentK.store(p0, latentNormed);
+        lc.ropeKeys.store(p0, kPe);
         const MatrixRM& kvB = rt.kvB[static_cast<std::size_t>(layer)];
-#pragma omp parallel for schedule(dynamic) if (H > 1 && n * T > 64)
-        for (std::int64_t h = 0; h < H; ++h) {
-            MatrixRM scores = MatrixRM::Zero(T, n);
-            if (N > 0) {
-                const MatrixRM qLatent = q.middleCols(h * Q, N) * kvB.middleRows(h * (N + V), N);
-                scores.noalias() += qLatent * lc.latentK.topRows(n).transpose();
-            }
-            scores.noalias() += qPe.middleCols(h * R, R) * lc.ropeKeys.topRows(n).transpose();
-            maskedSoftmax(scores, shape);
-            const MatrixRM latentContext = scores * lc.latentK.topRows(n);
-            context.middleCols(h * V, V).noalias() = latentContext * kvB.middleRows(h * (N + V) + N, V).transpose();
+        // Every head reads the one cached latent and the one rotated key head: kv_b_proj's key rows fold into the
+        // queries (W_uk,h^T q_nope,h), its value rows apply to each head's weighted latent after the softmax.
+        shape.group = H;
+        std::vector<CacheKeyTerm> terms;
+        terms.push_back({&qPe, &lc.ropeKeys, R, true});
+        MatrixRM qLatent;
+        if (N > 0) {
+            qLatent.resize(T, H * L);
+            for (std::int64_t h = 0; h < H; ++h)
+                qLatent.middleCols(h * L, L).noalias() = q.middleCols(h * Q, N) * kvB.middleRows(h * (N + V), N);
+            terms.push_back({&qLatent, &lc.latentK, L, true});
         }
+        MatrixRM latentContext;
+        attendToCache(shape, terms, CacheValueTerm{&lc.latentK, L, true}, latentContext);
+        context.resize(T, H * V);
+        for (std::int64_t h = 0; h < H; ++h)
+            context.middleCols(h * V, V).noalias() = latentContext.middleCols(h * L, L) * kvB.middleRows(h * (N + V) + N, V).transpose();
     }
 
     if (observer) {

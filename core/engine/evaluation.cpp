@@ -114,7 +114,9 @@ PerplexityResult perplexity(const ComputeBackend& backend, const Transformer& mo
     for (const auto& sequence : sequences) {
         forEachWindow(c, sequence, [&](std::span<const int> window) {
             job.progress(static_cast<double>(done) / static_cast<double>(std::max<std::int64_t>(total, 1)), "perplexity");
-            const MatrixRM logits = backend.decoderSession(model, static_cast<std::int64_t>(window.size()))->forward(window, Logits::All);
+            const auto session = backend.decoderSession(model, static_cast<std::int64_t>(window.size()));
+            result.kvBytesPerToken = session->kvBytesPerToken();
+            const MatrixRM logits = session->forward(window, Logits::All);
             for (std::size_t t = 0; t + 1 < window.size(); ++t) {
                 const float* row = logits.row(static_cast<Eigen::Index>(t)).data();
                 result.nll += logSumExp(row, logits.cols()) - row[window[t + 1]];
@@ -147,8 +149,12 @@ ComparisonResult compareModels(const ComputeBackend& backend, const Transformer&
     for (const auto& sequence : sequences) {
         forEachWindow(window, sequence, [&](std::span<const int> ids) {
             job.progress(static_cast<double>(done) / static_cast<double>(std::max<std::int64_t>(total, 1)), "comparing");
-            const MatrixRM a = backend.decoderSession(model, static_cast<std::int64_t>(ids.size()))->forward(ids, Logits::All);
-            const MatrixRM b = backend.decoderSession(reference, static_cast<std::int64_t>(ids.size()))->forward(ids, Logits::All);
+            const auto sessionA = backend.decoderSession(model, static_cast<std::int64_t>(ids.size()));
+            const auto sessionB = backend.decoderSession(reference, static_cast<std::int64_t>(ids.size()));
+            result.model.kvBytesPerToken = sessionA->kvBytesPerToken();
+            result.reference.kvBytesPerToken = sessionB->kvBytesPerToken();
+            const MatrixRM a = sessionA->forward(ids, Logits::All);
+            const MatrixRM b = sessionB->forward(ids, Logits::All);
             for (std::size_t t = 0; t + 1 < ids.size(); ++t) {
                 const float* rowA = a.row(static_cast<Eigen::Index>(t)).data();
                 const float* rowB = b.row(static_cast<Eigen::Index>(t)).data();

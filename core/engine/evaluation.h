@@ -23,6 +23,7 @@ TokenSequences splitIntoSequences(const std::vector<int>& ids, std::int64_t leng
 struct PerplexityResult {
     double nll = 0.0;          // summed negative log-likelihood, nats
     std::int64_t tokens = 0;   // predicted tokens
+    double kvBytesPerToken = 0.0; // of the caches the evaluation allocated (the model's cache format)
     double ppl() const;
     double meanNll() const;
 };

@@ -1,6 +1,5 @@
 #include "engine/kv_cache.h"
 
-#include "engine/attention_math.h"
 #include "util/error.h"
 #include "util/memory_budget.h"
 
@@ -8,61 +7,72 @@
 
 namespace mla {
 
-LayerCache makeLayerCache(const ModelConfig& config, const LayerAttentionPlan& plan, std::int64_t layer, std::int64_t capacity,
-                          MlaForm form)
+CacheRows& LayerCache::buffer(CacheRole role)
 {
-    if (config.deepseek)
-        return makeDeepSeekLayerCache(config, capacity, form);
-    LayerCache c;
-    if (!plan.latent || form == MlaForm::Expanded) {
-        c.keys.resize(capacity, config.kvDim());
-        c.values.resize(capacity, config.kvDim());
-        return c;
+    switch (role) {
+    case CacheRole::Keys:
+        return keys;
+    case CacheRole::Values:
+        return values;
+    case CacheRole::RopeKeys:
+        return ropeKeys;
+    case CacheRole::KeysNope:
+        return keysNope;
+    case CacheRole::LatentK:
+        return latentK;
+    case CacheRole::LatentV:
+        return latentV;
     }
-    const MlaLayerConfig& m = config.mla->layers[static_cast<std::size_t>(layer)];
-    const std::int64_t ropeDims = 2 * plan.ropePairs;
-    if (ropeDims > 0)
-        c.ropeKeys.resize(capacity, config.kvHeads * ropeDims);
-    if (m.compressesKeys())
-        c.latentK.resize(capacity, m.latentK);
-    else if (ropeDims < config.headDim)
-        c.keysNope.resize(capacity, config.kvHeads * (config.headDim - ropeDims));
-    if (m.method == LatentMethod::Split || m.method == LatentMethod::Value)
-        c.latentV.resize(capacity, m.latentV);
-    else if (!m.compressesValues())
-        c.values.resize(capacity, config.kvDim());
+    throw Error("internal: unknown cache role");
+}
+
+const CacheRows& LayerCache::buffer(CacheRole role) const
+{
+    return const_cast<LayerCache*>(this)->buffer(role);
+}
+
+std::size_t LayerCache::allocatedBytes() const
+{
+    std::size_t total = 0;
+    for (const CacheRows* b : {&keys, &values, &ropeKeys, &keysNope, &latentK, &latentV})
+        total += b->allocatedBytes();
+    return total;
+}
+
+LayerCache makeLayerCache(const ModelConfig& config, std::int64_t layer, std::int64_t capacity, MlaForm form,
+                          const KvCacheFormat& format)
+{
+    LayerCache c;
+    for (const CacheBuffer& b : layerCacheBuffers(config, layer, form))
+        c.buffer(b.role) = CacheRows(capacity, b.width, partFormat(format, b.role));
     return c;
 }
 
-KvCache::KvCache(const ModelConfig& config, const std::vector<LayerAttentionPlan>& plans, std::int64_t capacity, MlaForm form,
+KvCache::KvCache(const ModelConfig& config, std::int64_t capacity, MlaForm form, const KvCacheFormat& format,
                  const std::filesystem::path& file)
-    : m_capacity(capacity), m_form(form)
+    : m_capacity(capacity), m_form(form), m_format(format)
 {
     if (capacity <= 0)
         throw Error("internal: a KV cache needs a positive capacity");
-    // Size it from one-position caches of each layer, and refuse before allocating what this machine cannot hold.
-    std::uint64_t bytesPerPosition = 0;
-    for (std::int64_t l = 0; l < config.layers; ++l) {
-        const LayerCache one = makeLayerCache(config, plans[static_cast<std::size_t>(l)], l, 1, form);
-        for (const MatrixRM* m : {&one.keys, &one.values, &one.ropeKeys, &one.keysNope, &one.latentK, &one.latentV})
-            bytesPerPosition += static_cast<std::uint64_t>(m->size()) * sizeof(float);
-    }
+    // Refuse before allocating what this machine cannot hold.
+    const std::uint64_t bytesPerPosition = cacheBytesPerToken(config, form, format);
     std::uint64_t bytes = 0;
     if (__builtin_mul_overflow(bytesPerPosition, static_cast<std::uint64_t>(capacity), &bytes))
         bytes = std::numeric_limits<std::uint64_t>::max();
     requireMemory(bytes, "a KV cache of " + std::to_string(capacity) + " positions (" + formatBytes(bytesPerPosition)
                              + " per position)", file);
-    for (std::int64_t l = 0; l < config.layers; ++l)
-        m_layers.push_back(makeLayerCache(config, plans[static_cast<std::size_t>(l)], l, capacity, form));
+    for (std::int64_t l = 0; l < config.layers; ++l) {
+        m_layers.push_back(makeLayerCache(config, l, capacity, form, format));
+        for (const CacheBuffer& b : layerCacheBuffers(config, l, form))
+            m_elementsPerToken += b.width;
+    }
 }
 
 std::size_t KvCache::allocatedBytes() const
 {
     std::size_t total = 0;
-    for (const auto& c : m_layers) {
-        for (const MatrixRM* m : {&c.keys, &c.values, &c.ropeKeys, &c.keysNope, &c.latentK, &c.latentV})
-            total += static_cast<std::size_t>(m->size()) * sizeof(float);
-    }
+    for (const auto& c : m_layers)
+        total += c.allocatedBytes();
     return total;
 }
 
@@ -73,7 +83,7 @@ double KvCache::bytesPerToken() const
 
 std::int64_t KvCache::elementsPerToken() const
 {
-    return static_cast<std::int64_t>(allocatedBytes() / sizeof(float) / static_cast<std::size_t>(m_capacity));
+    return m_elementsPerToken;
 }
 
 } // namespace mla

@@ -2,7 +2,7 @@
 // logit(t) = q_rope_h . k_rope_t(k) + (W_uk,k^T q_nope_h) . c_t and out_h = W_uv,k (sum_t a_t c_t) + b_v
 // (method document, section 4). The key up-projection bias adds q_nope_h . b_k to every logit of a query, a constant
 // the softmax removes, so it is not needed here.
-#include "engine/attention_math.h"
+#include "engine/cache_attention.h"
 #include "engine/ops.h"
 #include "engine/transformer.h"
 
@@ -35,50 +35,69 @@ void Transformer::absorbedAttention(std::int64_t layer, const MatrixRM& x, std::
         linear(w.kRope, w.kRopeBias, x, kRope);
         rotateHeads(qRope, r, c.group(), blockPairs, p, plan.ropeFreqs, p0);
         rotateHeads(kRope, r, 1, blockPairs, p, plan.ropeFreqs, p0);
-        lc.ropeKeys.middleRows(p0, T) = kRope;
+        lc.ropeKeys.store(p0, kRope);
     }
 
     MatrixRM part;
     switch (m.method) {
     case LatentMethod::Joint:
         linear(w.downKv, VectorF(), x, part);
-        lc.latentK.middleRows(p0, T) = part;
+        lc.latentK.store(p0, part);
         break;
     case LatentMethod::Split:
         linear(w.downK, VectorF(), x, part);
-        lc.latentK.middleRows(p0, T) = part;
+        lc.latentK.store(p0, part);
         linear(w.downV, VectorF(), x, part);
-        lc.latentV.middleRows(p0, T) = part;
+        lc.latentV.store(p0, part);
         break;
     case LatentMethod::Key:
         linear(w.downK, VectorF(), x, part);
-        lc.latentK.middleRows(p0, T) = part;
+        lc.latentK.store(p0, part);
         linear(w.upV, w.upVBias, x, part);
-        lc.values.middleRows(p0, T) = part;
+        lc.values.store(p0, part);
         break;
     case LatentMethod::Value:
         if (nope > 0) {
             linear(w.upK, w.upKBias, x, part);
-            lc.keysNope.middleRows(p0, T) = part;
+            lc.keysNope.store(p0, part);
         }
         linear(w.downV, VectorF(), x, part);
-        lc.latentV.middleRows(p0, T) = part;
+        lc.latentV.store(p0, part);
         break;
     case LatentMethod::None:
         if (nope > 0) {
             linear(w.upK, w.upKBias, x, part);
-            lc.keysNope.middleRows(p0, T) = part;
+            lc.keysNope.store(p0, part);
         }
         linear(w.upV, w.upVBias, x, part);
-        lc.values.middleRows(p0, T) = part;
+        lc.values.store(p0, part);
         break;
     }
 
-    const std::int64_t n = p0 + T;
     const MatrixRM& upK = m_upK[static_cast<std::size_t>(layer)];
     const MatrixRM& upV = m_upV[static_cast<std::size_t>(layer)];
-    const MatrixRM& valueLatent = m.method == LatentMethod::Joint ? lc.latentK : lc.latentV;
+    const CacheRows& valueLatent = m.method == LatentMethod::Joint ? lc.latentK : lc.latentV;
     const std::int64_t nopeOffset = c.heads * r;
+
+    // The logit terms: each head's RoPE dims against its KV head's cached RoPE keys, and the position-free dims
+    // either through the latent (W_uk,h^T q_nope_h against the shared latent) or against cached nope keys.
+    std::vector<CacheKeyTerm> terms;
+    if (r > 0)
+        terms.push_back({&qRope, &lc.ropeKeys, r, false});
+    MatrixRM qNope;
+    if (nope > 0) {
+        if (m.compressesKeys()) {
+            const std::int64_t dc = lc.latentK.width();
+            qNope.resize(T, c.heads * dc);
+            for (std::int64_t h = 0; h < c.heads; ++h)
+                qNope.middleCols(h * dc, dc).noalias() =
+                    qAll.middleCols(nopeOffset + h * nope, nope) * upK.middleRows((h / c.group()) * nope, nope);
+            terms.push_back({&qNope, &lc.latentK, dc, true});
+        } else {
+            qNope = qAll.middleCols(nopeOffset, c.heads * nope);
+            terms.push_back({&qNope, &lc.keysNope, nope, false});
+        }
+    }
 
     AttentionShape shape;
     shape.heads = c.heads;
@@ -87,31 +106,19 @@ void Transformer::absorbedAttention(std::int64_t layer, const MatrixRM& x, std::
     shape.tokens = T;
     shape.slidingWindow = c.slidingWindow;
     shape.scale = 1.0f / std::sqrt(static_cast<float>(d));
-    context.resize(T, c.qDim());
-#pragma omp parallel for schedule(dynamic) if (c.heads > 1 && n * T > 64)
-    for (std::int64_t h = 0; h < c.heads; ++h) {
-        const std::int64_t kv = h / c.group();
-        MatrixRM scores = MatrixRM::Zero(T, n);
-        if (r > 0)
-            scores.noalias() += qRope.middleCols(h * r, r) * lc.ropeKeys.block(0, kv * r, n, r).transpose();
-        if (nope > 0) {
-            const auto qNope = qAll.middleCols(nopeOffset + h * nope, nope);
-            if (m.compressesKeys()) {
-                const MatrixRM qLatent = qNope * upK.middleRows(kv * nope, nope);
-                scores.noalias() += qLatent * lc.latentK.topRows(n).transpose();
-            } else {
-                scores.noalias() += qNope * lc.keysNope.block(0, kv * nope, n, nope).transpose();
-            }
-        }
-        maskedSoftmax(scores, shape);
-        if (m.compressesValues()) {
-            const MatrixRM latentContext = scores * valueLatent.topRows(n);
-            context.middleCols(h * d, d).noalias() = latentContext * upV.middleRows(kv * d, d).transpose();
+    if (m.compressesValues()) {
+        const std::int64_t dv = valueLatent.width();
+        MatrixRM latentContext;
+        attendToCache(shape, terms, CacheValueTerm{&valueLatent, dv, true}, latentContext);
+        context.resize(T, c.qDim());
+        for (std::int64_t h = 0; h < c.heads; ++h) {
+            const std::int64_t kv = h / c.group();
+            context.middleCols(h * d, d).noalias() = latentContext.middleCols(h * dv, dv) * upV.middleRows(kv * d, d).transpose();
             if (w.upVBias.size())
                 context.middleCols(h * d, d).rowwise() += w.upVBias.segment(kv * d, d).transpose();
-        } else {
-            context.middleCols(h * d, d).noalias() = scores * lc.values.block(0, kv * d, n, d);
         }
+    } else {
+        attendToCache(shape, terms, CacheValueTerm{&lc.values, d, false}, context);
     }
 
     if (observer) {

@@ -10,7 +10,8 @@
 
 namespace mla {
 
-Transformer::Transformer(Model model, MlaForm form) : m_model(std::move(model)), m_form(form), m_plans(planAttention(m_model.config))
+Transformer::Transformer(Model model, MlaForm form, const KvCacheFormat& cacheFormat)
+    : m_model(std::move(model)), m_form(form), m_cacheFormat(cacheFormat), m_plans(planAttention(m_model.config))
 {
     if (m_model.config.deepseek)
         m_deepseek = makeDeepSeekRuntime(m_model, form);
@@ -27,9 +28,16 @@ Transformer::Transformer(Model model, MlaForm form) : m_model(std::move(model)),
     }
 }
 
+Transformer Transformer::withCacheFormat(const KvCacheFormat& format) const
+{
+    Transformer t(*this);
+    t.m_cacheFormat = format;
+    return t;
+}
+
 KvCache Transformer::newCache(std::int64_t capacity) const
 {
-    return KvCache(m_model.config, m_plans, capacity, m_form, m_model.source);
+    return KvCache(m_model.config, capacity, m_form, m_cacheFormat, m_model.source);
 }
 
 MatrixRM Transformer::embed(std::span<const int> tokens) const
@@ -73,13 +81,13 @@ void Transformer::layerForward(std::int64_t l, MatrixRM& h, std::int64_t p0, Lay
 
 void Transformer::runLayer(std::int64_t layer, MatrixRM& hidden, ForwardObserver* observer) const
 {
-    LayerCache cache = makeLayerCache(m_model.config, m_plans[static_cast<std::size_t>(layer)], layer, hidden.rows(), m_form);
+    LayerCache cache = makeLayerCache(m_model.config, layer, hidden.rows(), m_form);
     layerForward(layer, hidden, 0, cache, observer);
 }
 
 MatrixRM Transformer::attentionContext(std::int64_t layer, const MatrixRM& normedInput, ForwardObserver* observer) const
 {
-    LayerCache cache = makeLayerCache(m_model.config, m_plans[static_cast<std::size_t>(layer)], layer, normedInput.rows(), m_form);
+    LayerCache cache = makeLayerCache(m_model.config, layer, normedInput.rows(), m_form);
     MatrixRM context;
     attention(layer, normedInput, 0, cache, context, observer);
     return context;

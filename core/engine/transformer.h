@@ -35,11 +35,16 @@ enum class Logits { None, Last, All };
 // The Llama-family forward pass on the CPU, for original models and converted (MLA) ones.
 class Transformer {
 public:
-    explicit Transformer(Model model, MlaForm form = MlaForm::Absorbed);
+    // `cacheFormat`: how newCache stores keys, values, latents and RoPE keys (float32 unless given). Layer-wise
+    // passes (runLayer, attentionContext) always cache float32: they feed calibration and refits.
+    explicit Transformer(Model model, MlaForm form = MlaForm::Absorbed, const KvCacheFormat& cacheFormat = {});
 
     const Model& model() const { return m_model; }
     const ModelConfig& config() const { return m_model.config; }
     MlaForm form() const { return m_form; }
+    const KvCacheFormat& cacheFormat() const { return m_cacheFormat; }
+    // The same model (weights shared) with another cache format.
+    Transformer withCacheFormat(const KvCacheFormat& format) const;
     const std::vector<LayerAttentionPlan>& plans() const { return m_plans; }
 
     KvCache newCache(std::int64_t capacity) const;
@@ -74,6 +79,7 @@ private:
 
     Model m_model; // a copy: tensors are shared views, so this is cheap and a Transformer never dangles
     MlaForm m_form;
+    KvCacheFormat m_cacheFormat;
     std::vector<LayerAttentionPlan> m_plans;
     // Absorbed MLA: the up projections as float32, used per head on the latent.
     std::vector<MatrixRM> m_upK;

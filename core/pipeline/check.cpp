@@ -17,6 +17,7 @@ CheckOutcome check(const OpenedModel& original, const Model& converted, const Ch
     SanityOptions sanity;
     sanity.prompts = options.prompts;
     sanity.generationSteps = options.generationSteps;
+    sanity.cacheFormat = options.cacheFormat;
     CheckOutcome out;
     out.report = runSanityCheck(context.backend(), a, b, original.tokenizer.get(), held.sequences, sanity, context.job().slice(0.3, 1.0));
     out.description = held.description + ", " + std::to_string(out.report.evaluatedTokens) + " predicted tokens";

@@ -17,6 +17,7 @@ struct CheckOptions {
     std::int64_t sequences = 4;           // evaluation text sampled from the original model
     std::int64_t sequenceLength = 128;    // capped at the model's context
     std::uint64_t seed = 7919;            // not the calibration's default seed, so the text is held out
+    KvCacheFormat cacheFormat;            // the converted model's KV cache format, measured next to float32 (--kv-cache)
 };
 
 struct CheckOutcome {

@@ -42,9 +42,9 @@ TokenSequences evaluationText(const OpenedModel& model, const std::filesystem::p
 }
 
 EvaluationOutcome evaluate(const OpenedModel& model, const TokenSequences& sequences, const OpenedModel* reference,
-                           const ExecutionContext& context)
+                           const ExecutionContext& context, const KvCacheFormat& cacheFormat)
 {
-    const Transformer transformer(*model.model);
+    const Transformer transformer(*model.model, MlaForm::Absorbed, cacheFormat);
     EvaluationOutcome out;
     if (reference) {
         const Transformer referenceTransformer(*reference->model);
@@ -62,9 +62,10 @@ std::vector<int> startIds(const OpenedModel& model, const std::string& prompt)
 }
 
 GenerationResult generateText(const OpenedModel& model, MlaForm form, const std::vector<int>& start, const GenerationOptions& options,
-                              const std::function<void(int id)>& onToken, const ExecutionContext& context)
+                              const std::function<void(int id)>& onToken, const ExecutionContext& context,
+                              const KvCacheFormat& cacheFormat)
 {
-    const Transformer transformer(*model.model, form);
+    const Transformer transformer(*model.model, form, cacheFormat);
     return generate(context.backend(), transformer, model.tokenizer.get(), start, options, onToken, context.job());
 }
 

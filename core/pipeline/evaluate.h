@@ -25,15 +25,17 @@ struct EvaluationOutcome {
 };
 
 // Evaluate (CLI eval): perplexity of `model` on the sequences, or with a reference its KL divergence and top-1
-// agreement too.
+// agreement too. `cacheFormat` is how the model's KV cache is stored (the reference's stays float32).
 EvaluationOutcome evaluate(const OpenedModel& model, const TokenSequences& sequences, const OpenedModel* reference,
-                           const ExecutionContext& context);
+                           const ExecutionContext& context, const KvCacheFormat& cacheFormat = {});
 
 // The ids a generation starts from: BOS (when the model or its tokenizer defines one), then the prompt's tokens.
 std::vector<int> startIds(const OpenedModel& model, const std::string& prompt);
 
 // Generate (CLI generate): text from `start` (startIds), like llama2.c. `onToken` receives each id as it comes.
+// `cacheFormat`: how the KV cache is stored (GenerationResult::kvBytesPerToken is what it allocated).
 GenerationResult generateText(const OpenedModel& model, MlaForm form, const std::vector<int>& start, const GenerationOptions& options,
-                              const std::function<void(int id)>& onToken, const ExecutionContext& context);
+                              const std::function<void(int id)>& onToken, const ExecutionContext& context,
+                              const KvCacheFormat& cacheFormat = {});
 
 } // namespace mla::pipeline

@@ -118,6 +118,11 @@ nlohmann::ordered_json sanityJson(const SanityReport& r)
     j["evaluated_tokens"] = r.evaluatedTokens;
     j["original_kv_bytes_per_token"] = r.originalKvBytesPerToken;
     j["converted_kv_bytes_per_token"] = r.convertedKvBytesPerToken;
+    j["kv_cache"] = r.withCache.format;
+    j["kv_cache_quality"] = {{"ppl", r.withCache.ppl}, {"kl", r.withCache.kl}, {"top1_agreement", r.withCache.top1Agreement},
+                             {"kv_bytes_per_token", r.withCache.kvBytesPerToken}};
+    j["original_bf16_kv_bytes_per_token"] = r.originalBf16KvBytesPerToken;
+    j["combined_kv_saving"] = r.combinedSaving();
     nlohmann::ordered_json generations = nlohmann::ordered_json::array();
     for (const auto& g : r.generations) {
         generations.push_back({{"prompt", g.prompt}, {"original_ids", g.originalIds}, {"converted_ids", g.convertedIds},

@@ -299,6 +299,24 @@ private:
         r.evaluatedTokens = m_r.scalarInteger(g, "evaluated_tokens", where);
         r.originalKvBytesPerToken = m_r.scalarNumber(g, "original_kv_bytes_per_token", where);
         r.convertedKvBytesPerToken = m_r.scalarNumber(g, "converted_kv_bytes_per_token", where);
+        // Sessions written before quantised caches have neither: their check ran float32 caches only.
+        r.withCache.ppl = r.convertedPpl;
+        r.withCache.kl = r.kl;
+        r.withCache.top1Agreement = r.top1Agreement;
+        r.withCache.kvBytesPerToken = r.convertedKvBytesPerToken;
+        if (m_r.hasChild(g, "original_bf16_kv_bytes_per_token"))
+            r.originalBf16KvBytesPerToken = m_r.scalarNumber(g, "original_bf16_kv_bytes_per_token", where);
+        if (auto cache = m_r.optionalGroup(g, "kv_cache", where)) {
+            const std::string cacheWhere = where + "/kv_cache";
+            r.withCache.format = m_r.stringAttribute(cache->id(), "format", cacheWhere);
+            KvCacheFormat parsed;
+            if (!parseKvCacheFormat(r.withCache.format, parsed))
+                m_r.fail(cacheWhere + " names an unknown KV cache format '" + r.withCache.format + "'");
+            r.withCache.ppl = m_r.scalarNumber(cache->id(), "converted_perplexity", cacheWhere);
+            r.withCache.kl = m_r.scalarNumber(cache->id(), "kl_divergence", cacheWhere);
+            r.withCache.top1Agreement = m_r.scalarNumber(cache->id(), "top1_agreement", cacheWhere);
+            r.withCache.kvBytesPerToken = m_r.scalarNumber(cache->id(), "kv_bytes_per_token", cacheWhere);
+        }
         h5::Handle gens = m_r.group(g, "generations", where);
         const std::string gensWhere = where + "/generations";
         const std::int64_t count = m_r.integerAttribute(gens.id(), "count", gensWhere, 0,

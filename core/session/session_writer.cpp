@@ -276,6 +276,14 @@ private:
                    "KV cache measured while generating with the original model");
         m_w.scalar(g.id(), "converted_kv_bytes_per_token", r.convertedKvBytesPerToken, "bytes per token",
                    "KV cache measured while generating with the converted model");
+        m_w.scalar(g.id(), "original_bf16_kv_bytes_per_token", r.originalBf16KvBytesPerToken, "bytes per token",
+                   "KV cache of the original model with a BF16 cache (the combined saving's baseline)");
+        h5::Handle cache = m_w.createGroup(g.id(), "kv_cache");
+        m_w.attribute(cache.id(), "format", r.withCache.format);
+        m_w.scalar(cache.id(), "converted_perplexity", r.withCache.ppl, "perplexity", "of the converted model with this KV cache format");
+        m_w.scalar(cache.id(), "kl_divergence", r.withCache.kl, "nats per token", "mean KL(original || converted with this cache)");
+        m_w.scalar(cache.id(), "top1_agreement", r.withCache.top1Agreement, "fraction", "positions where both rank the same token first");
+        m_w.scalar(cache.id(), "kv_bytes_per_token", r.withCache.kvBytesPerToken, "bytes per token", "the cache as allocated");
         h5::Handle gens = m_w.createGroup(g.id(), "generations");
         m_w.attribute(gens.id(), "count", static_cast<std::int64_t>(r.generations.size()));
         for (std::size_t i = 0; i < r.generations.size(); ++i) {

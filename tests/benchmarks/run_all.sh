@@ -16,14 +16,17 @@ for a in "$@"; do
     *) build=$a ;;
   esac
 done
-for t in tests/benchmarks/bench_inference tests/benchmarks/bench_decompositions tests/benchmarks/bench_gguf_decode \
-         tests/benchmarks/bench_heal app/mla-workbench-cli; do
+for t in tests/benchmarks/bench_inference tests/benchmarks/bench_kv_cache tests/benchmarks/bench_decompositions \
+         tests/benchmarks/bench_gguf_decode tests/benchmarks/bench_heal app/mla-workbench-cli; do
   [ -x "$build/$t" ] || { echo "run_all: $build/$t not built (cmake --build $build)" >&2; exit 1; }
 done
 section() { printf '\n=== %s\n' "$1"; }
 
 section "inference: decode / prefill on SmolLM-135M shapes against the read bandwidth"
 OMP_PROC_BIND=close "$build/tests/benchmarks/bench_inference" --cache-dir "$build/bench-cache"
+
+section "quantised KV cache: decode at a 4k context, each cache format against bf16 (docs/kv-cache.md)"
+OMP_PROC_BIND=close "$build/tests/benchmarks/bench_kv_cache" --cache-dir "$build/bench-cache"
 
 section "decompositions: spectrum + top-k factors against numpy's SVD"
 if [ $full = 1 ]; then

@@ -119,7 +119,9 @@ public:
 
     std::unique_ptr<DecoderSession> decoderSession(const Transformer& model, std::int64_t capacity) const override
     {
-        if (!forwardFallbackReason(model.config()).empty())
+        // The GPU's cache is float32 only: a quantised (or bf16) cache is stored and read by the CPU engine, so the
+        // run measures and reports the cache it asked for (docs/kv-cache.md, "CUDA").
+        if (!forwardFallbackReason(model.config()).empty() || !model.cacheFormat().isFloat32())
             return cpuBackend().decoderSession(model, capacity);
         ContextLock lock(*m_ctx);
         return std::make_unique<CudaDecoderSession>(*this, deviceModel(model), capacity);

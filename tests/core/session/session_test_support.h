@@ -69,6 +69,7 @@ inline Session analysedSession(const Model& model)
     SanityOptions sanity;
     sanity.prompts = {"", "Once upon a time"};
     sanity.generationSteps = 12;
+    sanity.cacheFormat = KvCacheFormat::withDefaultRope({CacheFormat::Int4, 16});
     s.sanity = runSanityCheck(cpuBackend(), original, converted, tokenizer.get(), sampleSequences(original, 2, 24, 3), sanity);
     return s;
 }
@@ -177,6 +178,12 @@ inline void compareSessions(const Session& a, const Session& b)
         QCOMPARE(r.evaluatedTokens, t.evaluatedTokens);
         QVERIFY(sameBits(r.originalKvBytesPerToken, t.originalKvBytesPerToken));
         QVERIFY(sameBits(r.convertedKvBytesPerToken, t.convertedKvBytesPerToken));
+        QCOMPARE(r.withCache.format, t.withCache.format);
+        QVERIFY(sameBits(r.withCache.ppl, t.withCache.ppl));
+        QVERIFY(sameBits(r.withCache.kl, t.withCache.kl));
+        QVERIFY(sameBits(r.withCache.top1Agreement, t.withCache.top1Agreement));
+        QVERIFY(sameBits(r.withCache.kvBytesPerToken, t.withCache.kvBytesPerToken));
+        QVERIFY(sameBits(r.originalBf16KvBytesPerToken, t.originalBf16KvBytesPerToken));
         QCOMPARE(r.generations.size(), t.generations.size());
         for (std::size_t i = 0; i < r.generations.size(); ++i) {
             QCOMPARE(r.generations[i].prompt, t.generations[i].prompt);
