@@ -3,18 +3,11 @@
 // model card recording the heal, `eval` on the healed export, the same seed giving the same bytes, and bad input
 // refused before any work with nothing written.
 #include "common/model_fixtures.h"
+#include "common/sanitizer.h"
 #include "common/test_support.h"
 
 #include <QtTest>
 #include <nlohmann/json.hpp>
-
-#if defined(__SANITIZE_ADDRESS__)
-#define MLA_ADDRESS_SANITIZER
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MLA_ADDRESS_SANITIZER
-#endif
-#endif
 
 using namespace mla;
 using nlohmann::json;

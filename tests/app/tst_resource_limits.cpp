@@ -1,6 +1,7 @@
 // Models too large for this machine's memory, through the CLI: weights stay memory-mapped (streamed by the kernel),
 // and what would be allocated from a model's size is refused up front with the needed and the available size,
 // instead of failing halfway or being killed by the kernel.
+#include "common/sanitizer.h"
 #include "common/test_support.h"
 
 #include "formats/synthetic_checkpoint.h"
@@ -13,14 +14,6 @@
 #include <sys/stat.h>
 
 namespace fs = std::filesystem;
-
-#if defined(__SANITIZE_ADDRESS__)
-#define MLA_ADDRESS_SANITIZER
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MLA_ADDRESS_SANITIZER
-#endif
-#endif
 
 class TestResourceLimits : public QObject {
     Q_OBJECT

@@ -5,6 +5,7 @@
 // Child processes get one thread each (ctest runs tests in parallel) and, where Debian's OpenBLAS is installed, its
 // BLAS ahead of the reference BLAS that python3-torch otherwise loads (about 8x faster on these models; the system's
 // alternatives are left as they are).
+#include "common/sanitizer.h"
 #include "common/test_support.h"
 
 #include <QProcess>
@@ -15,19 +16,12 @@
 #include <string>
 #include <vector>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define MLA_TORCH_TESTS_UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MLA_TORCH_TESTS_UNDER_ASAN 1
-#endif
-#endif
 
 namespace mla::test {
 
 // The PyTorch runs are not instrumented and their C++ side is covered by other tests, so the sanitizer tree skips
 // them (they run in the Release tree): they would only multiply CI time.
-#ifdef MLA_TORCH_TESTS_UNDER_ASAN
+#ifdef MLA_ADDRESS_SANITIZER
 inline constexpr bool kUnderSanitizer = true;
 #else
 inline constexpr bool kUnderSanitizer = false;

@@ -2,6 +2,7 @@
 // memory bound of a streaming export of a 7B-shaped checkpoint.
 #include "backend/compute_backend.h"
 #include "common/model_fixtures.h"
+#include "common/sanitizer.h"
 #include "common/test_support.h"
 #include "conversion/converter.h"
 #include "conversion/model_card.h"
@@ -284,14 +285,9 @@ void TestExportSizes::modelCardListsSettingsSavingAndMetrics()
 
 void TestExportSizes::sevenBShapedExportStaysWithinMemoryBound()
 {
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef MLA_ADDRESS_SANITIZER
     QSKIP("resident memory is not the program's under AddressSanitizer (shadow memory, quarantine), and the 1.3 GB "
           "export runs past the time limit there; the memory bound is checked in the ordinary build");
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-    QSKIP("resident memory is not the program's under AddressSanitizer (shadow memory, quarantine), and the 1.3 GB "
-          "export runs past the time limit there; the memory bound is checked in the ordinary build");
-#endif
 #endif
     // A Llama-2-7B-shaped checkpoint (hidden 4096, 32 heads of 128, ffn 11008, vocab 32000) with 2 layers in BF16:
     // 1.3 GB on disk. Real shapes, so every tensor is as large as in the real model.

@@ -5,6 +5,7 @@
 #include "backend/compute_backend.h"
 #include "common/deepseek_fixtures.h"
 #include "common/model_fixtures.h"
+#include "common/sanitizer.h"
 #include "common/test_support.h"
 #include "conversion/converter.h"
 #include "engine/generator.h"
@@ -13,14 +14,6 @@
 #include <QtTest>
 
 #include <map>
-
-#if defined(__SANITIZE_ADDRESS__)
-#define MLA_ADDRESS_SANITIZER
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MLA_ADDRESS_SANITIZER
-#endif
-#endif
 
 using namespace mla;
 

@@ -6,6 +6,7 @@
 #include "common/test_support.h"
 
 #include "common/model_fixtures.h"
+#include "common/sanitizer.h"
 #include "engine/transformer.h"
 #include "model/model_files.h"
 #include "tokenizer/tokenizer.h"
@@ -83,22 +84,6 @@ inline std::filesystem::path realModelTokenizerFile(const std::string& name, con
     if (name == "xs260K")
         return demoDir() / "tok512.bin";
     return *findTokenizerNextTo(model.source);
-}
-
-// True in a build with AddressSanitizer, where the heavy llama.cpp agreement checks are left to the ordinary build.
-constexpr bool underAddressSanitizer()
-{
-#if defined(__SANITIZE_ADDRESS__)
-    return true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-    return true;
-#else
-    return false;
-#endif
-#else
-    return false;
-#endif
 }
 
 inline int argmax(const float* x, std::int64_t n)

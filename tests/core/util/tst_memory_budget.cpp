@@ -1,5 +1,6 @@
 // The memory budget: what the process may still allocate (MemAvailable, cgroup limit, RLIMIT_DATA), the refusal
 // message, and the places that allocate from a model's size refusing before they allocate.
+#include "common/sanitizer.h"
 #include "common/test_support.h"
 
 #include "engine/attention_plan.h"
@@ -8,14 +9,6 @@
 #include "util/memory_budget.h"
 
 #include <sys/resource.h>
-
-#if defined(__SANITIZE_ADDRESS__)
-#define MLA_ADDRESS_SANITIZER
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MLA_ADDRESS_SANITIZER
-#endif
-#endif
 
 using namespace mla;
 
