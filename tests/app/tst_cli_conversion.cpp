@@ -1,4 +1,5 @@
 // The analyze / convert / eval --reference contract of the CLI, end to end on the demo model.
+#include "common/cli_json.h"
 #include "common/test_support.h"
 
 #include <QtTest>
@@ -9,19 +10,11 @@ using nlohmann::json;
 
 namespace {
 
-json runJson(const std::vector<std::string>& args)
-{
-    const test::ProcessResult r = test::runCli(args);
-    if (r.exitCode != 0 || r.crashed)
-        qFatal("CLI failed (%d): %s", r.exitCode, r.err.c_str());
-    return json::parse(r.out);
-}
-
 std::filesystem::path writeEvalIds(const std::filesystem::path& dir)
 {
     std::string lines;
     for (int seed = 0; seed < 4; ++seed) {
-        const json g = runJson({"generate", "--steps", "96", "--temperature", "1", "--top-p", "1", "--seed",
+        const json g = test::runCliJson({"generate", "--steps", "96", "--temperature", "1", "--top-p", "1", "--seed",
                                 std::to_string(50 + seed), "--json"});
         lines += "1";
         for (int id : g["ids"].get<std::vector<int>>())
@@ -46,7 +39,7 @@ private slots:
 
 void TestCliConversion::analyzeJsonContract()
 {
-    const json a = runJson({"analyze", "--demo", "--calib-samples", "2", "--calib-seq-len", "32", "--rope-pairs", "1", "--json"});
+    const json a = test::runCliJson({"analyze", "--demo", "--calib-samples", "2", "--calib-seq-len", "32", "--rope-pairs", "1", "--json"});
     // stories260K: 5 layers, 8 heads, 4 KV heads, head 8 (4 pairs).
     QCOMPARE(a["rope_scores"].size(), std::size_t(5));
     QCOMPARE(a["rope_scores"][0].size(), std::size_t(4));
@@ -78,24 +71,24 @@ void TestCliConversion::convertThenInfoGenerateEval()
 {
     const auto dir = test::scratchDir("cli-convert");
     const auto out = (dir / "mla").string();
-    const json c = runJson({"convert", "--demo", "--out", out, "--rope-pairs", "1", "--latent-dim", "8", "--calib-samples",
+    const json c = test::runCliJson({"convert", "--demo", "--out", out, "--rope-pairs", "1", "--latent-dim", "8", "--calib-samples",
                             "2", "--calib-seq-len", "32", "--json"});
     QCOMPARE(c["kv_elements_per_token"].get<int>(), 80);
     QCOMPARE(c["latent_dim"].get<int>(), 8);
     QCOMPARE(c["d_kv"].get<double>(), 2.0);
 
-    const json info = runJson({"info", out, "--json"});
+    const json info = test::runCliJson({"info", out, "--json"});
     QCOMPARE(info["attention"].get<std::string>(), std::string("mla"));
     QCOMPARE(info["kv_elements_per_token"].get<int>(), 80);
 
-    const json g = runJson({"generate", out, "--steps", "40", "--json"});
+    const json g = test::runCliJson({"generate", out, "--steps", "40", "--json"});
     QCOMPARE(g["kv_bytes_per_token"].get<double>(), 80.0 * 4); // float32 latent + RoPE-key cache
     QVERIFY(!g["ids"].empty());
-    const json gOriginal = runJson({"generate", "--steps", "40", "--json"});
+    const json gOriginal = test::runCliJson({"generate", "--steps", "40", "--json"});
     QCOMPARE(gOriginal["kv_bytes_per_token"].get<double>(), 320.0 * 4);
 
     const auto ids = writeEvalIds(dir).string();
-    const json e = runJson({"eval", out, "--reference", (test::demoDir() / "stories260K.bin").string(), "--ids", ids, "--json"});
+    const json e = test::runCliJson({"eval", out, "--reference", (test::demoDir() / "stories260K.bin").string(), "--ids", ids, "--json"});
     for (const char* key : {"ppl", "tokens", "reference_ppl", "kl", "top1_agreement"})
         QVERIFY2(e.contains(key), key);
     QVERIFY(e["kl"].get<double>() > 0.0);
@@ -107,14 +100,14 @@ void TestCliConversion::fullRopeNoSvdMatchesTheOriginal()
 {
     const auto dir = test::scratchDir("cli-identity");
     const auto out = (dir / "mla").string();
-    runJson({"convert", "--demo", "--out", out, "--rope-strategy", "high", "--rope-pairs", "4", "--svd", "none", "--json"});
+    test::runCliJson({"convert", "--demo", "--out", out, "--rope-strategy", "high", "--rope-pairs", "4", "--svd", "none", "--json"});
     const auto ids = writeEvalIds(dir).string();
-    const json e = runJson({"eval", out, "--reference", (test::demoDir() / "stories260K.bin").string(), "--ids", ids, "--json"});
+    const json e = test::runCliJson({"eval", out, "--reference", (test::demoDir() / "stories260K.bin").string(), "--ids", ids, "--json"});
     QVERIFY2(e["kl"].get<double>() < 1e-6, qPrintable(QString::number(e["kl"].get<double>())));
     QCOMPARE(e["top1_agreement"].get<double>(), 1.0);
     // Greedy text of the converted model is the published one.
-    const json g = runJson({"generate", out, "--steps", "200", "--json"});
-    const json o = runJson({"generate", "--steps", "200", "--json"});
+    const json g = test::runCliJson({"generate", out, "--steps", "200", "--json"});
+    const json o = test::runCliJson({"generate", "--steps", "200", "--json"});
     QCOMPARE(g["ids"], o["ids"]);
 }
 

@@ -1,6 +1,7 @@
 // --kv-cache / --kv-cache-rope / --kv-cache-group on generate, eval and convert --check (issue 16): the bytes per token
 // the JSON reports (kv_bytes_per_token) are the hand count of what the cache allocates, scales included, and the
 // options are refused with a usage error where they are wrong or mean nothing.
+#include "common/cli_json.h"
 #include "common/test_support.h"
 
 #include <QtTest>
@@ -10,14 +11,6 @@ using namespace mla;
 using nlohmann::json;
 
 namespace {
-
-json runJson(const std::vector<std::string>& args)
-{
-    const test::ProcessResult r = test::runCli(args);
-    if (r.exitCode != 0 || r.crashed)
-        qFatal("CLI failed (%d): %s", r.exitCode, r.err.c_str());
-    return json::parse(r.out);
-}
 
 // stories260K (the demo): 5 layers, 4 KV heads of 8 dims, so 32 keys and 32 values per layer and token. Converted
 // with one RoPE pair per head and a latent of 8: 8 RoPE-key elements and 8 latent elements per layer. Quantised rows
@@ -45,7 +38,7 @@ void TestCliKvCache::initTestCase()
 {
     m_dir = test::scratchDir("cli-kv-cache");
     m_converted = (m_dir / "mla").string();
-    runJson({"convert", "--demo", "--out", m_converted, "--rope-pairs", "1", "--latent-dim", "8", "--calib-samples", "2",
+    test::runCliJson({"convert", "--demo", "--out", m_converted, "--rope-pairs", "1", "--latent-dim", "8", "--calib-samples", "2",
              "--calib-seq-len", "32", "--json"});
 }
 
@@ -54,18 +47,18 @@ void TestCliKvCache::generateReportsTheAllocatedBytes()
     const std::vector<std::pair<std::string, double>> original = {
         {"f32", 5 * 2 * 32 * 4.0}, {"bf16", 5 * 2 * 32 * 2.0}, {"int8", 5 * 2 * (32 + kGroupParams)}, {"int4", 5 * 2 * (16 + kGroupParams)}};
     for (const auto& [format, bytes] : original) {
-        const json g = runJson({"generate", "--demo", "--steps", "12", "--kv-cache", format, "--json"});
+        const json g = test::runCliJson({"generate", "--demo", "--steps", "12", "--kv-cache", format, "--json"});
         QCOMPARE(g["kv_bytes_per_token"].get<double>(), bytes);
         QVERIFY(g["kv_cache"].get<std::string>().starts_with(format));
         QCOMPARE(g["ids"].size(), std::size_t(12));
     }
     // int4 groups of 8: four groups per 32-element row.
-    const json g = runJson({"generate", "--demo", "--steps", "12", "--kv-cache", "int4", "--kv-cache-group", "8", "--json"});
+    const json g = test::runCliJson({"generate", "--demo", "--steps", "12", "--kv-cache", "int4", "--kv-cache-group", "8", "--json"});
     QCOMPARE(g["kv_bytes_per_token"].get<double>(), 5 * 2 * (16 + 4 * kGroupParams));
     QCOMPARE(g["kv_cache"].get<std::string>(), std::string("int4/8+rope:int8/8"));
     // Without --kv-cache: float32, the results of before.
-    const json plain = runJson({"generate", "--demo", "--steps", "12", "--json"});
-    const json f32 = runJson({"generate", "--demo", "--steps", "12", "--kv-cache", "f32", "--json"});
+    const json plain = test::runCliJson({"generate", "--demo", "--steps", "12", "--json"});
+    const json f32 = test::runCliJson({"generate", "--demo", "--steps", "12", "--kv-cache", "f32", "--json"});
     QCOMPARE(plain["ids"], f32["ids"]);
     QCOMPARE(plain["kv_cache"].get<std::string>(), std::string("f32"));
 }
@@ -73,40 +66,40 @@ void TestCliKvCache::generateReportsTheAllocatedBytes()
 void TestCliKvCache::ropePartIsSeparate()
 {
     // int4 latent; RoPE keys by default in int8 (docs/kv-cache.md), or as asked.
-    const json byDefault = runJson({"generate", m_converted, "--steps", "12", "--kv-cache", "int4", "--json"});
+    const json byDefault = test::runCliJson({"generate", m_converted, "--steps", "12", "--kv-cache", "int4", "--json"});
     QCOMPARE(byDefault["kv_bytes_per_token"].get<double>(), 5 * ((4 + kGroupParams) + (8 + kGroupParams)));
-    const json bf16Rope = runJson({"generate", m_converted, "--steps", "12", "--kv-cache", "int4", "--kv-cache-rope", "bf16", "--json"});
+    const json bf16Rope = test::runCliJson({"generate", m_converted, "--steps", "12", "--kv-cache", "int4", "--kv-cache-rope", "bf16", "--json"});
     QCOMPARE(bf16Rope["kv_bytes_per_token"].get<double>(), 5 * ((4 + kGroupParams) + 8 * 2.0));
     QCOMPARE(bf16Rope["kv_cache"].get<std::string>(), std::string("int4/64+rope:bf16"));
-    const json f32 = runJson({"generate", m_converted, "--steps", "12", "--json"});
+    const json f32 = test::runCliJson({"generate", m_converted, "--steps", "12", "--json"});
     QCOMPARE(f32["kv_bytes_per_token"].get<double>(), 5 * 16 * 4.0);
 }
 
 void TestCliKvCache::evalMeasuresTheQuantisedCache()
 {
-    const json g = runJson({"generate", "--demo", "--steps", "64", "--temperature", "1", "--top-p", "1", "--seed", "5", "--json"});
+    const json g = test::runCliJson({"generate", "--demo", "--steps", "64", "--temperature", "1", "--top-p", "1", "--seed", "5", "--json"});
     std::string line;
     for (int id : g["ids"].get<std::vector<int>>())
         line += (line.empty() ? "" : " ") + std::to_string(id);
     const auto ids = m_dir / "ids.txt";
     test::writeTextFile(ids, line + "\n");
     const std::string reference = (test::demoDir() / "stories260K.bin").string();
-    const json f32 = runJson({"eval", m_converted, "--reference", reference, "--ids", ids.string(), "--json"});
-    const json int4 = runJson({"eval", m_converted, "--reference", reference, "--ids", ids.string(), "--kv-cache", "int4", "--json"});
+    const json f32 = test::runCliJson({"eval", m_converted, "--reference", reference, "--ids", ids.string(), "--json"});
+    const json int4 = test::runCliJson({"eval", m_converted, "--reference", reference, "--ids", ids.string(), "--kv-cache", "int4", "--json"});
     QCOMPARE(f32["kv_bytes_per_token"].get<double>(), 5 * 16 * 4.0);
     QCOMPARE(int4["kv_bytes_per_token"].get<double>(), 5 * ((4 + kGroupParams) + (8 + kGroupParams)));
     QCOMPARE(int4["reference_kv_bytes_per_token"].get<double>(), 5 * 2 * 32 * 4.0); // the reference stays float32
     QCOMPARE(int4["reference_ppl"].get<double>(), f32["reference_ppl"].get<double>());
     // The quantised cache is really what the model read: its KL to the reference differs from the float32 one.
     QVERIFY(int4["kl"].get<double>() != f32["kl"].get<double>());
-    const json alone = runJson({"eval", m_converted, "--ids", ids.string(), "--kv-cache", "int8", "--json"});
+    const json alone = test::runCliJson({"eval", m_converted, "--ids", ids.string(), "--kv-cache", "int8", "--json"});
     QCOMPARE(alone["kv_bytes_per_token"].get<double>(), 5 * ((8 + kGroupParams) + (8 + kGroupParams)));
     QCOMPARE(alone["kv_cache"].get<std::string>(), std::string("int8/64"));
 }
 
 void TestCliKvCache::convertCheckReportsBothCaches()
 {
-    const json c = runJson({"convert", "--demo", "--out", (m_dir / "checked").string(), "--rope-pairs", "1", "--latent-dim", "8",
+    const json c = test::runCliJson({"convert", "--demo", "--out", (m_dir / "checked").string(), "--rope-pairs", "1", "--latent-dim", "8",
                             "--calib-samples", "2", "--calib-seq-len", "32", "--check", "--kv-cache", "int4", "--json"});
     const json& check = c["check"];
     QCOMPARE(check["kv_cache"].get<std::string>(), std::string("int4/64+rope:int8/64"));
