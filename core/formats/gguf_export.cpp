@@ -120,6 +120,8 @@ void addLlamaFamilyMetadata(Metadata& m, const std::string& arch, const ModelCon
         break;
     case RopeScaling::Llama3:
         throw Error("Llama 3 RoPE scaling is not written to GGUF yet (llama.cpp keeps it as a rope_freqs tensor)");
+    case RopeScaling::Yarn:
+        throw Error("YaRN RoPE scaling is not written to GGUF for the " + arch + " architecture");
     }
     if (c.slidingWindow > 0 && (c.maxPositions == 0 || c.slidingWindow < c.maxPositions)) {
         set("mla_workbench.sliding_window", ggufU32(static_cast<std::uint32_t>(c.slidingWindow)));

@@ -2,6 +2,7 @@
 
 #include "formats/gguf_writer.h"
 #include "tokenizer/bpe_tokenizer.h"
+#include "tokenizer/gguf_token_type.h"
 #include "tokenizer/llama2c_tokenizer.h"
 #include "tokenizer/utf8.h"
 #include "util/error.h"
@@ -16,14 +17,6 @@
 
 namespace mla {
 namespace {
-
-// llama.cpp's token types (llama_token_type), the same numbers as SentencePiece's piece types.
-constexpr std::int32_t kNormal = 1;
-constexpr std::int32_t kUnknown = 2;
-constexpr std::int32_t kControl = 3;
-constexpr std::int32_t kUserDefined = 4;
-constexpr std::int32_t kUnused = 5;
-constexpr std::int32_t kByte = 6;
 
 // Pre-tokenizer types llama.cpp and our embedded-vocabulary reader both implement, tried in this order.
 constexpr const char* kPreTokenizers[] = {"gpt-2", "llama-bpe", "qwen2", "smollm"};
@@ -72,8 +65,8 @@ std::vector<std::string> probesFor(const EmbeddedVocabulary& v)
     std::vector<std::string> probes;
     std::set<std::string> pieces;
     for (std::size_t i = 0; i < v.tokens.size(); ++i) {
-        const std::int32_t type = v.types.empty() ? kNormal : v.types[i];
-        if (type == kNormal)
+        const std::int32_t type = v.types.empty() ? gguf_token::normal : v.types[i];
+        if (type == gguf_token::normal)
             pieces.insert(v.tokens[i]);
     }
     for (const auto& p : tokenizerProbeTexts()) {
@@ -84,8 +77,8 @@ std::vector<std::string> probesFor(const EmbeddedVocabulary& v)
     std::string spaced;
     std::size_t taken = 0;
     for (std::size_t i = 0; i < v.tokens.size() && taken < 200; ++i) {
-        const std::int32_t type = v.types.empty() ? kNormal : v.types[i];
-        if (type != kNormal || v.tokens[i].empty())
+        const std::int32_t type = v.types.empty() ? gguf_token::normal : v.types[i];
+        if (type != gguf_token::normal || v.tokens[i].empty())
             continue;
         std::string text = v.model == "llama" ? utf8::replaceAll(v.tokens[i], utf8::kSpaceMarker, " ") : v.tokens[i];
         if (v.model != "llama") {
@@ -127,7 +120,7 @@ void padTo(EmbeddedVocabulary& v, std::int64_t modelVocab, const std::filesystem
                               + std::to_string(modelVocab));
     for (std::int64_t id = n; id < modelVocab; ++id) {
         v.tokens.push_back("[PAD" + std::to_string(id) + "]");
-        v.types.push_back(kUnused);
+        v.types.push_back(gguf_token::unused);
         if (!v.scores.empty())
             v.scores.push_back(-1000.0f);
     }
@@ -148,7 +141,7 @@ void addMissingByteTokens(GgufTokenizer& t)
         if (present[static_cast<std::size_t>(b)])
             continue;
         v.tokens.push_back(utf8::bytePiece(static_cast<unsigned char>(b)));
-        v.types.push_back(kByte);
+        v.types.push_back(gguf_token::byte);
         if (!v.scores.empty())
             v.scores.push_back(0.0f);
         ++t.addedByteTokens;
@@ -220,20 +213,20 @@ GgufTokenizer fromLlama2c(const Llama2cTokenizer& t)
     const int n = t.vocabSize();
     for (int id = 0; id < n; ++id) {
         std::string text = t.piece(id);
-        std::int32_t type = kNormal;
+        std::int32_t type = gguf_token::normal;
         if (id == 0) {
             text = "<unk>";
-            type = kUnknown;
+            type = gguf_token::unknown;
         } else if (id == t.bosId()) {
             text = "<s>";
-            type = kControl;
+            type = gguf_token::control;
         } else if (id == t.eosId()) {
             text = "</s>";
-            type = kControl;
+            type = gguf_token::control;
         } else if (text.empty()) {
-            type = kControl;
+            type = gguf_token::control;
         } else if (utf8::parseBytePiece(text)) {
-            type = kByte;
+            type = gguf_token::byte;
         }
         v.tokens.push_back(utf8::replaceAll(text, " ", utf8::kSpaceMarker));
         v.scores.push_back(t.score(id));
@@ -269,15 +262,15 @@ GgufTokenizer fromSentencePiece(const std::filesystem::path& file)
     EmbeddedVocabulary& v = out.vocab;
     v.model = "llama";
     for (int id = 0; id < sp.GetPieceSize(); ++id) {
-        std::int32_t type = kNormal;
+        std::int32_t type = gguf_token::normal;
         if (sp.IsUnknown(id))
-            type = kUnknown;
+            type = gguf_token::unknown;
         else if (sp.IsControl(id))
-            type = kControl;
+            type = gguf_token::control;
         else if (sp.IsUnused(id))
-            type = kUnused;
+            type = gguf_token::unused;
         else if (sp.IsByte(id))
-            type = kByte;
+            type = gguf_token::byte;
         v.tokens.push_back(sp.IdToPiece(id));
         v.scores.push_back(sp.GetScore(id));
         v.types.push_back(type);
@@ -304,11 +297,11 @@ GgufTokenizer fromTokenizerJson(const std::filesystem::path& file, const BpeToke
     const nlohmann::json& model = root.at("model");
     std::map<int, std::pair<std::string, std::int32_t>> byId;
     for (const auto& [piece, id] : model.at("vocab").items())
-        byId[id.get<int>()] = {piece, kNormal};
+        byId[id.get<int>()] = {piece, gguf_token::normal};
     if (auto added = root.find("added_tokens"); added != root.end() && added->is_array()) {
         for (const auto& a : *added) {
             const bool special = a.contains("special") && a["special"].is_boolean() && a["special"].get<bool>();
-            byId[a.at("id").get<int>()] = {a.at("content").get<std::string>(), special ? kControl : kUserDefined};
+            byId[a.at("id").get<int>()] = {a.at("content").get<std::string>(), special ? gguf_token::control : gguf_token::userDefined};
         }
     }
     GgufTokenizer out;
@@ -318,7 +311,7 @@ GgufTokenizer fromTokenizerJson(const std::filesystem::path& file, const BpeToke
     for (int id = 0; id < n; ++id) {
         auto it = byId.find(id);
         v.tokens.push_back(it != byId.end() ? it->second.first : "[PAD" + std::to_string(id) + "]");
-        v.types.push_back(it != byId.end() ? it->second.second : kUnused);
+        v.types.push_back(it != byId.end() ? it->second.second : gguf_token::unused);
     }
     if (auto merges = model.find("merges"); merges != model.end() && merges->is_array()) {
         for (const auto& m : *merges)

@@ -35,6 +35,12 @@ MatrixRM matrixOf(const Tensor& t)
     return t.empty() ? MatrixRM() : t.toMatrix();
 }
 
+} // namespace
+
+// Named, not anonymous, because BlockWorkspace<S>::Buffers (a member of a class with linkage) holds them: GCC warns
+// (-Wsubobject-linkage) when this file is compiled inside a unity batch.
+namespace block_pass {
+
 // The forward pass's intermediate values, kept for the backward pass.
 template <typename S>
 struct Forward {
@@ -58,15 +64,18 @@ struct Backward {
     Mat<S> dy, dAct, dGate, dUp, dxn2, dxhat2, dctx, dqh, dkh, dv, dqp, dkr, dkn, dxn, dLatK, dLatV;
 };
 
-} // namespace
+} // namespace block_pass
 
 template <typename S>
 struct BlockWorkspace<S>::Buffers {
-    Forward<S> forward;
-    Backward<S> backward;
+    block_pass::Forward<S> forward;
+    block_pass::Backward<S> backward;
 };
 
 namespace {
+
+using block_pass::Backward;
+using block_pass::Forward;
 
 // Which tensors feed which: the key and value sources are the latent(s) or the normalised input itself.
 struct Wiring {

@@ -1,5 +1,6 @@
 #include "tokenizer/bpe_tokenizer.h"
 
+#include "tokenizer/gguf_token_type.h"
 #include "tokenizer/utf8.h"
 #include "util/error.h"
 
@@ -17,8 +18,6 @@ constexpr std::uint8_t kSpecialFlag = 2;
 // real vocabularies are around 260k.
 constexpr std::int64_t kMaxTokenId = (1 << 24) - 1;
 
-constexpr std::int32_t kGgufControl = 3;
-constexpr std::int32_t kGgufUserDefined = 4;
 
 std::uint64_t pairKey(int left, int right)
 {
@@ -135,9 +134,9 @@ std::unique_ptr<BpeTokenizer> BpeTokenizer::fromEmbedded(const EmbeddedVocabular
         pairs.emplace_back(vocab.tokens[i], static_cast<int>(i));
     t->setVocabulary(std::move(pairs), file);
     for (std::size_t i = 0; i < vocab.types.size(); ++i)
-        if (vocab.types[i] == kGgufControl || vocab.types[i] == kGgufUserDefined)
+        if (vocab.types[i] == gguf_token::control || vocab.types[i] == gguf_token::userDefined)
             if (!vocab.tokens[i].empty())
-                t->addAddedToken(vocab.tokens[i], static_cast<int>(i), vocab.types[i] == kGgufControl, file);
+                t->addAddedToken(vocab.tokens[i], static_cast<int>(i), vocab.types[i] == gguf_token::control, file);
 
     for (std::size_t i = 0; i < vocab.merges.size(); ++i) {
         const std::string& m = vocab.merges[i];

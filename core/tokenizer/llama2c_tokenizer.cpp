@@ -1,5 +1,6 @@
 #include "tokenizer/llama2c_tokenizer.h"
 
+#include "tokenizer/gguf_token_type.h"
 #include "tokenizer/utf8.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
@@ -12,10 +13,6 @@ namespace mla {
 
 namespace {
 
-constexpr std::int32_t kGgufUnknown = 2;
-constexpr std::int32_t kGgufControl = 3;
-constexpr std::int32_t kGgufUnused = 5;
-constexpr std::int32_t kGgufByte = 6;
 
 // run.c starts its search for the best merge at this score and only accepts strictly greater ones, so a pair whose
 // score is at or below it is never merged.
@@ -129,9 +126,9 @@ std::unique_ptr<Llama2cTokenizer> Llama2cTokenizer::fromEmbedded(const EmbeddedV
         t->m_pieces.push_back(utf8::replaceAll(vocab.tokens[i], utf8::kSpaceMarker, " "));
         longest = std::max(longest, t->m_pieces.back().size());
         const std::int32_t type = vocab.types.empty() ? 1 : vocab.types[i];
-        if (type == kGgufControl)
+        if (type == gguf_token::control)
             t->m_control[i] = true;
-        if (type == kGgufControl || type == kGgufUnknown || type == kGgufUnused || type == kGgufByte)
+        if (type == gguf_token::control || type == gguf_token::unknown || type == gguf_token::unused || type == gguf_token::byte)
             t->m_matchable[i] = false;
     }
     // Without scores, earlier tokens (the more frequent merges in every SentencePiece export) win.

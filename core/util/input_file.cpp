@@ -13,7 +13,7 @@
 namespace mla {
 namespace {
 
-std::string kindOf(mode_t mode)
+std::string notRegularFileReason(mode_t mode)
 {
     if (S_ISDIR(mode))
         return "is a folder, not a file";
@@ -42,7 +42,7 @@ InputFile::InputFile(const std::filesystem::path& path, const char* what) : m_pa
     }
     if (!S_ISREG(st.st_mode)) {
         ::close(m_fd);
-        throw Error(path, kindOf(st.st_mode));
+        throw Error(path, notRegularFileReason(st.st_mode));
     }
     m_size = static_cast<std::uint64_t>(st.st_size);
 }

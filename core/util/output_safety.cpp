@@ -146,7 +146,7 @@ std::optional<OutputCheck> checkAgainstInputs(const fs::path& destination, bool 
     return std::nullopt;
 }
 
-std::string kindOf(mode_t mode)
+std::string fileKindName(mode_t mode)
 {
     if (S_ISLNK(mode))
         return "a symbolic link";
@@ -231,7 +231,7 @@ OutputCheck inspectOutputFolder(const std::filesystem::path& folder, const std::
     if (!S_ISDIR(st.st_mode)) {
         if (S_ISREG(st.st_mode))
             return refused("exists and is a file, not a folder; an output folder is never written over a file");
-        return refused("is " + kindOf(st.st_mode) + ", which is never replaced; give a new folder name");
+        return refused("is " + fileKindName(st.st_mode) + ", which is never replaced; give a new folder name");
     }
     std::error_code ec;
     std::vector<std::string> foreign;
@@ -274,7 +274,7 @@ OutputCheck inspectOutputFile(const std::filesystem::path& file, const std::vect
         return refused(std::string("cannot be inspected: ") + std::strerror(errno));
     }
     if (!S_ISREG(st.st_mode))
-        return refused("is " + kindOf(st.st_mode) + ", which is never replaced; give a new file name");
+        return refused("is " + fileKindName(st.st_mode) + ", which is never replaced; give a new file name");
     if (!kind.test || kind.test(dest))
         return {OutputVerdict::Replace, {}};
     return {OutputVerdict::NeedsForce, "exists and is not " + kind.description + "; replaced only when forced (--force)"};
