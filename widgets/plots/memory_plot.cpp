@@ -107,7 +107,13 @@ void MemoryPlot::rebuild()
             hi = std::max(hi, b);
         }
         g->setData(keys.mid(0, values.size()), values, true);
-        g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, 3));
+        if (c.measured) {
+            g->setLineStyle(QCPGraph::lsNone);
+            g->setScatterStyle(QCPScatterStyle(c.converted ? QCPScatterStyle::ssDiamond : QCPScatterStyle::ssSquare, QPen(accent(c.colour), 1.5),
+                                               QBrush(Qt::NoBrush), 9));
+        } else {
+            g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, 3));
+        }
     }
     if (!m_contexts.empty()) {
         p->xAxis->setRange(static_cast<double>(m_contexts.front()) / 1.2, static_cast<double>(m_contexts.back()) * 1.2);

@@ -11,7 +11,8 @@ class QCPItemStraightLine;
 namespace mla {
 
 // KV cache memory against context length (both axes logarithmic: a saving is a constant vertical offset), one curve
-// per model and cache format, with a marker at the chosen context length.
+// per model and cache format, with a marker at the chosen context length. Measured series (the bytes the engine
+// allocated for the sanity check's caches) are drawn as points without a line over the formula curves.
 class MemoryPlot : public PlotWidget {
     Q_OBJECT
 public:
@@ -21,6 +22,7 @@ public:
         int colour = 0;             // accent index
         Qt::PenStyle style = Qt::SolidLine; // one style per cache format
         bool converted = false;     // drawn thicker
+        bool measured = false;      // points only (large markers, no line): a measurement, not a formula
     };
 
     explicit MemoryPlot(QWidget* parent = nullptr);
