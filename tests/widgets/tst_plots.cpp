@@ -244,6 +244,31 @@ private Q_SLOTS:
         QVERIFY(memory.valuesAt(256).contains(QStringLiteral("measured · MLA · int4/64+rope:int8/64: 2.50 KiB")));
     }
 
+    void emptyMemoryPlotShowsAMessage()
+    {
+        // Issue 18: an empty plot kept the last model's axes; now the axes go and a message says why.
+        MemoryPlot memory;
+        memory.setPlaceholder(QStringLiteral("Open a model to begin"));
+        auto* p = memory.findChild<QCustomPlot*>();
+        QVERIFY(memory.showsPlaceholder());
+        QVERIFY(!p->xAxis->visible() && !p->yAxis->visible());
+        auto visibleText = [p] {
+            for (int i = 0; i < p->itemCount(); ++i)
+                if (auto* t = qobject_cast<QCPItemText*>(p->item(i)); t && t->visible())
+                    return t->text();
+            return QString();
+        };
+        QCOMPARE(visibleText(), QStringLiteral("Open a model to begin"));
+        memory.setCurves({128, 256}, {{QStringLiteral("original · BF16"), {10, 20}, 1, Qt::SolidLine, false}});
+        memory.setMarker(200);
+        QVERIFY(!memory.showsPlaceholder());
+        QVERIFY(p->xAxis->visible() && p->yAxis->visible());
+        QCOMPARE(visibleText(), QString());
+        memory.setCurves({}, {});
+        QVERIFY(!p->xAxis->visible());
+        QCOMPARE(visibleText(), QStringLiteral("Open a model to begin"));
+    }
+
     void followsThePalette()
     {
         BarPlot plot;

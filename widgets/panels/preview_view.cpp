@@ -207,7 +207,7 @@ void PreviewView::refresh()
         m_layers->setPreview({}, {}, 1);
         m_errors->setData({}, {}, tr("layer"), tr("relative error"));
         m_errors->setPlaceholder(c ? QString() : tr("Open a model to begin"));
-        m_memory->setCurves({}, {});
+        refreshMemory(); // its empty state
         return;
     }
     m_kv->setText(tr("<b>%1</b> → <b>%2</b> elements &nbsp; <span style='font-size:large'><b>%3</b></span>")
@@ -292,6 +292,8 @@ void PreviewView::refreshMemory()
     const ConversionPreview& p = m_workbench->preview();
     const ModelConfig* c = m_workbench->config();
     if (!c || !p.problem.empty() || p.layers.empty()) {
+        m_memory->setPlaceholder(!c ? tr("Open a model to begin")
+                                    : tr("No memory curves: these settings cannot be converted (see the message above)"));
         m_memory->setCurves({}, {});
         m_bytes->setText(QStringLiteral("\u2014"));
         return;

@@ -7,6 +7,7 @@
 #include <vector>
 
 class QCPItemStraightLine;
+class QCPItemText;
 
 namespace mla {
 
@@ -29,6 +30,10 @@ public:
 
     void setCurves(const std::vector<std::int64_t>& contexts, const QList<Curve>& curves);
     void setMarker(std::int64_t context); // <= 0 hides it
+    // Shown instead of empty axes while there are no curves ("Open a model to begin").
+    void setPlaceholder(const QString& text);
+    bool showsPlaceholder() const; // no curves: the axes are hidden and the placeholder (if any) shown
+    QString placeholder() const { return m_placeholder; }
     QString valuesAt(std::int64_t context) const; // the tooltip text of a context length
 
     const QList<Curve>& curves() const { return m_curves; }
@@ -45,6 +50,8 @@ private:
     QList<Curve> m_curves;
     std::int64_t m_marker = 0;
     QCPItemStraightLine* m_markerLine = nullptr;
+    QCPItemText* m_placeholderItem = nullptr;
+    QString m_placeholder;
 };
 
 } // namespace mla
