@@ -17,11 +17,11 @@ class ComputeBackend;
 // seed for both).
 struct GenerationComparison {
     std::string prompt;           // as given: text, or token ids when SanityOptions::promptsAreIds
-    std::vector<int> startIds;    // what both generations started from: BOS (when defined), then the prompt's ids
-    std::int64_t unknownTokens = 0; // prompt tokens the tokenizer could not represent (its <unk>): the text is not what was written
     std::vector<int> originalIds, convertedIds;
     std::string originalText, convertedText;
     std::int64_t firstDifference = -1; // index of the first differing id, -1 when identical
+    std::vector<int> startIds{};  // what both generations started from: BOS (when defined), then the prompt's ids
+    std::int64_t unknownTokens = 0; // prompt tokens the tokenizer could not represent (its <unk>): the text is not what was written
 };
 
 // The converted model's quality with its KV cache stored in a given format, against the original as in SanityReport.
