@@ -19,6 +19,7 @@
 #include "panels/spectrum_view.h"
 #include "plots/bar_plot.h"
 #include "plots/heatmap_plot.h"
+#include "plots/memory_plot.h"
 #include "plots/plot_widget.h"
 #include "plots/spectrum_plot.h"
 #include "view_data/view_data.h"
@@ -429,13 +430,26 @@ void SelfTest::convertAndCheck()
           QStringLiteral("the converted cache is not smaller: %1 vs %2 bytes").arg(r.convertedKvBytesPerToken).arg(r.originalKvBytesPerToken));
     check(!r.generations.empty() && !r.generations[0].originalIds.empty(), QStringLiteral("no generations"));
     SanityView* v = m_window->sanityView();
-    check(v->metricsModel()->rowCount() == 5, QStringLiteral("the metrics table has %1 rows").arg(v->metricsModel()->rowCount()));
+    check(v->metricsModel()->rowCount() == 6, QStringLiteral("the metrics table has %1 rows").arg(v->metricsModel()->rowCount()));
     check(v->originalHtml().contains(QStringLiteral("Once upon a time")), QStringLiteral("the prompt is not shown"));
     check(m_window->tabs()->currentIndex() == MainWindow::SanityTab, QStringLiteral("the sanity tab was not shown"));
+    // The re-run also measures an int4 latent cache (RoPE keys in their default, int8).
     v->promptEdit()->setText(QStringLiteral("The cat"));
+    v->cacheCombo()->setCurrentIndex(v->cacheCombo()->findData(QStringLiteral("int4")));
     wb->runSanityCheck();
     check(waitUntil([wb] { return !wb->isBusy(); }, kJobTimeoutMs) && wb->sanity() && wb->sanity()->generations[0].prompt == "The cat",
           QStringLiteral("a re-run with a new prompt failed"));
+    if (!wb->sanity())
+        return;
+    const CacheFormatQuality& q = wb->sanity()->withCache;
+    check(q.format == "int4/64+rope:int8/64" && q.kvBytesPerToken > 0 && q.kvBytesPerToken < wb->sanity()->convertedKvBytesPerToken
+              && std::isfinite(q.ppl) && q.top1Agreement > 0.0,
+          QStringLiteral("the int4 cache check: %1, %2 bytes per token, PPL %3").arg(QString::fromStdString(q.format)).arg(q.kvBytesPerToken).arg(q.ppl));
+    int measured = 0;
+    for (const MemoryPlot::Curve& c : m_window->previewView()->memoryPlot()->curves())
+        measured += c.measured ? 1 : 0;
+    check(measured == 4, QStringLiteral("the memory plot shows %1 measured series, not 4").arg(measured));
+    v->cacheCombo()->setCurrentIndex(v->cacheCombo()->findData(QStringLiteral("int8")));
 }
 
 void SelfTest::heal()

@@ -6,18 +6,22 @@
 #include "util/job_control.h"
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mla {
 
 class ComputeBackend;
 
-// Greedy continuations of one prompt by the original and the converted model, side by side.
+// Continuations of one prompt by the original and the converted model, side by side (greedy, or sampled with the same
+// seed for both).
 struct GenerationComparison {
-    std::string prompt;
+    std::string prompt;           // as given: text, or token ids when SanityOptions::promptsAreIds
     std::vector<int> originalIds, convertedIds;
     std::string originalText, convertedText;
     std::int64_t firstDifference = -1; // index of the first differing id, -1 when identical
+    std::vector<int> startIds{};  // what both generations started from: BOS (when defined), then the prompt's ids
+    std::int64_t unknownTokens = 0; // prompt tokens the tokenizer could not represent (its <unk>): the text is not what was written
 };
 
 // The converted model's quality with its KV cache stored in a given format, against the original as in SanityReport.
@@ -49,9 +53,22 @@ struct SanityReport {
 
 struct SanityOptions {
     std::vector<std::string> prompts{""}; // "" starts from BOS alone
+    bool promptsAreIds = false;           // each prompt is token ids ("1 403 22"): works without a tokenizer
     std::int64_t generationSteps = 64;
+    float temperature = 0.0f;             // 0: greedy; else both models sample with the same seed
+    float topP = 0.9f;
+    std::uint64_t samplingSeed = 42;
     KvCacheFormat cacheFormat;             // the converted model's cache format to report next to float32
 };
+
+// The ids of a prompt written as token ids, separated by spaces or commas ("1 403 22", "1, 403, 22"). Throws Error
+// naming the entry that is not an id in [0, vocab).
+std::vector<int> parsePromptIds(std::string_view text, std::int64_t vocab);
+// How many tokens of `prompt` come out as the tokenizer's unknown token (0 when it has none).
+std::int64_t unknownPromptTokens(const Tokenizer& tokenizer, std::string_view prompt);
+// The ids a comparison starts from: BOS (the model's or the tokenizer's) and the prompt, as text or as ids. Throws
+// Error when a text prompt has no tokenizer, an id is out of range, or there is nothing to start from.
+std::vector<int> sanityStartIds(const ModelConfig& config, const Tokenizer* tokenizer, const std::string& prompt, bool promptIsIds);
 
 // Both models run on `backend`.
 SanityReport runSanityCheck(const ComputeBackend& backend, const Transformer& original, const Transformer& converted, const Tokenizer* tokenizer,

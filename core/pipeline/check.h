@@ -12,8 +12,12 @@ namespace mla::pipeline {
 // What the sanity check runs. The defaults are the CLI's convert --check; the workbench sets its own (its prompt,
 // more generation steps).
 struct CheckOptions {
-    std::vector<std::string> prompts{""}; // greedy generations start from BOS + each prompt ("" = BOS alone)
+    std::vector<std::string> prompts{""}; // generations start from BOS + each prompt ("" = BOS alone)
+    bool promptsAreIds = false;           // prompts are token ids ("1 403 22"), for a model without a tokenizer
     std::int64_t generationSteps = 32;
+    float temperature = 0.0f;             // 0: greedy; else both models sample with samplingSeed
+    float topP = 0.9f;
+    std::uint64_t samplingSeed = 42;
     std::int64_t sequences = 4;           // evaluation text sampled from the original model
     std::int64_t sequenceLength = 128;    // capped at the model's context
     std::uint64_t seed = 7919;            // not the calibration's default seed, so the text is held out
@@ -26,8 +30,8 @@ struct CheckOutcome {
 };
 
 // Check (the workbench's Sanity Check, the CLI's convert --check): the converted model against the original on text
-// sampled from the original (perplexities, KL, top-1 agreement), measured KV bytes and side-by-side greedy
-// generations.
+// sampled from the original (perplexities, KL, top-1 agreement), measured KV bytes and side-by-side generations. The
+// prompts are checked (token ids in range, a tokenizer for text) before any work.
 CheckOutcome check(const OpenedModel& original, const Model& converted, const CheckOptions& options, const ExecutionContext& context);
 
 } // namespace mla::pipeline

@@ -35,6 +35,7 @@ public:
     int vocabSize() const override { return static_cast<int>(m_pieces.size()); }
     std::optional<int> bosId() const override { return m_bos; }
     std::optional<int> eosId() const override { return m_eos; }
+    std::optional<int> unknownId() const override { return m_unk; }
     std::vector<int> encode(std::string_view text, bool addBos) const override;
     std::string decodePiece(int previous, int id) const override;
     std::string piece(int id) const override;

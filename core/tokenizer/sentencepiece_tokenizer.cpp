@@ -66,6 +66,12 @@ std::optional<int> SentencePieceTokenizer::eosId() const
     return id >= 0 ? std::optional<int>(id) : std::nullopt;
 }
 
+std::optional<int> SentencePieceTokenizer::unknownId() const
+{
+    const int id = m_processor->unk_id();
+    return id >= 0 ? std::optional<int>(id) : std::nullopt;
+}
+
 std::vector<int> SentencePieceTokenizer::encode(std::string_view text, bool addBos) const
 {
     std::vector<int> ids;

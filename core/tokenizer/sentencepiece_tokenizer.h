@@ -27,6 +27,7 @@ public:
     int vocabSize() const override;
     std::optional<int> bosId() const override;
     std::optional<int> eosId() const override;
+    std::optional<int> unknownId() const override;
     std::vector<int> encode(std::string_view text, bool addBos) const override;
     std::string decodePiece(int previous, int id) const override;
     std::string piece(int id) const override;

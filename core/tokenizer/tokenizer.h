@@ -23,6 +23,8 @@ public:
     virtual int vocabSize() const = 0;
     virtual std::optional<int> bosId() const = 0;
     virtual std::optional<int> eosId() const = 0;
+    // The token text the vocabulary cannot represent becomes (<unk>), if it has one.
+    virtual std::optional<int> unknownId() const { return std::nullopt; }
 
     // Ids for `text`; `addBos` prepends BOS when the tokenizer defines one.
     virtual std::vector<int> encode(std::string_view text, bool addBos) const = 0;

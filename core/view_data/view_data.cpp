@@ -179,4 +179,40 @@ std::vector<double> cacheBytesCurve(const KvAccount& account, bool converted, co
     return out;
 }
 
+std::vector<double> cacheBytesCurve(const KvAccount& account, bool converted, const std::vector<std::int64_t>& contexts,
+                                    std::int64_t batch, const KvCacheFormat& format)
+{
+    const double perToken = converted ? account.convertedBytesPerToken(format) : account.originalBytesPerToken(format);
+    std::vector<double> out;
+    out.reserve(contexts.size());
+    for (std::int64_t n : contexts)
+        out.push_back(perToken * static_cast<double>(n) * static_cast<double>(batch));
+    return out;
+}
+
+std::vector<MeasuredCache> measuredCaches(const SanityReport& report)
+{
+    std::vector<MeasuredCache> out;
+    auto add = [&out](bool converted, const KvCacheFormat& format, double bytes) {
+        if (bytes > 0.0)
+            out.push_back({converted, format, kvCacheFormatName(format), bytes});
+    };
+    add(false, KvCacheFormat{}, report.originalKvBytesPerToken);
+    add(true, KvCacheFormat{}, report.convertedKvBytesPerToken);
+    KvCacheFormat chosen;
+    if (parseKvCacheFormat(report.withCache.format, chosen) && !chosen.isFloat32())
+        add(true, chosen, report.withCache.kvBytesPerToken);
+    add(false, KvCacheFormat::uniform({CacheFormat::BF16}), report.originalBf16KvBytesPerToken);
+    return out;
+}
+
+std::vector<double> measuredBytesCurve(double bytesPerToken, const std::vector<std::int64_t>& contexts, std::int64_t batch)
+{
+    std::vector<double> out;
+    out.reserve(contexts.size());
+    for (std::int64_t n : contexts)
+        out.push_back(bytesPerToken * static_cast<double>(n) * static_cast<double>(batch));
+    return out;
+}
+
 } // namespace mla::view

@@ -3,6 +3,7 @@
 #include "analysis/analysis_result.h"
 #include "analysis/kv_accounting.h"
 #include "conversion/conversion_settings.h"
+#include "conversion/sanity_check.h"
 #include "model/model_config.h"
 
 #include <cstdint>
@@ -74,5 +75,24 @@ std::vector<std::int64_t> contextGrid(const ModelConfig& config, std::int64_t up
 // Whole-cache bytes of the original or converted model at each context length.
 std::vector<double> cacheBytesCurve(const KvAccount& account, bool converted, const std::vector<std::int64_t>& contexts,
                                     std::int64_t batch, CacheFormat format, std::int64_t groupSize = 64);
+// The same for a whole cache format (latent and RoPE parts as given): what the engine allocates for it.
+std::vector<double> cacheBytesCurve(const KvAccount& account, bool converted, const std::vector<std::int64_t>& contexts,
+                                    std::int64_t batch, const KvCacheFormat& format);
+
+// A KV cache the sanity check really allocated: which model, in which format, and its bytes per token measured from
+// the allocation (allocated bytes / capacity in tokens, scales included).
+struct MeasuredCache {
+    bool converted = false;
+    KvCacheFormat format;
+    std::string formatName; // kvCacheFormatName(format)
+    double bytesPerToken = 0.0;
+};
+// The caches a sanity report measured: the original and the converted model with a float32 cache, the converted model
+// with the cache format it was checked with (when that is not float32) and the original with a BF16 cache. A figure
+// the report does not hold (0, an older session) is left out; so is a format name that does not parse.
+std::vector<MeasuredCache> measuredCaches(const SanityReport& report);
+// Whole-cache bytes at each context length for `batch` sequences from a measured bytes-per-token figure: the engine
+// allocates capacity x row bytes per sequence, so this is what it allocates at that context, with no formula in it.
+std::vector<double> measuredBytesCurve(double bytesPerToken, const std::vector<std::int64_t>& contexts, std::int64_t batch);
 
 } // namespace mla::view

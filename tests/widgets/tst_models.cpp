@@ -41,6 +41,8 @@ SanityReport sampleReport()
     r.evaluatedTokens = 508;
     r.originalKvBytesPerToken = 2560;
     r.convertedKvBytesPerToken = 640;
+    r.withCache = {"int4/64+rope:int8/64", 4.9, 0.2, 0.7, 200};
+    r.originalBf16KvBytesPerToken = 1280;
     GenerationComparison g;
     g.prompt = "Once";
     g.originalIds = {10, 11, 12, 13};
@@ -140,13 +142,24 @@ private Q_SLOTS:
         QAbstractItemModelTester tester(&model, QAbstractItemModelTester::FailureReportingMode::QtTest);
         QCOMPARE(model.rowCount(), 0);
         model.setReport(sampleReport());
-        QCOMPARE(model.rowCount(), 5);
-        QCOMPARE(model.columnCount(), 4);
+        QCOMPARE(model.rowCount(), 6);
+        QCOMPARE(model.columnCount(), 5);
         QCOMPARE(model.index(0, SanityMetricsModel::OriginalColumn).data().toString(), QStringLiteral("3.500"));
         QCOMPARE(model.index(0, SanityMetricsModel::ConvertedColumn).data().toString(), QStringLiteral("4.200"));
         QCOMPARE(model.index(0, SanityMetricsModel::ChangeColumn).data().toString(), QStringLiteral("+20.0%"));
         QCOMPARE(model.index(2, SanityMetricsModel::ConvertedColumn).data().toString(), QStringLiteral("81.0%"));
         QCOMPARE(model.index(3, SanityMetricsModel::ChangeColumn).data().toString(), QStringLiteral("\u221275.0%"));
+        // The chosen cache format's column: its quality next to the float32 cache's, and its allocated bytes.
+        QCOMPARE(model.cacheFormat(), QStringLiteral("int4/64+rope:int8/64"));
+        QVERIFY(model.headerData(SanityMetricsModel::CacheColumn, Qt::Horizontal).toString().contains(QStringLiteral("int4/64+rope:int8/64")));
+        QCOMPARE(model.index(0, SanityMetricsModel::CacheColumn).data().toString(), QStringLiteral("4.900 (+40.0%)"));
+        QCOMPARE(model.index(1, SanityMetricsModel::CacheColumn).data().toString(), QStringLiteral("0.2000"));
+        QCOMPARE(model.index(2, SanityMetricsModel::CacheColumn).data().toString(), QStringLiteral("70.0%"));
+        QCOMPARE(model.index(3, SanityMetricsModel::CacheColumn).data().toString(), QStringLiteral("200 B"));
+        // MLA and the int4 cache together against the original in BF16: 1 - 200 / 1280.
+        QCOMPARE(model.index(4, SanityMetricsModel::OriginalColumn).data().toString(), QStringLiteral("1.25 KiB"));
+        QCOMPARE(model.index(4, SanityMetricsModel::CacheColumn).data().toString(), QStringLiteral("\u221284.4%"));
+        QCOMPARE(model.index(4, SanityMetricsModel::MetricColumn).data(SanityMetricsModel::RawValueRole).toDouble(), 1.0 - 200.0 / 1280.0);
         model.setReport(std::nullopt);
         QCOMPARE(model.rowCount(), 0);
     }
@@ -173,6 +186,33 @@ private Q_SLOTS:
         QCOMPARE(model.piece(0, false), QString::fromStdString(tokenizer->decodePiece(-1, 10)));
         model.setComparison(nullptr, nullptr);
         QCOMPARE(model.rowCount(), 0);
+    }
+
+    void generationAlignsInsertedTokens()
+    {
+        // The converted model inserts one token: a positional diff flagged every later token, the aligned one flags
+        // that token alone (issue 18: "one inserted token marks everything after it as different").
+        GenerationModel model;
+        QAbstractItemModelTester tester(&model, QAbstractItemModelTester::FailureReportingMode::QtTest);
+        GenerationComparison g;
+        g.originalIds = {10, 11, 12, 13, 14, 15};
+        g.convertedIds = {10, 11, 99, 12, 13, 14, 15};
+        g.firstDifference = 2;
+        model.setComparison(&g, nullptr);
+        QCOMPARE(model.rowCount(), 7);
+        QCOMPARE(model.commonTokens(), qint64(6));
+        int differing = 0;
+        for (int row = 0; row < model.rowCount(); ++row)
+            differing += model.differs(row) ? 1 : 0;
+        QCOMPARE(differing, 1);
+        QCOMPARE(model.op(2), AlignOp::OnlySecond);
+        QCOMPARE(model.index(2, GenerationModel::OriginalColumn).data(GenerationModel::TokenIdRole).toInt(), -1);
+        QCOMPARE(model.index(2, GenerationModel::ConvertedColumn).data(GenerationModel::TokenIdRole).toInt(), 99);
+        QCOMPARE(model.index(2, GenerationModel::PositionColumn).data().toString(), QStringLiteral("\u2013 | 2"));
+        QCOMPARE(model.index(5, GenerationModel::PositionColumn).data().toString(), QStringLiteral("4 | 5"));
+        QCOMPARE(model.index(5, GenerationModel::OriginalColumn).data(GenerationModel::TokenIdRole).toInt(), 14);
+        QCOMPARE(model.index(5, GenerationModel::ConvertedColumn).data(GenerationModel::TokenIdRole).toInt(), 14);
+        QVERIFY(!model.index(6, GenerationModel::ConvertedColumn).data(GenerationModel::DiffersRole).toBool());
     }
 };
 

@@ -16,6 +16,7 @@
 #include "panels/sanity_view.h"
 #include "panels/spectrum_view.h"
 #include "plots/heatmap_plot.h"
+#include "plots/memory_plot.h"
 #include "plots/spectrum_plot.h"
 #include "view_data/view_data.h"
 
@@ -49,6 +50,8 @@ class TestPanels : public QObject {
     SanityView* m_sanity = nullptr;
     ExplainerPanel* m_explainer = nullptr;
     RunBar* m_run = nullptr;
+
+    void cacheFormatCheck(); // part of sanityAfterConversion
 
 private Q_SLOTS:
     void initTestCase()
@@ -229,7 +232,7 @@ private Q_SLOTS:
         QTRY_VERIFY_WITH_TIMEOUT(m_wb->sanity().has_value() && !m_wb->isBusy(), kTimeout);
         const SanityReport& r = *m_wb->sanity();
         QVERIFY(r.convertedKvBytesPerToken < r.originalKvBytesPerToken);
-        QCOMPARE(m_sanity->metricsModel()->rowCount(), 5);
+        QCOMPARE(m_sanity->metricsModel()->rowCount(), 6);
         QCOMPARE(m_sanity->generationModel()->prompt(), QStringLiteral("Once upon a time"));
         QVERIFY(m_sanity->generationModel()->rowCount() > 0);
         QVERIFY(m_sanity->originalHtml().contains(QStringLiteral("Once upon a time")));
@@ -237,12 +240,68 @@ private Q_SLOTS:
             QVERIFY(m_sanity->convertedHtml().contains(QStringLiteral("#ffbf66")));
         QVERIFY(m_sanity->runButton()->isEnabled());
         QVERIFY(m_wb->conversionMatchesSettings());
+        cacheFormatCheck();
         ConversionSettings s = m_wb->settings();
         s.latentDim = 12;
         m_wb->changeSettings(s, QStringLiteral("latent"));
         QVERIFY(!m_wb->conversionMatchesSettings());
     }
 };
+
+void TestPanels::cacheFormatCheck()
+{
+    // The check with an int4 latent cache, int8 RoPE keys (the default under int4) and groups of 32, as the CLI's
+    // convert --check --kv-cache int4 --kv-cache-group 32 would run it.
+    m_sanity->cacheCombo()->setCurrentIndex(m_sanity->cacheCombo()->findData(QStringLiteral("int4")));
+    m_sanity->cacheGroupSpin()->setValue(32);
+    QVERIFY(m_sanity->cacheGroupSpin()->isEnabled());
+    QCOMPARE(kvCacheFormatName(m_wb->sanityOptions().cacheFormat), std::string("int4/32+rope:int8/32"));
+    QVERIFY(m_sanity->statusText().contains(QStringLiteral("Run check to measure int4/32+rope:int8/32")));
+    QSignalSpy checked(m_wb, &Workbench::sanityChanged);
+    QTest::mouseClick(m_sanity->runButton(), Qt::LeftButton);
+    QVERIFY(checked.wait(kTimeout));
+    QTRY_VERIFY(!m_wb->isBusy());
+    const SanityReport& r = *m_wb->sanity();
+    QCOMPARE(r.withCache.format, std::string("int4/32+rope:int8/32"));
+    QVERIFY(r.withCache.kvBytesPerToken > 0 && r.withCache.kvBytesPerToken < r.convertedKvBytesPerToken);
+    QVERIFY(r.withCache.kl > 0.0); // 16 levels are not lossless
+    QVERIFY(r.withCache.top1Agreement > 0.0 && r.withCache.top1Agreement <= 1.0);
+    QVERIFY(r.combinedSaving() > 1.0 - r.convertedKvBytesPerToken / r.originalBf16KvBytesPerToken);
+    QCOMPARE(m_sanity->metricsModel()->cacheFormat(), QStringLiteral("int4/32+rope:int8/32"));
+    QCOMPARE(m_sanity->metricsModel()->index(0, SanityMetricsModel::CacheColumn).data().toString().left(5),
+             QString::number(r.withCache.ppl, 'f', 3).left(5));
+    QVERIFY(!m_sanity->statusText().contains(QStringLiteral("Run check to measure")));
+
+    // The memory plot: one measured series per cache the check allocated, each on the formula curve of its format
+    // (allocation = accounting), and the formula curve of the chosen format added since it is not one of the usual.
+    const QList<MemoryPlot::Curve>& curves = m_preview->memoryPlot()->curves();
+    auto find = [&curves](const QString& name) {
+        for (const MemoryPlot::Curve& c : curves)
+            if (c.name == name)
+                return &c;
+        return static_cast<const MemoryPlot::Curve*>(nullptr);
+    };
+    int measured = 0;
+    for (const MemoryPlot::Curve& c : curves) {
+        if (!c.measured)
+            continue;
+        ++measured;
+        QString formula = c.name.mid(QStringLiteral("measured · ").size());
+        const MemoryPlot::Curve* f = find(formula);
+        if (!f) // the usual formats' curves are named by type alone
+            f = find(formula.replace(QStringLiteral("bf16"), QStringLiteral("BF16")));
+        QVERIFY2(f, qPrintable(c.name));
+        QCOMPARE(c.bytes.size(), f->bytes.size());
+        for (std::size_t i = 0; i < c.bytes.size(); ++i)
+            QCOMPARE(c.bytes[i], f->bytes[i]);
+    }
+    QCOMPARE(measured, 4); // original f32 and BF16, converted f32 and int4/32+rope:int8/32
+    QVERIFY(find(QStringLiteral("measured · MLA · int4/32+rope:int8/32")));
+    QVERIFY(find(QStringLiteral("MLA · int4/32+rope:int8/32")));
+    const std::vector<std::int64_t> contexts = view::contextGrid(*m_wb->config(), m_wb->contextLength());
+    QCOMPARE(find(QStringLiteral("measured · MLA · int4/32+rope:int8/32"))->bytes.front(),
+             r.withCache.kvBytesPerToken * static_cast<double>(contexts.front()) * static_cast<double>(m_wb->batchSize()));
+}
 
 QTEST_MAIN(TestPanels)
 #include "tst_panels.moc"

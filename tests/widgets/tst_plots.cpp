@@ -5,6 +5,7 @@
 #include "plots/bar_plot.h"
 #include "plots/heatmap_plot.h"
 #include "plots/memory_plot.h"
+#include "plots/qcustomplot_include.h"
 #include "plots/spectrum_plot.h"
 #include "common/synthetic_analysis.h"
 #include "view_data/view_data.h"
@@ -224,6 +225,48 @@ private Q_SLOTS:
         QCOMPARE(bars.barText(1, 0), QStringLiteral("layer 1 · weights: 0.2"));
         QVERIFY(bars.barText(1, 1).isEmpty()); // unknown value
         QVERIFY(bars.csv().contains(QStringLiteral("1,0.2,\n")));
+    }
+
+    void measuredMemoryPointsHaveNoLine()
+    {
+        // The sanity check's measured bytes are points over the formula curves, not another formula line.
+        MemoryPlot memory;
+        MemoryPlot::Curve formula{QStringLiteral("MLA · int4/64+rope:int8/64"), {1280, 2560}, 0, Qt::DotLine, true};
+        MemoryPlot::Curve measured{QStringLiteral("measured · MLA · int4/64+rope:int8/64"), {1280, 2560}, 0, Qt::NoPen, true};
+        measured.measured = true;
+        memory.setCurves({128, 256}, {formula, measured});
+        auto* p = memory.findChild<QCustomPlot*>();
+        QVERIFY(p);
+        QCOMPARE(p->graphCount(), 2);
+        QVERIFY(p->graph(0)->lineStyle() != QCPGraph::lsNone);
+        QCOMPARE(p->graph(1)->lineStyle(), QCPGraph::lsNone);
+        QCOMPARE(p->graph(1)->scatterStyle().shape(), QCPScatterStyle::ssDiamond);
+        QVERIFY(memory.valuesAt(256).contains(QStringLiteral("measured · MLA · int4/64+rope:int8/64: 2.50 KiB")));
+    }
+
+    void emptyMemoryPlotShowsAMessage()
+    {
+        // Issue 18: an empty plot kept the last model's axes; now the axes go and a message says why.
+        MemoryPlot memory;
+        memory.setPlaceholder(QStringLiteral("Open a model to begin"));
+        auto* p = memory.findChild<QCustomPlot*>();
+        QVERIFY(memory.showsPlaceholder());
+        QVERIFY(!p->xAxis->visible() && !p->yAxis->visible());
+        auto visibleText = [p] {
+            for (int i = 0; i < p->itemCount(); ++i)
+                if (auto* t = qobject_cast<QCPItemText*>(p->item(i)); t && t->visible())
+                    return t->text();
+            return QString();
+        };
+        QCOMPARE(visibleText(), QStringLiteral("Open a model to begin"));
+        memory.setCurves({128, 256}, {{QStringLiteral("original · BF16"), {10, 20}, 1, Qt::SolidLine, false}});
+        memory.setMarker(200);
+        QVERIFY(!memory.showsPlaceholder());
+        QVERIFY(p->xAxis->visible() && p->yAxis->visible());
+        QCOMPARE(visibleText(), QString());
+        memory.setCurves({}, {});
+        QVERIFY(!p->xAxis->visible());
+        QCOMPARE(visibleText(), QStringLiteral("Open a model to begin"));
     }
 
     void followsThePalette()

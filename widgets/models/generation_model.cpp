@@ -23,6 +23,7 @@ void GenerationModel::setComparison(const GenerationComparison* comparison, cons
     m_converted.clear();
     m_prompt.clear();
     m_firstDifference = -1;
+    m_alignment = {};
     if (comparison) {
         m_prompt = QString::fromStdString(comparison->prompt);
         m_firstDifference = comparison->firstDifference;
@@ -38,26 +39,40 @@ void GenerationModel::setComparison(const GenerationComparison* comparison, cons
         };
         m_original = decode(comparison->originalIds);
         m_converted = decode(comparison->convertedIds);
+        m_alignment = alignTokens(comparison->originalIds, comparison->convertedIds);
     }
     endResetModel();
 }
 
+const GenerationModel::Token* GenerationModel::token(int row, bool converted) const
+{
+    if (row < 0 || row >= static_cast<int>(m_alignment.rows.size()))
+        return nullptr;
+    const AlignedToken& r = m_alignment.rows[static_cast<std::size_t>(row)];
+    const std::int64_t i = converted ? r.second : r.first;
+    const QList<Token>& side = converted ? m_converted : m_original;
+    return i >= 0 && i < side.size() ? &side[static_cast<qsizetype>(i)] : nullptr;
+}
+
+AlignOp GenerationModel::op(int row) const
+{
+    return row >= 0 && row < static_cast<int>(m_alignment.rows.size()) ? m_alignment.rows[static_cast<std::size_t>(row)].op : AlignOp::Same;
+}
+
 QString GenerationModel::piece(int row, bool converted) const
 {
-    const QList<Token>& side = converted ? m_converted : m_original;
-    return row >= 0 && row < side.size() ? side[row].piece : QString();
+    const Token* t = token(row, converted);
+    return t ? t->piece : QString();
 }
 
 bool GenerationModel::differs(int row) const
 {
-    const int a = row < m_original.size() ? m_original[row].id : -1;
-    const int b = row < m_converted.size() ? m_converted[row].id : -1;
-    return a != b;
+    return op(row) != AlignOp::Same;
 }
 
 int GenerationModel::rowCount(const QModelIndex& parent) const
 {
-    return parent.isValid() ? 0 : static_cast<int>(std::max(m_original.size(), m_converted.size()));
+    return parent.isValid() ? 0 : static_cast<int>(m_alignment.rows.size());
 }
 
 int GenerationModel::columnCount(const QModelIndex& parent) const
@@ -74,16 +89,20 @@ QVariant GenerationModel::data(const QModelIndex& index, int role) const
     switch (role) {
     case Qt::DisplayRole:
         switch (index.column()) {
-        case PositionColumn: return row;
+        case PositionColumn: {
+            const AlignedToken& r = m_alignment.rows[static_cast<std::size_t>(row)];
+            auto at = [](std::int64_t i) { return i >= 0 ? QString::number(i) : QStringLiteral("\u2013"); };
+            return r.first == r.second ? at(r.first) : QStringLiteral("%1 | %2").arg(at(r.first), at(r.second));
+        }
         case OriginalColumn: return visible(piece(row, false));
         case ConvertedColumn: return visible(piece(row, true));
         default: return {};
         }
     case TokenIdRole:
-        if (index.column() == OriginalColumn)
-            return row < m_original.size() ? m_original[row].id : -1;
-        if (index.column() == ConvertedColumn)
-            return row < m_converted.size() ? m_converted[row].id : -1;
+        if (index.column() == OriginalColumn || index.column() == ConvertedColumn) {
+            const Token* t = token(row, index.column() == ConvertedColumn);
+            return t ? t->id : -1;
+        }
         return {};
     case DiffersRole:
         return different;
@@ -92,10 +111,15 @@ QVariant GenerationModel::data(const QModelIndex& index, int role) const
             return QColor(255, 170, 60, 110);
         return {};
     case Qt::ToolTipRole:
-        if (index.column() == OriginalColumn && row < m_original.size())
-            return tr("token id %1").arg(m_original[row].id);
-        if (index.column() == ConvertedColumn && row < m_converted.size())
-            return tr("token id %1").arg(m_converted[row].id);
+        if (index.column() == OriginalColumn || index.column() == ConvertedColumn) {
+            const Token* t = token(row, index.column() == ConvertedColumn);
+            if (!t)
+                return index.column() == OriginalColumn ? tr("the original has no token here (the converted model inserted one)")
+                                                        : tr("the converted model has no token here (it dropped the original's)");
+            return tr("token id %1").arg(t->id);
+        }
+        if (index.column() == PositionColumn)
+            return tr("Position in the original | in the converted continuation (one number when equal)");
         return {};
     default:
         return {};

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "conversion/sanity_check.h"
+#include "conversion/token_alignment.h"
 #include "tokenizer/tokenizer.h"
 
 #include <QAbstractTableModel>
@@ -8,8 +9,10 @@
 
 namespace mla {
 
-// The two greedy continuations of the sanity check token by token: position, the original's token, the converted
-// model's token; positions where they differ are flagged (DiffersRole, and a highlight background).
+// The two continuations of the sanity check aligned token by token (a longest common subsequence, core's
+// alignTokens): one row per common token, per pair of differing tokens, and per token only one side has, so a token
+// one model inserts marks that token only. Columns: the positions in each side, the original's token, the converted
+// model's token; rows that differ are flagged (DiffersRole, and a highlight background).
 class GenerationModel : public QAbstractTableModel {
     Q_OBJECT
 public:
@@ -23,7 +26,12 @@ public:
 
     QString prompt() const { return m_prompt; }
     qint64 firstDifference() const { return m_firstDifference; }
-    // The decoded piece of one side at a position (empty past its end).
+    // Tokens both continuations share in order (the LCS length), and each side's length.
+    qint64 commonTokens() const { return m_alignment.common; }
+    qint64 originalLength() const { return m_original.size(); }
+    qint64 convertedLength() const { return m_converted.size(); }
+    AlignOp op(int row) const;
+    // The decoded piece of one side in an aligned row (empty where that side has no token).
     QString piece(int row, bool converted) const;
     bool differs(int row) const;
 
@@ -39,6 +47,8 @@ private:
     };
     QList<Token> m_original;
     QList<Token> m_converted;
+    TokenAlignment m_alignment;
+    const Token* token(int row, bool converted) const;
     QString m_prompt;
     qint64 m_firstDifference = -1;
 };

@@ -20,6 +20,8 @@
 #include <QTimer>
 #include <QVBoxLayout>
 
+#include <algorithm>
+
 namespace mla {
 namespace {
 
@@ -127,6 +129,7 @@ PreviewView::PreviewView(Workbench* workbench, QWidget* parent) : QWidget(parent
     connect(m_workbench, &Workbench::modelChanged, this, &PreviewView::refresh);
     connect(m_workbench, &Workbench::conversionChanged, this, &PreviewView::refresh);
     connect(m_workbench, &Workbench::memoryParametersChanged, this, &PreviewView::refreshMemory);
+    connect(m_workbench, &Workbench::sanityChanged, this, &PreviewView::refreshMemory);
     refresh();
 }
 
@@ -204,7 +207,7 @@ void PreviewView::refresh()
         m_layers->setPreview({}, {}, 1);
         m_errors->setData({}, {}, tr("layer"), tr("relative error"));
         m_errors->setPlaceholder(c ? QString() : tr("Open a model to begin"));
-        m_memory->setCurves({}, {});
+        refreshMemory(); // its empty state
         return;
     }
     m_kv->setText(tr("<b>%1</b> → <b>%2</b> elements &nbsp; <span style='font-size:large'><b>%3</b></span>")
@@ -275,11 +278,22 @@ void PreviewView::refresh()
     refreshMemory();
 }
 
+std::vector<view::MeasuredCache> PreviewView::measuredPoints() const
+{
+    // Only a check of the conversion the preview describes: after a settings move the measurement is of another model.
+    const auto& sanity = m_workbench->sanity();
+    if (!sanity || !m_workbench->conversion() || !m_workbench->conversionMatchesSettings())
+        return {};
+    return view::measuredCaches(*sanity);
+}
+
 void PreviewView::refreshMemory()
 {
     const ConversionPreview& p = m_workbench->preview();
     const ModelConfig* c = m_workbench->config();
     if (!c || !p.problem.empty() || p.layers.empty()) {
+        m_memory->setPlaceholder(!c ? tr("Open a model to begin")
+                                    : tr("No memory curves: these settings cannot be converted (see the message above)"));
         m_memory->setCurves({}, {});
         m_bytes->setText(QStringLiteral("\u2014"));
         return;
@@ -287,13 +301,40 @@ void PreviewView::refreshMemory()
     const std::int64_t context = m_workbench->contextLength();
     const std::int64_t batch = m_workbench->batchSize();
     const std::vector<std::int64_t> contexts = view::contextGrid(*c, context);
-    QList<MemoryPlot::Curve> curves;
+    // Formula curves for the usual formats (what --kv-cache bf16 / int8 / int4 allocate), then, when the sanity check
+    // of a conversion with the current settings ran, the bytes its caches really took as points, with a formula curve
+    // for any measured format the usual ones do not cover: a point off its curve would be an accounting error.
+    struct Formula {
+        bool converted;
+        KvCacheFormat format;
+        QString name;
+        Qt::PenStyle style;
+    };
+    QList<Formula> formulas;
     const std::pair<CacheFormat, Qt::PenStyle> formats[] = {
         {CacheFormat::BF16, Qt::SolidLine}, {CacheFormat::Int8, Qt::DashLine}, {CacheFormat::Int4, Qt::DotLine}};
-    for (const auto& [format, style] : formats) {
-        const QString name = QString::fromUtf8(cacheFormatName(format).data()).toUpper();
-        curves.append({tr("original · %1").arg(name), view::cacheBytesCurve(p.kv, false, contexts, batch, format), 1, style, false});
-        curves.append({tr("MLA · %1").arg(name), view::cacheBytesCurve(p.kv, true, contexts, batch, format), 0, style, true});
+    for (const auto& entry : formats) {
+        const KvCacheFormat f = KvCacheFormat::withDefaultRope({entry.first, kDefaultCacheGroupSize});
+        const QString name = QString::fromUtf8(cacheFormatName(entry.first).data()).toUpper();
+        formulas.append({false, f, name, entry.second});
+        formulas.append({true, f, name, entry.second});
+    }
+    const std::vector<view::MeasuredCache> measured = measuredPoints();
+    for (const view::MeasuredCache& m : measured) {
+        const bool covered = std::any_of(formulas.begin(), formulas.end(), [&m](const Formula& f) { return f.converted == m.converted && f.format == m.format; });
+        if (!covered)
+            formulas.append({m.converted, m.format, QString::fromStdString(m.formatName),
+                             m.format.isFloat32() ? Qt::DashDotLine : Qt::DashDotDotLine});
+    }
+    QList<MemoryPlot::Curve> curves;
+    for (const Formula& f : formulas)
+        curves.append({(f.converted ? tr("MLA · %1") : tr("original · %1")).arg(f.name),
+                       view::cacheBytesCurve(p.kv, f.converted, contexts, batch, f.format), f.converted ? 0 : 1, f.style, f.converted});
+    for (const view::MeasuredCache& m : measured) {
+        MemoryPlot::Curve c{(m.converted ? tr("measured · MLA · %1") : tr("measured · original · %1")).arg(QString::fromStdString(m.formatName)),
+                            view::measuredBytesCurve(m.bytesPerToken, contexts, batch), m.converted ? 0 : 1, Qt::NoPen, m.converted};
+        c.measured = true;
+        curves.append(c);
     }
     m_memory->setCurves(contexts, curves);
     m_memory->setMarker(context);

@@ -1,6 +1,10 @@
 #pragma once
 
+#include "view_data/view_data.h"
+
 #include <QWidget>
+
+#include <vector>
 
 class QComboBox;
 class QLabel;
@@ -17,7 +21,7 @@ class Workbench;
 // The live preview, updated as a control moves (closed forms from the analysis's spectra, no decomposition): KV per
 // token and the saving, bytes per token and at the chosen context, the parameter change, the predicted error per
 // layer (bars, optionally beside a preset's), memory against context length for the original and converted model
-// in BF16 / int8 / int4, and the per-layer table where a layer's latent can be set and locked by hand.
+// in BF16 / int8 / int4 (with the bytes the sanity check's caches really took as points), and the per-layer table where a layer's latent can be set and locked by hand.
 class PreviewView : public QWidget {
     Q_OBJECT
 public:
@@ -37,6 +41,8 @@ public Q_SLOTS:
 
 private:
     void refreshMemory();
+    // The sanity check's measured caches, when it checked a conversion made with the current settings.
+    std::vector<view::MeasuredCache> measuredPoints() const;
     QString deepSeekLayoutHtml() const;
 
     Workbench* m_workbench;

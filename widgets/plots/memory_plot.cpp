@@ -56,6 +56,10 @@ MemoryPlot::MemoryPlot(QWidget* parent) : PlotWidget(parent)
     p->legend->setWrap(2);
     m_markerLine = new QCPItemStraightLine(p);
     m_markerLine->setVisible(false);
+    m_placeholderItem = new QCPItemText(p);
+    m_placeholderItem->position->setType(QCPItemPosition::ptAxisRectRatio);
+    m_placeholderItem->position->setCoords(0.5, 0.5);
+    m_placeholderItem->setVisible(false);
     p->setMouseTracking(true);
     p->installEventFilter(this);
     applyPalette();
@@ -67,6 +71,7 @@ void MemoryPlot::applyPalette()
     if (!m_markerLine)
         return;
     m_markerLine->setPen(QPen(foreground(), 1, Qt::DotLine));
+    m_placeholderItem->setColor(foreground());
     rebuild();
 }
 
@@ -77,10 +82,23 @@ void MemoryPlot::setCurves(const std::vector<std::int64_t>& contexts, const QLis
     rebuild();
 }
 
+void MemoryPlot::setPlaceholder(const QString& text)
+{
+    if (text == m_placeholder)
+        return;
+    m_placeholder = text;
+    rebuild();
+}
+
+bool MemoryPlot::showsPlaceholder() const
+{
+    return m_curves.isEmpty();
+}
+
 void MemoryPlot::setMarker(std::int64_t context)
 {
     m_marker = context;
-    m_markerLine->setVisible(context > 0);
+    m_markerLine->setVisible(context > 0 && !m_curves.isEmpty());
     m_markerLine->point1->setCoords(static_cast<double>(context), 1);
     m_markerLine->point2->setCoords(static_cast<double>(context), 2);
     requestReplot();
@@ -107,13 +125,26 @@ void MemoryPlot::rebuild()
             hi = std::max(hi, b);
         }
         g->setData(keys.mid(0, values.size()), values, true);
-        g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, 3));
+        if (c.measured) {
+            g->setLineStyle(QCPGraph::lsNone);
+            g->setScatterStyle(QCPScatterStyle(c.converted ? QCPScatterStyle::ssDiamond : QCPScatterStyle::ssSquare, QPen(accent(c.colour), 1.5),
+                                               QBrush(Qt::NoBrush), 9));
+        } else {
+            g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, 3));
+        }
     }
     if (!m_contexts.empty()) {
         p->xAxis->setRange(static_cast<double>(m_contexts.front()) / 1.2, static_cast<double>(m_contexts.back()) * 1.2);
         p->yAxis->setRange(std::max(lo / 2.0, 1.0), std::max(hi * 2.0, 2.0));
     }
-    p->legend->setVisible(!m_curves.isEmpty());
+    // Without curves the axes would keep the last model's ranges and ticks: a message instead.
+    const bool empty = m_curves.isEmpty();
+    p->xAxis->setVisible(!empty);
+    p->yAxis->setVisible(!empty);
+    m_markerLine->setVisible(!empty && m_marker > 0);
+    m_placeholderItem->setText(m_placeholder);
+    m_placeholderItem->setVisible(empty && !m_placeholder.isEmpty());
+    p->legend->setVisible(!empty);
     if (p->legend->visible()) {
         p->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignLeft | Qt::AlignTop);
         styleLegend(p->legend);

@@ -7,11 +7,13 @@
 #include <vector>
 
 class QCPItemStraightLine;
+class QCPItemText;
 
 namespace mla {
 
 // KV cache memory against context length (both axes logarithmic: a saving is a constant vertical offset), one curve
-// per model and cache format, with a marker at the chosen context length.
+// per model and cache format, with a marker at the chosen context length. Measured series (the bytes the engine
+// allocated for the sanity check's caches) are drawn as points without a line over the formula curves.
 class MemoryPlot : public PlotWidget {
     Q_OBJECT
 public:
@@ -21,12 +23,17 @@ public:
         int colour = 0;             // accent index
         Qt::PenStyle style = Qt::SolidLine; // one style per cache format
         bool converted = false;     // drawn thicker
+        bool measured = false;      // points only (large markers, no line): a measurement, not a formula
     };
 
     explicit MemoryPlot(QWidget* parent = nullptr);
 
     void setCurves(const std::vector<std::int64_t>& contexts, const QList<Curve>& curves);
     void setMarker(std::int64_t context); // <= 0 hides it
+    // Shown instead of empty axes while there are no curves ("Open a model to begin").
+    void setPlaceholder(const QString& text);
+    bool showsPlaceholder() const; // no curves: the axes are hidden and the placeholder (if any) shown
+    QString placeholder() const { return m_placeholder; }
     QString valuesAt(std::int64_t context) const; // the tooltip text of a context length
 
     const QList<Curve>& curves() const { return m_curves; }
@@ -43,6 +50,8 @@ private:
     QList<Curve> m_curves;
     std::int64_t m_marker = 0;
     QCPItemStraightLine* m_markerLine = nullptr;
+    QCPItemText* m_placeholderItem = nullptr;
+    QString m_placeholder;
 };
 
 } // namespace mla

@@ -148,6 +148,52 @@ private Q_SLOTS:
         // The model as it is: 2 bytes per element in BF16.
         QCOMPARE(cacheBytesPerToken(c, CacheFormat::BF16), 2.0 * static_cast<double>(c.kvElementsPerToken()));
     }
+
+    void memoryCurvesOfAWholeCacheFormat()
+    {
+        const ModelConfig c = shape();
+        const auto contexts = contextGrid(c, 1000);
+        const KvAccount account = kvAccount(c, resolveLayerConfigs(c, ConversionSettings{}, std::vector<LayerPairSelection>(3, LayerPairSelection(4, {0}))));
+        // `--kv-cache int4` is the int4 latent with its default RoPE part: both overloads give the same bytes.
+        const KvCacheFormat int4 = KvCacheFormat::withDefaultRope({CacheFormat::Int4, 64});
+        QVERIFY(int4.rope.type != CacheFormat::Int4); // the RoPE keys default to more bits (docs/kv-cache.md)
+        QCOMPARE(cacheBytesCurve(account, true, contexts, 3, int4), cacheBytesCurve(account, true, contexts, 3, CacheFormat::Int4));
+        QCOMPARE(cacheBytesCurve(account, false, contexts, 3, int4), cacheBytesCurve(account, false, contexts, 3, CacheFormat::Int4));
+        // A RoPE part of its own changes the converted model's bytes (its RoPE keys), not the original's (it has none).
+        const KvCacheFormat int4Rope4 = KvCacheFormat::uniform({CacheFormat::Int4, 64});
+        QVERIFY(cacheBytesCurve(account, true, contexts, 1, int4Rope4)[0] < cacheBytesCurve(account, true, contexts, 1, int4)[0]);
+        QCOMPARE(cacheBytesCurve(account, false, contexts, 1, int4Rope4), cacheBytesCurve(account, false, contexts, 1, int4));
+        const auto f32 = cacheBytesCurve(account, true, contexts, 1, KvCacheFormat{});
+        for (std::size_t i = 0; i < contexts.size(); ++i)
+            QCOMPARE(f32[i], 4.0 * static_cast<double>(account.convertedTotal) * static_cast<double>(contexts[i]));
+    }
+
+    void measuredCachesOfASanityReport()
+    {
+        SanityReport r;
+        r.originalKvBytesPerToken = 2560;
+        r.convertedKvBytesPerToken = 640;
+        r.withCache.format = "int4/32+rope:int8/32";
+        r.withCache.kvBytesPerToken = 130;
+        r.originalBf16KvBytesPerToken = 1280;
+        auto m = measuredCaches(r);
+        QCOMPARE(m.size(), std::size_t(4));
+        QVERIFY(!m[0].converted && m[0].format.isFloat32() && m[0].bytesPerToken == 2560.0);
+        QVERIFY(m[1].converted && m[1].format.isFloat32() && m[1].bytesPerToken == 640.0);
+        QVERIFY(m[2].converted && m[2].bytesPerToken == 130.0);
+        QCOMPARE(m[2].format.latent, (CachePartFormat{CacheFormat::Int4, 32}));
+        QCOMPARE(m[2].format.rope, (CachePartFormat{CacheFormat::Int8, 32}));
+        QCOMPARE(m[2].formatName, std::string("int4/32+rope:int8/32"));
+        QVERIFY(!m[3].converted && m[3].format == KvCacheFormat::uniform({CacheFormat::BF16}) && m[3].bytesPerToken == 1280.0);
+        // A float32 check measures the converted model once; an older session without the BF16 figure has no such point.
+        r.withCache.format = "f32";
+        r.originalBf16KvBytesPerToken = 0;
+        m = measuredCaches(r);
+        QCOMPARE(m.size(), std::size_t(2));
+        QCOMPARE(measuredCaches(SanityReport{}).size(), std::size_t(0));
+        const std::vector<std::int64_t> contexts{128, 256, 4096};
+        QCOMPARE(measuredBytesCurve(130, contexts, 2), (std::vector<double>{130.0 * 256, 130.0 * 512, 130.0 * 8192}));
+    }
 };
 
 QTEST_MAIN(TestViewData)
