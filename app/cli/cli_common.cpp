@@ -69,7 +69,8 @@ JobControl terminalProgress(const Arguments& args)
             return;
         lastPercent = percent;
         last = stage;
-        std::fprintf(stderr, "\r%-40s %3d%%", stage.c_str(), percent);
+        // Padded so that a shorter line overwrites a longer one (stages carry a rate and time left).
+        std::fprintf(stderr, "\r%-72s %3d%%", stage.c_str(), percent);
         if (f >= 1.0)
             std::fprintf(stderr, "\n");
         std::fflush(stderr);

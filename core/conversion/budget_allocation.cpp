@@ -1,10 +1,13 @@
 #include "conversion/budget_allocation.h"
 
+#include "conversion/candidate_errors.h"
+
 #include "analysis/key_value_split.h"
 #include "conversion/layer_converter.h"
 #include "conversion/sequential_converter.h"
 #include "engine/ops.h"
 #include "util/error.h"
+#include "util/progress_rate.h"
 
 #include <algorithm>
 #include <cmath>
@@ -80,6 +83,198 @@ Allocation allocateBudget(const std::vector<std::vector<AllocationCandidate>>& c
     return a;
 }
 
+namespace {
+
+// Latent widths measured for p pairs: latentSteps points spread up to twice the average per-layer budget.
+std::vector<std::int64_t> candidateWidths(const ModelConfig& c, const AllocationOptions& options, double average, std::int64_t p)
+{
+    const std::int64_t rope = c.kvHeads * 2 * p;
+    const std::int64_t rank = c.kvHeads * (c.headDim - 2 * p) + c.kvDim();
+    std::set<std::int64_t> widths;
+    for (int i = 1; i <= options.latentSteps; ++i) {
+        const double e = 2.0 * average * static_cast<double>(i) / static_cast<double>(options.latentSteps);
+        const auto d = static_cast<std::int64_t>(std::llround(e)) - rope;
+        if (d >= 1)
+            widths.insert(std::min(d, std::min(rank, c.hidden)));
+    }
+    return {widths.begin(), widths.end()};
+}
+
+// One layer's calibration inputs, the original attention outputs on them and their covariance.
+struct LayerInputs {
+    std::vector<MatrixRM> x, target;
+    MatrixXdRM covariance;
+    double streamEnergy = 0.0;
+};
+
+LayerInputs layerInputs(const ModelConfig& c, const LayerWeights& w, const Transformer& original, const std::vector<MatrixRM>& hidden,
+                        std::int64_t tokens)
+{
+    const float eps = static_cast<float>(c.rmsEps);
+    LayerInputs in;
+    in.x.resize(hidden.size());
+    in.target.resize(hidden.size());
+    in.covariance = MatrixXdRM::Zero(c.hidden, c.hidden);
+    for (std::size_t s = 0; s < hidden.size(); ++s) {
+        rmsNormRows(hidden[s], w.attnNorm, eps, in.x[s]);
+        const MatrixXdRM xd = in.x[s].cast<double>();
+        in.covariance.noalias() += xd.transpose() * xd;
+        in.streamEnergy += hidden[s].cast<double>().squaredNorm();
+        linear(w.o, w.oBias, original.attentionContext(0, in.x[s]), in.target[s]);
+    }
+    in.covariance /= static_cast<double>(tokens);
+    return in;
+}
+
+ConvertedAttention convertAtWidest(const ComputeBackend& backend, const ModelConfig& c, const LayerWeights& w, const AnalysisResult& analysis,
+                                   const AllocationOptions& options, std::int64_t l, std::int64_t p, std::int64_t widest,
+                                   const MatrixXdRM& covariance, const JobControl& job, MlaLayerConfig& m)
+{
+    m.keptPairs = selectLayerPairs(c, options.strategy, p, 0, &analysis.layers[static_cast<std::size_t>(l)].scores);
+    m.method = LatentMethod::Joint;
+    m.latentK = widest;
+    ConversionSettings settings;
+    settings.activationAware = options.activationAware;
+    return convertAttention(backend, c, w, m, settings, &covariance, job);
+}
+
+// The exhaustive reference: a single-layer model per candidate, full attention over every token.
+void measureLayerExhaustive(const ComputeBackend& backend, const Model& model, const AnalysisResult& analysis, const AllocationOptions& options,
+                            std::int64_t l, double average, std::int64_t maxPairs, const LayerInputs& in,
+                            std::vector<AllocationCandidate>& out, const JobControl& job)
+{
+    const ModelConfig& c = model.config;
+    const LayerWeights& w = model.layers[static_cast<std::size_t>(l)];
+    for (std::int64_t p = 0; p <= maxPairs; ++p) {
+        if (options.onlyPairs >= 0 && p != options.onlyPairs)
+            continue;
+        job.progress((static_cast<double>(l) + static_cast<double>(p) / static_cast<double>(maxPairs + 1)) / static_cast<double>(c.layers),
+                     "measuring allocation candidates");
+        const std::vector<std::int64_t> widths = candidateWidths(c, options, average, p);
+        if (widths.empty())
+            continue;
+        const std::int64_t rope = c.kvHeads * 2 * p;
+        MlaLayerConfig m;
+        // The factors at the largest width; narrower widths are their leading columns (the truncated decomposition).
+        const ConvertedAttention full = convertAtWidest(backend, c, w, analysis, options, l, p, widths.back(), in.covariance, job, m);
+        for (std::int64_t d : widths) {
+            ConvertedAttention a = full;
+            a.downKv = full.downKv.topRows(d);
+            a.upK = full.upK.leftCols(d);
+            a.upV = full.upV.leftCols(d);
+            MlaLayerConfig md = m;
+            md.latentK = d;
+            LayerWeights cw = w;
+            cw.q = Tensor::fromMatrix(a.q);
+            cw.qBias = a.qBias;
+            cw.k = cw.v = Tensor();
+            cw.kBias = cw.vBias = VectorF();
+            cw.kRope = a.kRope.rows() > 0 ? Tensor::fromMatrix(a.kRope) : Tensor();
+            cw.kRopeBias = a.kRopeBias;
+            cw.downKv = Tensor::fromMatrix(a.downKv);
+            cw.upK = a.upK.rows() > 0 ? Tensor::fromMatrix(a.upK) : Tensor();
+            cw.upV = Tensor::fromMatrix(a.upV);
+            cw.upKBias = a.upKBias;
+            cw.upVBias = a.upVBias;
+            const Transformer candidate(singleLayerModel(model, cw, md), MlaForm::Expanded);
+            double err = 0.0;
+            for (std::size_t s = 0; s < in.x.size(); ++s) {
+                MatrixRM o;
+                linear(w.o, w.oBias, candidate.attentionContext(0, in.x[s]), o);
+                err += (o - in.target[s]).cast<double>().squaredNorm();
+            }
+            out.push_back({p, d, rope + d, in.streamEnergy > 0 ? err / in.streamEnergy : err});
+        }
+    }
+}
+
+// The pair counts of the candidates on the lower convex hull of (elements, cost), its decreasing part: the only
+// candidates a Lagrangian relaxation of the budget problem picks, whatever the budget.
+std::set<std::int64_t> hullPairs(std::vector<AllocationCandidate> cs)
+{
+    std::sort(cs.begin(), cs.end(), [](const AllocationCandidate& a, const AllocationCandidate& b) {
+        return a.elements != b.elements ? a.elements < b.elements : a.cost < b.cost;
+    });
+    std::vector<AllocationCandidate> hull;
+    for (const AllocationCandidate& a : cs) {
+        if (!hull.empty() && a.cost >= hull.back().cost)
+            continue; // not cheaper than a smaller candidate: never chosen
+        while (hull.size() >= 2) {
+            const AllocationCandidate& o = hull[hull.size() - 2];
+            const AllocationCandidate& b = hull.back();
+            // b above the segment o-a: drop it.
+            const double cross = static_cast<double>(b.elements - o.elements) * (a.cost - o.cost)
+                                 - (b.cost - o.cost) * static_cast<double>(a.elements - o.elements);
+            if (cross <= 0.0)
+                hull.pop_back();
+            else
+                break;
+        }
+        hull.push_back(a);
+    }
+    std::set<std::int64_t> pairs;
+    for (const AllocationCandidate& a : hull)
+        pairs.insert(a.pairs);
+    return pairs;
+}
+
+// Coarse to fine over the pair counts: a coarse grid, then around every pair count on the hull the counts half a
+// step away, until the step is 1. Errors change smoothly with the pair count, so the hull's counts are found.
+void measureLayerFast(const ComputeBackend& backend, const Model& model, const AnalysisResult& analysis, const AllocationOptions& options,
+                      std::int64_t l, double average, std::int64_t maxPairs, const LayerInputs& in,
+                      std::vector<AllocationCandidate>& out, const JobControl& job, const ProgressRate& rate)
+{
+    const ModelConfig& c = model.config;
+    const LayerWeights& w = model.layers[static_cast<std::size_t>(l)];
+    CandidateErrorOptions eo;
+    eo.queryRows = options.queryRows;
+    eo.sketch = options.sketch;
+    const LayerCandidateErrors evaluator(c, w, in.x, in.target, eo);
+    std::set<std::int64_t> measured;
+    std::int64_t step = options.pairStep;
+    if (step <= 0) {
+        step = 1;
+        while (step * 2 * 8 <= maxPairs + 1)
+            step *= 2;
+    }
+    int levels = 0;
+    for (std::int64_t s = step; s > 1; s /= 2)
+        ++levels;
+    const double expected = static_cast<double>(maxPairs / step + 1 + 4 * levels);
+    auto measure = [&](std::int64_t p) {
+        if (p < 0 || p > maxPairs || measured.count(p) || (options.onlyPairs >= 0 && p != options.onlyPairs))
+            return;
+        measured.insert(p);
+        const double done = static_cast<double>(l) + std::min(0.99, static_cast<double>(measured.size()) / expected);
+        job.progress(done / static_cast<double>(c.layers),
+                     "measuring allocation candidates (" + rate.describe(done, static_cast<double>(c.layers)) + ")");
+        const std::vector<std::int64_t> widths = candidateWidths(c, options, average, p);
+        if (widths.empty())
+            return;
+        MlaLayerConfig m;
+        const ConvertedAttention full = convertAtWidest(backend, c, w, analysis, options, l, p, widths.back(), in.covariance, job, m);
+        const std::vector<double> errors = evaluator.errors(full, m.keptPairs, widths);
+        const std::int64_t rope = c.kvHeads * 2 * p;
+        for (std::size_t i = 0; i < widths.size(); ++i)
+            out.push_back({p, widths[i], rope + widths[i], in.streamEnergy > 0 ? errors[i] / in.streamEnergy : errors[i]});
+    };
+    if (options.onlyPairs >= 0) {
+        measure(options.onlyPairs);
+        return;
+    }
+    for (std::int64_t p = 0; p <= maxPairs; p += step)
+        measure(p);
+    measure(maxPairs);
+    for (std::int64_t h = step / 2; h >= 1; h /= 2) {
+        for (std::int64_t p : hullPairs(out)) {
+            measure(p - h);
+            measure(p + h);
+        }
+    }
+}
+
+} // namespace
+
 std::vector<std::vector<AllocationCandidate>> measureAllocationCandidates(const ComputeBackend& backend, const Model& model, const AnalysisResult& analysis,
                                                                           const CalibrationSet& calibration,
                                                                           const AllocationOptions& options, const JobControl& job)
@@ -100,73 +295,18 @@ std::vector<std::vector<AllocationCandidate>> measureAllocationCandidates(const 
         hidden.push_back(base.embed(s));
         tokens += static_cast<std::int64_t>(s.size());
     }
-    const float eps = static_cast<float>(c.rmsEps);
     std::vector<std::vector<AllocationCandidate>> all(static_cast<std::size_t>(c.layers));
+    const ProgressRate rate("layer");
     for (std::int64_t l = 0; l < c.layers; ++l) {
+        job.checkCancelled();
         const LayerWeights& w = model.layers[static_cast<std::size_t>(l)];
         const Transformer original(singleLayerModel(model, w, std::nullopt), MlaForm::Expanded);
-        std::vector<MatrixRM> x(hidden.size()), target(hidden.size());
-        MatrixXdRM covariance = MatrixXdRM::Zero(c.hidden, c.hidden);
-        double streamEnergy = 0.0;
-        for (std::size_t s = 0; s < hidden.size(); ++s) {
-            rmsNormRows(hidden[s], w.attnNorm, eps, x[s]);
-            const MatrixXdRM xd = x[s].cast<double>();
-            covariance.noalias() += xd.transpose() * xd;
-            streamEnergy += hidden[s].cast<double>().squaredNorm();
-            linear(w.o, w.oBias, original.attentionContext(0, x[s]), target[s]);
-        }
-        covariance /= static_cast<double>(tokens);
-
-        for (std::int64_t p = 0; p <= maxPairs; ++p) {
-            job.progress((static_cast<double>(l) + static_cast<double>(p) / static_cast<double>(maxPairs + 1)) / static_cast<double>(c.layers),
-                         "measuring allocation candidates");
-            const std::int64_t rope = c.kvHeads * 2 * p;
-            const std::int64_t rank = c.kvHeads * (c.headDim - 2 * p) + c.kvDim();
-            std::set<std::int64_t> widths;
-            for (int i = 1; i <= options.latentSteps; ++i) {
-                const double e = 2.0 * average * static_cast<double>(i) / static_cast<double>(options.latentSteps);
-                const auto d = static_cast<std::int64_t>(std::llround(e)) - rope;
-                if (d >= 1)
-                    widths.insert(std::min(d, std::min(rank, c.hidden)));
-            }
-            if (widths.empty())
-                continue;
-            MlaLayerConfig m;
-            m.keptPairs = selectLayerPairs(c, options.strategy, p, 0, &analysis.layers[static_cast<std::size_t>(l)].scores);
-            m.method = LatentMethod::Joint;
-            m.latentK = *widths.rbegin();
-            ConversionSettings settings;
-            settings.activationAware = options.activationAware;
-            // The factors at the largest width; narrower widths are their leading columns (the truncated decomposition).
-            const ConvertedAttention full = convertAttention(backend, c, w, m, settings, &covariance, job);
-            for (std::int64_t d : widths) {
-                ConvertedAttention a = full;
-                a.downKv = full.downKv.topRows(d);
-                a.upK = full.upK.leftCols(d);
-                a.upV = full.upV.leftCols(d);
-                MlaLayerConfig md = m;
-                md.latentK = d;
-                LayerWeights cw = w;
-                cw.q = Tensor::fromMatrix(a.q);
-                cw.qBias = a.qBias;
-                cw.k = cw.v = Tensor();
-                cw.kBias = cw.vBias = VectorF();
-                cw.kRope = a.kRope.rows() > 0 ? Tensor::fromMatrix(a.kRope) : Tensor();
-                cw.kRopeBias = a.kRopeBias;
-                cw.downKv = Tensor::fromMatrix(a.downKv);
-                cw.upK = a.upK.rows() > 0 ? Tensor::fromMatrix(a.upK) : Tensor();
-                cw.upV = Tensor::fromMatrix(a.upV);
-                cw.upKBias = a.upKBias;
-                cw.upVBias = a.upVBias;
-                const Transformer candidate(singleLayerModel(model, cw, md), MlaForm::Expanded);
-                double err = 0.0;
-                for (std::size_t s = 0; s < x.size(); ++s) {
-                    MatrixRM out;
-                    linear(w.o, w.oBias, candidate.attentionContext(0, x[s]), out);
-                    err += (out - target[s]).cast<double>().squaredNorm();
-                }
-                all[static_cast<std::size_t>(l)].push_back({p, d, rope + d, streamEnergy > 0 ? err / streamEnergy : err});
-            }
+        {
+            const LayerInputs in = layerInputs(c, w, original, hidden, tokens);
+            if (options.exhaustive)
+                measureLayerExhaustive(backend, model, analysis, options, l, average, maxPairs, in, all[static_cast<std::size_t>(l)], job);
+            else
+                measureLayerFast(backend, model, analysis, options, l, average, maxPairs, in, all[static_cast<std::size_t>(l)], job, rate);
         }
         // Advance the original hidden states.
         for (auto& h : hidden)

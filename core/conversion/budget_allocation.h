@@ -37,6 +37,16 @@ struct AllocationOptions {
     bool activationAware = true;
     int latentSteps = 12;              // latent widths measured per pair count
     std::int64_t maxTokens = 4096;     // calibration tokens used for the measurement
+    std::int64_t onlyPairs = -1;       // >= 0: measure this pair count only (the user fixed it)
+    // The exhaustive measurement: a single-layer model per candidate, full attention over every token (the
+    // reference the fast path is tested against; hundreds of times slower).
+    bool exhaustive = false;
+    // The fast path (LayerCandidateErrors): query rows evaluated (0: all), output sketch width (0: exact), and the
+    // coarse step of the pair counts (0: automatic, about 8 coarse counts; 1: every count). Refinement halves the
+    // step around the pair counts on the lower convex hull of (elements, cost), the ones a budget can choose.
+    std::int64_t queryRows = 1024;
+    std::int64_t sketch = 64;
+    std::int64_t pairStep = 0;
 };
 
 // Measures, layer by layer on the original model's calibration activations, the attention-output error of each

@@ -99,7 +99,8 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l)
     const float eps = static_cast<float>(c.rmsEps);
     const std::size_t n = m_hiddenOriginal.size();
     auto progress = [&](double f, const char* stage) {
-        m_job.progress((static_cast<double>(l) + f) / static_cast<double>(c.layers), std::string(stage) + " (layer " + std::to_string(l) + ")");
+        m_job.progress((static_cast<double>(l) + f) / static_cast<double>(c.layers),
+                       std::string(stage) + " (" + m_rate.describe(static_cast<double>(l) + f, static_cast<double>(c.layers)) + ")");
     };
 
     // Inputs of both models, the original layer's targets, and the covariance of the converted inputs.

@@ -2,6 +2,7 @@
 
 #include "analysis/calibration.h"
 #include "conversion/converter.h"
+#include "util/progress_rate.h"
 
 #include <vector>
 
@@ -45,6 +46,7 @@ private:
     const Model& m_original;
     ConversionPlan m_plan;
     JobControl m_job;
+    ProgressRate m_rate{"layer"}; // the refit's rate and time left in its progress stage
     Model m_converted; // attention of layers < next converted, the rest original
     std::vector<MatrixRM> m_hiddenOriginal;
     std::vector<MatrixRM> m_hiddenConverted;

@@ -19,6 +19,7 @@ Allocation allocate(const Model& model, const AnalysisResult& analysis, const Se
     options.budget = allocationBudget(settings, c);
     options.strategy = s.strategy;
     options.activationAware = s.activationAware;
+    options.onlyPairs = s.ropePairs; // fixed by the user: the other counts need no measuring
     auto candidates = measureAllocationCandidates(context.backend(), model, analysis, calibration, options, context.job());
     if (s.ropePairs >= 0) {
         for (auto& layer : candidates)

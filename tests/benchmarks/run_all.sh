@@ -40,6 +40,13 @@ quick=--quick
 [ $full = 1 ] && quick=
 python3 tests/benchmarks/bench_conversion.py --cli "$build/app/mla-workbench-cli" $quick
 
+section "best preset: convert --preset best against --preset paper on the same 16 x 256 calibration ids (fails above 3x)"
+if [ $full = 1 ]; then
+  python3 tests/benchmarks/bench_allocation.py --cli "$build/app/mla-workbench-cli" --layers 8,30
+else
+  python3 tests/benchmarks/bench_allocation.py --cli "$build/app/mla-workbench-cli" --layers 8
+fi
+
 if bash tests/llama_cpp/run.sh --version > /dev/null 2>&1; then
   section "against llama.cpp: decode / prefill of the same GGUF files, SmolLM-135M shape"
   python3 tests/benchmarks/bench_llama_cpp.py --build "$build"

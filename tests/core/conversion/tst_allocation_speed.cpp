@@ -1,0 +1,153 @@
+// The fast measurement of allocation candidates (shared widths, coarse-to-fine pair counts, sampled rows and a
+// sketched output error) against the exhaustive one: a single-layer model and full attention per candidate.
+#include "analysis/analyzer.h"
+#include "backend/compute_backend.h"
+#include "common/model_fixtures.h"
+#include "common/test_support.h"
+#include "conversion/budget_allocation.h"
+
+#include <QtTest>
+
+#include <map>
+
+using namespace mla;
+
+namespace {
+
+struct Fixture {
+    Model model;
+    CalibrationSet calibration;
+    AnalysisResult analysis;
+    std::int64_t budget = 0;
+};
+
+Fixture fixture(const char* name, int sequences, int length)
+{
+    Fixture f;
+    f.model = test::loadRealModel(name);
+    const Transformer t(f.model);
+    f.calibration.sequences = test::sampleSequences(t, sequences, length, 2);
+    AnalysisOptions a;
+    a.settings.strategy = RopeStrategy::RotationLoss;
+    a.spectra = false;
+    a.activationSpectra = false;
+    f.analysis = analyzeModel(cpuBackend(), f.model, f.calibration, "test", a);
+    const ModelConfig& c = f.model.config;
+    f.budget = c.layers * 2 * c.kvDim() / 4; // a 75% KV saving
+    return f;
+}
+
+AllocationOptions exact(std::int64_t budget)
+{
+    AllocationOptions o;
+    o.budget = budget;
+    o.queryRows = 0;
+    o.sketch = 0;
+    o.pairStep = 1;
+    return o;
+}
+
+using Key = std::pair<std::int64_t, std::int64_t>;
+
+std::map<Key, double> costs(const std::vector<AllocationCandidate>& layer)
+{
+    std::map<Key, double> m;
+    for (const auto& a : layer)
+        m[{a.pairs, a.latent}] = a.cost;
+    return m;
+}
+
+} // namespace
+
+class TestAllocationSpeed : public QObject {
+    Q_OBJECT
+private slots:
+    void sharedWidthErrorsEqualTheDirectEvaluation();
+    void coarseToFineFindsTheExhaustiveOptimum();
+    void defaultFastPathChoosesTheExhaustiveSplit();
+    void fixedPairsMeasureOnlyThatCount();
+};
+
+void TestAllocationSpeed::sharedWidthErrorsEqualTheDirectEvaluation()
+{
+    // Every (pairs, width) of every layer: the shared-width evaluation over every row and through W_o itself gives
+    // the exhaustive single-layer model's error to float rounding.
+    for (const char* name : {"stories260K", "aidreams260K"}) {
+        const Fixture f = fixture(name, 2, 40);
+        AllocationOptions o = exact(f.budget);
+        const auto fast = measureAllocationCandidates(cpuBackend(), f.model, f.analysis, f.calibration, o);
+        o.exhaustive = true;
+        const auto slow = measureAllocationCandidates(cpuBackend(), f.model, f.analysis, f.calibration, o);
+        QCOMPARE(fast.size(), slow.size());
+        int compared = 0;
+        for (std::size_t l = 0; l < fast.size(); ++l) {
+            const auto a = costs(fast[l]), b = costs(slow[l]);
+            QCOMPARE(a.size(), b.size());
+            for (const auto& [key, cost] : b) {
+                QVERIFY(a.count(key));
+                const double got = a.at(key);
+                QVERIFY2(std::abs(got - cost) <= 1e-4 * cost + 1e-9,
+                         qPrintable(QStringLiteral("%1 layer %2 pairs %3 width %4: %5 vs %6").arg(QString::fromLatin1(name)).arg(l)
+                                        .arg(key.first).arg(key.second).arg(got, 0, 'g', 9).arg(cost, 0, 'g', 9)));
+                ++compared;
+            }
+        }
+        QVERIFY(compared > 20);
+    }
+}
+
+void TestAllocationSpeed::coarseToFineFindsTheExhaustiveOptimum()
+{
+    // A coarse grid of step 2 refined around the hull finds the optimum of measuring every pair count, on every
+    // shipped real model at a 75% saving.
+    for (const char* name : {"stories260K", "aidreams260K", "xs260K", "poem5L"}) {
+        const Fixture f = fixture(name, 2, 32);
+        AllocationOptions o = exact(f.budget);
+        const Allocation every = allocateBudget(measureAllocationCandidates(cpuBackend(), f.model, f.analysis, f.calibration, o), f.budget);
+        o.pairStep = 2;
+        const auto coarse = measureAllocationCandidates(cpuBackend(), f.model, f.analysis, f.calibration, o);
+        const Allocation refined = allocateBudget(coarse, f.budget);
+        QVERIFY2(refined.pairs == every.pairs && refined.latent == every.latent, name);
+        QCOMPARE(refined.totalCost, every.totalCost);
+    }
+}
+
+void TestAllocationSpeed::defaultFastPathChoosesTheExhaustiveSplit()
+{
+    // The default fast path (sampled rows, sketched output error, coarse-to-fine pairs) chooses a per-layer split
+    // that is as good as the exhaustive optimum when both are costed by the exhaustive measurement.
+    const Fixture f = fixture("stories260K", 4, 128);
+    AllocationOptions o;
+    o.budget = f.budget;
+    o.queryRows = 128; // a quarter of the rows, as the default on a 16 x 256 calibration
+    const Allocation fast = allocateBudget(measureAllocationCandidates(cpuBackend(), f.model, f.analysis, f.calibration, o), f.budget);
+    o.exhaustive = true;
+    const auto exhaustive = measureAllocationCandidates(cpuBackend(), f.model, f.analysis, f.calibration, o);
+    const Allocation best = allocateBudget(exhaustive, f.budget);
+    double fastCost = 0.0;
+    for (std::size_t l = 0; l < exhaustive.size(); ++l) {
+        const auto c = costs(exhaustive[l]);
+        QVERIFY(c.count({fast.pairs[l], fast.latent[l]}));
+        fastCost += c.at({fast.pairs[l], fast.latent[l]});
+    }
+    QVERIFY(fast.elements <= f.budget);
+    QVERIFY2(fastCost <= 1.02 * best.totalCost, qPrintable(QStringLiteral("fast split %1, exhaustive optimum %2").arg(fastCost).arg(best.totalCost)));
+    qInfo("exhaustive cost of the fast split %.6g, exhaustive optimum %.6g (%s)", fastCost, best.totalCost,
+          fast.pairs == best.pairs && fast.latent == best.latent ? "same split" : "another split");
+}
+
+void TestAllocationSpeed::fixedPairsMeasureOnlyThatCount()
+{
+    const Fixture f = fixture("stories260K", 2, 32);
+    AllocationOptions o;
+    o.budget = f.budget;
+    o.onlyPairs = 1;
+    for (const auto& layer : measureAllocationCandidates(cpuBackend(), f.model, f.analysis, f.calibration, o)) {
+        QVERIFY(!layer.empty());
+        for (const auto& a : layer)
+            QCOMPARE(a.pairs, std::int64_t(1));
+    }
+}
+
+QTEST_GUILESS_MAIN(TestAllocationSpeed)
+#include "tst_allocation_speed.moc"
