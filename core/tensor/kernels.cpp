@@ -159,7 +159,11 @@ void matvecRows(const Tensor& W, const MatrixRM& X, MatrixRM& Y)
     const auto* base = static_cast<const std::uint8_t*>(W.data());
     const std::int64_t n = X.rows();
     const bool parallel = static_cast<std::size_t>(rows) * rowBytes * static_cast<std::size_t>(n) > (1u << 16);
-    if (const auto tokens = detail::activeKernels().dotRowsTokens[static_cast<int>(W.dtype())]) {
+    // The multi-token kernel works on float32 copies of the rows; with half-precision rows whose length is not a
+    // multiple of 8 the matvec kernel's scalar tail is compiled differently (multiply and add not fused), so those
+    // take the per-token path below.
+    const auto tokens = detail::activeKernels().dotRowsTokens[static_cast<int>(W.dtype())];
+    if (tokens && (W.dtype() == DType::F32 || cols % 8 == 0)) {
         // Blocks of 64 weight rows spread over the threads; every block sees all tokens.
         constexpr std::int64_t kRows = 64;
         const std::int64_t blocks = (rows + kRows - 1) / kRows;

@@ -1,6 +1,6 @@
 // Batched decoding (Transformer::forwardBatch, BatchDecoderSession, generateBatch) against decoding each sequence
 // alone: a batched step's logits equal the single-sequence step's bit for bit (sequences at different positions,
-// GQA, MHA, Qwen2 q/k/v biases, Qwen3 q/k norms, a sliding window, bf16 weights, MLA conversions in the absorbed and
+// GQA, MHA, Qwen2 q/k/v biases, Qwen3 q/k norms, a sliding window, bf16 and f16 weights, MLA conversions in the absorbed and
 // expanded forms, a DeepSeek-V3 model); generateBatch gives exactly the ids and stop reasons of generate with the
 // same seeds (real and random GQA models, top-p on and off, in batches of any size, on the CPU's batched session and
 // on the one-session-per-sequence default of other backends); the sampled calibration reproduces the sequences of
@@ -55,13 +55,13 @@ ModelConfig tinyConfig(const std::string& variant)
     return c;
 }
 
-Model withBf16Weights(Model m)
+Model withWeights(Model m, DType dtype)
 {
-    const auto toBf16 = [](Tensor& t) {
+    const auto toBf16 = [dtype](Tensor& t) {
         if (t.empty() || t.shape().size() != 2)
             return;
         const MatrixRM values = t.toMatrix();
-        t = Tensor::fromFloats(DType::BF16, t.shape(), values.data());
+        t = Tensor::fromFloats(dtype, t.shape(), values.data());
     };
     for (LayerWeights& w : m.layers) {
         for (Tensor* t : {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down})
@@ -101,8 +101,8 @@ Case makeCase(const QString& name)
         shape.qLora = 10;
         return {test::randomDeepSeekModel(shape, 5), n == "deepseek-v3 absorbed" ? MlaForm::Absorbed : MlaForm::Expanded};
     }
-    if (n == "llama bf16")
-        return {withBf16Weights(test::randomModel(tinyConfig("llama"), 3))};
+    if (n == "llama bf16" || n == "llama f16")
+        return {withWeights(test::randomModel(tinyConfig("llama"), 3), n == "llama bf16" ? DType::BF16 : DType::F16)};
     return {test::randomModel(tinyConfig(n), 3)};
 }
 
@@ -138,7 +138,7 @@ private Q_SLOTS:
 void TestBatchedDecode::batchedStepEqualsSingleStep_data()
 {
     QTest::addColumn<QString>("name");
-    for (const char* n : {"stories260K", "llama", "qwen2", "qwen3", "mistral", "mha", "llama bf16", "mla joint absorbed",
+    for (const char* n : {"stories260K", "llama", "qwen2", "qwen3", "mistral", "mha", "llama bf16", "llama f16", "mla joint absorbed",
                           "mla joint expanded", "mla split absorbed", "deepseek-v3 absorbed", "deepseek-v3 expanded"})
         QTest::newRow(n) << QString(n);
 }
