@@ -65,16 +65,20 @@ CalibrationSet prepareCalibration(const ComputeBackend& backend, const Transform
         if (options.samples < 1)
             throw Error("--calib-samples must be at least 1");
         const std::vector<int> start = promptIds(c, tokenizer, "");
-        for (std::int64_t i = 0; i < options.samples; ++i) {
-            job.progress(static_cast<double>(i) / static_cast<double>(options.samples), "sampling calibration text");
-            GenerationOptions g;
-            // `steps` counts positions and the last sampled token needs none, so steps = length - 1 yields
-            // sequences of exactly `length` tokens (BOS included).
-            g.steps = length - 1;
-            g.temperature = options.temperature;
-            g.topP = 1.0f;
-            g.seed = options.seed * 7919 + static_cast<std::uint64_t>(i);
-            const GenerationResult r = generate(backend, model, nullptr, start, g, {}, job);
+        GenerationOptions g;
+        // `steps` counts positions and the last sampled token needs none, so steps = length - 1 yields sequences of
+        // exactly `length` tokens (BOS included).
+        g.steps = length - 1;
+        g.temperature = options.temperature;
+        g.topP = 1.0f;
+        // Sequence i draws from its own sampler stream, seeded seed * 7919 + i (as when each was generated alone,
+        // which the batch reproduces exactly), so a sample does not depend on how many are drawn or batched.
+        std::vector<std::uint64_t> seeds(static_cast<std::size_t>(options.samples));
+        for (std::int64_t i = 0; i < options.samples; ++i)
+            seeds[static_cast<std::size_t>(i)] = options.seed * 7919 + static_cast<std::uint64_t>(i);
+        const std::vector<GenerationResult> results =
+            generateBatch(backend, model, nullptr, start, g, seeds, job.withStage("sampling calibration text"));
+        for (const GenerationResult& r : results) {
             std::vector<int> sequence = start;
             sequence.insert(sequence.end(), r.ids.begin(), r.ids.end());
             if (sequence.size() >= 2)

@@ -78,6 +78,97 @@ private:
     KvCache m_cache;
 };
 
+void checkSequence(std::int64_t sequence, std::int64_t sequences)
+{
+    if (sequence < 0 || sequence >= sequences)
+        throw Error("internal: sequence " + std::to_string(sequence) + " of a batch of " + std::to_string(sequences));
+}
+
+void checkStep(std::span<const std::int64_t> sequenceIds, std::span<const int> tokens, std::int64_t sequences)
+{
+    if (sequenceIds.size() != tokens.size())
+        throw Error("internal: a batched decode step needs one token per sequence");
+    for (const std::int64_t s : sequenceIds)
+        checkSequence(s, sequences);
+}
+
+class CpuBatchDecoderSession final : public BatchDecoderSession {
+public:
+    CpuBatchDecoderSession(const Transformer& model, std::int64_t sequences, std::int64_t capacity) : m_model(model)
+    {
+        m_caches.reserve(static_cast<std::size_t>(std::max<std::int64_t>(sequences, 0)));
+        for (std::int64_t i = 0; i < sequences; ++i)
+            m_caches.push_back(model.newCache(capacity));
+    }
+    std::int64_t sequences() const override { return static_cast<std::int64_t>(m_caches.size()); }
+    std::int64_t capacity() const override { return m_caches.empty() ? 0 : m_caches.front().capacity(); }
+    std::int64_t length(std::int64_t sequence) const override
+    {
+        checkSequence(sequence, sequences());
+        return m_caches[static_cast<std::size_t>(sequence)].length();
+    }
+    MatrixRM prefill(std::int64_t sequence, std::span<const int> tokens) override
+    {
+        checkSequence(sequence, sequences());
+        return m_model.forward(tokens, m_caches[static_cast<std::size_t>(sequence)], Logits::Last);
+    }
+    MatrixRM step(std::span<const std::int64_t> sequenceIds, std::span<const int> tokens) override
+    {
+        checkStep(sequenceIds, tokens, sequences());
+        std::vector<KvCache*> caches;
+        for (const std::int64_t s : sequenceIds)
+            caches.push_back(&m_caches[static_cast<std::size_t>(s)]);
+        return m_model.forwardBatch(tokens, caches);
+    }
+    double kvBytesPerToken() const override { return m_caches.empty() ? 0.0 : m_caches.front().bytesPerToken(); }
+    std::int64_t kvElementsPerToken() const override { return m_caches.empty() ? 0 : m_caches.front().elementsPerToken(); }
+
+private:
+    const Transformer& m_model;
+    std::vector<KvCache> m_caches;
+};
+
+// Any backend's decoder, one session per sequence.
+class SessionBatchDecoder final : public BatchDecoderSession {
+public:
+    SessionBatchDecoder(const ComputeBackend& backend, const Transformer& model, std::int64_t sequences, std::int64_t capacity)
+        : m_capacity(capacity)
+    {
+        for (std::int64_t i = 0; i < sequences; ++i)
+            m_sessions.push_back(backend.decoderSession(model, capacity));
+    }
+    std::int64_t sequences() const override { return static_cast<std::int64_t>(m_sessions.size()); }
+    std::int64_t capacity() const override { return m_capacity; }
+    std::int64_t length(std::int64_t sequence) const override
+    {
+        checkSequence(sequence, sequences());
+        return m_sessions[static_cast<std::size_t>(sequence)]->length();
+    }
+    MatrixRM prefill(std::int64_t sequence, std::span<const int> tokens) override
+    {
+        checkSequence(sequence, sequences());
+        return m_sessions[static_cast<std::size_t>(sequence)]->forward(tokens, Logits::Last);
+    }
+    MatrixRM step(std::span<const std::int64_t> sequenceIds, std::span<const int> tokens) override
+    {
+        checkStep(sequenceIds, tokens, sequences());
+        MatrixRM out;
+        for (std::size_t i = 0; i < tokens.size(); ++i) {
+            const MatrixRM row = m_sessions[static_cast<std::size_t>(sequenceIds[i])]->forward(tokens.subspan(i, 1), Logits::Last);
+            if (i == 0)
+                out.resize(static_cast<Eigen::Index>(tokens.size()), row.cols());
+            out.row(static_cast<Eigen::Index>(i)) = row.row(0);
+        }
+        return out;
+    }
+    double kvBytesPerToken() const override { return m_sessions.empty() ? 0.0 : m_sessions.front()->kvBytesPerToken(); }
+    std::int64_t kvElementsPerToken() const override { return m_sessions.empty() ? 0 : m_sessions.front()->kvElementsPerToken(); }
+
+private:
+    std::int64_t m_capacity = 0;
+    std::vector<std::unique_ptr<DecoderSession>> m_sessions;
+};
+
 class CpuBackend final : public ComputeBackend {
 public:
     std::string name() const override { return "cpu"; }
@@ -100,6 +191,11 @@ public:
     std::unique_ptr<DecoderSession> decoderSession(const Transformer& model, std::int64_t capacity) const override
     {
         return std::make_unique<CpuDecoderSession>(model, capacity);
+    }
+    std::unique_ptr<BatchDecoderSession> batchDecoderSession(const Transformer& model, std::int64_t sequences,
+                                                             std::int64_t capacity) const override
+    {
+        return std::make_unique<CpuBatchDecoderSession>(model, sequences, capacity);
     }
     Eigen::MatrixXd gram(const MatrixRM& m, GramSide side, const JobControl& job) const override { return gramMatrix(m, side, job); }
     Eigen::VectorXd symmetricEigenvalues(Eigen::MatrixXd a, const JobControl& job) const override
@@ -159,6 +255,12 @@ std::vector<std::vector<double>> ComputeBackend::spectra(const std::vector<const
         }
     }
     return out;
+}
+
+std::unique_ptr<BatchDecoderSession> ComputeBackend::batchDecoderSession(const Transformer& model, std::int64_t sequences,
+                                                                         std::int64_t capacity) const
+{
+    return std::make_unique<SessionBatchDecoder>(*this, model, sequences, capacity);
 }
 
 const ComputeBackend& cpuBackend()

@@ -59,6 +59,25 @@ public:
     virtual std::int64_t kvElementsPerToken() const = 0;
 };
 
+// Several independent sequences of one model decoded side by side, each with its own KV cache (sampled calibration,
+// batched generation): one step appends one token to each of the sequences named and returns all their logits. Row i
+// of a step equals what a DecoderSession holding sequence i alone returns for the same token (bit for bit on the CPU).
+class BatchDecoderSession {
+public:
+    virtual ~BatchDecoderSession() = default;
+    virtual std::int64_t sequences() const = 0;
+    virtual std::int64_t capacity() const = 0; // positions per sequence
+    virtual std::int64_t length(std::int64_t sequence) const = 0;
+    // Runs `tokens` at positions length(sequence) onwards in that sequence alone (a prompt) and returns its last
+    // logits [1, vocab].
+    virtual MatrixRM prefill(std::int64_t sequence, std::span<const int> tokens) = 0;
+    // tokens[i] appended to sequence sequenceIds[i] (distinct), all in one step; returns [n, vocab], row i for
+    // sequenceIds[i].
+    virtual MatrixRM step(std::span<const std::int64_t> sequenceIds, std::span<const int> tokens) = 0;
+    virtual double kvBytesPerToken() const = 0; // of one sequence's cache, as DecoderSession reports it
+    virtual std::int64_t kvElementsPerToken() const = 0;
+};
+
 class ComputeBackend {
 public:
     virtual ~ComputeBackend() = default;
@@ -72,6 +91,11 @@ public:
     // --- forward passes
     virtual std::unique_ptr<LayerBatchRunner> layerRunner(const Transformer& model, const TokenSequences& sequences) const = 0;
     virtual std::unique_ptr<DecoderSession> decoderSession(const Transformer& model, std::int64_t capacity) const = 0;
+    // `sequences` sequences of up to `capacity` positions each. This default steps one DecoderSession per sequence
+    // (correct on any backend, one matrix-vector product per sequence); the CPU backend runs a step as one batch
+    // (Transformer::forwardBatch).
+    virtual std::unique_ptr<BatchDecoderSession> batchDecoderSession(const Transformer& model, std::int64_t sequences,
+                                                                     std::int64_t capacity) const;
 
     // --- dense linear algebra (double results; float inputs are widened exactly)
     virtual Eigen::MatrixXd gram(const MatrixRM& m, GramSide side, const JobControl& job = {}) const = 0;

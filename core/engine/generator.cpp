@@ -3,9 +3,11 @@
 #include "backend/compute_backend.h"
 #include "engine/sampler.h"
 #include "util/error.h"
+#include "util/memory_budget.h"
 
 #include <algorithm>
 #include <chrono>
+#include <numeric>
 
 namespace mla {
 
@@ -90,6 +92,155 @@ GenerationResult generate(const ComputeBackend& backend, const Transformer& tran
     if (tokenizer)
         result.text = tokenizer->decode(result.ids, prompt.back());
     return result;
+}
+
+} // namespace mla
+
+namespace mla {
+namespace {
+
+// Most KV cache a batch may hold, and most sequences per batch: beyond a few dozen rows a step is bound by compute
+// and a larger batch saves nothing, while its logits ([batch, vocab]) and caches keep growing.
+constexpr std::uint64_t kBatchCacheBytes = std::uint64_t(1) << 30;
+constexpr std::int64_t kMaxBatch = 64;
+
+struct StopTokens {
+    std::optional<int> bos;
+    std::vector<int> eos;
+};
+
+StopTokens stopTokens(const ModelConfig& c, const Tokenizer* tokenizer)
+{
+    StopTokens s;
+    s.bos = c.bosId;
+    if (!s.bos && tokenizer)
+        s.bos = tokenizer->bosId();
+    s.eos = c.eosIds;
+    if (s.eos.empty() && tokenizer && tokenizer->eosId())
+        s.eos.push_back(*tokenizer->eosId());
+    return s;
+}
+
+} // namespace
+
+std::int64_t generationBatchSize(const Transformer& transformer, std::int64_t sequences, std::int64_t positions)
+{
+    const double perToken = transformer.newCache(1).bytesPerToken();
+    const double perSequence = std::max(1.0, perToken * static_cast<double>(std::max<std::int64_t>(positions, 1)));
+    const std::uint64_t budget = std::min(kBatchCacheBytes, availableMemory().bytes / 4);
+    const auto fits = static_cast<std::int64_t>(static_cast<double>(budget) / perSequence);
+    return std::clamp<std::int64_t>(std::min(fits, sequences), 1, kMaxBatch);
+}
+
+std::vector<GenerationResult> generateBatch(const ComputeBackend& backend, const Transformer& transformer, const Tokenizer* tokenizer,
+                                            const std::vector<int>& prompt, const GenerationOptions& options,
+                                            std::span<const std::uint64_t> seeds, const JobControl& job, std::int64_t maxBatch)
+{
+    const ModelConfig& c = transformer.config();
+    if (prompt.empty())
+        throw Error("internal: generation needs at least one starting token");
+    std::int64_t steps = options.steps;
+    if (c.maxPositions > 0)
+        steps = std::min(steps, c.maxPositions);
+    steps = std::max<std::int64_t>(steps, static_cast<std::int64_t>(prompt.size()));
+    const std::int64_t count = static_cast<std::int64_t>(seeds.size());
+    const std::int64_t batch = maxBatch > 0 ? maxBatch : generationBatchSize(transformer, count, steps);
+    const StopTokens stop = stopTokens(c, tokenizer);
+    const std::int64_t promptLength = static_cast<std::int64_t>(prompt.size());
+    // Progress counts the positions each sequence may run; one that stops early counts as done.
+    const double totalPositions = static_cast<double>(count) * static_cast<double>(steps - promptLength + 1);
+    double donePositions = 0.0;
+
+    std::vector<GenerationResult> results(static_cast<std::size_t>(count));
+    for (std::int64_t first = 0; first < count; first += batch) {
+        const std::int64_t n = std::min(batch, count - first);
+        job.progress(donePositions / totalPositions, "generating");
+        const auto start = std::chrono::steady_clock::now();
+        const std::unique_ptr<BatchDecoderSession> session = backend.batchDecoderSession(transformer, n, steps);
+        std::vector<Sampler> samplers;
+        for (std::int64_t i = 0; i < n; ++i) {
+            samplers.emplace_back(options.temperature, options.topP, seeds[static_cast<std::size_t>(first + i)]);
+            GenerationResult& r = results[static_cast<std::size_t>(first + i)];
+            r.cacheCapacity = steps;
+            r.kvBytesPerToken = session->kvBytesPerToken();
+            r.kvElementsPerToken = session->kvElementsPerToken();
+            r.stopReason = "steps";
+        }
+        // Running sequences (indices into the batch) and their logits, row k for running[k].
+        std::vector<std::int64_t> running(static_cast<std::size_t>(n));
+        std::iota(running.begin(), running.end(), 0);
+        MatrixRM logits;
+        if (promptLength == 1) {
+            const std::vector<int> tokens(static_cast<std::size_t>(n), prompt.front());
+            logits = session->step(running, tokens);
+        } else {
+            for (std::int64_t i = 0; i < n; ++i) {
+                job.checkCancelled();
+                const MatrixRM row = session->prefill(i, prompt);
+                if (i == 0)
+                    logits.resize(n, row.cols());
+                logits.row(i) = row.row(0);
+            }
+        }
+        std::int64_t position = promptLength;
+        while (!running.empty()) {
+            job.progress((donePositions + static_cast<double>(n) * static_cast<double>(position - promptLength)) / totalPositions,
+                         "generating");
+            // Each sequence's softmax over the vocabulary on its own thread (the samplers are independent).
+            const std::int64_t active = static_cast<std::int64_t>(running.size());
+            std::vector<int> sampled(running.size());
+            std::vector<std::string> failures(running.size());
+#pragma omp parallel for schedule(static) if (active > 1 && logits.cols() >= 4096)
+            for (std::int64_t k = 0; k < active; ++k) {
+                try {
+                    sampled[static_cast<std::size_t>(k)] = samplers[static_cast<std::size_t>(running[static_cast<std::size_t>(k)])].sample(
+                        logits.row(static_cast<Eigen::Index>(k)).data(), logits.cols());
+                } catch (const std::exception& e) {
+                    failures[static_cast<std::size_t>(k)] = e.what();
+                }
+            }
+            std::vector<std::int64_t> next;
+            std::vector<int> tokens;
+            for (std::size_t k = 0; k < running.size(); ++k) {
+                const std::int64_t i = running[k];
+                GenerationResult& r = results[static_cast<std::size_t>(first + i)];
+                if (!failures[k].empty())
+                    throw Error(transformer.model().source, failures[k] + " (at position " + std::to_string(position) + ")");
+                const int id = sampled[k];
+                if (stop.bos && id == *stop.bos) {
+                    r.stopReason = "bos";
+                    continue;
+                }
+                if (std::find(stop.eos.begin(), stop.eos.end(), id) != stop.eos.end()) {
+                    r.stopReason = "eos";
+                    continue;
+                }
+                r.ids.push_back(id);
+                if (position >= steps) {
+                    r.stopReason = c.maxPositions > 0 && steps == c.maxPositions && options.steps > steps ? "context" : "steps";
+                    continue;
+                }
+                next.push_back(i);
+                tokens.push_back(id);
+            }
+            running = std::move(next);
+            if (running.empty())
+                break;
+            logits = session->step(running, tokens);
+            ++position;
+        }
+        donePositions += static_cast<double>(n) * static_cast<double>(steps - promptLength + 1);
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        for (std::int64_t i = 0; i < n; ++i) {
+            GenerationResult& r = results[static_cast<std::size_t>(first + i)];
+            r.seconds = seconds;
+            r.tokensPerSecond = seconds > 0 ? static_cast<double>(r.ids.size()) / seconds : 0.0;
+            if (tokenizer)
+                r.text = tokenizer->decode(r.ids, prompt.back());
+        }
+    }
+    job.progress(1.0, "generating");
+    return results;
 }
 
 } // namespace mla

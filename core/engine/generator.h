@@ -5,6 +5,7 @@
 #include "util/job_control.h"
 
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -38,5 +39,19 @@ std::vector<int> promptIds(const ModelConfig& config, const Tokenizer* tokenizer
 GenerationResult generate(const ComputeBackend& backend, const Transformer& transformer, const Tokenizer* tokenizer, const std::vector<int>& prompt,
                           const GenerationOptions& options, const std::function<void(int id)>& onToken = {},
                           const JobControl& job = {});
+
+// Generates one sequence per seed from the same prompt, all decoded side by side (backend.batchDecoderSession): one
+// step samples the next token of every sequence still running from one batched forward. Result i holds exactly what
+// generate(...) with options.seed = seeds[i] returns (ids, stop reason, text): each sequence has its own sampler
+// stream and the CPU's batched step gives each row the logits of a single-sequence step bit for bit. Sequences run in
+// batches of at most `maxBatch` (0: as many as keep their KV caches within min(1 GiB, a quarter of the memory
+// available)). seconds and tokensPerSecond are those of the batch a sequence ran in. Reports progress (the fraction
+// of the positions run) and honours cancellation every step.
+std::vector<GenerationResult> generateBatch(const ComputeBackend& backend, const Transformer& transformer, const Tokenizer* tokenizer,
+                                            const std::vector<int>& prompt, const GenerationOptions& options,
+                                            std::span<const std::uint64_t> seeds, const JobControl& job = {}, std::int64_t maxBatch = 0);
+
+// The batch size generateBatch uses for `sequences` sequences of `positions` positions when not told.
+std::int64_t generationBatchSize(const Transformer& transformer, std::int64_t sequences, std::int64_t positions);
 
 } // namespace mla

@@ -54,6 +54,12 @@ public:
     MatrixRM forward(std::span<const int> tokens, KvCache& cache, Logits logits = Logits::Last,
                      ForwardObserver* observer = nullptr, std::int64_t lastLayer = -1) const;
 
+    // One decode step of several independent sequences as one batch (sampled calibration, batched generation):
+    // tokens[i] is appended to *caches[i] (distinct caches of this model) at its position caches[i]->length(). Every
+    // weight multiplies all rows in one pass (matvecRows) and attention reads each sequence's own cache, so row i of
+    // the result [n, vocab] is bit-identical to forward({tokens[i]}, *caches[i]) run alone, whatever the batch.
+    MatrixRM forwardBatch(std::span<const int> tokens, std::span<KvCache* const> caches) const;
+
     // Layer-wise execution, for jobs that hold every calibration sequence's hidden states for one layer at a time
     // (calibration, analysis, layer-by-layer refits): the token embeddings of a sequence, one decoder layer applied
     // to a whole sequence [T, hidden] in place (positions 0..T-1, causal), and the final norm + output head.

@@ -90,7 +90,7 @@ bool cpuHasF16c()
 const KernelTable& genericKernels()
 {
     static const KernelTable table{{toFloatF32, toFloatF16, toFloatBF16}, {dotRowsF32, dotRowsF16, dotRowsBF16},
-                                    {nullptr, nullptr, nullptr}, sumGeneric};
+                                    {nullptr, nullptr, nullptr}, {nullptr, nullptr, nullptr}, sumGeneric};
     return table;
 }
 
@@ -139,6 +139,59 @@ void matvec(const Tensor& W, const float* x, float* y)
         if (count > 0)
             dotRows(base + static_cast<std::size_t>(first) * rowBytes, cols, static_cast<std::size_t>(count), x,
                     y + first);
+    }
+}
+
+void matvecRows(const Tensor& W, const MatrixRM& X, MatrixRM& Y)
+{
+    if (X.cols() != W.cols())
+        throw Error("internal: matmul of [" + std::to_string(X.rows()) + ", " + std::to_string(X.cols())
+                    + "] by a weight " + shapeString(W.shape()));
+    Y.resize(X.rows(), W.rows());
+    if (X.rows() == 1) {
+        matvec(W, X.data(), Y.data());
+        return;
+    }
+    const std::int64_t rows = W.rows();
+    const std::size_t cols = static_cast<std::size_t>(W.cols());
+    const auto dotRows = detail::activeKernels().dotRows[static_cast<int>(W.dtype())];
+    const std::size_t rowBytes = cols * dtypeSize(W.dtype());
+    const auto* base = static_cast<const std::uint8_t*>(W.data());
+    const std::int64_t n = X.rows();
+    const bool parallel = static_cast<std::size_t>(rows) * rowBytes * static_cast<std::size_t>(n) > (1u << 16);
+    // The multi-token kernel works on float32 copies of the rows; with half-precision rows whose length is not a
+    // multiple of 8 the matvec kernel's scalar tail is compiled differently (multiply and add not fused), so those
+    // take the per-token path below.
+    const auto tokens = detail::activeKernels().dotRowsTokens[static_cast<int>(W.dtype())];
+    if (tokens && (W.dtype() == DType::F32 || cols % 8 == 0)) {
+        // Blocks of 64 weight rows spread over the threads; every block sees all tokens.
+        constexpr std::int64_t kRows = 64;
+        const std::int64_t blocks = (rows + kRows - 1) / kRows;
+#pragma omp parallel for schedule(static) if (parallel)
+        for (std::int64_t b = 0; b < blocks; ++b) {
+            const std::int64_t first = b * kRows;
+            tokens(base + static_cast<std::size_t>(first) * rowBytes, cols, static_cast<std::size_t>(std::min(kRows, rows - first)),
+                   X.data(), cols, static_cast<std::size_t>(n), Y.data() + first, static_cast<std::size_t>(rows));
+        }
+        return;
+    }
+    // Blocks of weight rows of about 16 KiB stay in L1 while every token reads them; each output is one call of
+    // the matvec kernel on the same rows, so its summation order is the matvec's.
+    const std::int64_t blockRows = std::clamp<std::int64_t>(static_cast<std::int64_t>((16u << 10) / std::max<std::size_t>(rowBytes, 1)), 1, 64);
+    const std::int64_t blocks = (rows + blockRows - 1) / blockRows;
+#pragma omp parallel if (parallel)
+    {
+        std::vector<float> out(static_cast<std::size_t>(blockRows));
+#pragma omp for schedule(static)
+        for (std::int64_t b = 0; b < blocks; ++b) {
+            const std::int64_t first = b * blockRows;
+            const std::int64_t count = std::min(blockRows, rows - first);
+            const std::uint8_t* block = base + static_cast<std::size_t>(first) * rowBytes;
+            for (std::int64_t t = 0; t < n; ++t) {
+                dotRows(block, cols, static_cast<std::size_t>(count), X.row(t).data(), out.data());
+                std::copy(out.begin(), out.begin() + count, Y.row(t).data() + first);
+            }
+        }
     }
 }
 

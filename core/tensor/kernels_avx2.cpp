@@ -82,6 +82,104 @@ void dotRows(const void* rowsData, std::size_t cols, std::size_t rowCount, const
     }
 }
 
+// dot(row, x) for three tokens at once, each computed exactly as dotRows<F32Row> computes it (the same four
+// accumulators over the same columns, the same final sums). 12 accumulators and 4 weight registers fill the 16 AVX2
+// registers; each weight load serves three tokens.
+inline void dotRowThreeTokens(const float* row, std::size_t cols, const float* x0, const float* x1, const float* x2,
+                              float& y0, float& y1, float& y2)
+{
+    __m256 a0 = _mm256_setzero_ps(), b0 = a0, c0 = a0, d0 = a0;
+    __m256 a1 = a0, b1 = a0, c1 = a0, d1 = a0;
+    __m256 a2 = a0, b2 = a0, c2 = a0, d2 = a0;
+    std::size_t c = 0;
+    for (; c + 32 <= cols; c += 32) {
+        const __m256 w0 = _mm256_load_ps(row + c), w1 = _mm256_load_ps(row + c + 8);
+        const __m256 w2 = _mm256_load_ps(row + c + 16), w3 = _mm256_load_ps(row + c + 24);
+        a0 = _mm256_fmadd_ps(w0, _mm256_load_ps(x0 + c), a0);
+        a1 = _mm256_fmadd_ps(w0, _mm256_load_ps(x1 + c), a1);
+        a2 = _mm256_fmadd_ps(w0, _mm256_load_ps(x2 + c), a2);
+        b0 = _mm256_fmadd_ps(w1, _mm256_load_ps(x0 + c + 8), b0);
+        b1 = _mm256_fmadd_ps(w1, _mm256_load_ps(x1 + c + 8), b1);
+        b2 = _mm256_fmadd_ps(w1, _mm256_load_ps(x2 + c + 8), b2);
+        c0 = _mm256_fmadd_ps(w2, _mm256_load_ps(x0 + c + 16), c0);
+        c1 = _mm256_fmadd_ps(w2, _mm256_load_ps(x1 + c + 16), c1);
+        c2 = _mm256_fmadd_ps(w2, _mm256_load_ps(x2 + c + 16), c2);
+        d0 = _mm256_fmadd_ps(w3, _mm256_load_ps(x0 + c + 24), d0);
+        d1 = _mm256_fmadd_ps(w3, _mm256_load_ps(x1 + c + 24), d1);
+        d2 = _mm256_fmadd_ps(w3, _mm256_load_ps(x2 + c + 24), d2);
+    }
+    for (; c + 8 <= cols; c += 8) {
+        const __m256 w = _mm256_load_ps(row + c);
+        a0 = _mm256_fmadd_ps(w, _mm256_load_ps(x0 + c), a0);
+        a1 = _mm256_fmadd_ps(w, _mm256_load_ps(x1 + c), a1);
+        a2 = _mm256_fmadd_ps(w, _mm256_load_ps(x2 + c), a2);
+    }
+    float s0 = horizontalSum(_mm256_add_ps(_mm256_add_ps(a0, b0), _mm256_add_ps(c0, d0)));
+    float s1 = horizontalSum(_mm256_add_ps(_mm256_add_ps(a1, b1), _mm256_add_ps(c1, d1)));
+    float s2 = horizontalSum(_mm256_add_ps(_mm256_add_ps(a2, b2), _mm256_add_ps(c2, d2)));
+    for (; c < cols; ++c) {
+        const float w = row[c];
+        s0 += w * x0[c];
+        s1 += w * x1[c];
+        s2 += w * x2[c];
+    }
+    y0 = s0;
+    y1 = s1;
+    y2 = s2;
+}
+
+// A 64-byte aligned view of a thread's scratch buffer of at least `count` floats.
+float* alignedScratch(std::vector<float>& buffer, std::size_t count)
+{
+    if (buffer.size() < count + 16)
+        buffer.resize(count + 16);
+    const auto address = reinterpret_cast<std::uintptr_t>(buffer.data());
+    return buffer.data() + ((64 - address % 64) % 64) / sizeof(float);
+}
+
+// dotRows for several tokens: Y[t * ldy + r] = dot(row r, X[t * ldx]), each computed exactly as dotRows<Row> computes
+// it, so a batch of tokens gets the matrix-vector product's results bit for bit. A sub-block of weight rows (about
+// 16 KiB) is converted to float32 once into an aligned buffer (the values Row::load gives, so the products are the
+// same) and the tokens, copied to aligned rows too, pass over it three at a time: aligned loads never split a cache
+// line, and the weights are read from memory once for all tokens.
+template <typename Row>
+void dotRowsTokens(const void* rowsData, std::size_t cols, std::size_t rowCount, const float* X, std::size_t ldx,
+                   std::size_t n, float* Y, std::size_t ldy)
+{
+    using E = typename Row::Element;
+    const E* rows = static_cast<const E*>(rowsData);
+    const std::size_t stride = (cols + 15) / 16 * 16;
+    thread_local std::vector<float> tokenBuffer, rowBuffer;
+    float* x = alignedScratch(tokenBuffer, n * stride);
+    for (std::size_t t = 0; t < n; ++t)
+        std::copy(X + t * ldx, X + t * ldx + cols, x + t * stride);
+    const std::size_t sub = std::max<std::size_t>(1, (16u << 10) / (stride * sizeof(float)));
+    float* w = alignedScratch(rowBuffer, sub * stride);
+    for (std::size_t r0 = 0; r0 < rowCount; r0 += sub) {
+        const std::size_t count = std::min(rowCount - r0, sub);
+        for (std::size_t r = 0; r < count; ++r) {
+            const E* source = rows + (r0 + r) * cols;
+            float* target = w + r * stride;
+            std::size_t c = 0;
+            for (; c + 8 <= cols; c += 8)
+                _mm256_store_ps(target + c, Row::load(source + c));
+            for (; c < cols; ++c)
+                target[c] = Row::scalar(source + c);
+        }
+        std::size_t t = 0;
+        for (; t + 3 <= n; t += 3) {
+            const float* x0 = x + t * stride;
+            for (std::size_t r = 0; r < count; ++r)
+                dotRowThreeTokens(w + r * stride, cols, x0, x0 + stride, x0 + 2 * stride, Y[t * ldy + r0 + r],
+                                  Y[(t + 1) * ldy + r0 + r], Y[(t + 2) * ldy + r0 + r]);
+        }
+        for (; t < n; ++t) {
+            for (std::size_t r = 0; r < count; ++r)
+                dotRows<F32Row>(w + r * stride, cols, 1, x + t * stride, Y + t * ldy + r0 + r);
+        }
+    }
+}
+
 // BF16 rows, one at a time like dotRows. A 32-bit lane of 16 loaded bf16 values holds an even element in its low half
 // and an odd one in its high half: shifting left by 16 gives the even elements as float32, masking the low half gives
 // the odd ones. So x is first split, per 16 columns, into its 8 even then its 8 odd elements (once per call; the caller
@@ -266,6 +364,7 @@ double sum(const float* data, std::size_t n)
 const KernelTable kTable{{toFloat<F32Row>, toFloat<F16Row>, toFloat<BF16Row>},
                          {dotRows<F32Row>, dotRows<F16Row>, dotRowsBF16},
                          {gemmRows<F32Row>, gemmRows<F16Row>, gemmRows<BF16Row>},
+                         {dotRowsTokens<F32Row>, dotRowsTokens<F16Row>, nullptr},
                          sum};
 
 } // namespace

@@ -54,6 +54,11 @@ else
   section "against llama.cpp: skipped ($(bash tests/llama_cpp/run.sh --version 2>&1 | tail -1))"
 fi
 
+section "sampled calibration: analyze with the default sampled calibration against the same number of given ids"
+layers=8
+[ $full = 1 ] && layers=8,30
+python3 tests/benchmarks/bench_calibration.py --cli "$build/app/mla-workbench-cli" --layers $layers || echo "bench_calibration: FAILED (a ratio above the goal)"
+
 section "healing: one distillation step per layer, per 1k tokens, against the block's forward pass"
 if [ $full = 1 ]; then
   "$build/tests/benchmarks/bench_heal" --shape llama2-7b --tokens 1024 --seq-len 256 --steps 2

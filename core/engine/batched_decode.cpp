@@ -1,0 +1,106 @@
+// A decode step of several sequences at once. Per layer, the norms, o_proj, the MLP and the output head run on all
+// rows together with matvecRows (each weight block read from memory once per step instead of once per sequence);
+// attention, whose cache is each sequence's own, runs the single-token code on each row, its small projections
+// included, threads over the sequences. Every row therefore follows exactly the arithmetic of a single-token
+// forward: batched and one-at-a-time decoding give the same logits bit for bit, and a sampler fed either draws the
+// same tokens.
+#include "engine/ops.h"
+#include "engine/transformer.h"
+#include "tensor/kernels.h"
+#include "util/error.h"
+#include "util/input_integrity.h"
+
+#include <algorithm>
+#include <exception>
+
+namespace mla {
+namespace {
+
+void linearRows(const Tensor& weight, const VectorF& bias, const MatrixRM& x, MatrixRM& y)
+{
+    matvecRows(weight, x, y);
+    addBiasRows(y, bias);
+}
+
+// rmsNormRows row by row on a copy: a row inside a larger matrix may start at another alignment than a one-row
+// matrix, and Eigen's vectorised sum of squares peels to alignment, so its order (and last bit) could differ.
+void rmsNormEachRow(const MatrixRM& x, const VectorF& weight, float eps, MatrixRM& out)
+{
+    out.resize(x.rows(), x.cols());
+    MatrixRM row, normed;
+    for (Eigen::Index i = 0; i < x.rows(); ++i) {
+        row = x.row(i);
+        rmsNormRows(row, weight, eps, normed);
+        out.row(i) = normed.row(0);
+    }
+}
+
+} // namespace
+
+MatrixRM Transformer::forwardBatch(std::span<const int> tokens, std::span<KvCache* const> caches) const
+{
+    const ModelConfig& c = m_model.config;
+    const std::int64_t n = static_cast<std::int64_t>(tokens.size());
+    if (caches.size() != tokens.size())
+        throw Error("internal: a batched decode step needs one cache per token");
+    if (n == 0)
+        return MatrixRM();
+    for (std::size_t i = 0; i < caches.size(); ++i) {
+        if (!caches[i])
+            throw Error("internal: a batched decode step without a cache");
+        if (caches[i]->length() + 1 > caches[i]->capacity())
+            throw Error("context full: " + std::to_string(caches[i]->length() + 1) + " tokens do not fit a cache of "
+                        + std::to_string(caches[i]->capacity()));
+        for (std::size_t j = 0; j < i; ++j) {
+            if (caches[j] == caches[i])
+                throw Error("internal: a batched decode step given the same cache twice");
+        }
+    }
+
+    const float eps = static_cast<float>(c.rmsEps);
+    MatrixRM h = embed(tokens);
+    MatrixRM xn, context, projected, gate, up;
+    std::vector<MatrixRM> rowContext(static_cast<std::size_t>(n));
+    for (std::int64_t l = 0; l < c.layers; ++l) {
+        const LayerWeights& w = m_model.layers[static_cast<std::size_t>(l)];
+        rmsNormEachRow(h, w.attnNorm, eps, xn);
+        // One sequence per iteration; the matrix-vector products inside run on one thread then (nested parallelism
+        // is off), which gives the same results as on many.
+        std::exception_ptr failure;
+#pragma omp parallel for schedule(dynamic)
+        for (std::int64_t i = 0; i < n; ++i) {
+            try {
+                const MatrixRM row = xn.row(i);
+                KvCache& cache = *caches[static_cast<std::size_t>(i)];
+                attention(l, row, cache.length(), cache.layer(l), rowContext[static_cast<std::size_t>(i)], nullptr);
+            } catch (...) {
+#pragma omp critical(mla_batched_decode_failure)
+                if (!failure)
+                    failure = std::current_exception();
+            }
+        }
+        if (failure)
+            std::rethrow_exception(failure);
+        context.resize(n, rowContext.front().cols());
+        for (std::int64_t i = 0; i < n; ++i)
+            context.row(i) = rowContext[static_cast<std::size_t>(i)].row(0);
+        linearRows(w.o, w.oBias, context, projected);
+        h += projected;
+
+        rmsNormEachRow(h, w.ffnNorm, eps, xn);
+        linearRows(w.gate, w.gateBias, xn, gate);
+        linearRows(w.up, w.upBias, xn, up);
+        swiGluInPlace(gate, up);
+        linearRows(w.down, w.downBias, gate, projected);
+        h += projected;
+    }
+    checkMappedInputs(); // weights read from a file that shrank meanwhile are zeros: an error, not a result
+    for (KvCache* cache : caches)
+        cache->setLength(cache->length() + 1);
+    MatrixRM out;
+    rmsNormEachRow(h, m_model.outputNorm, eps, xn);
+    matvecRows(m_model.output, xn, out);
+    return out;
+}
+
+} // namespace mla
