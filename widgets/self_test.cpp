@@ -51,17 +51,12 @@
 #include <cstdio>
 
 namespace mla {
-namespace {
 
-constexpr int kJobTimeoutMs = 10 * 60 * 1000;
-
-void say(const QString& line)
+void SelfTest::say(const QString& line)
 {
     std::fprintf(stdout, "%s\n", line.toLocal8Bit().constData());
     std::fflush(stdout);
 }
-
-} // namespace
 
 SelfTest::SelfTest(MainWindow* window, QString scratchDir) : m_window(window), m_dir(std::move(scratchDir)) {}
 
@@ -655,23 +650,23 @@ int takeScreenshot(MainWindow* window, const QString& model, const QString& path
         window->openDemo();
     else
         window->openPath(model);
-    if (!SelfTest::waitUntil([wb] { return wb->hasModel() && !wb->isBusy(); }, kJobTimeoutMs)) {
-        say(QStringLiteral("screenshot: the model did not open: %1").arg(window->lastError()));
+    if (!SelfTest::waitUntil([wb] { return wb->hasModel() && !wb->isBusy(); }, SelfTest::kJobTimeoutMs)) {
+        SelfTest::say(QStringLiteral("screenshot: the model did not open: %1").arg(window->lastError()));
         return 1;
     }
     wb->analyze();
-    if (!SelfTest::waitUntil([wb] { return wb->analysis() && !wb->isBusy(); }, kJobTimeoutMs)) {
-        say(QStringLiteral("screenshot: analysis failed: %1").arg(window->lastError()));
+    if (!SelfTest::waitUntil([wb] { return wb->analysis() && !wb->isBusy(); }, SelfTest::kJobTimeoutMs)) {
+        SelfTest::say(QStringLiteral("screenshot: analysis failed: %1").arg(window->lastError()));
         return 1;
     }
     window->showTab(tab);
     SelfTest::waitUntil([] { return false; }, 600); // let queued replots and layouts settle
     const QImage image = window->grab().toImage();
     if (image.isNull() || !image.save(path)) {
-        say(QStringLiteral("screenshot: cannot write %1").arg(path));
+        SelfTest::say(QStringLiteral("screenshot: cannot write %1").arg(path));
         return 1;
     }
-    say(QStringLiteral("screenshot: wrote %1 (%2 x %3)").arg(path).arg(image.width()).arg(image.height()));
+    SelfTest::say(QStringLiteral("screenshot: wrote %1 (%2 x %3)").arg(path).arg(image.width()).arg(image.height()));
     return 0;
 }
 

@@ -26,6 +26,11 @@ public:
     // Processes events until `done` holds or `timeoutMs` passes; false on timeout.
     static bool waitUntil(const std::function<bool()>& done, int timeoutMs);
 
+    // How long any one job of a step may take before the step fails.
+    static constexpr int kJobTimeoutMs = 10 * 60 * 1000;
+    // One line of the report, on stdout at once.
+    static void say(const QString& line);
+
 private:
     void step(const QString& name, const std::function<void()>& body);
     void check(bool condition, const QString& what);

@@ -24,19 +24,10 @@
 #include <QUndoStack>
 
 #include <cmath>
-#include <cstdio>
 #include <limits>
 
 namespace mla {
 namespace {
-
-constexpr int kJobTimeoutMs = 10 * 60 * 1000;
-
-void say(const QString& line)
-{
-    std::fprintf(stdout, "%s\n", line.toLocal8Bit().constData());
-    std::fflush(stdout);
-}
 
 MatrixRM logitsOf(const Model& model, const std::vector<int>& ids)
 {
