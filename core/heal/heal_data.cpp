@@ -118,14 +118,18 @@ HealData prepareHealData(const Transformer& original, const Tokenizer* tokenizer
     } else {
         const std::int64_t count = std::max<std::int64_t>(2, (d.tokens + length - 1) / length);
         const std::vector<int> start = promptIds(c, tokenizer, "");
-        for (std::int64_t i = 0; i < count; ++i) {
-            job.progress(static_cast<double>(i) / static_cast<double>(count), "sampling healing data");
-            GenerationOptions g;
-            g.steps = length - 1; // positions; the last sampled token needs none, so sequences hold `length` tokens
-            g.temperature = d.temperature;
-            g.topP = 1.0f;
-            g.seed = (options.seed + 1000) * 7919 + static_cast<std::uint64_t>(i);
-            const GenerationResult r = generate(cpuBackend(), original, nullptr, start, g, {}, job); // the healer runs on the CPU
+        GenerationOptions g;
+        g.steps = length - 1; // positions; the last sampled token needs none, so sequences hold `length` tokens
+        g.temperature = d.temperature;
+        g.topP = 1.0f;
+        // One sampler stream per sequence, as when each was generated alone: the batch reproduces them exactly.
+        std::vector<std::uint64_t> seeds(static_cast<std::size_t>(count));
+        for (std::int64_t i = 0; i < count; ++i)
+            seeds[static_cast<std::size_t>(i)] = (options.seed + 1000) * 7919 + static_cast<std::uint64_t>(i);
+        // The healer runs on the CPU.
+        const std::vector<GenerationResult> results =
+            generateBatch(cpuBackend(), original, nullptr, start, g, seeds, job.withStage("sampling healing data"));
+        for (const GenerationResult& r : results) {
             std::vector<int> sequence = start;
             sequence.insert(sequence.end(), r.ids.begin(), r.ids.end());
             if (sequence.size() >= 2)

@@ -6,6 +6,7 @@
 #include "common/expect_error.h"
 #include "common/test_support.h"
 #include "conversion/converter.h"
+#include "engine/generator.h"
 #include "heal/healer.h"
 
 #include <QtTest>
@@ -94,6 +95,7 @@ private slots:
     void cancelKeepsHealedLayersOrNone_data();
     void cancelKeepsHealedLayersOrNone();
     void dataIsSplitAndCapped();
+    void sampledDataIsEachSeedsOwnSequence();
     void badInputIsRefusedBeforeAnyWork();
 };
 
@@ -256,6 +258,30 @@ void TestHealer::dataIsSplitAndCapped()
     QCOMPARE(static_cast<int>(d.heldOut.size()), 1);
     QCOMPARE(d.heldOut[0].size(), std::size_t(20));
     QCOMPARE(d.heldOut[0].front(), 31);
+}
+
+void TestHealer::sampledDataIsEachSeedsOwnSequence()
+{
+    // The samples are drawn as one batch; each must be exactly what sampling it alone with its documented seed,
+    // 7919 (seed + 1000) + i, gives, so the data does not depend on how the sampling is batched.
+    Fixture& f = fixture();
+    const Transformer original(f.original);
+    const std::int64_t count = (f.options.data.tokens + f.options.data.sequenceLength - 1) / f.options.data.sequenceLength;
+    TokenSequences expected;
+    for (std::int64_t i = 0; i < count; ++i) {
+        GenerationOptions g;
+        g.steps = f.options.data.sequenceLength - 1;
+        g.temperature = f.options.data.temperature;
+        g.topP = 1.0f;
+        g.seed = (f.options.seed + 1000) * 7919 + static_cast<std::uint64_t>(i);
+        std::vector<int> sequence = promptIds(f.original.config, nullptr, "");
+        const GenerationResult r = generate(cpuBackend(), original, nullptr, sequence, g);
+        sequence.insert(sequence.end(), r.ids.begin(), r.ids.end());
+        expected.push_back(std::move(sequence));
+    }
+    const HealData split = splitHealData(expected, f.options.heldOutFraction, "");
+    QCOMPARE(f.data.train, split.train);
+    QCOMPARE(f.data.heldOut, split.heldOut);
 }
 
 void TestHealer::badInputIsRefusedBeforeAnyWork()
