@@ -49,12 +49,7 @@ std::vector<int> sanityStartIds(const ModelConfig& config, const Tokenizer* toke
             throw Error("a text prompt needs a tokenizer and none was found next to the model: give the prompt as token ids");
         return promptIds(config, tokenizer, prompt);
     }
-    std::vector<int> ids;
-    std::optional<int> bos = config.bosId;
-    if (!bos && tokenizer)
-        bos = tokenizer->bosId();
-    if (bos)
-        ids.push_back(*bos);
+    std::vector<int> ids = promptIds(config, tokenizer, ""); // BOS, as a text prompt starts
     const std::vector<int> given = parsePromptIds(prompt, config.vocab);
     ids.insert(ids.end(), given.begin(), given.end());
     if (ids.empty())

@@ -30,16 +30,26 @@ std::vector<int> promptIds(const ModelConfig& config, const Tokenizer* tokenizer
     return ids;
 }
 
-GenerationResult generate(const ComputeBackend& backend, const Transformer& transformer, const Tokenizer* tokenizer, const std::vector<int>& prompt,
-                          const GenerationOptions& options, const std::function<void(int id)>& onToken, const JobControl& job)
+namespace {
+
+// Positions a generation runs: the steps asked for, within the model's context, and at least the prompt.
+std::int64_t generationPositions(const ModelConfig& c, const std::vector<int>& prompt, const GenerationOptions& options)
 {
-    const ModelConfig& c = transformer.config();
     if (prompt.empty())
         throw Error("internal: generation needs at least one starting token");
     std::int64_t steps = options.steps;
     if (c.maxPositions > 0)
         steps = std::min(steps, c.maxPositions);
-    steps = std::max<std::int64_t>(steps, static_cast<std::int64_t>(prompt.size()));
+    return std::max<std::int64_t>(steps, static_cast<std::int64_t>(prompt.size()));
+}
+
+} // namespace
+
+GenerationResult generate(const ComputeBackend& backend, const Transformer& transformer, const Tokenizer* tokenizer, const std::vector<int>& prompt,
+                          const GenerationOptions& options, const std::function<void(int id)>& onToken, const JobControl& job)
+{
+    const ModelConfig& c = transformer.config();
+    const std::int64_t steps = generationPositions(c, prompt, options);
 
     GenerationResult result;
     // The CPU backend's session is Transformer::forward on a KvCache.
@@ -137,12 +147,7 @@ std::vector<GenerationResult> generateBatch(const ComputeBackend& backend, const
                                             std::span<const std::uint64_t> seeds, const JobControl& job, std::int64_t maxBatch)
 {
     const ModelConfig& c = transformer.config();
-    if (prompt.empty())
-        throw Error("internal: generation needs at least one starting token");
-    std::int64_t steps = options.steps;
-    if (c.maxPositions > 0)
-        steps = std::min(steps, c.maxPositions);
-    steps = std::max<std::int64_t>(steps, static_cast<std::int64_t>(prompt.size()));
+    const std::int64_t steps = generationPositions(c, prompt, options);
     const std::int64_t count = static_cast<std::int64_t>(seeds.size());
     const std::int64_t batch = maxBatch > 0 ? maxBatch : generationBatchSize(transformer, count, steps);
     const StopTokens stop = stopTokens(c, tokenizer);
