@@ -79,17 +79,9 @@ void expectBadInput(const std::vector<std::string>& args, const std::string& fil
     QVERIFY2(r.out.empty(), describe(r).c_str());
 }
 
-void writeBytes(const fs::path& p, const std::vector<std::uint8_t>& bytes)
-{
-    std::ofstream out(p, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
+using mla::test::writeBytes;
 
-std::vector<std::uint8_t> fileBytes(const fs::path& p)
-{
-    const std::string s = test::readTextFile(p);
-    return {s.begin(), s.end()};
-}
+using mla::test::fileBytes;
 
 std::vector<std::uint8_t> safetensorsBytes(const std::string& header, std::size_t dataBytes)
 {

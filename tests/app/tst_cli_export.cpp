@@ -12,7 +12,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-json runJson(const std::vector<std::string>& args)
+json exportJson(const std::vector<std::string>& args)
 {
     const test::ProcessResult r = test::runCli(args);
     if (r.exitCode != 0 || r.crashed)
@@ -34,7 +34,7 @@ void TestCliExport::exportsAndRuns()
 {
     const fs::path dir = test::scratchDir("export");
     const fs::path out = dir / "demo-q8.gguf";
-    const json j = runJson({"export", "--format", "gguf", "--out", out.string(), "--dtype", "q8_0", "--name", "demo", "--json"});
+    const json j = exportJson({"export", "--format", "gguf", "--out", out.string(), "--dtype", "q8_0", "--name", "demo", "--json"});
     QCOMPARE(j["out"].get<std::string>(), out.string());
     QCOMPARE(j["architecture"].get<std::string>(), std::string("llama"));
     QCOMPARE(j["dtype"].get<std::string>(), std::string("q8_0"));
@@ -44,13 +44,13 @@ void TestCliExport::exportsAndRuns()
 
     // An F32 export generates exactly what the source generates, through the same CLI.
     const fs::path f32 = dir / "demo.gguf";
-    runJson({"export", "--out", f32.string(), "--json"});
-    const json a = runJson({"generate", "--prompt", "Once upon a time", "--steps", "48", "--json"});
-    const json b = runJson({"generate", f32.string(), "--prompt", "Once upon a time", "--steps", "48", "--json"});
+    exportJson({"export", "--out", f32.string(), "--json"});
+    const json a = exportJson({"generate", "--prompt", "Once upon a time", "--steps", "48", "--json"});
+    const json b = exportJson({"generate", f32.string(), "--prompt", "Once upon a time", "--steps", "48", "--json"});
     QCOMPARE(b["prompt_ids"], a["prompt_ids"]);
     QCOMPARE(b["ids"], a["ids"]);
     QCOMPARE(b["text"], a["text"]);
-    const json info = runJson({"info", f32.string(), "--json"});
+    const json info = exportJson({"info", f32.string(), "--json"});
     QCOMPARE(info["format"].get<std::string>(), std::string("gguf"));
 }
 
@@ -66,7 +66,7 @@ void TestCliExport::convertsToDeepSeek2()
         return args;
     };
     const fs::path direct = dir / "direct.gguf";
-    const json j = runJson(with({"convert", "--target", "deepseek-v3", "--format", "gguf", "--out", direct.string(), "--check", "--json"}));
+    const json j = exportJson(with({"convert", "--target", "deepseek-v3", "--format", "gguf", "--out", direct.string(), "--check", "--json"}));
     QCOMPARE(j["architecture"].get<std::string>(), std::string("deepseek2"));
     QCOMPARE(j["format"].get<std::string>(), std::string("gguf"));
     QCOMPARE(j["target"].get<std::string>(), std::string("deepseek-v3"));
@@ -79,14 +79,14 @@ void TestCliExport::convertsToDeepSeek2()
     QVERIFY2(card.find("llama-cli -m direct.gguf") != std::string::npos, card.c_str());
 
     const fs::path folder = dir / "folder";
-    runJson(with({"convert", "--target", "deepseek-v3", "--out", folder.string(), "--dtype", "f32", "--json"}));
+    exportJson(with({"convert", "--target", "deepseek-v3", "--out", folder.string(), "--dtype", "f32", "--json"}));
     const fs::path exported = dir / "exported.gguf";
-    const json e = runJson({"export", folder.string(), "--format", "gguf", "--out", exported.string(), "--tokenizer",
+    const json e = exportJson({"export", folder.string(), "--format", "gguf", "--out", exported.string(), "--tokenizer",
                             (test::demoDir() / "tok512.bin").string(), "--json"});
     QCOMPARE(e["architecture"].get<std::string>(), std::string("deepseek2"));
     QCOMPARE(e["tensors"], j["tensors"]);
-    const json a = runJson({"generate", direct.string(), "--prompt", "Once upon a time", "--steps", "32", "--json"});
-    const json b = runJson({"generate", exported.string(), "--prompt", "Once upon a time", "--steps", "32", "--json"});
+    const json a = exportJson({"generate", direct.string(), "--prompt", "Once upon a time", "--steps", "32", "--json"});
+    const json b = exportJson({"generate", exported.string(), "--prompt", "Once upon a time", "--steps", "32", "--json"});
     QCOMPARE(b["ids"], a["ids"]);
     QCOMPARE(a["kv_elements_per_token"].get<int>(), 80);
 

@@ -27,7 +27,7 @@ std::vector<std::string> healArgs(const fs::path& out)
             "--heal-steps", "8", "--heal-tokens", "768", "--heal-seq-len", "64", "--heal-seed", "3"};
 }
 
-std::string fileBytes(const fs::path& p)
+std::string fileText(const fs::path& p)
 {
     return test::readTextFile(p);
 }
@@ -121,7 +121,7 @@ void TestCliHeal::sameSeedSameBytes()
     const fs::path again = m_dir / "again";
     const test::ProcessResult r = test::runCli(healArgs(again));
     QVERIFY2(r.exitCode == 0, r.err.c_str());
-    QVERIFY(fileBytes(again / "model.safetensors") == fileBytes(m_dir / "healed" / "model.safetensors"));
+    QVERIFY(fileText(again / "model.safetensors") == fileText(m_dir / "healed" / "model.safetensors"));
 }
 
 // --heal-start auto on a `best` conversion heals the paper split and the allocated one and writes the one with the

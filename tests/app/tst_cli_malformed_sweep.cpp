@@ -19,17 +19,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<std::uint8_t> fileBytes(const fs::path& p)
-{
-    const std::string s = mla::test::readTextFile(p);
-    return {s.begin(), s.end()};
-}
+using mla::test::fileBytes;
 
-void writeBytes(const fs::path& p, const std::vector<std::uint8_t>& bytes)
-{
-    std::ofstream out(p, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
+using mla::test::writeBytes;
 
 std::vector<std::string> nonEmptyLines(const std::string& s)
 {

@@ -56,4 +56,9 @@ MatrixRM sequenceLogits(const Transformer& model, const std::vector<int>& ids)
     return model.forward(ids, cache, Logits::All);
 }
 
+MatrixRM logitsOf(const Model& model, const std::vector<int>& ids)
+{
+    return sequenceLogits(Transformer(model), ids);
+}
+
 } // namespace mla::test

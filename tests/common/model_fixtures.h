@@ -19,5 +19,6 @@ TokenSequences sampleSequences(const Transformer& model, int count, int length, 
 
 // Logits [T, vocab] of one sequence.
 MatrixRM sequenceLogits(const Transformer& model, const std::vector<int>& ids);
+MatrixRM logitsOf(const Model& model, const std::vector<int>& ids);
 
 } // namespace mla::test

@@ -26,3 +26,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+// Last: it redefines Qt Test's main macro for the batched executables (every user of this header is one).
+#include "common/test_batch.h"

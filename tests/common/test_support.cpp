@@ -60,6 +60,18 @@ std::string readTextFile(const std::filesystem::path& path)
     return s.str();
 }
 
+std::vector<std::uint8_t> fileBytes(const std::filesystem::path& path)
+{
+    const std::string s = readTextFile(path);
+    return {s.begin(), s.end()};
+}
+
+void writeBytes(const std::filesystem::path& path, const std::vector<std::uint8_t>& bytes)
+{
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
 void writeTextFile(const std::filesystem::path& path, const std::string& text)
 {
     std::ofstream out(path, std::ios::binary);

@@ -3,6 +3,8 @@
 #include <QString>
 #include <QTest>
 
+#include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -30,6 +32,23 @@ ProcessResult runCli(const std::vector<std::string>& args, int timeoutMs = 12000
 
 std::string readTextFile(const std::filesystem::path& path);
 void writeTextFile(const std::filesystem::path& path, const std::string& text);
+std::vector<std::uint8_t> fileBytes(const std::filesystem::path& path);
+void writeBytes(const std::filesystem::path& path, const std::vector<std::uint8_t>& bytes);
+
+// Builders of binary headers (GGUF, llama2.c) field by field, little-endian as the host: a value's bytes, and a
+// string as GGUF writes it (u64 length, then the bytes).
+template <typename T>
+void put(std::vector<std::uint8_t>& out, T v)
+{
+    const std::size_t at = out.size();
+    out.resize(at + sizeof(T));
+    std::memcpy(out.data() + at, &v, sizeof(T));
+}
+inline void putString(std::vector<std::uint8_t>& out, const std::string& s)
+{
+    put<std::uint64_t>(out, s.size());
+    out.insert(out.end(), s.begin(), s.end());
+}
 
 // Largest |a - b| / max(|b|, floor) over two equally sized arrays.
 double maxRelativeDifference(const float* a, const float* b, std::size_t n, double floor = 1.0);

@@ -14,14 +14,14 @@ using namespace mla;
 
 namespace {
 
-struct Case {
+struct AttentionCase {
     const char* name;
     test::DeepSeekShape shape;
 };
 
-std::vector<Case> cases()
+std::vector<AttentionCase> cases()
 {
-    std::vector<Case> out;
+    std::vector<AttentionCase> out;
     test::DeepSeekShape plain;
     out.push_back({"v3 interleaved, q_lora null", plain});
     test::DeepSeekShape half = plain;
@@ -70,7 +70,7 @@ private slots:
 
 void TestDeepSeekAttention::absorbedMatchesExpanded()
 {
-    for (const Case& c : cases()) {
+    for (const AttentionCase& c : cases()) {
         const Model m = test::randomDeepSeekModel(c.shape, 5);
         const auto ids = someIds(c.shape.vocab, 24);
         const MatrixRM a = test::sequenceLogits(Transformer(m, MlaForm::Absorbed), ids);
@@ -82,7 +82,7 @@ void TestDeepSeekAttention::absorbedMatchesExpanded()
 
 void TestDeepSeekAttention::decodeMatchesPrefill()
 {
-    for (const Case& c : cases()) {
+    for (const AttentionCase& c : cases()) {
         for (MlaForm form : {MlaForm::Absorbed, MlaForm::Expanded}) {
             const Transformer t(test::randomDeepSeekModel(c.shape, 9), form);
             const auto ids = someIds(c.shape.vocab, 16);
@@ -114,7 +114,7 @@ void TestDeepSeekAttention::matchesIndependentReference()
 {
     std::vector<std::filesystem::path> folders;
     int i = 0;
-    for (const Case& c : cases()) {
+    for (const AttentionCase& c : cases()) {
         const auto dir = test::scratchDir("deepseek-reference-" + std::to_string(i++));
         test::writeReferenceFixture(test::randomDeepSeekModel(c.shape, 17), dir / "model", someIds(c.shape.vocab, 40));
         folders.push_back(dir / "model");

@@ -207,7 +207,7 @@ MatrixRM chunked(const Transformer& t, const std::vector<int>& ids, std::size_t 
     return all;
 }
 
-std::vector<int> randomIds(std::size_t n, std::int64_t vocab, std::uint32_t seed)
+std::vector<int> transformerRandomIds(std::size_t n, std::int64_t vocab, std::uint32_t seed)
 {
     std::mt19937 rng(seed);
     std::vector<int> ids = {1};
@@ -216,7 +216,7 @@ std::vector<int> randomIds(std::size_t n, std::int64_t vocab, std::uint32_t seed
     return ids;
 }
 
-ModelConfig tinyConfig(const std::string& arch)
+ModelConfig transformerTinyConfig(const std::string& arch)
 {
     ModelConfig c;
     c.architecture = arch;
@@ -318,7 +318,7 @@ void TestTransformer::referenceOnSyntheticConfigs()
 {
     QFETCH(QString, arch);
     QFETCH(QString, variant);
-    ModelConfig c = tinyConfig(arch.toStdString());
+    ModelConfig c = transformerTinyConfig(arch.toStdString());
     DType dtype = DType::F32;
     if (variant == "mha-untied") {
         c.kvHeads = c.heads;
@@ -351,7 +351,7 @@ void TestTransformer::referenceOnSyntheticConfigs()
     const Model m = writeAndLoad(c, test::scratchDir("reference") / "m", 17, dtype);
     QVERIFY(m.config.rope.scaling == c.rope.scaling);
     QCOMPARE(m.config.slidingWindow, c.slidingWindow);
-    const std::vector<int> ids = randomIds(24, c.vocab, 5);
+    const std::vector<int> ids = transformerRandomIds(24, c.vocab, 5);
     const Transformer t(m);
     const MatrixRM logits = prefill(t, ids);
     const MatD expected = referenceForward(m, ids);
@@ -374,7 +374,7 @@ void TestTransformer::referenceOnRealModels()
 {
     QFETCH(QString, path);
     const Model m = loadModel(path.toStdString());
-    const std::vector<int> ids = randomIds(48, m.config.vocab, 6);
+    const std::vector<int> ids = transformerRandomIds(48, m.config.vocab, 6);
     const double diff = maxRelative(prefill(Transformer(m), ids), referenceForward<double>(m, ids));
     // How far a plain float32 evaluation of the same formulas lands from the exact values on this model: xs260K has a
     // residual stream of norm ~300 and is less well conditioned than the others.
@@ -395,7 +395,7 @@ void TestTransformer::prefillMatchesDecodeOnRealModels()
     QFETCH(QString, path);
     const Model m = loadModel(path.toStdString());
     const Transformer t(m);
-    const std::vector<int> ids = randomIds(static_cast<std::size_t>(std::min<std::int64_t>(m.config.maxPositions, 128)), m.config.vocab, 7);
+    const std::vector<int> ids = transformerRandomIds(static_cast<std::size_t>(std::min<std::int64_t>(m.config.maxPositions, 128)), m.config.vocab, 7);
     const MatrixRM all = prefill(t, ids);
     KvCache cache = t.newCache(static_cast<std::int64_t>(ids.size()));
     const MatrixRM last = t.forward(ids, cache, Logits::Last);
@@ -429,7 +429,7 @@ void TestTransformer::prefillMatchesDecodeOnSynthetic_data()
 void TestTransformer::prefillMatchesDecodeOnSynthetic()
 {
     QFETCH(QString, arch);
-    ModelConfig c = tinyConfig(arch.toStdString());
+    ModelConfig c = transformerTinyConfig(arch.toStdString());
     c.layers = 3;
     if (arch == "llama") {
         c.rope.scaling = RopeScaling::Llama3;
@@ -438,7 +438,7 @@ void TestTransformer::prefillMatchesDecodeOnSynthetic()
     }
     const Model m = writeAndLoad(c, test::scratchDir("decode") / "m", 23);
     const Transformer t(m);
-    const std::vector<int> ids = randomIds(64, c.vocab, 8);
+    const std::vector<int> ids = transformerRandomIds(64, c.vocab, 8);
     const MatrixRM all = prefill(t, ids);
     for (std::size_t chunk : {std::size_t(1), std::size_t(3), std::size_t(16)}) {
         const double diff = normwise(chunked(t, ids, chunk), all);
@@ -451,12 +451,12 @@ void TestTransformer::slidingWindowIsExact()
     const fs::path dir = test::scratchDir("window");
     const std::int64_t w = 5;
     for (std::int64_t layers : {1, 3}) {
-        ModelConfig c = tinyConfig("mistral");
+        ModelConfig c = transformerTinyConfig("mistral");
         c.slidingWindow = w;
         c.layers = layers;
         const Model m = writeAndLoad(c, dir / ("m" + std::to_string(layers)), 29);
         const Transformer t(m);
-        const std::vector<int> ids = randomIds(40, c.vocab, 9);
+        const std::vector<int> ids = transformerRandomIds(40, c.vocab, 9);
         const MatrixRM base = prefill(t, ids);
         // Position p sees positions >= p - L(w-1) through L layers of windows of w; earlier tokens cannot matter.
         const std::int64_t reach = layers * (w - 1);
@@ -489,8 +489,8 @@ void TestTransformer::ropeScalingChangesOnlyWhatItShould()
     // Linear scaling by f at position p equals no scaling at position p / f: with f = 2, the logits of a model with
     // linear scaling over ids equal, at position 0, the unscaled ones; and its rotations are half as fast, checked via
     // the reference (which computes them independently). Llama3 scaling with factor 1 is the identity.
-    const Model m = writeAndLoad(tinyConfig("llama"), test::scratchDir("scaling") / "m", 31);
-    const std::vector<int> ids = randomIds(16, m.config.vocab, 10);
+    const Model m = writeAndLoad(transformerTinyConfig("llama"), test::scratchDir("scaling") / "m", 31);
+    const std::vector<int> ids = transformerRandomIds(16, m.config.vocab, 10);
     Model linear = m;
     linear.config.rope.scaling = RopeScaling::Linear;
     linear.config.rope.factor = 2.0;

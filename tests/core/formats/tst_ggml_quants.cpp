@@ -370,19 +370,9 @@ std::vector<float> randomWeights(std::size_t n, std::uint64_t seed)
 
 // ------------------------------------------------------------------------------------------ a GGUF writer
 
-template <typename T>
-void put(std::vector<std::uint8_t>& out, T v)
-{
-    const std::size_t at = out.size();
-    out.resize(at + sizeof(T));
-    std::memcpy(out.data() + at, &v, sizeof(T));
-}
+using mla::test::put;
 
-void putString(std::vector<std::uint8_t>& out, const std::string& s)
-{
-    put<std::uint64_t>(out, s.size());
-    out.insert(out.end(), s.begin(), s.end());
-}
+using mla::test::putString;
 
 struct GgufTensor {
     std::string name;

@@ -2,6 +2,7 @@
 // prefix of it and every single-byte corruption of its header is an Error (never a crash or a huge allocation); and
 // hand-built files that lie about counts, lengths, dimensions, offsets, alignment or types give one message naming
 // the file and the problem. Model-level checks go through loadModel on re-serialised copies of the real file.
+#include "common/model_fixtures.h"
 #include "common/test_support.h"
 
 #include "engine/transformer.h"
@@ -21,31 +22,13 @@ namespace {
 
 fs::path ggufPath() { return test::modelsDir() / "stories260K" / "stories260K.gguf"; }
 
-std::vector<std::uint8_t> fileBytes(const fs::path& p)
-{
-    const std::string s = test::readTextFile(p);
-    return {s.begin(), s.end()};
-}
+using mla::test::fileBytes;
 
-void writeBytes(const fs::path& p, const std::vector<std::uint8_t>& bytes)
-{
-    std::ofstream out(p, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
+using mla::test::writeBytes;
 
-template <typename T>
-void put(std::vector<std::uint8_t>& out, T v)
-{
-    const std::size_t at = out.size();
-    out.resize(at + sizeof(T));
-    std::memcpy(out.data() + at, &v, sizeof(T));
-}
+using mla::test::put;
 
-void putString(std::vector<std::uint8_t>& out, const std::string& s)
-{
-    put<std::uint64_t>(out, s.size());
-    out.insert(out.end(), s.begin(), s.end());
-}
+using mla::test::putString;
 
 // Writes GGUF files field by field, so that any field can be made to lie.
 struct GgufBuilder {
@@ -261,12 +244,7 @@ std::string loadError(const fs::path& path)
     return "";
 }
 
-MatrixRM logitsOf(const Model& m, const std::vector<int>& ids)
-{
-    Transformer t(m);
-    KvCache cache = t.newCache(static_cast<std::int64_t>(ids.size()));
-    return t.forward(ids, cache, Logits::All);
-}
+using mla::test::logitsOf;
 
 // A tiny valid file: one F32 tensor [2, 3] (dims 3, 2) and one F16 vector.
 GgufBuilder tinyBuilder()

@@ -50,14 +50,9 @@ test::DeepSeekShape shape512()
     return s;
 }
 
-MatrixRM logitsOf(const Model& m, const std::vector<int>& ids)
-{
-    const Transformer t(m);
-    KvCache cache = t.newCache(static_cast<std::int64_t>(ids.size()));
-    return t.forward(ids, cache, Logits::All);
-}
+using mla::test::logitsOf;
 
-std::vector<int> someIds(std::int64_t vocab, int count)
+std::vector<int> deepseekExportIds(std::int64_t vocab, int count)
 {
     std::vector<int> ids = {1};
     for (int i = 1; i < count; ++i)
@@ -161,7 +156,7 @@ void TestGgufDeepseek2Export::roundTrip()
     }
     // The same function either way: logits of the model in memory. The rope parts of a half-layout source come back
     // in llama.cpp's adjacent-pair order, so only the summation order differs.
-    const std::vector<int> ids = someIds(s.vocab, 12);
+    const std::vector<int> ids = deepseekExportIds(s.vocab, 12);
     const MatrixRM a = logitsOf(source, ids);
     const MatrixRM b = logitsOf(reloaded, ids);
     const double diff = test::maxAbsoluteDifference(a.data(), b.data(), static_cast<std::size_t>(a.size()));

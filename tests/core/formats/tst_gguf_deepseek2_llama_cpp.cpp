@@ -25,12 +25,12 @@ using nlohmann::json;
 
 namespace {
 
-constexpr int kGreedyTokens = 32;
+constexpr int kDeepseekGreedyTokens = 32;
 // F32 on both sides; see tst_gguf_llama_cpp for why 1e-4.
-constexpr double kProbabilityTolerance = 1e-4;
-constexpr double kDecisiveMargin = 0.02;
+constexpr double kDeepseekProbabilityTolerance = 1e-4;
+constexpr double kDeepseekDecisiveMargin = 0.02;
 
-std::vector<int> someIds(std::int64_t vocab, int count)
+std::vector<int> deepseekLlamaCppIds(std::int64_t vocab, int count)
 {
     std::vector<int> ids = {1};
     for (int i = 1; i < count; ++i)
@@ -119,7 +119,7 @@ void TestGgufDeepseek2LlamaCpp::initTestCase()
                 p.exported = loadModel(options.file);
                 const Transformer transformer(p.exported);
                 for (const auto& prompt : p.prompts) {
-                    p.greedy.push_back(test::ourGreedy(transformer, prompt, kGreedyTokens));
+                    p.greedy.push_back(test::ourGreedy(transformer, prompt, kDeepseekGreedyTokens));
                     std::vector<int> s = prompt;
                     s.insert(s.end(), p.greedy.back().begin(), p.greedy.back().end());
                     sequences.push_back(s);
@@ -145,7 +145,7 @@ void TestGgufDeepseek2LlamaCpp::initTestCase()
                 json prompts = json::array();
                 for (const auto& prompt : p.prompts)
                     prompts.push_back(prompt);
-                run["generate"] = {{"prompts", prompts}, {"tokens", kGreedyTokens}};
+                run["generate"] = {{"prompts", prompts}, {"tokens", kDeepseekGreedyTokens}};
                 // The same context as the original's run, so the KV buffers compare.
                 run["context_size"] = 256;
             }
@@ -158,7 +158,7 @@ void TestGgufDeepseek2LlamaCpp::initTestCase()
     // DeepSeek layouts beyond what the conversion writes, random weights, and llama.cpp's own files.
     m_firstLayoutRun = m_job["runs"].size();
     auto addLayout = [&](const std::string& label, const Model& model, const fs::path& file) {
-        const std::vector<int> ids = someIds(model.config.vocab, 24);
+        const std::vector<int> ids = deepseekLlamaCppIds(model.config.vocab, 24);
         m_job["runs"].push_back({{"model", file.string()}, {"score", {{"sequences", {ids}}, {"top", 1}, {"full", true}}}});
         m_layoutLabels.push_back(label);
         m_layoutModels.push_back(model);
@@ -228,14 +228,14 @@ void TestGgufDeepseek2LlamaCpp::convertedRealModelsAgree()
             for (std::size_t pos = 0; pos < s.size(); ++pos) {
                 const json& at = q4run["scores"][i][pos];
                 const bool same = test::argmax(oursQ4.row(static_cast<Eigen::Index>(pos)).data(), oursQ4.cols()) == at["argmax"].get<int>();
-                const bool clear = at["probs"][0].get<double>() - at["probs"][1].get<double>() >= kDecisiveMargin;
+                const bool clear = at["probs"][0].get<double>() - at["probs"][1].get<double>() >= kDeepseekDecisiveMargin;
                 sameQ4 += same;
                 decisiveQ4 += clear;
                 sameQ4Decisive += same && clear;
             }
             for (std::size_t pos = 0; pos < theirs.size(); ++pos) {
                 ++positions;
-                const bool clear = theirs[pos]["probs"][0].get<double>() - theirs[pos]["probs"][1].get<double>() >= kDecisiveMargin;
+                const bool clear = theirs[pos]["probs"][0].get<double>() - theirs[pos]["probs"][1].get<double>() >= kDeepseekDecisiveMargin;
                 decisive += clear;
                 for (int q = 0; q < 2; ++q) {
                     const bool same = run(p.firstRun + 2 + static_cast<std::size_t>(q))["scores"][i][pos]["argmax"] == theirs[pos]["argmax"];
@@ -256,14 +256,14 @@ void TestGgufDeepseek2LlamaCpp::convertedRealModelsAgree()
                                      "%14 vs %15 MiB at %16 cells (%17x, expected %18x); Q4_0 file, ours vs llama.cpp: "
                                      "top-1 %19 (%20 on its %21 decisive positions), max |p - p_llama.cpp| %22")
                                  .arg(p.name.c_str()).arg(p.originalKvValues).arg(p.kvValues).arg(p.prompts.size())
-                                 .arg(kGreedyTokens).arg(worst, 0, 'g', 3).arg(positions).arg(p.inMemoryDifference, 0, 'g', 3)
+                                 .arg(kDeepseekGreedyTokens).arg(worst, 0, 'g', 3).arg(positions).arg(p.inMemoryDifference, 0, 'g', 3)
                                  .arg(decisive).arg(q8, 0, 'f', 3).arg(q8d, 0, 'f', 3).arg(q4, 0, 'f', 3).arg(q4d, 0, 'f', 3)
                                  .arg(f32["kv_cache"]["mib"].get<double>()).arg(original["kv_cache"]["mib"].get<double>())
                                  .arg(f32["kv_cache"]["cells"].get<int>()).arg(kvRatio, 0, 'f', 3).arg(expectedRatio, 0, 'f', 3)
                                  .arg(static_cast<double>(sameQ4) / positions, 0, 'f', 3)
                                  .arg(static_cast<double>(sameQ4Decisive) / std::max(1, decisiveQ4), 0, 'f', 3).arg(decisiveQ4)
                                  .arg(worstQ4, 0, 'g', 3);
-        QVERIFY2(worst <= kProbabilityTolerance, qPrintable(QString("%1: %2").arg(p.name.c_str()).arg(worst)));
+        QVERIFY2(worst <= kDeepseekProbabilityTolerance, qPrintable(QString("%1: %2").arg(p.name.c_str()).arg(worst)));
         QVERIFY2(p.inMemoryDifference < 1e-4, qPrintable(QString::number(p.inMemoryDifference)));
         QCOMPARE(f32["kv_cache"]["cells"].get<int>(), original["kv_cache"]["cells"].get<int>());
         // llama.cpp rounds the MiB it logs to 0.01.
@@ -292,7 +292,7 @@ void TestGgufDeepseek2LlamaCpp::deepSeekLayoutsAgree()
         const MatrixRM ours = test::ourProbabilities(Transformer(m_layoutModels[i]), m_layoutSequences[i]);
         const double worst = test::maxProbabilityDifference(ours, run(m_firstLayoutRun + i)["scores"][0]);
         qInfo().noquote() << QString("%1: max |p - p_llama.cpp| %2").arg(m_layoutLabels[i].c_str()).arg(worst, 0, 'g', 3);
-        QVERIFY2(worst <= kProbabilityTolerance, m_layoutLabels[i].c_str());
+        QVERIFY2(worst <= kDeepseekProbabilityTolerance, m_layoutLabels[i].c_str());
     }
 }
 

@@ -72,11 +72,7 @@ void compareConfigs(const ModelConfig& a, const ModelConfig& b)
     QCOMPARE(b.qkNorm, a.qkNorm);
 }
 
-MatrixRM logitsOf(const Model& m, const std::vector<int>& ids)
-{
-    const Transformer t(m);
-    return test::sequenceLogits(t, ids);
-}
+using mla::test::logitsOf;
 
 std::vector<int> someIds(std::int64_t vocab, std::size_t n)
 {

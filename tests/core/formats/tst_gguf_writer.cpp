@@ -19,25 +19,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-template <typename T>
-void put(std::vector<std::uint8_t>& out, T v)
-{
-    const std::size_t at = out.size();
-    out.resize(at + sizeof(T));
-    std::memcpy(out.data() + at, &v, sizeof(T));
-}
+using mla::test::put;
 
-void putString(std::vector<std::uint8_t>& out, const std::string& s)
-{
-    put<std::uint64_t>(out, s.size());
-    out.insert(out.end(), s.begin(), s.end());
-}
+using mla::test::putString;
 
-std::vector<std::uint8_t> fileBytes(const fs::path& p)
-{
-    const std::string s = test::readTextFile(p);
-    return {s.begin(), s.end()};
-}
+using mla::test::fileBytes;
 
 std::vector<float> randomValues(std::size_t n, std::uint32_t seed)
 {

@@ -73,13 +73,9 @@ std::vector<std::uint8_t> serialise(const L2Header& h, const L2Weights& w)
     return out;
 }
 
-void writeBytes(const fs::path& p, const std::vector<std::uint8_t>& bytes)
-{
-    std::ofstream out(p, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
+using mla::test::writeBytes;
 
-std::string loadError(const fs::path& path)
+std::string llama2cLoadError(const fs::path& path)
 {
     try {
         loadModel(path);
@@ -225,9 +221,9 @@ void TestLlama2c::negativeVocabMeansUntiedClassifier()
     L2Weights noClassifier = w;
     noClassifier.classifier.clear();
     writeBytes(dir / "missing.bin", serialise(h, noClassifier));
-    QVERIFY(loadError(dir / "missing.bin").find("does not match its llama2.c header") != std::string::npos);
+    QVERIFY(llama2cLoadError(dir / "missing.bin").find("does not match its llama2.c header") != std::string::npos);
     writeBytes(dir / "extra.bin", serialise(tied, w));
-    QVERIFY(loadError(dir / "extra.bin").find("does not match its llama2.c header") != std::string::npos);
+    QVERIFY(llama2cLoadError(dir / "extra.bin").find("does not match its llama2.c header") != std::string::npos);
 }
 
 void TestLlama2c::sizeMismatch()
@@ -239,7 +235,7 @@ void TestLlama2c::sizeMismatch()
         v.resize(static_cast<std::size_t>(static_cast<long>(v.size()) + delta), 0);
         const fs::path file = dir / "size.bin";
         writeBytes(file, v);
-        const std::string message = loadError(file);
+        const std::string message = llama2cLoadError(file);
         const std::string expected = file.string() + ": file size " + std::to_string(v.size())
                                      + " bytes does not match its llama2.c header, which describes "
                                      + std::to_string(bytes.size()) + " bytes";
@@ -281,7 +277,7 @@ void TestLlama2c::badHeaders()
         std::memcpy(bytes.data() + 4 * i, &header[i], 4);
     const fs::path file = test::scratchDir("header") / "bad.bin";
     writeBytes(file, bytes);
-    const std::string message = loadError(file);
+    const std::string message = llama2cLoadError(file);
     QVERIFY2(message.rfind(file.string() + ": ", 0) == 0, message.c_str());
     QVERIFY2(message.find('\n') == std::string::npos, message.c_str());
     QVERIFY2(message.find(expected.toStdString()) != std::string::npos, message.c_str());
@@ -295,7 +291,7 @@ void TestLlama2c::truncatedRealFile()
                           full.size() / 3, full.size() / 2, full.size() - 1}) {
         const fs::path file = dir / "cut.bin";
         test::writeTextFile(file, full.substr(0, n));
-        const std::string message = loadError(file);
+        const std::string message = llama2cLoadError(file);
         QVERIFY2(message.rfind(file.string() + ": ", 0) == 0, message.c_str());
         if (n < 28)
             QVERIFY2(message.find("truncated: header") != std::string::npos, message.c_str());
@@ -304,9 +300,9 @@ void TestLlama2c::truncatedRealFile()
     }
     // Too short to be anything.
     test::writeTextFile(dir / "tiny.bin", "ab");
-    QVERIFY(loadError(dir / "tiny.bin").find("file is too short to be a checkpoint") != std::string::npos);
+    QVERIFY(llama2cLoadError(dir / "tiny.bin").find("file is too short to be a checkpoint") != std::string::npos);
     test::writeTextFile(dir / "empty.bin", "");
-    QVERIFY(loadError(dir / "empty.bin").find("file is too short to be a checkpoint") != std::string::npos);
+    QVERIFY(llama2cLoadError(dir / "empty.bin").find("file is too short to be a checkpoint") != std::string::npos);
 }
 
 QTEST_GUILESS_MAIN(TestLlama2c)

@@ -23,17 +23,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<std::uint8_t> fileBytes(const fs::path& p)
-{
-    const std::string s = test::readTextFile(p);
-    return {s.begin(), s.end()};
-}
+using mla::test::fileBytes;
 
-void writeBytes(const fs::path& p, const std::vector<std::uint8_t>& bytes)
-{
-    std::ofstream out(p, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
+using mla::test::writeBytes;
 
 // A safetensors file from a header text and a data section, with the header length field given explicitly (so that
 // it can lie).
@@ -54,7 +46,7 @@ std::vector<std::uint8_t> rawFile(const std::string& header, std::size_t dataByt
 }
 
 // The error message of parsing `bytes` as a safetensors file, or "" if it parsed.
-std::string parseError(const std::vector<std::uint8_t>& bytes, const fs::path& name = "case.safetensors")
+std::string safetensorsParseError(const std::vector<std::uint8_t>& bytes, const fs::path& name = "case.safetensors")
 {
     try {
         parseSafetensorsHeader(bytes.data(), bytes.size(), bytes.size(), name);
@@ -451,7 +443,7 @@ void TestSafetensors::malformedHeaders()
     QFETCH(QByteArray, bytes);
     QFETCH(QString, expected);
     const std::vector<std::uint8_t> v(bytes.begin(), bytes.end());
-    const std::string message = parseError(v, "/some/dir/case.safetensors");
+    const std::string message = safetensorsParseError(v, "/some/dir/case.safetensors");
     QVERIFY2(!message.empty(), "malformed header was accepted");
     // One line, starting with the file, naming the problem.
     QVERIFY2(message.rfind("/some/dir/case.safetensors: ", 0) == 0, message.c_str());
@@ -505,11 +497,11 @@ void TestSafetensors::truncationAtEveryOffset()
     writeSafetensors(dir / "full.safetensors", {{"a", Tensor::fromFloats(DType::F32, {4, 5}, values.data())},
                                                 {"b", Tensor::fromFloats(DType::BF16, {20}, values.data() + 20)}});
     const auto full = fileBytes(dir / "full.safetensors");
-    QCOMPARE(parseError(full), std::string());
+    QCOMPARE(safetensorsParseError(full), std::string());
     // Every proper prefix of the file is rejected with an Error: the last tensor always ends at the end of the file.
     for (std::size_t n = 0; n < full.size(); ++n) {
         const std::vector<std::uint8_t> prefix(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(n));
-        const std::string message = parseError(prefix);
+        const std::string message = safetensorsParseError(prefix);
         QVERIFY2(!message.empty(), qPrintable(QString("prefix of %1 bytes accepted").arg(n)));
     }
     // The same through files at a spread of offsets.
@@ -525,7 +517,7 @@ void TestSafetensors::hugeLengthsNeverAllocate()
     // A file claiming a 50 MiB header but holding 64 bytes must fail on the length check, before any allocation of
     // that size; and a header length within the file but above the sane bound is refused too.
     std::vector<std::uint8_t> small = rawFile("{}", 62, 50ull << 20);
-    QVERIFY(parseError(small).find("beyond the end of the file") != std::string::npos);
+    QVERIFY(safetensorsParseError(small).find("beyond the end of the file") != std::string::npos);
     // With fileSize lying about a huge file but only a few bytes available, the reader bounds-checks what it reads.
     std::vector<std::uint8_t> v = rawFile("{}", 0, 200ull << 20);
     bool threw = false;

@@ -21,7 +21,7 @@ Model convert(const Model& original, std::int64_t pairs, double saving)
     return convertModel(cpuBackend(), original, planConversion(original.config, s, selectPairs(original.config, s, nullptr)));
 }
 
-HealOptions quickOptions()
+HealOptions quickStartOptions()
 {
     HealOptions o;
     o.steps = 16;
@@ -74,7 +74,7 @@ void TestHealStart::autoPicksTheLowerProbeKlAndHealsIt()
     const Model onePair = convert(original, 1, 0.5);
     const Model twoPairs = convert(original, 2, 0.5);
     QCOMPARE(onePair.config.kvElementsPerToken(), twoPairs.config.kvElementsPerToken());
-    const HealOptions options = quickOptions();
+    const HealOptions options = quickStartOptions();
     const HealData data = prepareHealData(Transformer(original), nullptr, options);
     const std::vector<HealStartCandidate> candidates{{"one pair", &onePair}, {"two pairs", &twoPairs}};
 

@@ -3,6 +3,7 @@
 // identical logits: checked on the real GQA (stories260K) and MHA (aidreams260K) models in .bin, -hf and .gguf
 // form, and on random synthetic models written here in both layouts (with a control showing that skipping the
 // permutation is detected).
+#include "common/model_fixtures.h"
 #include "common/test_support.h"
 
 #include "engine/transformer.h"
@@ -19,12 +20,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-MatrixRM logitsOf(const Model& m, const std::vector<int>& ids)
-{
-    Transformer t(m);
-    KvCache cache = t.newCache(static_cast<std::int64_t>(ids.size()));
-    return t.forward(ids, cache, Logits::All);
-}
+using mla::test::logitsOf;
 
 // A fixed pseudo-random token sequence starting with BOS.
 std::vector<int> sequence(int length, int vocab, std::uint32_t seed)

@@ -2,6 +2,7 @@
 // architecture (llama, mistral, qwen2, qwen3) written here as small random checkpoints and read back with every
 // field honoured; missing tensors and wrong shapes named exactly; inconsistent configs refused with the file named;
 // sharded checkpoints (written by the project's own writers) loading to bit-identical logits.
+#include "common/model_fixtures.h"
 #include "common/test_support.h"
 
 #include "engine/transformer.h"
@@ -122,12 +123,7 @@ std::string configError(const nlohmann::json& j)
     return "";
 }
 
-MatrixRM logitsOf(const Model& m, const std::vector<int>& ids)
-{
-    Transformer t(m);
-    KvCache cache = t.newCache(static_cast<std::int64_t>(ids.size()));
-    return t.forward(ids, cache, Logits::All);
-}
+using mla::test::logitsOf;
 
 std::vector<float> vec(const VectorF& v) { return {v.data(), v.data() + v.size()}; }
 

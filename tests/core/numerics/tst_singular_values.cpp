@@ -15,7 +15,7 @@ using namespace mla;
 
 namespace {
 
-Eigen::MatrixXd gaussian(Eigen::Index rows, Eigen::Index cols, unsigned seed)
+Eigen::MatrixXd gaussianMatrix(Eigen::Index rows, Eigen::Index cols, unsigned seed)
 {
     std::mt19937 rng(seed);
     std::normal_distribution<double> normal;
@@ -86,16 +86,16 @@ private slots:
         const unsigned seed = static_cast<unsigned>(rows * 1000 + cols);
         Eigen::MatrixXd m;
         if (rank > 0) {
-            m = gaussian(rows, rank, seed) * gaussian(rank, cols, seed + 1);
+            m = gaussianMatrix(rows, rank, seed) * gaussianMatrix(rank, cols, seed + 1);
         } else if (spread > 0.0) {
             // Rows and columns scaled over many orders of magnitude, as badly normalised weights would be.
-            m = gaussian(rows, cols, seed);
+            m = gaussianMatrix(rows, cols, seed);
             for (Eigen::Index r = 0; r < rows; ++r)
                 m.row(r) *= std::pow(10.0, -spread * static_cast<double>(r) / rows);
             for (Eigen::Index c = 0; c < cols; ++c)
                 m.col(c) *= std::pow(10.0, 2.0 * std::sin(static_cast<double>(c)));
         } else {
-            m = gaussian(rows, cols, seed);
+            m = gaussianMatrix(rows, cols, seed);
         }
         const MatrixRM f = m.cast<float>();
         const Eigen::MatrixXd widened = f.cast<double>();

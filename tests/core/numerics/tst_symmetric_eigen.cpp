@@ -13,7 +13,7 @@ using namespace mla;
 
 namespace {
 
-Eigen::MatrixXd gaussian(Eigen::Index rows, Eigen::Index cols, unsigned seed)
+Eigen::MatrixXd gaussianSamples(Eigen::Index rows, Eigen::Index cols, unsigned seed)
 {
     std::mt19937 rng(seed);
     std::normal_distribution<double> normal;
@@ -26,7 +26,7 @@ Eigen::MatrixXd gaussian(Eigen::Index rows, Eigen::Index cols, unsigned seed)
 
 Eigen::MatrixXd randomOrthogonal(Eigen::Index n, unsigned seed)
 {
-    Eigen::HouseholderQR<Eigen::MatrixXd> qr(gaussian(n, n, seed));
+    Eigen::HouseholderQR<Eigen::MatrixXd> qr(gaussianSamples(n, n, seed));
     return qr.householderQ() * Eigen::MatrixXd::Identity(n, n);
 }
 
@@ -39,7 +39,7 @@ Eigen::MatrixXd withEigenvalues(const Eigen::VectorXd& values, unsigned seed)
 
 Eigen::MatrixXd randomSymmetric(Eigen::Index n, unsigned seed)
 {
-    const Eigen::MatrixXd g = gaussian(n, n, seed);
+    const Eigen::MatrixXd g = gaussianSamples(n, n, seed);
     return (g + g.transpose()) / 2.0;
 }
 
@@ -146,7 +146,7 @@ private slots:
     void rankDeficientGramAndIdentity()
     {
         // A Gram matrix of rank 12 (88 zero eigenvalues): all of its vectors, as the full-rank factors need them.
-        const Eigen::MatrixXd x = gaussian(12, 100, 3);
+        const Eigen::MatrixXd x = gaussianSamples(12, 100, 3);
         const Eigen::MatrixXd g = x.transpose() * x;
         const SymmetricEigen eig = symmetricEigen(g, 100);
         checkEigenpairs(g, eig, 100);

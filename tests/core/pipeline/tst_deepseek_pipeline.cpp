@@ -32,13 +32,13 @@ Settings deepSeek()
     return s;
 }
 
-std::string fileText(const fs::path& p)
+std::string deepseekFileText(const fs::path& p)
 {
     std::ifstream in(p, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-std::string errorOf(const std::function<void()>& f)
+std::string deepseekErrorOf(const std::function<void()>& f)
 {
     try {
         f();
@@ -86,7 +86,7 @@ private Q_SLOTS:
         // No MHA2MLA modeling code: stock engines load this layout by model_type.
         QVERIFY(std::find(names.begin(), names.end(), "modeling_mla.py") == names.end());
         for (const std::string& name : names)
-            QVERIFY2(fileText(cli.folder / name) == fileText(gui.folder / name), name.c_str());
+            QVERIFY2(deepseekFileText(cli.folder / name) == deepseekFileText(gui.folder / name), name.c_str());
 
         // Our engine on the folder gives the in-memory converted model's logits exactly (float32 weights as written).
         const Model reloaded = loadModel(gui.folder);
@@ -106,15 +106,15 @@ private Q_SLOTS:
         request.folder = dir / "never";
         Settings flash = deepSeek();
         flash.conversion.flashMla = true; // 512 + 64 on a 5-layer model of 320 cached values per token
-        std::string e = errorOf([&] { convertToFolder(m_demo, nullptr, flash, request, std::nullopt, ExecutionContext(recording)); });
+        std::string e = deepseekErrorOf([&] { convertToFolder(m_demo, nullptr, flash, request, std::nullopt, ExecutionContext(recording)); });
         QVERIFY2(e.find("too small for FlashMLA") != std::string::npos, e.c_str());
         Settings split = deepSeek();
         split.conversion.method = LatentMethod::Split;
-        e = errorOf([&] { convertInMemory(m_demo, nullptr, split, ExecutionContext(recording)); });
+        e = deepseekErrorOf([&] { convertInMemory(m_demo, nullptr, split, ExecutionContext(recording)); });
         QVERIFY2(e.find("joint") != std::string::npos, e.c_str());
         Settings perLayer = deepSeek();
         perLayer.conversion.latentPerLayer.assign(5, 8);
-        e = errorOf([&] { convertInMemory(m_demo, nullptr, perLayer, ExecutionContext(recording)); });
+        e = deepseekErrorOf([&] { convertInMemory(m_demo, nullptr, perLayer, ExecutionContext(recording)); });
         QVERIFY2(e.find("every layer") != std::string::npos, e.c_str());
         QCOMPARE(recording->calls(), std::int64_t(0));
         QVERIFY(!fs::exists(request.folder));
@@ -125,20 +125,20 @@ private Q_SLOTS:
         test::writeTextFile(request.folder / "notes.txt", "mine");
         for (const bool force : {false, true}) {
             request.output.force = force;
-            e = errorOf([&] { convertToFolder(m_demo, nullptr, deepSeek(), request, std::nullopt, ExecutionContext(recording)); });
+            e = deepseekErrorOf([&] { convertToFolder(m_demo, nullptr, deepSeek(), request, std::nullopt, ExecutionContext(recording)); });
             QVERIFY2(e.find(request.folder.string()) != std::string::npos, e.c_str());
-            QVERIFY(!errorOf([&] { exportConversion(m_demo, m_inMemory, request, std::nullopt, ExecutionContext()); }).empty());
+            QVERIFY(!deepseekErrorOf([&] { exportConversion(m_demo, m_inMemory, request, std::nullopt, ExecutionContext()); }).empty());
         }
         QCOMPARE(recording->calls(), std::int64_t(0));
-        QCOMPARE(fileText(request.folder / "notes.txt"), std::string("mine"));
+        QCOMPARE(deepseekFileText(request.folder / "notes.txt"), std::string("mine"));
 
         // An earlier export of ours is replaced only when forced.
         request.folder = dir / "ours";
         request.output.force = false;
         exportConversion(m_demo, m_inMemory, request, std::nullopt, ExecutionContext());
-        QVERIFY(!errorOf([&] { exportConversion(m_demo, m_inMemory, request, std::nullopt, ExecutionContext()); }).empty());
+        QVERIFY(!deepseekErrorOf([&] { exportConversion(m_demo, m_inMemory, request, std::nullopt, ExecutionContext()); }).empty());
         request.output.force = true;
-        QVERIFY(errorOf([&] { exportConversion(m_demo, m_inMemory, request, std::nullopt, ExecutionContext()); }).empty());
+        QVERIFY(deepseekErrorOf([&] { exportConversion(m_demo, m_inMemory, request, std::nullopt, ExecutionContext()); }).empty());
         QVERIFY(fs::exists(request.folder / "config.json"));
     }
 

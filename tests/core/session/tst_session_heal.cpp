@@ -16,7 +16,7 @@ using namespace mla;
 
 namespace {
 
-constexpr const char* kPython = "/usr/bin/python3";
+constexpr const char* kHealPython = "/usr/bin/python3";
 
 bool sameReport(const HealReport& a, const HealReport& b)
 {
@@ -200,7 +200,7 @@ void TestSessionHeal::damagedHealIsAnError()
 
 void TestSessionHeal::h5pyReadsTheHeal()
 {
-    if (!std::filesystem::exists(kPython))
+    if (!std::filesystem::exists(kHealPython))
         QSKIP("no /usr/bin/python3 (Debian's python3 with python3-h5py is needed for this test)");
     const char* script = R"(
 import sys
@@ -219,7 +219,7 @@ with h5py.File(sys.argv[1], "r") as f:
 )";
     QProcess p;
     p.setProcessChannelMode(QProcess::MergedChannels);
-    p.start(kPython, {QStringLiteral("-c"), QString::fromUtf8(script), QString::fromStdString(m_file.string())});
+    p.start(kHealPython, {QStringLiteral("-c"), QString::fromUtf8(script), QString::fromStdString(m_file.string())});
     QVERIFY(p.waitForStarted(10000) && p.waitForFinished(60000));
     const std::string output = p.readAll().toStdString();
     if (p.exitCode() == 77)

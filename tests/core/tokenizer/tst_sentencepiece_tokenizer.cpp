@@ -32,7 +32,7 @@ const std::vector<std::string>& sampleTexts()
     return texts;
 }
 
-std::string decodeAfterFirst(const Tokenizer& t, const std::vector<int>& ids)
+std::string sentencePieceDecodeAfterFirst(const Tokenizer& t, const std::vector<int>& ids)
 {
     return t.decode(std::span<const int>(ids).subspan(1), ids.front());
 }
@@ -69,7 +69,7 @@ private slots:
             withBos.insert(withBos.end(), expected.begin(), expected.end());
             QCOMPARE(t->encode(text, true), withBos);
             // SentencePiece's whole-text decoder drops the dummy prefix; so does ours after BOS.
-            QCOMPARE(decodeAfterFirst(*t, withBos), reference.DecodeIds(expected));
+            QCOMPARE(sentencePieceDecodeAfterFirst(*t, withBos), reference.DecodeIds(expected));
         }
     }
 
@@ -77,7 +77,7 @@ private slots:
     {
         auto t = SentencePieceTokenizer::fromFile(modelPath());
         for (const std::string& text : sampleTexts())
-            QCOMPARE(decodeAfterFirst(*t, t->encode(text, true)), text);
+            QCOMPARE(sentencePieceDecodeAfterFirst(*t, t->encode(text, true)), text);
         QCOMPARE(t->encode("", true), std::vector<int>{1});
     }
 
