@@ -99,6 +99,7 @@ private slots:
     void cancelAtAnyPointLeavesNothing_data();
     void cancelAtAnyPointLeavesNothing();
     void stageErrorReachesTheCaller();
+    void atMostThreeLayersInFlight();
 };
 
 void TestPipelinedConversion::plainExportIsByteIdentical_data()
@@ -301,6 +302,35 @@ void TestPipelinedConversion::stageErrorReachesTheCaller()
         QCOMPARE(std::string(e.what()), std::string("layer 2 failed"));
     }
     QCOMPARE(computed.load(), 2); // nothing ran past the failed layer
+}
+
+// The memory bound: while the writer holds layer w, the worker converts at most w+1 and the reader reads at most
+// w+2; with a slow writer both stages do run ahead (the overlap happens).
+void TestPipelinedConversion::atMostThreeLayersInFlight()
+{
+    std::atomic<std::int64_t> taking{-1};
+    std::atomic<std::int64_t> readAhead{-10}, computeAhead{-10};
+    auto raise = [](std::atomic<std::int64_t>& highest, std::int64_t v) {
+        std::int64_t h = highest.load();
+        while (v > h && !highest.compare_exchange_weak(h, v)) {
+        }
+    };
+    LayerPipeline<std::int64_t> pipeline(
+        8, [&](std::int64_t l) { raise(readAhead, l - taking.load()); },
+        [&](std::int64_t l, const JobControl&) {
+            raise(computeAhead, l - taking.load());
+            return l * 3;
+        },
+        JobControl(), true);
+    for (std::int64_t l = 0; l < 8; ++l) {
+        taking = l;
+        QCOMPARE(pipeline.take(l, 0.0), l * 3);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20)); // writing layer l
+    }
+    QVERIFY2(readAhead.load() <= 2, qPrintable(QString::number(readAhead.load())));
+    QVERIFY2(computeAhead.load() <= 1, qPrintable(QString::number(computeAhead.load())));
+    QVERIFY(readAhead.load() >= 1);
+    QVERIFY(computeAhead.load() >= 1);
 }
 
 QTEST_APPLESS_MAIN(TestPipelinedConversion)
