@@ -123,6 +123,7 @@ int runConvert(const Arguments& args)
         request.dtype = *parsed;
     }
     request.shardBytes = static_cast<std::uint64_t>(args.integer("shard-mb", 1, 1 << 30).value_or(0)) << 20;
+    request.pipelined = !args.has("no-pipeline");
     request.output = outputOptions(args, &opened); // the pipeline refuses a bad folder before any work
     if (!pipeline::conversionNeedsAnalysis(settings.conversion) && calibrationGiven(args))
         std::cerr << "note: the " << ropeStrategyName(settings.conversion.strategy) << " strategy needs no calibration; ignoring it\n";
@@ -256,6 +257,8 @@ CommandSpec convertCommand()
             o.push_back(c);
         o.push_back({"dtype", "TYPE", "output weight dtype: f32, f16 or bf16 (default: as the input); with --format gguf also q8_0 or q4_0"});
         o.push_back({"shard-mb", "M", "write safetensors shards of at most M MiB with an index"});
+        o.push_back({"no-pipeline", nullptr, "read, convert and write one layer after another instead of overlapping them "
+                                             "across layers (the same bytes, slower; a reference for benchmarks)"});
         o.push_back({"check", nullptr, "reload the written model and measure it against the original (perplexity, KL, "
                                        "top-1 agreement, KV bytes) on 4 sampled sequences; the numbers go into README.md"});
         o.push_back(kvCacheOption());

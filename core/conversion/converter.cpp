@@ -2,6 +2,7 @@
 
 #include "backend/compute_backend.h"
 #include "conversion/deepseek_export.h"
+#include "conversion/layer_pipeline.h"
 #include "conversion/pytorch_export.h"
 #include "formats/checkpoint_writer.h"
 #include "model/architecture.h"
@@ -14,7 +15,6 @@
 #include "util/version.h"
 
 #include <algorithm>
-#include <future>
 #include <set>
 
 namespace mla {
@@ -273,35 +273,32 @@ ExportReport writeModelWith(const Model& source, const ModelConfig& targetConfig
 ExportReport exportConvertedModel(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const ExportOptions& options,
                                   const CovarianceProvider& covariance, const JobControl& job)
 {
-    // The writer asks for tensors in plan order (layer by layer), so each layer is converted once, when its first
-    // attention tensor is needed, and dropped when the next layer starts.
+    // The writer asks for tensors in plan order (layer by layer); the pipeline hands it each layer's conversion,
+    // made while the layer before was written, and the current layer's tensors go back to the original's views when
+    // the next layer starts.
     Model current = original;
     current.config = plan.converted;
     std::int64_t convertedLayer = -1;
     std::vector<LayerConversionReport> reports;
-    auto convertLayer = [&](std::int64_t l) {
-        const MatrixXdRM* c = covariance ? covariance(l) : nullptr;
-        return convertAttention(backend, plan.original, original.layers[static_cast<std::size_t>(l)],
-                                plan.converted.mla->layers[static_cast<std::size_t>(l)], plan.settings, c, job);
-    };
-    // On a GPU backend the next layer is converted (its weights read, decomposed on the device) while the current one
-    // is written, so that the export runs at the speed of the disk; the CPU keeps one layer at a time.
-    const bool overlap = backend.isGpu();
-    std::future<ConvertedAttention> next;
-    std::int64_t nextLayer = -1;
+    LayerPipeline<ConvertedAttention> pipeline(
+        plan.original.layers, [&](std::int64_t l) { readLayerPages(original.layers[static_cast<std::size_t>(l)]); },
+        [&](std::int64_t l, const JobControl& layerJob) {
+            const MatrixXdRM* c = covariance ? covariance(l) : nullptr;
+            return convertAttention(backend, plan.original, original.layers[static_cast<std::size_t>(l)],
+                                    plan.converted.mla->layers[static_cast<std::size_t>(l)], plan.settings, c, layerJob);
+        },
+        job, options.pipelined);
+    const double planSize = static_cast<double>(tensorPlan(plan.converted).size());
+    std::size_t asked = 0;
     auto tensorFor = [&](const PlannedTensor& p) -> Tensor {
+        const double fraction = static_cast<double>(asked++) / planSize; // the writer's own progress at this tensor
         if (p.layer >= 0 && p.layer != convertedLayer) {
             if (convertedLayer >= 0) {
                 current.layers[static_cast<std::size_t>(convertedLayer)] = original.layers[static_cast<std::size_t>(convertedLayer)];
                 releaseLayerPages(original.layers[static_cast<std::size_t>(convertedLayer)]);
             }
             convertedLayer = p.layer;
-            const ConvertedAttention a = nextLayer == p.layer ? next.get() : convertLayer(p.layer);
-            nextLayer = -1;
-            if (overlap && p.layer + 1 < plan.original.layers) {
-                nextLayer = p.layer + 1;
-                next = std::async(std::launch::async, convertLayer, nextLayer);
-            }
+            const ConvertedAttention a = pipeline.take(p.layer, fraction);
             install(current.layers[static_cast<std::size_t>(p.layer)], a, DType::F32);
             reports.push_back(reportOf(a));
         }

@@ -55,6 +55,9 @@ struct ExportOptions {
     std::vector<std::pair<std::string, std::string>> generatedFiles; // name, content (e.g. README.md)
     // Where the folder may go (util/output_safety.h): the source model's own files are always added to the inputs.
     OutputOptions output;
+    // Streaming conversions overlap reading, converting and writing across layers (conversion/layer_pipeline.h);
+    // false runs the same per-layer steps one after another (the reference: the bytes written are the same).
+    bool pipelined = true;
 };
 
 struct ExportReport {
@@ -64,9 +67,9 @@ struct ExportReport {
     DType dtype = DType::F32;
 };
 
-// Converts and writes the model layer by layer (one layer's converted tensors in memory at a time) as a Hugging Face
-// folder in the MHA2MLA layout; the folder appears complete or not at all. On a GPU backend the next layer is
-// converted while the current one is written.
+// Converts and writes the model layer by layer as a Hugging Face folder in the MHA2MLA layout; the folder appears
+// complete or not at all. With options.pipelined (the default), on every backend, the next layer is converted while
+// the current one is written and the one after it is read (at most three layers in flight, LayerPipeline).
 ExportReport exportConvertedModel(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const ExportOptions& options,
                                   const CovarianceProvider& covariance = {}, const JobControl& job = {});
 

@@ -1,6 +1,7 @@
 #include "conversion/sequential_converter.h"
 
 #include "analysis/key_value_split.h"
+#include "conversion/layer_pipeline.h"
 #include "conversion/least_squares.h"
 #include "engine/ops.h"
 #include "model/tensor_plan.h"
@@ -90,6 +91,11 @@ SequentialConverter::SequentialConverter(const ComputeBackend& backend, const Mo
 
 const LayerWeights& SequentialConverter::convertLayer(std::int64_t l)
 {
+    return convertLayer(l, m_job);
+}
+
+const LayerWeights& SequentialConverter::convertLayer(std::int64_t l, const JobControl& job)
+{
     if (l != m_next)
         throw Error("internal: layers must be converted in order");
     const ModelConfig& c = m_plan.original;
@@ -99,7 +105,7 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l)
     const float eps = static_cast<float>(c.rmsEps);
     const std::size_t n = m_hiddenOriginal.size();
     auto progress = [&](double f, const char* stage) {
-        m_job.progress((static_cast<double>(l) + f) / static_cast<double>(c.layers),
+        job.progress((static_cast<double>(l) + f) / static_cast<double>(c.layers),
                        std::string(stage) + " (" + m_rate.describe(static_cast<double>(l) + f, static_cast<double>(c.layers)) + ")");
     };
 
@@ -153,7 +159,7 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l)
         ConversionSettings s = plain;
         s.balanceKeyValue = balanced;
         LayerWeights w = ow;
-        installConverted(w, convertAttention(m_backend, c, ow, target, s, &covariance, m_job));
+        installConverted(w, convertAttention(m_backend, c, ow, target, s, &covariance, job));
         const double e = outputError(w);
         if (e < bestError) {
             bestError = e;
@@ -242,21 +248,28 @@ Model convertSequentially(const ComputeBackend& backend, const Model& original, 
 ExportReport exportSequentially(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
                                 const ExportOptions& options, const JobControl& job, std::vector<LayerFitReport>* reports)
 {
-    SequentialConverter converter(backend, original, plan, calibration, job.slice(0.0, 0.95));
+    SequentialConverter converter(backend, original, plan, calibration, job);
     Model current = original;
     current.config = plan.converted;
     std::int64_t done = -1;
-    // The writer asks for tensors layer by layer, so each layer is converted when its first tensor is needed and
-    // released (back to the original's views) once the next layer starts.
+    // Layer l is converted (on the converted model's hidden states after layer l-1) while layer l-1 is written and
+    // layer l+1 read; each layer's tensors go back to the original's views once the next layer starts.
+    LayerPipeline<LayerWeights> pipeline(
+        plan.original.layers, [&](std::int64_t l) { readLayerPages(original.layers[static_cast<std::size_t>(l)]); },
+        [&](std::int64_t l, const JobControl& layerJob) { return converter.convertLayer(l, layerJob); }, job, options.pipelined);
+    const double planSize = static_cast<double>(tensorPlan(plan.converted).size());
+    std::size_t asked = 0;
     ExportReport report = writeModelWith(original, plan.converted, options, [&](const PlannedTensor& p) -> Tensor {
+        const double fraction = static_cast<double>(asked++) / planSize;
         if (p.layer >= 0 && p.layer != done) {
             if (done >= 0)
                 current.layers[static_cast<std::size_t>(done)] = original.layers[static_cast<std::size_t>(done)];
-            current.layers[static_cast<std::size_t>(p.layer)] = converter.convertLayer(p.layer);
+            current.layers[static_cast<std::size_t>(p.layer)] = pipeline.take(p.layer, fraction);
             done = p.layer;
         }
         return modelTensor(current, p.role, p.layer);
-    }, job.slice(0.95, 1.0));
+    }, job);
+    pipeline.stop();
     if (reports)
         *reports = converter.reports();
     return report;

@@ -36,8 +36,10 @@ public:
     SequentialConverter(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
                         const JobControl& job = {});
 
-    // Layers must be converted in order. Returns the converted layer's weights (attention and o_proj).
+    // Layers must be converted in order. Returns the converted layer's weights (attention and o_proj). The second
+    // form reports to `job` instead of the converter's own (a pipeline's worker).
     const LayerWeights& convertLayer(std::int64_t layer);
+    const LayerWeights& convertLayer(std::int64_t layer, const JobControl& job);
     const std::vector<LayerFitReport>& reports() const { return m_reports; }
     const Model& converted() const { return m_converted; }
 
@@ -58,7 +60,8 @@ private:
 Model convertSequentially(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
                           const JobControl& job = {}, std::vector<LayerFitReport>* reports = nullptr);
 
-// Converts and writes layer by layer with the sequential refits.
+// Converts and writes layer by layer with the sequential refits; with options.pipelined, layer l is converted while
+// layer l-1 is written and layer l+1 read (LayerPipeline), with the same bytes written.
 ExportReport exportSequentially(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
                                 const ExportOptions& options, const JobControl& job = {},
                                 std::vector<LayerFitReport>* reports = nullptr);

@@ -136,6 +136,7 @@ ExportOptions exportOptionsFor(const OpenedModel& model, const ExportRequest& re
     options.folder = request.folder;
     options.dtype = request.dtype;
     options.shardBytes = request.shardBytes;
+    options.pipelined = request.pipelined;
     options.extraFiles = companionFiles(*model.model, &notes);
     options.output = outputFor(model, request);
     return options;

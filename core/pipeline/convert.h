@@ -39,6 +39,7 @@ struct ExportRequest {
     std::filesystem::path folder;
     std::optional<DType> dtype;   // of the written weights; default: the original's
     std::uint64_t shardBytes = 0; // 0: one model.safetensors
+    bool pipelined = true;        // overlap read, conversion and write across layers (ExportOptions::pipelined)
     // Where the folder may go (util/output_safety.h): `force` (the CLI's --force; the GUI asks first) and inputs
     // besides the opened model's own files, which are always added. Checked before any work and again when the
     // finished folder moves into place.

@@ -41,6 +41,11 @@ quick=--quick
 [ $full = 1 ] && quick=
 python3 tests/benchmarks/bench_conversion.py --cli "$build/app/mla-workbench-cli" $quick
 
+if [ $full = 1 ]; then
+  section "pipelined against sequential conversion: Llama-2-7B shape, 8 layers, against the I/O floor (~30 min on 2 cores)"
+  python3 tests/benchmarks/bench_pipeline.py --cli "$build/app/mla-workbench-cli" --layers 8
+fi
+
 section "best preset: convert --preset best against --preset paper on the same 16 x 256 calibration ids (fails above 3x)"
 # A missed goal is reported at the end (exit 1) without stopping the benchmarks after it.
 layers=8

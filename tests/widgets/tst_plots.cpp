@@ -180,6 +180,79 @@ private Q_SLOTS:
         QVERIFY(row >= 0 && col >= 0);
     }
 
+    // An all-heads view with cells too narrow to outline one by one (32 layers x 512 cells of 8 KV heads in 900 px; a
+    // 7B model's 2048 columns take the same path): kept cells show as bright marks on the screen and in an export, and
+    // a new selection moves them (the outline layer alone is repainted).
+    void denseHeatmapOutlinesFollowKept()
+    {
+        view::ScoreGrid g;
+        g.rows = 32;
+        g.heads = 8;
+        g.pairsPerHead = 64;
+        g.columns = g.heads * g.pairsPerHead;
+        for (std::int64_t i = 0; i < g.rows * g.columns; ++i)
+            g.values.push_back(0.1 + 0.8 * static_cast<double>((i * 7919) % 101) / 101.0);
+        g.kept.assign(g.values.size(), 0);
+        g.maximum = 1.0;
+        g.minPositive = 0.1;
+        auto keep = [&](int pair) {
+            return std::vector<LayerPairSelection>(32, LayerPairSelection(8, std::vector<int>{pair}));
+        };
+        view::markKept(g, keep(3));
+        HeatmapPlot plot;
+        plot.resize(900, 500);
+        plot.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&plot));
+        plot.setGrid(g, {}, QStringLiteral("2-norm score"));
+        QCoreApplication::processEvents();
+        // The widget pixels of a cell a third of the way down its row (the row's middle has the axis tick), found
+        // through the hover lookup.
+        auto pixelsOf = [&](std::int64_t row, std::int64_t column) {
+            std::vector<QPoint> points;
+            int y0 = -1, y1 = -1;
+            for (int y = 0; y < plot.height(); ++y) {
+                if (plot.cellAt(QPoint(plot.width() / 2, y)).first == row) {
+                    y0 = y0 < 0 ? y : y0;
+                    y1 = y;
+                }
+            }
+            const int y = y0 + (y1 - y0) / 3;
+            for (int x = 0; x < plot.width(); ++x) {
+                if (plot.cellAt(QPoint(x, y)).second == column)
+                    points.emplace_back(x, y);
+            }
+            return points;
+        };
+        QVERIFY(pixelsOf(0, 1).size() < 4); // the dense case: cells a few pixels wide
+        // Whether the cell shows white (the inside of a kept cell's mark).
+        auto marked = [&](const QImage& image, std::int64_t row, std::int64_t column) {
+            const auto points = pixelsOf(row, column);
+            return std::any_of(points.begin(), points.end(), [&](const QPoint& at) {
+                return image.pixelColor(at * image.devicePixelRatio()) == QColor(255, 255, 255);
+            });
+        };
+        QImage shown = plot.grab().toImage();
+        for (std::int64_t row : {0, 5, 31}) {
+            for (std::int64_t head : {0, 3, 7}) {
+                QVERIFY(marked(shown, row, head * 64 + 3));
+                QVERIFY(!marked(shown, row, head * 64 + 40));
+            }
+        }
+        plot.updateKept(keep(40));
+        QCoreApplication::processEvents();
+        shown = plot.grab().toImage();
+        for (std::int64_t row : {0, 5, 31}) {
+            for (std::int64_t head : {0, 3, 7}) {
+                QVERIFY(!marked(shown, row, head * 64 + 3));
+                QVERIFY(marked(shown, row, head * 64 + 40));
+            }
+        }
+        // An exported PNG shows them too.
+        const QImage exported = plot.renderImage(1.0);
+        QVERIFY(marked(exported, 5, 3 * 64 + 40));
+        QVERIFY(!marked(exported, 5, 3 * 64 + 3));
+    }
+
     void spectrumCursorDrag()
     {
         SpectrumPlot plot;

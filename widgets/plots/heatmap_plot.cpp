@@ -2,20 +2,29 @@
 
 #include "plots/qcustomplot_include.h"
 
+#include <QImage>
 #include <QMenu>
+#include <QPainter>
 #include <QToolTip>
 
+#include <algorithm>
 #include <cmath>
 
 namespace mla {
 
-// Outlines the kept cells (and separates KV heads) in one paint call: thousands of QCPItemRects would be slow.
+// Outlines the kept cells (and separates KV heads) in one paint call: thousands of QCPItemRects would be slow. It
+// sits alone on a buffered layer, so a settings move that changes only the kept pairs repaints this layer, not the
+// colour map and the axes (HeatmapPlot::updateKept). The outlines are drawn into an image cached until the kept
+// cells, the axis rect or its ranges change; when cells are a few pixels wide (the all-heads view: 32 x 2048 cells)
+// the image is written pixel by pixel, because stroking thousands of sub-pixel rectangles with wide pens takes tens
+// of milliseconds (issue 19).
 class KeptCellsLayer : public QCPLayerable {
 public:
     KeptCellsLayer(QCustomPlot* plot, QCPAxisRect* rect) : QCPLayerable(plot, PlotWidget::highlightLayer()), m_rect(rect) {}
 
     const view::ScoreGrid* grid = nullptr;
     QColor separator;
+    void invalidate() { m_cache = QImage(); }
 
 protected:
     void applyDefaultAntialiasingHint(QCPPainter* painter) const override { painter->setAntialiasing(false); }
@@ -27,20 +36,77 @@ protected:
             return;
         QCPAxis* x = m_rect->axis(QCPAxis::atBottom);
         QCPAxis* y = m_rect->axis(QCPAxis::atLeft);
-        auto cell = [&](std::int64_t row, std::int64_t col) {
-            const double x0 = x->coordToPixel(static_cast<double>(col) - 0.5);
-            const double x1 = x->coordToPixel(static_cast<double>(col) + 0.5);
-            const double y0 = y->coordToPixel(static_cast<double>(row) - 0.5);
-            const double y1 = y->coordToPixel(static_cast<double>(row) + 0.5);
-            return QRectF(QPointF(std::min(x0, x1), std::min(y0, y1)), QPointF(std::max(x0, x1), std::max(y0, y1)));
-        };
-        const QRectF one = cell(0, 0);
+        const QRect area = m_rect->rect();
+        const Key key{area, x->range().lower, x->range().upper, y->range().lower, y->range().upper, separator.rgba()};
+        // Vector output (PDF, SVG export) gets the strokes; pixels (the screen's buffers, PNG) the cached image.
+        const int device = painter->device() ? painter->device()->devType() : 0;
+        const bool raster = (device == QInternal::Image || device == QInternal::Pixmap) && !painter->modes().testFlag(QCPPainter::pmVectorized);
+        if (!raster) {
+            drawStrokes(painter, x, y);
+            return;
+        }
+        if (m_cache.isNull() || !(key == m_key)) {
+            m_key = key;
+            m_cache = QImage(area.size(), QImage::Format_ARGB32_Premultiplied);
+            m_cache.fill(Qt::transparent);
+            if (cellPixels(x, y).width() >= 4.0) {
+                QCPPainter p(&m_cache);
+                p.setAntialiasing(false);
+                p.translate(-area.topLeft());
+                drawStrokes(&p, x, y);
+            } else {
+                drawDense(x, y, area);
+            }
+        }
+        // QCPPainter shifts rasterised output by half a pixel while antialiasing is off; the image is pixel-aligned.
+        const bool antialiased = painter->antialiasing();
+        painter->setAntialiasing(true);
+        painter->drawImage(area.topLeft(), m_cache);
+        painter->setAntialiasing(antialiased);
+    }
+
+private:
+    struct Key {
+        QRect area;
+        double x0, x1, y0, y1;
+        QRgb separator;
+        bool operator==(const Key& o) const
+        {
+            return area == o.area && x0 == o.x0 && x1 == o.x1 && y0 == o.y0 && y1 == o.y1 && separator == o.separator;
+        }
+    };
+
+    QRectF cellRect(QCPAxis* x, QCPAxis* y, std::int64_t row, std::int64_t col) const
+    {
+        const double x0 = x->coordToPixel(static_cast<double>(col) - 0.5);
+        const double x1 = x->coordToPixel(static_cast<double>(col) + 0.5);
+        const double y0 = y->coordToPixel(static_cast<double>(row) - 0.5);
+        const double y1 = y->coordToPixel(static_cast<double>(row) + 0.5);
+        return QRectF(QPointF(std::min(x0, x1), std::min(y0, y1)), QPointF(std::max(x0, x1), std::max(y0, y1)));
+    }
+    QSizeF cellPixels(QCPAxis* x, QCPAxis* y) const { return cellRect(x, y, 0, 0).size(); }
+
+    void drawSeparators(QPainter* painter, QCPAxis* x) const
+    {
+        if (grid->heads <= 1)
+            return;
+        painter->setPen(QPen(separator, 2.0));
+        for (std::int64_t h = 1; h < grid->heads; ++h) {
+            const double px = x->coordToPixel(static_cast<double>(h * grid->pairsPerHead) - 0.5);
+            painter->drawLine(QLineF(px, m_rect->top(), px, m_rect->bottom()));
+        }
+    }
+
+    // Each kept cell outlined: a dark 3 px frame with a white 1.5 px frame inside it.
+    void drawStrokes(QPainter* painter, QCPAxis* x, QCPAxis* y) const
+    {
+        const QSizeF one = cellPixels(x, y);
         const double inset = std::min(one.width(), one.height()) > 8 ? 1.5 : 0.5;
         QVector<QRectF> rects;
         for (std::int64_t r = 0; r < grid->rows; ++r) {
             for (std::int64_t c = 0; c < grid->columns; ++c) {
                 if (grid->isKept(r, c))
-                    rects.append(cell(r, c).adjusted(inset, inset, -inset, -inset));
+                    rects.append(cellRect(x, y, r, c).adjusted(inset, inset, -inset, -inset));
             }
         }
         painter->setBrush(Qt::NoBrush);
@@ -48,17 +114,53 @@ protected:
         painter->drawRects(rects.constData(), static_cast<int>(rects.size()));
         painter->setPen(QPen(QColor(255, 255, 255), 1.5));
         painter->drawRects(rects.constData(), static_cast<int>(rects.size()));
-        if (grid->heads > 1) {
-            painter->setPen(QPen(separator, 2.0));
-            for (std::int64_t h = 1; h < grid->heads; ++h) {
-                const double px = x->coordToPixel(static_cast<double>(h * grid->pairsPerHead) - 0.5);
-                painter->drawLine(QLineF(px, m_rect->top(), px, m_rect->bottom()));
-            }
-        }
+        drawSeparators(painter, x);
     }
 
-private:
+    // The same outlines for cells a few pixels wide, written into the image: each run of kept cells in a row gets a
+    // dark frame (1 px, 2 px where the run is wider than 6 px) around a white one (the cells' own pixels), so that a
+    // kept pair stays visible as a bright mark at any width.
+    void drawDense(QCPAxis* x, QCPAxis* y, const QRect& area)
+    {
+        const int w = m_cache.width(), h = m_cache.height();
+        const QRgb dark = qPremultiply(qRgba(0, 0, 0, 200));
+        const QRgb white = qRgba(255, 255, 255, 255);
+        auto fill = [&](int x0, int y0, int x1, int y1, QRgb colour) { // [x0, x1) x [y0, y1), clipped
+            x0 = std::max(x0, 0);
+            y0 = std::max(y0, 0);
+            x1 = std::min(x1, w);
+            y1 = std::min(y1, h);
+            for (int yy = y0; yy < y1; ++yy) {
+                auto* line = reinterpret_cast<QRgb*>(m_cache.scanLine(yy));
+                std::fill(line + x0, line + x1, colour);
+            }
+        };
+        for (std::int64_t r = 0; r < grid->rows; ++r) {
+            for (std::int64_t c = 0; c < grid->columns; ++c) {
+                if (!grid->isKept(r, c))
+                    continue;
+                std::int64_t end = c + 1;
+                while (end < grid->columns && grid->isKept(r, end) && end % grid->pairsPerHead != 0)
+                    ++end; // a run of kept cells, within one head
+                const QRectF first = cellRect(x, y, r, c), last = cellRect(x, y, r, end - 1);
+                const int x0 = static_cast<int>(std::floor(first.left())) - area.left();
+                const int x1 = std::max(x0 + 1, static_cast<int>(std::ceil(last.right())) - area.left());
+                const int y0 = static_cast<int>(std::floor(first.top())) - area.top();
+                const int y1 = std::max(y0 + 1, static_cast<int>(std::ceil(first.bottom())) - area.top());
+                const int frame = x1 - x0 > 6 ? 2 : 1;
+                fill(x0 - frame, y0, x1 + frame, y1, dark);
+                fill(x0, y0 + 1, x1, y1 - 1, white);
+                c = end - 1;
+            }
+        }
+        QPainter p(&m_cache);
+        p.translate(-area.topLeft());
+        drawSeparators(&p, x);
+    }
+
     QCPAxisRect* m_rect;
+    QImage m_cache;
+    Key m_key{};
 };
 
 namespace {
@@ -106,6 +208,8 @@ HeatmapPlot::HeatmapPlot(QWidget* parent) : PlotWidget(parent)
     p->yAxis->grid()->setVisible(false);
     m_kept = new KeptCellsLayer(p, rect);
     m_kept->grid = &m_grid;
+    // Its own paint buffer: a change of the kept pairs repaints the outlines only (updateKept).
+    p->layer(highlightLayer())->setMode(QCPLayer::lmBuffered);
     p->setMouseTracking(true);
     p->installEventFilter(this);
     applyPalette();
@@ -146,7 +250,10 @@ void HeatmapPlot::setGrid(const view::ScoreGrid& grid, const std::vector<view::P
 void HeatmapPlot::updateKept(const std::vector<LayerPairSelection>& selections)
 {
     view::markKept(m_grid, selections);
-    requestReplot();
+    m_kept->invalidate();
+    // Only the outline layer: the colour map and the axes have not changed (a full replot of the all-heads view took
+    // ~40 ms, issue 19). Falls back to a full replot when the plot's buffers need one anyway.
+    plot()->layer(highlightLayer())->replot();
 }
 
 void HeatmapPlot::setLogScale(bool on)
@@ -162,6 +269,7 @@ void HeatmapPlot::rebuild()
 {
     QCustomPlot* p = plot();
     const view::ScoreGrid& g = m_grid;
+    m_kept->invalidate();
     m_map->data()->clear();
     if (g.rows == 0 || g.columns == 0) {
         requestReplot();
