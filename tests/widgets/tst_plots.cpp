@@ -330,6 +330,30 @@ private Q_SLOTS:
         plot.setSeries({}, QStringLiteral("singular value"));
         QVERIFY(!plot.emptyMessage().isEmpty());
     }
+
+    void barLegendCoversNoBar()
+    {
+        // Issue 18: the legend sat over the tallest bars.
+        BarPlot bars;
+        bars.resize(500, 300);
+        bars.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&bars));
+        BarPlot::Series a{QStringLiteral("weight space"), {}}, b{QStringLiteral("activation space"), {}}, c{QStringLiteral("preset best"), {}};
+        QStringList layers;
+        for (int l = 0; l < 6; ++l) {
+            layers << QString::number(l);
+            a.values.push_back(1.0);
+            b.values.push_back(0.9);
+            c.values.push_back(0.95);
+        }
+        bars.setData(layers, {a, b, c}, QStringLiteral("layer"), QStringLiteral("error"));
+        auto* p = bars.findChild<QCustomPlot*>();
+        p->replot();
+        QVERIFY(p->legend->visible());
+        const double barTop = p->yAxis->coordToPixel(1.0); // pixels grow downwards
+        QVERIFY2(p->legend->outerRect().bottom() < barTop,
+                 qPrintable(QStringLiteral("legend bottom %1, bars from %2").arg(p->legend->outerRect().bottom()).arg(barTop)));
+    }
 };
 
 QTEST_MAIN(TestPlots)

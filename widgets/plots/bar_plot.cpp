@@ -127,10 +127,21 @@ void BarPlot::rebuild()
         label->setText(m_referenceLabel);
         label->setColor(foreground());
     }
-    p->yAxis->setRange(0, top > 0 ? top * 1.15 : 1.0);
+    // The legend sits in the top band of the plot: the value axis leaves that band free, so it never covers a bar
+    // (its rows' height against the axis rect's, which is about the widget's less the axes' labels).
+    const bool legend = n > 1 && !empty;
+    double headroom = 0.13;
+    if (legend) {
+        // A row is the taller of its text and its icon, padded; the legend has a margin inside and outside.
+        const int row = std::max(QFontMetrics(p->legend->font()).height(), p->legend->iconSize().height()) + 6;
+        const double rowsHeight = static_cast<double>(n * row) + 24.0;
+        const double axisHeight = std::max(80.0, static_cast<double>(height()) - 70.0);
+        headroom = std::clamp(rowsHeight / axisHeight, 0.13, 0.6);
+    }
+    p->yAxis->setRange(0, top > 0 ? top / (1.0 - headroom) : 1.0);
     // No bars: the message replaces the plot (no axes with the last data's ticks and range).
     setEmptyMessage(empty ? (m_placeholder.isEmpty() ? tr("Nothing to plot yet") : m_placeholder) : QString());
-    p->legend->setVisible(n > 1 && !empty);
+    p->legend->setVisible(legend);
     if (p->legend->visible()) {
         p->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignLeft | Qt::AlignTop);
         styleLegend(p->legend);
