@@ -14,9 +14,11 @@
 #include "panels/sanity_view.h"
 #include "panels/settings_panel.h"
 #include "panels/spectrum_view.h"
+#include "panels/user_guide.h"
 #include "plots/plot_widget.h"
 #include "util/demo_model.h"
 #include "util/error.h"
+#include "pipeline/sessions.h"
 #include "util/output_safety.h"
 
 #include <QAction>
@@ -30,14 +32,19 @@
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QMimeData>
+#include <QPushButton>
 #include <QStyle>
 #include <QScrollArea>
 #include <QScrollBar>
+#include <QScreen>
+#include <QGuiApplication>
 #include <QSettings>
 #include <QStatusBar>
 #include <QTabWidget>
 #include <QToolBar>
 #include <QUndoStack>
+
+#include <utility>
 
 namespace mla {
 namespace {
@@ -144,6 +151,22 @@ void MainWindow::build()
         updateActions();
         if (m_workbench->hasModel())
             addRecent(m_workbench->modelPath());
+        if (m_workbench->hasModel() && !m_pendingSession.isEmpty())
+            m_workbench->openSession(std::exchange(m_pendingSession, QString()));
+    });
+    connect(m_workbench, &Workbench::sessionOpened, this, &MainWindow::onSessionOpened);
+    connect(m_workbench, &Workbench::sessionSaved, this, [this](const QString& path) {
+        addRecent(path);
+        if (m_closeAfterSave) {
+            m_closeAfterSave = false;
+            close();
+        } else if (!m_openAfterSave.isEmpty()) {
+            openPath(std::exchange(m_openAfterSave, QString()));
+        }
+    });
+    connect(m_workbench, &Workbench::errorOccurred, this, [this] { // a save that failed: stay, nothing is lost
+        m_closeAfterSave = false;
+        m_openAfterSave.clear();
     });
     connect(m_workbench, &Workbench::analysisChanged, this, &MainWindow::updateActions);
     connect(m_workbench, &Workbench::conversionChanged, this, &MainWindow::updateActions);
@@ -241,8 +264,17 @@ void MainWindow::buildMenus()
     QAction* explain = m_explainerDock->toggleViewAction();
     explain->setShortcut(QKeySequence(Qt::Key_F1));
     view->addAction(explain);
+    view->addSeparator();
+    m_resetLayout = view->addAction(tr("Reset &Layout"), this, &MainWindow::resetLayout);
+    m_resetLayout->setStatusTip(tr("Put the panels back where they start and fit the window to the screen"));
 
     QMenu* help = menuBar()->addMenu(tr("&Help"));
+    m_guideAction = help->addAction(tr("&User Guide"), this, [this] {
+        auto* guide = new UserGuideDialog(this);
+        guide->setAttribute(Qt::WA_DeleteOnClose);
+        guide->show();
+    });
+    help->addSeparator();
     help->addAction(tr("&About MLA Workbench"), this, &MainWindow::about);
     help->addAction(tr("About &Qt"), qApp, &QApplication::aboutQt);
     updateRecentMenu();
@@ -272,15 +304,59 @@ QList<PlotWidget*> MainWindow::plots() const
     return findChildren<PlotWidget*>();
 }
 
+QSize MainWindow::defaultSize() const
+{
+    // 1500 x 920 where the screen has room, else what it has (the layout works from 1280 x 720 up).
+    const QScreen* screen = this->screen() ? this->screen() : QGuiApplication::primaryScreen();
+    const QRect available = screen ? screen->availableGeometry() : QRect(0, 0, 1500, 920);
+    return {std::min(1500, available.width()), std::min(920, available.height())};
+}
+
+bool MainWindow::geometryFitsAScreen(const QRect& frame)
+{
+    // Saved on another monitor set-up, the window could open off every screen: then the saved geometry is not used.
+    for (const QScreen* s : QGuiApplication::screens()) {
+        const QRect a = s->availableGeometry();
+        const QRect seen = a.intersected(frame);
+        if (seen.width() >= std::min(200, frame.width()) && seen.height() >= std::min(100, frame.height()))
+            return true;
+    }
+    return QGuiApplication::screens().isEmpty();
+}
+
+void MainWindow::resetLayout()
+{
+    if (!m_defaultLayout.isEmpty())
+        QMainWindow::restoreState(m_defaultLayout);
+    for (QDockWidget* d : {m_modelDock, m_settingsDock, m_explainerDock}) {
+        d->setFloating(false);
+        d->show();
+    }
+    resizeDocks({m_modelDock, m_explainerDock}, {350, 310}, Qt::Horizontal);
+    resizeDocks({m_modelDock, m_settingsDock}, {300, 520}, Qt::Vertical);
+    if (!isMaximized() && !isFullScreen())
+        resize(defaultSize());
+}
+
 void MainWindow::restoreState()
 {
     QSettings settings;
+    m_defaultLayout = QMainWindow::saveState(); // the docks as build() placed them: what Reset Layout returns to
     if (!m_options.restoreSettings) {
-        resize(1500, 920);
+        resize(defaultSize());
         return;
     }
-    if (!restoreGeometry(settings.value(QStringLiteral("window/geometry")).toByteArray()))
-        resize(1500, 920);
+    if (!restoreGeometry(settings.value(QStringLiteral("window/geometry")).toByteArray()) || !geometryFitsAScreen(frameGeometry())) {
+        setWindowState(Qt::WindowNoState);
+        resize(defaultSize());
+        if (const QScreen* screen = QGuiApplication::primaryScreen())
+            move(screen->availableGeometry().center() - rect().center());
+    } else if (const QScreen* screen = QGuiApplication::screenAt(frameGeometry().center()) ? QGuiApplication::screenAt(frameGeometry().center()) : this->screen()) {
+        // Larger than the screen it is on (saved on a bigger one): shrunk to fit.
+        const QRect a = screen->availableGeometry();
+        if (width() > a.width() || height() > a.height())
+            resize(std::min(width(), a.width()), std::min(height(), a.height()));
+    }
     QMainWindow::restoreState(settings.value(QStringLiteral("window/state")).toByteArray());
     Settings snapshot = m_workbench->snapshot();
     settingsFromVariant(settings.value(QStringLiteral("settings/last")).toMap(), snapshot);
@@ -309,6 +385,11 @@ void MainWindow::saveState() const
 
 void MainWindow::closeEvent(QCloseEvent* event)
 {
+    if (!confirmDiscard(tr("quitting"))) {
+        m_closeAfterSave = m_workbench->isBusy(); // a save started: close once it is written
+        event->ignore();
+        return;
+    }
     saveState();
     m_workbench->cancel();
     QMainWindow::closeEvent(event);
@@ -348,8 +429,72 @@ void MainWindow::showTab(int tab)
 
 // ---------------------------------------------------------------------------------------------------- opening
 
+void MainWindow::openSessionWithModel(const QString& session, const QString& model)
+{
+    m_pendingSession = session;
+    m_workbench->openModel(model);
+}
+
+void MainWindow::onSessionOpened(const QString& path, const QString& modelMissing)
+{
+    addRecent(path);
+    if (modelMissing.isEmpty())
+        return;
+    const auto found = pipeline::locateSessionModel(path.toStdString(), modelMissing.toStdString());
+    if (!m_options.interactive) {
+        statusBar()->showMessage(found ? tr("Session opened without its model; it is at %1").arg(QString::fromStdString(found->string()))
+                                       : tr("Session opened without its model: %1 is not there").arg(modelMissing),
+                                 10000);
+        return;
+    }
+    if (found) {
+        const QString model = QString::fromStdString(found->string());
+        if (QMessageBox::question(this, tr("Open the session's model?"),
+                                  tr("The session was made from %1.\n\nOpen it? The preview works without it; converting, "
+                                     "checking and exporting need the weights.")
+                                      .arg(model),
+                                  QMessageBox::Open | QMessageBox::Ignore, QMessageBox::Open)
+            == QMessageBox::Open)
+            openSessionWithModel(path, model);
+        return;
+    }
+    QMessageBox box(QMessageBox::Question, tr("Locate the session's model"),
+                    tr("The session was made from %1, which is not there any more.").arg(modelMissing), QMessageBox::Ignore, this);
+    box.setInformativeText(tr("Locate it to convert, check and export; the preview works without it."));
+    QPushButton* locate = box.addButton(tr("Locate Model…"), QMessageBox::AcceptRole);
+    box.setDefaultButton(locate);
+    box.exec();
+    if (box.clickedButton() != locate)
+        return;
+    const QString model = QFileDialog::getOpenFileName(this, tr("Locate %1").arg(QFileInfo(modelMissing).fileName()), QFileInfo(path).absolutePath(),
+                                                       tr("Checkpoints (*.safetensors *.bin *.gguf *.json);;All files (*)"));
+    if (!model.isEmpty())
+        openSessionWithModel(path, model);
+}
+
+bool MainWindow::confirmDiscard(const QString& action)
+{
+    if (!m_options.interactive || !m_workbench->hasUnsavedWork())
+        return true;
+    const auto answer = QMessageBox::warning(this, tr("Unsaved work"),
+                                             tr("The analysis, settings or check results have not been saved in a session.\n\n"
+                                                "Save them before %1?")
+                                                 .arg(action),
+                                             QMessageBox::Save | QMessageBox::Discard | QMessageBox::Cancel, QMessageBox::Save);
+    if (answer == QMessageBox::Discard)
+        return true;
+    if (answer == QMessageBox::Save)
+        saveSessionDialog(); // goes on once it is written (sessionSaved), or stays when it is not
+    return false;
+}
+
 void MainWindow::openPath(const QString& path)
 {
+    if (!confirmDiscard(tr("opening %1").arg(QFileInfo(path).fileName()))) {
+        if (m_workbench->isBusy()) // a save started: open once it is written
+            m_openAfterSave = path;
+        return;
+    }
     if (isSessionFile(path))
         m_workbench->openSession(path);
     else
@@ -360,7 +505,7 @@ void MainWindow::openDemo()
 {
     try {
         const std::filesystem::path demo = findDemoModel(MLA_DEMO_INSTALL_DIR, MLA_DEMO_BUILD_DIR);
-        m_workbench->openModel(QString::fromStdString(demo.string()));
+        openPath(QString::fromStdString(demo.string()));
     } catch (const Error& e) {
         showError(tr("Cannot open the demo model"), QString::fromUtf8(e.what()));
     }
@@ -390,8 +535,14 @@ void MainWindow::openFolderDialog()
 void MainWindow::openSessionDialog()
 {
     const QString path = QFileDialog::getOpenFileName(this, tr("Open Session"), QString(), tr("Sessions (*.h5);;All files (*)"));
-    if (!path.isEmpty())
+    if (!path.isEmpty()) {
+        if (!confirmDiscard(tr("opening %1").arg(QFileInfo(path).fileName()))) {
+            if (m_workbench->isBusy())
+                m_openAfterSave = path;
+            return;
+        }
         m_workbench->openSession(path);
+    }
 }
 
 void MainWindow::saveSessionDialog()
@@ -439,13 +590,25 @@ void MainWindow::exportDialog()
         showError(tr("Nothing to export"), tr("Convert the model first (Run > Convert)."));
         return;
     }
+    // The folder to write is named here: a new one (typed, or made with the dialog's New Folder button) or an empty
+    // one; the dialog proposes a new name beside the last export.
+    QSettings settings;
     const QString base = QFileInfo(m_workbench->modelName()).completeBaseName() + QStringLiteral("-mla");
-    const QString parent = QFileDialog::getExistingDirectory(this, tr("Export into folder"), QString());
-    if (parent.isEmpty())
+    const QString parent = settings.value(QStringLiteral("export/lastDir"), QDir::homePath()).toString();
+    QString proposed = QDir(parent).filePath(base);
+    for (int i = 2; QFileInfo::exists(proposed); ++i)
+        proposed = QDir(parent).filePath(base + QStringLiteral("-%1").arg(i));
+    QFileDialog dialog(this, tr("Export the converted model as a folder"), parent);
+    dialog.setAcceptMode(QFileDialog::AcceptSave);
+    dialog.setFileMode(QFileDialog::AnyFile);
+    dialog.setOption(QFileDialog::DontConfirmOverwrite); // confirmOutput asks, with core's reason
+    dialog.setLabelText(QFileDialog::Accept, tr("Export"));
+    dialog.setLabelText(QFileDialog::FileName, tr("Folder name"));
+    dialog.selectFile(QFileInfo(proposed).fileName());
+    if (dialog.exec() != QDialog::Accepted || dialog.selectedFiles().isEmpty())
         return;
-    QString folder = parent + QLatin1Char('/') + base;
-    for (int i = 2; QFileInfo::exists(folder); ++i)
-        folder = parent + QLatin1Char('/') + base + QStringLiteral("-%1").arg(i);
+    const QString folder = dialog.selectedFiles().constFirst();
+    settings.setValue(QStringLiteral("export/lastDir"), QFileInfo(folder).absolutePath());
     bool force = false;
     if (!confirmOutput(inspectOutputFolder(folder.toStdString(), pipeline::inputFiles(m_workbench->model())), folder, &force))
         return;

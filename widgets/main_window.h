@@ -66,6 +66,20 @@ public Q_SLOTS:
     void openPath(const QString& path);
     void openDemo();
     void showTab(int tab);
+    // View > Reset Layout: the docks where build() put them, the window at its default size for this screen.
+    void resetLayout();
+    // Opens `model`, then the session again on it (the session's analysis then belongs to the opened weights):
+    // what "Open its model" / "Locate model…" do when a session was opened without its model.
+    void openSessionWithModel(const QString& session, const QString& model);
+
+public:
+    // Asks to save the work a session would keep before it is replaced or the window closes (Save / Discard /
+    // Cancel); true when it may go on. Never asks when the window is not interactive (tests, the self-test).
+    bool confirmDiscard(const QString& action);
+    QAction* resetLayoutAction() const { return m_resetLayout; }
+    // Whether a window frame is on a screen enough to be used and no larger than it (saved geometry is checked so).
+    static bool geometryFitsAScreen(const QRect& frame);
+    QSize defaultSize() const;
 
 protected:
     void closeEvent(QCloseEvent* event) override;
@@ -81,6 +95,7 @@ private:
     void updateActions();
     void updateRecentMenu();
     void addRecent(const QString& path);
+    void onSessionOpened(const QString& path, const QString& modelMissing);
     void showError(const QString& title, const QString& message);
     void openFileDialog();
     void openFolderDialog();
@@ -119,8 +134,14 @@ private:
     QAction* m_healAction = nullptr;
     QAction* m_recoverAction = nullptr;
     QAction* m_cancel = nullptr;
+    QAction* m_guideAction = nullptr;
+    QAction* m_resetLayout = nullptr;
+    QByteArray m_defaultLayout;
     QPointer<QMessageBox> m_errorBox;
     QString m_lastError;
+    QString m_pendingSession;  // reopened once the model opened for it is in (openSessionWithModel)
+    QString m_openAfterSave;   // opened once the session saved at the unsaved-work prompt is written
+    bool m_closeAfterSave = false;
 };
 
 } // namespace mla

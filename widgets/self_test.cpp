@@ -24,6 +24,7 @@
 #include "plots/spectrum_plot.h"
 #include "view_data/view_data.h"
 
+#include <QApplication>
 #include <QButtonGroup>
 #include <QCheckBox>
 #include <QComboBox>
@@ -31,6 +32,7 @@
 #include <QDir>
 #include <QDoubleSpinBox>
 #include <QElapsedTimer>
+#include <QEvent>
 #include <QEventLoop>
 #include <QFile>
 #include <QFileInfo>
@@ -47,6 +49,7 @@
 #include <QTimer>
 #include <QUndoStack>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -129,12 +132,82 @@ int SelfTest::run()
     step(QStringLiteral("export the opened model as GGUF and reload it"), [this] { exportGguf(); });
     step(QStringLiteral("DeepSeek-V3 target: convert, every view, check, export as folder and GGUF, no heal, session"),
          [this] { deepSeekTarget(); });
+    step(QStringLiteral("tour every tab at 1280x720 and 1920x1080: screenshots, nothing squeezed"), [this] { tour(); });
     if (m_failures.isEmpty()) {
         say(QStringLiteral("self-test: all %1 steps passed").arg(m_steps));
         return 0;
     }
     say(QStringLiteral("self-test: FAILED, %1 problem(s)").arg(m_failures.size()));
     return 1;
+}
+
+QStringList SelfTest::squeezedWidgets(QWidget* root)
+{
+    QStringList out;
+    for (QWidget* w : root->findChildren<QWidget*>()) {
+        if (!w->isVisible() || w->isWindow() || !w->layout())
+            continue;
+        const QSize hint = w->minimumSizeHint();
+        if (!hint.isValid())
+            continue;
+        const int needW = std::min(hint.width(), w->maximumWidth());
+        const int needH = std::min(hint.height(), w->maximumHeight());
+        if (w->width() + 1 < needW || w->height() + 1 < needH) {
+            QStringList path; // where it is: its ancestors' classes and names
+            for (QWidget* p = w->parentWidget(); p && p != root; p = p->parentWidget())
+                path.prepend(QString::fromLatin1(p->metaObject()->className()) + (p->objectName().isEmpty() ? QString() : QLatin1Char('#') + p->objectName()));
+            out << QStringLiteral("%1 (%2, in %7) %3x%4 < %5x%6")
+                       .arg(QString::fromLatin1(w->metaObject()->className()), w->objectName())
+                       .arg(w->width())
+                       .arg(w->height())
+                       .arg(needW)
+                       .arg(needH)
+                       .arg(path.join(QLatin1Char('/')));
+        }
+    }
+    return out;
+}
+
+void SelfTest::settleLayouts()
+{
+    // A layout pass can post the next (a label that wraps changes its height): a few rounds until none is pending.
+    for (int i = 0; i < 5; ++i) {
+        QCoreApplication::sendPostedEvents(nullptr, QEvent::LayoutRequest);
+        QApplication::processEvents();
+    }
+}
+
+void SelfTest::tour()
+{
+    // Screenshots go beside the program in the build tree (build/self-test-tour/), for a look after a run.
+    const QString folder = QDir(QCoreApplication::applicationDirPath()).absoluteFilePath(QStringLiteral("../self-test-tour"));
+    QDir().mkpath(folder);
+    const QSize before = m_window->size();
+    const char* const names[] = {"rope", "spectra", "preview", "sanity", "heal"};
+    for (const QSize size : {QSize(1280, 720), QSize(1920, 1080)}) {
+        m_window->resize(size);
+        for (int tab = 0; tab < m_window->tabs()->count() && tab < 5; ++tab) {
+            m_window->showTab(tab);
+            settleLayouts();
+            check(m_window->size() == size, QStringLiteral("the window is %1x%2 instead of %3x%4 on tab %5 (its minimum is %6x%7)")
+                                               .arg(m_window->width())
+                                               .arg(m_window->height())
+                                               .arg(size.width())
+                                               .arg(size.height())
+                                               .arg(QString::fromLatin1(names[tab]))
+                                               .arg(m_window->minimumSizeHint().width())
+                                               .arg(m_window->minimumSizeHint().height()));
+            const QStringList squeezed = squeezedWidgets(m_window);
+            check(squeezed.isEmpty(), QStringLiteral("at %1x%2 on tab %3, squeezed below their minimum: %4")
+                                          .arg(size.width())
+                                          .arg(size.height())
+                                          .arg(QString::fromLatin1(names[tab]), squeezed.join(QStringLiteral("; "))));
+            const QString file = QStringLiteral("%1/%2x%3-%4.png").arg(folder).arg(size.width()).arg(size.height()).arg(QString::fromLatin1(names[tab]));
+            check(m_window->grab().save(file), QStringLiteral("cannot save the screenshot %1").arg(file));
+        }
+    }
+    m_window->resize(before);
+    say(QStringLiteral("  screenshots in %1").arg(QDir(folder).canonicalPath()));
 }
 
 void SelfTest::openDemo()

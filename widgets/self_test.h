@@ -3,6 +3,8 @@
 #include <QString>
 #include <QStringList>
 
+class QWidget;
+
 #include <functional>
 
 namespace mla {
@@ -30,6 +32,11 @@ public:
     static constexpr int kJobTimeoutMs = 10 * 60 * 1000;
     // One line of the report, on stdout at once.
     static void say(const QString& line);
+    // Visible widgets with a layout given less room than their minimum size hint (squeezed, so their content is cut
+    // off), as "Class (name) WxH < WxH"; empty when none.
+    static QStringList squeezedWidgets(QWidget* root);
+    // Runs the pending layout passes (and the ones they post) so that sizes are final.
+    static void settleLayouts();
 
 private:
     void step(const QString& name, const std::function<void()>& body);
@@ -53,6 +60,7 @@ private:
     void sessions();
     void exportGguf();
     void deepSeekTarget();
+    void tour(); // every tab at 1280x720 and 1920x1080: screenshots under the build folder, nothing squeezed
 
     MainWindow* m_window;
     QString m_dir;

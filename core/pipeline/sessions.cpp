@@ -4,6 +4,8 @@
 #include "model/model_files.h"
 #include "util/error.h"
 
+#include <vector>
+
 namespace mla::pipeline {
 
 void saveSession(const SessionContent& content, const Model* model, const std::filesystem::path& file, const ExecutionContext& context,
@@ -13,6 +15,16 @@ void saveSession(const SessionContent& content, const Model* model, const std::f
         throw Error(file, "internal: a session needs an analysis (or an empty one)");
     Session s;
     s.analysis = *content.analysis;
+    // Stored absolute, so the session finds its model from any folder (older files hold the path as it was given).
+    if (!s.analysis.modelPath.empty()) {
+        std::error_code ec;
+        const std::filesystem::path given = s.analysis.modelPath;
+        if (given.is_relative() && std::filesystem::exists(given, ec)) {
+            const std::filesystem::path absolute = std::filesystem::absolute(given, ec);
+            if (!ec)
+                s.analysis.modelPath = absolute.lexically_normal().string();
+        }
+    }
     s.settings = content.settings;
     s.sanity = content.sanity;
     s.heal = content.heal;
@@ -48,6 +60,24 @@ SessionContent sessionContent(Session&& s)
     c.calibrationStored = s.schemaVersion >= 2;
     c.analysis = std::make_shared<const AnalysisResult>(std::move(s.analysis));
     return c;
+}
+
+std::optional<std::filesystem::path> locateSessionModel(const std::filesystem::path& sessionFile, const std::string& stored)
+{
+    if (stored.empty())
+        return std::nullopt;
+    std::error_code ec;
+    const std::filesystem::path path = stored;
+    std::vector<std::filesystem::path> candidates{path};
+    if (path.is_relative()) // an older session: relative to where the tool ran, or else to the session's folder
+        candidates.push_back(sessionFile.parent_path() / path);
+    for (const auto& c : candidates) {
+        if (std::filesystem::exists(c, ec)) {
+            const std::filesystem::path absolute = std::filesystem::absolute(c, ec);
+            return ec ? c : absolute.lexically_normal();
+        }
+    }
+    return std::nullopt;
 }
 
 std::string sessionModelWarning(const Session& session, const std::filesystem::path& model, const ExecutionContext& context)

@@ -35,6 +35,11 @@ Session openSession(const std::filesystem::path& file, const ExecutionContext& c
 // The part of an opened session the workbench holds (the analysis shared, so jobs can use it).
 SessionContent sessionContent(Session&& session);
 
+// Where the model a session was made from is now: its stored path (absolute since sessions store it so; an older
+// session's relative path is tried from the current folder, then from the session's folder), made absolute; nothing
+// when it is not there (the workbench then offers to locate it).
+std::optional<std::filesystem::path> locateSessionModel(const std::filesystem::path& sessionFile, const std::string& stored);
+
 // CLI session --model: opens the weights of `model` and returns a one-line warning when they are not the model the
 // session was made from (empty when they are).
 std::string sessionModelWarning(const Session& session, const std::filesystem::path& model, const ExecutionContext& context);

@@ -273,7 +273,7 @@ private Q_SLOTS:
 
         // A real mouse drag in the plot area moves the cursor too.
         dragged.clear();
-        QWidget* canvas = plot.findChild<QWidget*>();
+        QWidget* canvas = plot.findChild<QCustomPlot*>();
         QVERIFY(canvas);
         QTest::mousePress(canvas, Qt::LeftButton, {}, QPoint(canvas->width() / 3, canvas->height() / 4));
         QTest::mouseRelease(canvas, Qt::LeftButton, {}, QPoint(canvas->width() / 3, canvas->height() / 4));
@@ -354,6 +354,78 @@ private Q_SLOTS:
         const QImage image = plot.renderImage();
         // The background is the dark base colour, not QCustomPlot's white.
         QCOMPARE(image.pixelColor(2, 2), QColor(20, 20, 20));
+    }
+
+    void thirtyLayerLabelsAreThinnedToFit()
+    {
+        // Issue 18: 30 layer labels overlapped on the predicted-error bars.
+        BarPlot bars;
+        QStringList layers;
+        BarPlot::Series s{QStringLiteral("weights"), {}};
+        for (int l = 0; l < 30; ++l) {
+            layers << QString::number(l);
+            s.values.push_back(0.1 + 0.01 * l);
+        }
+        bars.show();
+        bars.resize(300, 200);
+        bars.setData(layers, {s}, QStringLiteral("layer"), QStringLiteral("error"));
+        QVERIFY2(bars.categoryLabelStep() > 1, "30 labels drawn on a 300-pixel axis");
+        const int labelWidth = bars.fontMetrics().horizontalAdvance(QStringLiteral("29"));
+        QVERIFY(30 / bars.categoryLabelStep() * labelWidth <= 300);
+        bars.resize(2400, 400); // room for all: every layer labelled
+        QCOMPARE(bars.categoryLabelStep(), 1);
+    }
+
+    void splitSpectraOfManyLayersHaveALegend()
+    {
+        // Issue 18: split spectra of many layers (keys solid, values dashed) had no legend at all.
+        SpectrumPlot plot;
+        QList<SpectrumPlot::Series> series;
+        for (int l = 0; l < 12; ++l) {
+            series.append({QStringLiteral("layer %1 · key").arg(l), {4.0, 2.0, 1.0}, {0.0, 0.7, 0.9, 1.0}, l / 11.0, false});
+            series.append({QStringLiteral("layer %1 · value").arg(l), {3.0, 1.0, 0.5}, {0.0, 0.8, 0.95, 1.0}, l / 11.0, true});
+        }
+        plot.setSeries(series, QStringLiteral("singular value"));
+        QCOMPARE(plot.legendEntries(), 2);
+        auto* p = plot.findChild<QCustomPlot*>();
+        QVERIFY(p->legend->visible());
+        QCOMPARE(p->legend->itemCount(), 2);
+        // Not split, many layers: the colour ramp stands for the layer, no legend; few layers: one entry each.
+        QList<SpectrumPlot::Series> joint;
+        for (int l = 0; l < 12; ++l)
+            joint.append({QStringLiteral("layer %1").arg(l), {4.0, 2.0}, {0.0, 0.8, 1.0}, l / 11.0, false});
+        plot.setSeries(joint, QStringLiteral("singular value"));
+        QCOMPARE(plot.legendEntries(), 0);
+        QVERIFY(!p->legend->visible());
+        plot.setSeries(joint.mid(0, 3), QStringLiteral("singular value"));
+        QCOMPARE(plot.legendEntries(), 3);
+        // No series: a message instead of empty axes.
+        plot.setSeries({}, QStringLiteral("singular value"));
+        QVERIFY(!plot.emptyMessage().isEmpty());
+    }
+
+    void barLegendCoversNoBar()
+    {
+        // Issue 18: the legend sat over the tallest bars.
+        BarPlot bars;
+        bars.resize(500, 300);
+        bars.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&bars));
+        BarPlot::Series a{QStringLiteral("weight space"), {}}, b{QStringLiteral("activation space"), {}}, c{QStringLiteral("preset best"), {}};
+        QStringList layers;
+        for (int l = 0; l < 6; ++l) {
+            layers << QString::number(l);
+            a.values.push_back(1.0);
+            b.values.push_back(0.9);
+            c.values.push_back(0.95);
+        }
+        bars.setData(layers, {a, b, c}, QStringLiteral("layer"), QStringLiteral("error"));
+        auto* p = bars.findChild<QCustomPlot*>();
+        p->replot();
+        QVERIFY(p->legend->visible());
+        const double barTop = p->yAxis->coordToPixel(1.0); // pixels grow downwards
+        QVERIFY2(p->legend->outerRect().bottom() < barTop,
+                 qPrintable(QStringLiteral("legend bottom %1, bars from %2").arg(p->legend->outerRect().bottom()).arg(barTop)));
     }
 };
 

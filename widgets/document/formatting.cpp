@@ -72,4 +72,21 @@ QString seconds(double s)
     return QStringLiteral("%1 h %2 min").arg(total / 3600).arg((total % 3600) / 60, 2, 10, QLatin1Char('0'));
 }
 
+QString perHead(std::int64_t latent, std::int64_t kvHeads)
+{
+    if (kvHeads <= 1 || latent % kvHeads == 0)
+        return QString::number(kvHeads <= 1 ? latent : latent / kvHeads);
+    return QStringLiteral("%1/%2 ≈ %3").arg(latent).arg(kvHeads).arg(static_cast<double>(latent) / static_cast<double>(kvHeads), 0, 'f', 2);
+}
+
+QString perHeadNote(std::int64_t latent, std::int64_t kvHeads)
+{
+    if (kvHeads <= 1 || latent % kvHeads == 0)
+        return QString();
+    return QStringLiteral("d_c = %1 is not a multiple of the %2 KV heads: the latent is one vector shared by all of them, so "
+                          "its share per head is not a whole number (choose a multiple of %2 for an even share).")
+        .arg(latent)
+        .arg(kvHeads);
+}
+
 } // namespace mla::fmt

@@ -13,6 +13,7 @@
 #include "jobs/sanity_job.h"
 #include "jobs/session_job.h"
 #include "conversion/settings_validation.h"
+#include "conversion/settings_warnings.h"
 #include "formats/gguf.h"
 #include "heal/heal_options.h"
 #include "settings/settings_rules.h"
@@ -98,6 +99,7 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
     m_analysisJob = makeJob<AnalysisJob>(Scope::Document);
     m_reselectJob = makeJob<ReselectJob>(Scope::Document);
     m_allocationJob = makeJob<AllocationJob>(Scope::Document);
+    m_presetAllocationJob = makeJob<AllocationJob>(Scope::Document);
     m_conversionJob = makeJob<ConversionJob>(Scope::Document);
     m_sanityJob = makeJob<SanityJob>(Scope::Document);
     m_healJob = makeJob<HealJob>(Scope::Document);
@@ -113,10 +115,15 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
         for (const std::string& w : m.warnings)
             Q_EMIT statusMessage(sentence(w));
     });
+    connect(m_loadJob, &ModelLoadJob::probed, this, [this](const pipeline::ForwardProbe& p) {
+        m_probe = p;
+        Q_EMIT estimatesChanged();
+    });
     connect(m_analysisJob, &AnalysisJob::analysed, this, [this](const AnalysisPtr& a) {
         if (!belongsToDocument(m_analysisJob))
             return;
         setAnalysis(a);
+        m_unsavedResults = true;
         Q_EMIT statusMessage(tr("Analysis done: %1").arg(QString::fromStdString(a->calibrationDescription)));
     });
     connect(m_reselectJob, &ReselectJob::reselected, this, [this](const AnalysisPtr& a) {
@@ -144,8 +151,37 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
         // A result for a model that was closed meanwhile would write its per-layer lists into the new one.
         if (!belongsToDocument(m_allocationJob) || deepSeekTarget()) // the target changed meanwhile: no per-layer widths
             return;
+        // The allocation minimises the measured attention-output error; the preview's closed-form error is another
+        // measure and can go up: say so instead of presenting the change as an improvement.
+        const bool activations = m_settings.conversion.activationAware && m_preview.meanActivationError >= 0;
+        const double before = m_analysis && m_preview.problem.empty() ? (activations ? m_preview.meanActivationError : m_preview.meanWeightError) : -1.0;
         pushSettings(withAllocation(m_settings, a), tr("Allocate per layer"), -1, false);
-        Q_EMIT statusMessage(tr("Allocated %1 elements per token over %2 layers (predicted cost %3)")
+        const double after = m_analysis && m_preview.problem.empty() ? (activations ? m_preview.meanActivationError : m_preview.meanWeightError) : -1.0;
+        QString text = tr("Allocated %1 elements per token over %2 layers (measured attention-output cost %3)")
+                           .arg(a.elements)
+                           .arg(a.latent.size())
+                           .arg(a.totalCost, 0, 'g', 4);
+        if (before >= 0 && after > before * (1.0 + 1e-9))
+            text += tr(". The predicted reconstruction error went UP, %1 → %2: the allocation minimises the measured "
+                       "attention-output error, which this closed-form prediction does not see; Convert and the sanity check "
+                       "tell which is better (Undo restores the uniform widths).")
+                        .arg(before, 0, 'g', 3)
+                        .arg(after, 0, 'g', 3);
+        else if (before >= 0 && after >= 0)
+            text += tr("; predicted reconstruction error %1 → %2").arg(before, 0, 'g', 3).arg(after, 0, 'g', 3);
+        m_lastAllocationReport = text;
+        Q_EMIT statusMessage(text);
+    });
+    connect(m_presetAllocationJob, &AllocationJob::allocated, this, [this](const Allocation& a) {
+        if (!belongsToDocument(m_presetAllocationJob))
+            return;
+        if (!m_presetAllocation)
+            return;
+        m_presetAllocation->allocation = a;
+        m_presetAllocation->analysis = m_analysis;
+        Q_EMIT presetAllocationChanged();
+        Q_EMIT statusMessage(tr("Measured preset %1's allocation: %2 elements per token over %3 layers (predicted cost %4)")
+                                 .arg(QString::fromStdString(m_presetAllocation->preset))
                                  .arg(a.elements)
                                  .arg(a.latent.size())
                                  .arg(a.totalCost, 0, 'g', 4));
@@ -155,6 +191,7 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
             return;
         m_sanity = o.report;
         m_conversionCheck = o;
+        m_unsavedResults = true;
         Q_EMIT sanityChanged();
         Q_EMIT statusMessage(tr("Sanity check: perplexity %1 → %2").arg(o.report.originalPpl, 0, 'f', 3).arg(o.report.convertedPpl, 0, 'f', 3));
     });
@@ -200,6 +237,8 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
         Q_EMIT statusMessage(tr("Recovered into %1: held-out KL %2 → %3").arg(folder).arg(before, 0, 'f', 4).arg(after, 0, 'f', 4));
     });
     connect(m_sessionSaveJob, &SessionJob::saved, this, [this](const QString& path) {
+        m_unsavedResults = false;
+        m_undo->setClean();
         Q_EMIT sessionSaved(path);
         Q_EMIT statusMessage(tr("Session saved to %1").arg(path));
     });
@@ -232,6 +271,8 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
             m_healOptions = c.heal->options;
             Q_EMIT healChanged();
         }
+        m_unsavedResults = false;
+        Q_EMIT sessionOpened(path, sameModel ? QString() : QString::fromStdString(c.analysis->modelPath));
     });
 }
 
@@ -277,6 +318,11 @@ const ModelConfig* Workbench::config() const
     if (m_analysisOnlyConfig)
         return &*m_analysisOnlyConfig;
     return nullptr;
+}
+
+bool Workbench::hasUnsavedWork() const
+{
+    return m_analysis && (m_unsavedResults || !m_undo->isClean());
 }
 
 bool Workbench::conversionMatchesSettings() const
@@ -423,6 +469,66 @@ void Workbench::convert()
     }
     forDocument(m_conversionJob);
     m_conversionJob->start(m_model, m_analysis, m_settings);
+}
+
+std::optional<pipeline::CostEstimate> Workbench::analysisEstimate() const
+{
+    if (!hasModel() || !m_probe)
+        return std::nullopt;
+    return pipeline::estimateAnalysis(m_model.model->config, m_parameterCount, m_settings, *m_probe);
+}
+
+std::optional<pipeline::CostEstimate> Workbench::conversionEstimate() const
+{
+    if (!hasModel() || !m_probe)
+        return std::nullopt;
+    return pipeline::estimateConversion(m_model.model->config, m_parameterCount, m_settings, m_analysis ? m_analysis->calibrationTokens : 0, *m_probe);
+}
+
+const Allocation* Workbench::presetAllocation(const std::string& preset) const
+{
+    const ModelConfig* c = config();
+    if (!c || !m_presetAllocation || m_presetAllocation->preset != preset || m_presetAllocation->analysis != m_analysis
+        || m_presetAllocation->allocation.latent.empty())
+        return nullptr;
+    const Settings wanted = presetSettings(m_settings, *c, preset);
+    if (wanted.conversion != m_presetAllocation->settings.conversion || wanted.lockedLayers != m_presetAllocation->settings.lockedLayers)
+        return nullptr;
+    return &m_presetAllocation->allocation;
+}
+
+std::optional<PresetComparison> Workbench::comparison(const std::string& preset) const
+{
+    if (!m_analysis || deepSeekTarget() || preset.empty())
+        return std::nullopt;
+    try {
+        return comparePreset(*m_analysis, m_settings, preset, presetAllocation(preset), m_parameterCount);
+    } catch (const Error&) {
+        return std::nullopt;
+    }
+}
+
+void Workbench::measurePresetAllocation(const QString& name)
+{
+    const ModelConfig* c = config();
+    if (!hasModel() || !m_analysis || !c) {
+        Q_EMIT errorOccurred(tr("Analysis needed"), tr("The allocation measures each layer on the analysis's calibration: run Analyze (F5) first."));
+        return;
+    }
+    Settings s;
+    try {
+        s = presetSettings(m_settings, *c, name.toStdString());
+    } catch (const Error& e) {
+        Q_EMIT errorOccurred(tr("Cannot compare"), QString::fromUtf8(e.what()));
+        return;
+    }
+    if (const ConversionPreview p = previewConversion(*m_analysis, s.conversion, m_parameterCount); !p.problem.empty()) {
+        Q_EMIT errorOccurred(tr("Preset %1 cannot be allocated with these widths").arg(name), QString::fromStdString(p.problem));
+        return;
+    }
+    m_presetAllocation = MeasuredPresetAllocation{name.toStdString(), s, m_analysis, {}};
+    forDocument(m_presetAllocationJob);
+    m_presetAllocationJob->start(m_model, m_analysis, s);
 }
 
 void Workbench::allocate()
@@ -577,6 +683,7 @@ void Workbench::setModel(const OpenedModel& model, const QString& path)
     replaceDocument();
     m_model = model;
     m_modelPath = path;
+    m_probe.reset(); // the new model's arrives right after (ModelLoadJob::probed)
     m_parameterCount = model.model->parameterCount();
     m_analysis.reset();
     m_analysisOnlyConfig.reset();
@@ -585,6 +692,7 @@ void Workbench::setModel(const OpenedModel& model, const QString& path)
     m_conversionCheck.reset();
     clearHeal();
     m_lastExport.clear();
+    m_unsavedResults = false;
     m_settings = defaultsFor(m_settings, model.model->config);
     m_undo->clear();
     recomputePreview();
@@ -612,6 +720,7 @@ void Workbench::setAnalysisOnly(const AnalysisPtr& analysis, std::int64_t parame
     replaceDocument();
     m_model = OpenedModel();
     m_modelPath.clear();
+    m_probe.reset();
     m_parameterCount = parameterCount;
     m_analysisOnlyConfig = analysis->config;
     m_analysis = analysis;
@@ -634,6 +743,7 @@ void Workbench::setAnalysisOnly(const AnalysisPtr& analysis, std::int64_t parame
 void Workbench::recomputePreview()
 {
     const ModelConfig* c = config();
+    m_warnings.clear();
     if (!c) {
         m_preview = ConversionPreview();
         m_selections.clear();
@@ -642,6 +752,8 @@ void Workbench::recomputePreview()
     }
     if (deepSeekTarget()) {
         m_preview = deepSeekPreview(*c);
+        for (const std::string& w : conversionWarnings(*c, m_preview, nullptr))
+            m_warnings << sentence(w);
         // The per-KV-head selection of the mha2mla layout does not apply: the shared head's components are chosen
         // by the conversion from measured statistics.
         m_selections.clear();
@@ -650,6 +762,17 @@ void Workbench::recomputePreview()
     }
     m_deepSeekWidths.reset();
     m_preview = previewSettings(*c, m_analysis.get(), m_settings.conversion, m_parameterCount);
+    if (m_preview.problem.empty()) {
+        // The conversion's own check, with the allowed range in its message: refused here, before any work.
+        try {
+            validateConversionSettings(*c, m_settings.conversion);
+        } catch (const Error& e) {
+            m_preview.problem = e.what();
+        }
+    }
+    m_warnings.clear();
+    for (const std::string& w : conversionWarnings(*c, m_preview, m_analysis.get()))
+        m_warnings << sentence(w);
     updateSelections(*c);
 }
 

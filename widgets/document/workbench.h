@@ -4,12 +4,15 @@
 #include "conversion/preview.h"
 #include "formats/gguf_export.h"
 #include "jobs/job_types.h"
+#include "pipeline/cost_estimate.h"
 #include "pipeline/heal.h"
 #include "pipeline/recover.h"
+#include "settings/preset_comparison.h"
 #include "settings/settings.h"
 
 #include <QObject>
 #include <QString>
+#include <QStringList>
 #include <QTimer>
 
 #include <optional>
@@ -55,6 +58,9 @@ public:
     const std::optional<ConversionOutcome>& conversion() const { return m_conversion; }
     bool conversionMatchesSettings() const; // false once the settings moved after converting
     const std::optional<SanityReport>& sanity() const { return m_sanity; }
+    // What the last "Allocate now" did, as the status bar said it (the cost it minimised, the predicted error before
+    // and after, saying so when that went up).
+    QString lastAllocationReport() const { return m_lastAllocationReport; }
     QString lastExportFolder() const { return m_lastExport; }
     QString lastGgufExport() const { return m_lastGguf; }
     // The current conversion is of the DeepSeek-V3 target (plan.converted is a deepseek_v3 config, `mla` unset).
@@ -68,6 +74,10 @@ public:
     // notes and the llama-cli command that runs it.
     static QString ggufReportText(const GgufExportReport& report);
 
+    // Work a session would keep and none holds yet: an analysis, check or settings change since the model or session
+    // was opened or the session saved. (Without an analysis there is nothing a session could store.)
+    bool hasUnsavedWork() const;
+
     // --- settings and the live preview
     const ConversionSettings& settings() const { return m_settings.conversion; }
     const CalibrationOptions& calibration() const { return m_settings.calibration; }
@@ -76,6 +86,9 @@ public:
     QUndoStack* undoStack() const { return m_undo; }
 
     const ConversionPreview& preview() const { return m_preview; }
+    // What the user should know about valid settings before converting (core's conversionWarnings: the cache grows,
+    // a layer is rank-deficient); empty when nothing.
+    const QStringList& settingsWarnings() const { return m_warnings; }
     bool previewHasErrors() const { return m_analysis != nullptr; } // predicted errors need an analysis
     bool previewIsStale() const { return m_analysis && !m_preview.selectionMatchesAnalysis; }
     // Kept pairs of every layer and KV head under the current settings (empty before an analysis for score-based
@@ -89,6 +102,12 @@ public:
     // Its widths under the current settings (core's deepSeekWidths); unset for the mha2mla target or when the
     // settings cannot be realised (the preview's problem says why).
     const std::optional<DeepSeekWidths>& deepSeekWidths() const { return m_deepSeekWidths; }
+
+    // --- what Analyze and Convert will cost, before they start (pipeline::estimateAnalysis / estimateConversion,
+    // scaled from the forward probe made when the model opened); unset without a model or a probe.
+    std::optional<pipeline::CostEstimate> analysisEstimate() const;
+    std::optional<pipeline::CostEstimate> conversionEstimate() const;
+    const std::optional<pipeline::ForwardProbe>& forwardProbe() const { return m_probe; }
 
     // --- memory view parameters (persisted, not undoable)
     std::int64_t contextLength() const { return m_contextLength; }
@@ -126,6 +145,14 @@ public:
     const std::optional<ConversionOutcome>& healedConversion() const { return m_healed; }
     bool isHealing() const;
 
+    // --- "compare with a preset" (the preview's bars)
+    // The measured allocation of `preset` applied to the current settings (presetSettings), when one was measured for
+    // exactly those settings and the current analysis; null otherwise.
+    const Allocation* presetAllocation(const std::string& preset) const;
+    // What the comparison with `preset` shows now (core's comparePreset with the allocation above); unset without an
+    // analysis or for the DeepSeek-V3 target.
+    std::optional<PresetComparison> comparison(const std::string& preset) const;
+
     // Shows an analysis without the weights (a session, the benchmark): the preview works, conversion does not.
     void setAnalysisOnly(const AnalysisPtr& analysis, std::int64_t parameterCount);
 
@@ -137,6 +164,9 @@ public Q_SLOTS:
     void healConversion();           // heals the current conversion with healOptions()
     void stopHeal(bool keepHealed);  // keep the layers healed so far, or none (the conversion as it was)
     void runHealedSanityCheck();     // the sanity check on the healed model
+    // Measures the allocation a conversion with `preset` would make from the current settings (pipeline::allocate),
+    // for the comparison only: the settings do not change.
+    void measurePresetAllocation(const QString& preset);
     void allocate(); // per-layer pairs and latents for the current budget (measured; locked layers kept)
     // `force`: the user agreed to replace what is there (an earlier export; a file that is not a session).
     void exportTo(const QString& folder, bool force = false);
@@ -169,6 +199,8 @@ Q_SIGNALS:
     void previewChanged();
     void memoryParametersChanged();
     void conversionChanged();
+    void presetAllocationChanged();
+    void estimatesChanged(); // the probe arrived (the estimates also follow settingsChanged / analysisChanged)
     void sanityChanged();
     void healStepped(const mla::HealProgress& progress, const QString& start); // live, from the running heal
     void healChanged();                                                          // heal() changed (or was cleared)
@@ -176,6 +208,8 @@ Q_SIGNALS:
     void ggufExported(const mla::GgufExportReport& report);
     void recovered(const QString& folder, double klBefore, double klAfter);
     void sessionSaved(const QString& path);
+    // A session was opened; `modelMissing` is the model it was made from when that is not open (empty when it is).
+    void sessionOpened(const QString& path, const QString& modelMissing);
 
     void jobStarted(const QString& title);
     void jobProgress(double fraction, const QString& stage, double etaSeconds);
@@ -219,10 +253,14 @@ private:
     std::optional<CheckOutcome> m_healedCheck;      // its check
     void clearHeal();
     QString m_lastExport;
+    QString m_lastAllocationReport;
+    bool m_unsavedResults = false; // an analysis or check arrived since the last open or save
     quint64 m_document = 0; // increases each time another model or session opens
 
     Settings m_settings;
     ConversionPreview m_preview;
+    QStringList m_warnings;
+    std::optional<pipeline::ForwardProbe> m_probe;
     std::vector<LayerPairSelection> m_selections;
     // What m_selections was computed from: a latent or saving move keeps the kept pairs, so they are not re-selected
     // (32 layers x 32 KV heads of sorting on a 7B-shaped model, a third of a live-preview frame).
@@ -261,6 +299,14 @@ private:
     AnalysisJob* m_analysisJob = nullptr;
     ReselectJob* m_reselectJob = nullptr;
     AllocationJob* m_allocationJob = nullptr;
+    AllocationJob* m_presetAllocationJob = nullptr;
+    struct MeasuredPresetAllocation {
+        std::string preset;
+        Settings settings; // presetSettings() it was measured for
+        AnalysisPtr analysis;
+        Allocation allocation;
+    };
+    std::optional<MeasuredPresetAllocation> m_presetAllocation;
     ConversionJob* m_conversionJob = nullptr;
     SanityJob* m_sanityJob = nullptr;
     HealJob* m_healJob = nullptr;

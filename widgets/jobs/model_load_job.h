@@ -2,6 +2,7 @@
 
 #include "jobs/job.h"
 #include "jobs/job_types.h"
+#include "pipeline/cost_estimate.h"
 
 namespace mla {
 
@@ -14,6 +15,9 @@ public:
 
 Q_SIGNALS:
     void loaded(const mla::OpenedModel& model);
+    // Emitted after loaded(): the forward probe the cost estimates scale (pipeline::probeForward, run right after the
+    // opening on the job's backend; not emitted when it failed).
+    void probed(const mla::pipeline::ForwardProbe& probe);
 };
 
 } // namespace mla

@@ -114,8 +114,7 @@ QVariant LayerPreviewModel::data(const QModelIndex& index, int role) const
     case PairsColumn: return QStringLiteral("%1 (%2 dims)").arg(p.ropePairs).arg(2 * p.ropePairs);
     case LatentColumn: return m_latentApplies ? QString::number(latent) : QStringLiteral("\u2014");
     case DkvColumn:
-        return m_latentApplies ? QString::number(static_cast<double>(latent) / static_cast<double>(m_kvHeads), 'g', 4)
-                               : QStringLiteral("\u2014");
+        return m_latentApplies ? fmt::perHead(latent, m_kvHeads) : QStringLiteral("\u2014");
     case KvColumn: return QStringLiteral("%1 \u2192 %2").arg(p.kvOriginal).arg(p.kvConverted);
     case WeightErrorColumn: return fmt::error(p.weightError);
     case ActivationErrorColumn: return fmt::error(p.activationError);

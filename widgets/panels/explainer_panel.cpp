@@ -28,6 +28,9 @@ ExplainerPanel::ExplainerPanel(Workbench* workbench, QWidget* parent) : QWidget(
     m_browser = new QTextBrowser(this);
     m_browser->setOpenLinks(false);
     m_browser->setFrameShape(QFrame::NoFrame);
+    // Lines break between words only; the panel never gets so narrow that a word has no room (about 26 characters).
+    m_browser->setWordWrapMode(QTextOption::WordWrap);
+    setMinimumWidth(fontMetrics().averageCharWidth() * 26 + 24);
     auto* layout = new QVBoxLayout(this);
     layout->setContentsMargins(0, 0, 0, 0);
     layout->addWidget(m_browser);
@@ -82,7 +85,7 @@ QHash<QString, QString> ExplainerPanel::values() const
     v[QStringLiteral("kv_before")] = QString::number(2 * c->kvDim());
     if (s.method != LatentMethod::None) {
         v[QStringLiteral("d_c")] = QString::number(latent);
-        v[QStringLiteral("d_kv")] = QString::number(static_cast<double>(latent) / static_cast<double>(c->kvHeads), 'g', 4);
+        v[QStringLiteral("d_kv")] = fmt::perHead(latent, c->kvHeads);
     } else {
         v[QStringLiteral("d_c")] = tr("(none)");
     }

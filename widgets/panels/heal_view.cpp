@@ -148,7 +148,13 @@ HealView::HealView(Workbench* workbench, QWidget* parent) : QWidget(parent), m_w
         m_live = false;
         refresh();
     });
-    for (auto signal : {&Workbench::conversionChanged, &Workbench::sanityChanged, &Workbench::modelChanged})
+    connect(m_workbench, &Workbench::modelChanged, this, [this] {
+        m_live = false; // a live plot of the last model's heal (stopped) is not this model's
+        m_liveBefore.clear();
+        m_liveAfter.clear();
+        refresh();
+    });
+    for (auto signal : {&Workbench::conversionChanged, &Workbench::sanityChanged})
         connect(m_workbench, signal, this, &HealView::refresh);
     connect(m_workbench, &Workbench::busyChanged, this, &HealView::refresh);
     connect(m_workbench, &Workbench::jobProgress, this, [this](double, const QString& stage, double eta) {
@@ -287,6 +293,9 @@ void HealView::plotLosses()
         }
     }
     if (before.empty()) {
+        m_plot->setPlaceholder(!m_workbench->config()        ? tr("Open a model to begin")
+                               : !m_workbench->conversion() ? tr("Convert (Ctrl+R), then Heal: each layer's held-out loss before and after healing shows here")
+                                                            : tr("Heal to see each layer's held-out loss before and after healing"));
         m_plot->setData({}, {}, tr("layer"), tr("held-out loss"));
         return;
     }

@@ -14,6 +14,7 @@
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QLabel>
+#include <QPushButton>
 #include <QSortFilterProxyModel>
 #include <QSplitter>
 #include <QTableView>
@@ -36,6 +37,9 @@ QLabel* card(const QString& title, QWidget* parent, QGridLayout* grid, int colum
     auto* value = new QLabel(frame);
     value->setTextFormat(Qt::RichText);
     value->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    // Wrapped, so four cards fit a 1280-pixel window beside the docks.
+    value->setWordWrap(true);
+    caption->setWordWrap(true);
     v->addWidget(caption);
     v->addWidget(value);
     grid->addWidget(frame, 0, column);
@@ -58,6 +62,10 @@ PreviewView::PreviewView(Workbench* workbench, QWidget* parent) : QWidget(parent
     m_problem->setWordWrap(true);
     m_problem->setStyleSheet(QStringLiteral("QLabel { color: #c0392b; font-weight: bold; }"));
     m_problem->hide();
+    m_warning = new QLabel(this);
+    m_warning->setWordWrap(true);
+    m_warning->setStyleSheet(QStringLiteral("QLabel { color: #b9770e; }"));
+    m_warning->hide();
     m_layout = new QLabel(this);
     m_layout->setWordWrap(true);
     m_layout->setTextFormat(Qt::RichText);
@@ -68,7 +76,15 @@ PreviewView::PreviewView(Workbench* workbench, QWidget* parent) : QWidget(parent
     m_compare->addItem(tr("nothing"), QString());
     for (const PresetInfo& p : conversionPresets())
         m_compare->addItem(tr("preset %1").arg(QString::fromStdString(p.name)), QString::fromStdString(p.name));
-    m_compare->setToolTip(tr("Show a preset's predicted errors beside the current settings' (same latent budget)"));
+    m_compare->setToolTip(tr("Show a preset's predicted errors beside the current settings' (same latent budget); a preset "
+                             "that allocates per layer is shown with its measured allocation"));
+    m_compareNote = new QLabel(this);
+    m_compareNote->setWordWrap(true);
+    m_compareNote->hide();
+    m_measure = new QPushButton(this);
+    m_measure->setToolTip(tr("Runs the preset's allocation (what Convert with it would measure) without changing your settings"));
+    m_measure->hide();
+    connect(m_measure, &QPushButton::clicked, this, [this] { m_workbench->measurePresetAllocation(m_compare->currentData().toString()); });
 
     m_errors = new BarPlot(this);
     m_memory = new MemoryPlot(this);
@@ -98,11 +114,13 @@ PreviewView::PreviewView(Workbench* workbench, QWidget* parent) : QWidget(parent
     auto* compareRow = new QHBoxLayout;
     compareRow->addWidget(new QLabel(tr("Compare with:"), this));
     compareRow->addWidget(m_compare);
+    compareRow->addWidget(m_measure);
     compareRow->addStretch(1);
     auto* left = new QWidget(this);
     auto* leftLayout = new QVBoxLayout(left);
     leftLayout->setContentsMargins(0, 0, 0, 0);
     leftLayout->addLayout(compareRow);
+    leftLayout->addWidget(m_compareNote);
     leftLayout->addWidget(m_errors, 1);
     auto* plots = new QSplitter(Qt::Horizontal, this);
     plots->addWidget(left);
@@ -119,6 +137,7 @@ PreviewView::PreviewView(Workbench* workbench, QWidget* parent) : QWidget(parent
     auto* layout = new QVBoxLayout(this);
     layout->addLayout(cards);
     layout->addWidget(m_problem);
+    layout->addWidget(m_warning);
     layout->addWidget(m_layout);
     layout->addWidget(split, 1);
 
@@ -128,9 +147,21 @@ PreviewView::PreviewView(Workbench* workbench, QWidget* parent) : QWidget(parent
     connect(m_workbench, &Workbench::previewChanged, this, &PreviewView::refresh);
     connect(m_workbench, &Workbench::modelChanged, this, &PreviewView::refresh);
     connect(m_workbench, &Workbench::conversionChanged, this, &PreviewView::refresh);
+    connect(m_workbench, &Workbench::presetAllocationChanged, this, &PreviewView::refresh);
+    connect(m_workbench, &Workbench::busyChanged, this, &PreviewView::refresh);
     connect(m_workbench, &Workbench::memoryParametersChanged, this, &PreviewView::refreshMemory);
     connect(m_workbench, &Workbench::sanityChanged, this, &PreviewView::refreshMemory);
     refresh();
+}
+
+QString PreviewView::warningText() const
+{
+    return m_warning->isHidden() ? QString() : m_warning->text();
+}
+
+QString PreviewView::problemText() const
+{
+    return m_problem->isHidden() ? QString() : m_problem->text();
 }
 
 QString PreviewView::layoutText() const
@@ -190,6 +221,59 @@ QString PreviewView::summaryText() const
     return parts.join(QLatin1Char('\n'));
 }
 
+QString PreviewView::comparisonText() const
+{
+    return m_compareNote->isHidden() ? QString() : m_compareNote->text();
+}
+
+void PreviewView::refreshComparison(bool predicted, QList<BarPlot::Series>& series)
+{
+    const QString preset = m_compare->currentData().toString();
+    m_measure->setVisible(false);
+    m_compareNote->setVisible(false);
+    if (preset.isEmpty())
+        return;
+    const auto comparison = predicted ? m_workbench->comparison(preset.toStdString()) : std::nullopt;
+    auto note = [this](const QString& text) {
+        m_compareNote->setText(text);
+        m_compareNote->setVisible(true);
+    };
+    if (!comparison) {
+        note(tr("The comparison needs the predicted errors: run Analyze (F5)."));
+        return;
+    }
+    if (!comparison->preview.problem.empty()) {
+        note(tr("Preset %1 cannot convert with these widths: %2").arg(preset, QString::fromStdString(comparison->preview.problem)));
+        return;
+    }
+    if (comparison->allocationMissing) {
+        // Its bars under one width for every layer would not be what it converts to: measure its allocation first.
+        note(tr("Preset %1 chooses each layer's pairs and latent by measuring them (allocation): measure it to compare its "
+                "real per-layer errors with the current ones.")
+                 .arg(preset));
+        m_measure->setText(tr("Measure %1's allocation").arg(preset));
+        m_measure->setVisible(true);
+        m_measure->setEnabled(m_workbench->hasModel() && !m_workbench->isBusy());
+        return;
+    }
+    if (comparison->sameAsCurrent) {
+        note(tr("The current settings are preset %1's (same recipe and per-layer widths): its bars are the current ones.").arg(preset));
+        return;
+    }
+    const bool allocated = comparison->settings.conversion.allocate;
+    BarPlot::Series s{tr("preset %1%2 (%3)")
+                          .arg(preset, allocated ? tr(", measured allocation") : QString(),
+                               comparison->useActivation ? tr("activations") : tr("weights")),
+                      {}};
+    for (const auto& l : comparison->preview.layers)
+        s.values.push_back(comparison->useActivation ? l.activationError : l.weightError);
+    series.append(s);
+    const ConversionPreview& p = m_workbench->preview();
+    const double current = comparison->useActivation && p.meanActivationError >= 0 ? p.meanActivationError : p.meanWeightError;
+    const double other = comparison->useActivation ? comparison->preview.meanActivationError : comparison->preview.meanWeightError;
+    note(tr("Mean predicted error: current %1, preset %2 %3 (same KV budget).").arg(fmt::error(current), preset, fmt::error(other)));
+}
+
 void PreviewView::refresh()
 {
     const ConversionPreview& p = m_workbench->preview();
@@ -197,6 +281,9 @@ void PreviewView::refresh()
     const bool valid = c && p.problem.empty() && !p.layers.empty();
     m_problem->setVisible(c && !p.problem.empty());
     m_problem->setText(tr("These settings cannot be converted: %1").arg(QString::fromStdString(p.problem)));
+    const QStringList warnings = m_workbench->settingsWarnings();
+    m_warning->setVisible(c && !warnings.isEmpty());
+    m_warning->setText(QStringLiteral("\u26a0 ") + warnings.join(QStringLiteral("\n\u26a0 ")));
     const QString layoutHtml = deepSeekLayoutHtml();
     m_layout->setText(layoutHtml);
     m_layout->setVisible(!layoutHtml.isEmpty());
@@ -205,8 +292,11 @@ void PreviewView::refresh()
         for (QLabel* l : {m_kv, m_bytes, m_params, m_error})
             l->setText(QStringLiteral("\u2014"));
         m_layers->setPreview({}, {}, 1);
+        m_compareNote->hide();
+        m_measure->hide();
         m_errors->setData({}, {}, tr("layer"), tr("relative error"));
-        m_errors->setPlaceholder(c ? QString() : tr("Open a model to begin"));
+        m_errors->setPlaceholder(c ? tr("No predicted errors: these settings cannot be converted (see the message above)")
+                                   : tr("Open a model to begin"));
         refreshMemory(); // its empty state
         return;
     }
@@ -255,21 +345,7 @@ void PreviewView::refresh()
     QList<BarPlot::Series> series{weight};
     if (p.meanActivationError >= 0)
         series.append(activation);
-    const QString preset = m_compare->currentData().toString();
-    const AnalysisPtr& analysis = m_workbench->analysis();
-    if (!preset.isEmpty() && analysis && predicted) {
-        ConversionSettings other = m_workbench->settings();
-        applyPreset(preset.toStdString(), other);
-        other.ropePairsPerLayer.clear();
-        const ConversionPreview q = previewConversion(*analysis, other, m_workbench->parameterCount());
-        if (q.problem.empty()) {
-            const bool useActivation = other.activationAware && q.meanActivationError >= 0;
-            BarPlot::Series s{tr("preset %1 (%2)").arg(preset, useActivation ? tr("activations") : tr("weights")), {}};
-            for (const auto& l : q.layers)
-                s.values.push_back(useActivation ? l.activationError : l.weightError);
-            series.append(s);
-        }
-    }
+    refreshComparison(predicted, series);
     m_errors->setPlaceholder(predicted ? QString()
                              : deepSeek ? tr("DeepSeek-V3 layout: the conversion measures each layer's error (no prediction from the spectra)")
                                         : tr("Run Analyze (F5) to see the predicted error per layer"));

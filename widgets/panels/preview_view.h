@@ -1,5 +1,6 @@
 #pragma once
 
+#include "plots/bar_plot.h"
 #include "view_data/view_data.h"
 
 #include <QWidget>
@@ -8,6 +9,7 @@
 
 class QComboBox;
 class QLabel;
+class QPushButton;
 class QTableView;
 class QTimer;
 
@@ -35,12 +37,19 @@ public:
     QString summaryText() const;
     // DeepSeek-V3 target: the line with its widths (planned, and as converted); empty for the mha2mla target.
     QString layoutText() const; // the cards' text, for tests
+    // What the comparison with a preset says (the note under the combo); empty when none is chosen.
+    QString comparisonText() const;
+    QString warningText() const; // the settings' warnings (the cache grows, a layer is rank-deficient); empty when none
+    QString problemText() const; // why the settings cannot convert; empty when they can
+    QPushButton* measureButton() const { return m_measure; }
 
 public Q_SLOTS:
     void refresh();
 
 private:
     void refreshMemory();
+    // The chosen preset's series (added to `series`), or the note saying why there is none.
+    void refreshComparison(bool predicted, QList<BarPlot::Series>& series);
     // The sanity check's measured caches, when it checked a conversion made with the current settings.
     std::vector<view::MeasuredCache> measuredPoints() const;
     QString deepSeekLayoutHtml() const;
@@ -51,8 +60,11 @@ private:
     QLabel* m_params = nullptr;
     QLabel* m_error = nullptr;
     QLabel* m_problem = nullptr;
+    QLabel* m_warning = nullptr;
     QLabel* m_layout = nullptr; // DeepSeek-V3 target: its widths, planned and as converted
     QComboBox* m_compare = nullptr;
+    QLabel* m_compareNote = nullptr;
+    QPushButton* m_measure = nullptr;
     BarPlot* m_errors = nullptr;
     MemoryPlot* m_memory = nullptr;
     LayerPreviewModel* m_layers = nullptr;

@@ -104,18 +104,22 @@ void RopeView::updateCaption()
 
 void RopeView::refresh()
 {
+    const AnalysisPtr& a = m_workbench->analysis();
+    if (!a) {
+        // At once, shown or not: nothing of the last model's scores may stay (and clearing costs nothing).
+        m_dirty = false;
+        const QString text = m_workbench->config() ? tr("Run Analyze (F5) to score every RoPE frequency pair on calibration tokens.")
+                                                   : tr("Open a model (File > Open) to begin.");
+        m_heatmap->setPlaceholder(text);
+        m_heatmap->clear();
+        m_caption->setText(text);
+        return;
+    }
     if (!isVisible()) {
         m_dirty = true;
         return;
     }
     m_dirty = false;
-    const AnalysisPtr& a = m_workbench->analysis();
-    if (!a) {
-        m_heatmap->clear();
-        m_caption->setText(m_workbench->config() ? tr("Run Analyze (F5) to score every RoPE frequency pair on calibration tokens.")
-                                                 : tr("Open a model (File > Open) to begin."));
-        return;
-    }
     const auto measure = static_cast<view::ScoreMeasure>(m_measure->currentData().toInt());
     const view::ScoreGrid grid = view::ropeScoreGrid(*a, measure, m_head->currentData().toInt(), m_workbench->selections());
     m_heatmap->setGrid(grid, view::pairFrequencies(a->config), m_measure->currentText());

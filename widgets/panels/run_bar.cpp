@@ -3,6 +3,7 @@
 #include "document/formatting.h"
 #include "document/workbench.h"
 #include "jobs/devices.h"
+#include "pipeline/cost_estimate.h"
 
 #include <QComboBox>
 #include <QHBoxLayout>
@@ -31,15 +32,23 @@ RunBar::RunBar(Workbench* workbench, QWidget* parent) : QWidget(parent), m_workb
     m_analyze->setToolTip(tr("Calibrate, score every RoPE frequency pair and compute the key/value spectra (F5)"));
     m_convert = new QPushButton(style()->standardIcon(QStyle::SP_MediaPlay), tr("Convert"), this);
     m_convert->setToolTip(tr("Convert the model to MLA with the current settings, then run the sanity check"));
+    // What each will cost, before it starts (scaled from a measured forward probe; the tooltip says how).
+    m_analyzeCost = new QLabel(this);
+    m_convertCost = new QLabel(this);
+    for (QLabel* l : {m_analyzeCost, m_convertCost})
+        l->setForegroundRole(QPalette::PlaceholderText);
     m_progress = new QProgressBar(this);
     m_progress->setRange(0, 1000);
     m_progress->setTextVisible(true);
     m_progress->setFormat(QStringLiteral("%p%"));
-    m_progress->setMinimumWidth(200);
+    // Narrow minimums, so that the bar fits a 1280-pixel window; the stage takes what room is left (its full text is
+    // in its tooltip).
+    m_progress->setMinimumWidth(120);
     m_stage = new QLabel(this);
-    m_stage->setMinimumWidth(180);
+    m_stage->setMinimumWidth(60);
+    m_stage->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
     m_eta = new QLabel(this);
-    m_eta->setMinimumWidth(110);
+    m_eta->setMinimumWidth(70);
     m_eta->setToolTip(tr("Estimated time left, from the progress rate so far"));
     m_cancel = new QPushButton(style()->standardIcon(QStyle::SP_BrowserStop), tr("Cancel"), this);
     m_cancel->setToolTip(tr("Stop the running job; nothing it produced is kept (Esc)"));
@@ -48,10 +57,13 @@ RunBar::RunBar(Workbench* workbench, QWidget* parent) : QWidget(parent), m_workb
     layout->addWidget(m_device);
     layout->addSpacing(12);
     layout->addWidget(m_analyze);
+    layout->addWidget(m_analyzeCost);
+    layout->addSpacing(6);
     layout->addWidget(m_convert);
+    layout->addWidget(m_convertCost);
     layout->addSpacing(12);
     layout->addWidget(m_progress, 1);
-    layout->addWidget(m_stage);
+    layout->addWidget(m_stage, 1);
     layout->addWidget(m_eta);
     layout->addWidget(m_cancel);
 
@@ -64,7 +76,10 @@ RunBar::RunBar(Workbench* workbench, QWidget* parent) : QWidget(parent), m_workb
     connect(m_workbench, &Workbench::modelChanged, this, &RunBar::updateButtons);
     connect(m_workbench, &Workbench::busyChanged, this, &RunBar::updateButtons);
     connect(m_workbench, &Workbench::previewChanged, this, &RunBar::updateButtons);
+    for (auto signal : {&Workbench::estimatesChanged, &Workbench::settingsChanged, &Workbench::analysisChanged, &Workbench::modelChanged})
+        connect(m_workbench, signal, this, &RunBar::updateEstimates);
     m_progress->setValue(0);
+    updateEstimates();
     updateButtons();
 }
 
@@ -76,6 +91,37 @@ QString RunBar::etaText() const
 QString RunBar::stageText() const
 {
     return m_stage->text();
+}
+
+QString RunBar::analyzeCostText() const
+{
+    return m_analyzeCost->text();
+}
+
+QString RunBar::convertCostText() const
+{
+    return m_convertCost->text();
+}
+
+void RunBar::updateEstimates()
+{
+    auto show = [](QLabel* label, const std::optional<pipeline::CostEstimate>& e, const QString& what) {
+        if (!e) {
+            label->clear();
+            label->setToolTip(QString());
+            return;
+        }
+        const QString time = e->seconds < 1.0 ? tr("< 1 s") : tr("≈ %1").arg(fmt::seconds(e->seconds));
+        label->setText(tr("%1 · %2").arg(time, fmt::bytes(static_cast<double>(e->bytes))));
+        QStringList parts;
+        for (const std::string& p : e->parts)
+            parts << QStringLiteral("• ") + QString::fromStdString(p);
+        label->setToolTip(tr("<p><b>%1, estimated before it starts</b>: about %2 and %3 of memory beyond the open model.</p><p>%4</p><p><i>%5</i></p>")
+                              .arg(what, fmt::seconds(e->seconds), fmt::bytes(static_cast<double>(e->bytes)), parts.join(QStringLiteral("<br>")),
+                                   QString::fromStdString(e->basis).toHtmlEscaped()));
+    };
+    show(m_analyzeCost, m_workbench->analysisEstimate(), tr("Analyze"));
+    show(m_convertCost, m_workbench->conversionEstimate(), tr("Convert"));
 }
 
 void RunBar::updateButtons()
@@ -94,6 +140,7 @@ void RunBar::onStarted(const QString& title)
     m_elapsed.start();
     m_progress->setValue(0);
     m_stage->setText(title);
+    m_stage->setToolTip(title);
     m_eta->setText(tr("estimating…"));
     updateButtons();
 }
@@ -102,6 +149,7 @@ void RunBar::onProgress(double fraction, const QString& stage, double eta)
 {
     m_progress->setValue(static_cast<int>(fraction * 1000.0));
     m_stage->setText(stage);
+    m_stage->setToolTip(stage);
     m_eta->setText(eta >= 0 ? tr("%1 left").arg(fmt::seconds(eta)) : tr("estimating…"));
 }
 

@@ -26,10 +26,14 @@ public:
     QComboBox* deviceCombo() const { return m_device; }
     QProgressBar* progressBar() const { return m_progress; }
     QString etaText() const;
+    // The estimates next to Analyze and Convert ("≈ 12 s · 40 MiB"; the tooltips say how they were made).
+    QString analyzeCostText() const;
+    QString convertCostText() const;
     QString stageText() const;
 
 private:
     void updateButtons();
+    void updateEstimates();
     void onStarted(const QString& title);
     void onProgress(double fraction, const QString& stage, double eta);
     void onFinished(const QString& title, bool ok);
@@ -38,6 +42,8 @@ private:
     QComboBox* m_device = nullptr;
     QPushButton* m_analyze = nullptr;
     QPushButton* m_convert = nullptr;
+    QLabel* m_analyzeCost = nullptr;
+    QLabel* m_convertCost = nullptr;
     QProgressBar* m_progress = nullptr;
     QLabel* m_stage = nullptr;
     QLabel* m_eta = nullptr;

@@ -487,12 +487,14 @@ void SettingsPanel::refresh()
     if (latentApplies) {
         const std::int64_t locked = std::count(m_workbench->lockedLayers().begin(), m_workbench->lockedLayers().end(), true);
         QString text = tr("d_kv = d_c / n_kv = %1 per KV head; cached per layer: d_c + n_kv·r = %2 + %3 = %4 elements.")
-                           .arg(static_cast<double>(latent) / static_cast<double>(c->kvHeads), 0, 'g', 4)
+                           .arg(fmt::perHead(latent, c->kvHeads))
                            .arg(latent)
                            .arg(c->kvHeads * 2 * p)
                            .arg(latent + c->kvHeads * 2 * p);
         if (s.latentDim <= 0)
             text += QLatin1Char(' ') + tr("Follows the %1 target saving.").arg(fmt::percent(s.targetSaving));
+        if (const QString why = fmt::perHeadNote(latent, c->kvHeads); !why.isEmpty())
+            text += QLatin1Char(' ') + why;
         if (locked > 0)
             text += QLatin1Char(' ') + tr("%n layer(s) locked by hand.", nullptr, static_cast<int>(locked));
         m_latentNote->setText(text);
@@ -501,7 +503,8 @@ void SettingsPanel::refresh()
     }
     const double saving = preview.problem.empty() && preview.kv.originalTotal > 0 ? preview.kv.saving() : s.targetSaving;
     m_saving->setValue(100.0 * saving);
-    m_status->setText(preview.problem.empty() ? QString() : tr("⚠ %1").arg(QString::fromStdString(preview.problem)));
+    m_status->setText(preview.problem.empty() ? (m_workbench->settingsWarnings().isEmpty() ? QString() : tr("⚠ %1").arg(m_workbench->settingsWarnings().join(QStringLiteral("\n⚠ "))))
+                                              : tr("⚠ %1").arg(QString::fromStdString(preview.problem)));
 }
 
 } // namespace mla

@@ -130,17 +130,22 @@ void SpectrumView::showEvent(QShowEvent* event)
 
 void SpectrumView::refresh()
 {
+    const AnalysisPtr& a = m_workbench->analysis();
+    if (!a) {
+        // At once, shown or not: nothing of the last model's spectra (or its rank cursor) may stay.
+        m_dirty = false;
+        const QString text = m_workbench->config() ? tr("Run Analyze (F5) to compute the key/value spectra of every layer.")
+                                                   : tr("Open a model (File > Open) to begin.");
+        m_plot->setPlaceholder(text);
+        m_plot->setSeries({}, tr("singular value"));
+        m_caption->setText(text);
+        return;
+    }
     if (!isVisible()) {
         m_dirty = true;
         return;
     }
     m_dirty = false;
-    const AnalysisPtr& a = m_workbench->analysis();
-    if (!a) {
-        m_plot->setSeries({}, tr("singular value"));
-        m_caption->setText(tr("Run Analyze (F5) to compute the key/value spectra of every layer."));
-        return;
-    }
     const bool activations = m_source->currentData().toBool() && a->hasActivationSpectra();
     const Kind k = kind();
     const view::SpectrumKind sk = spectrumKind(k);

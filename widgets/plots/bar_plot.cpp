@@ -50,6 +50,31 @@ void BarPlot::setPlaceholder(const QString& text)
     rebuild();
 }
 
+void BarPlot::resizeEvent(QResizeEvent* event)
+{
+    PlotWidget::resizeEvent(event);
+    const int before = m_labelStep;
+    updateCategoryTicks();
+    if (m_labelStep != before)
+        requestReplot();
+}
+
+void BarPlot::updateCategoryTicks()
+{
+    // The widest label plus a gap, against the room the axis has (the widget's width less the value axis' labels).
+    const QFontMetrics metrics(plot()->xAxis->tickLabelFont());
+    int widest = 1;
+    for (const QString& c : m_categories)
+        widest = std::max(widest, metrics.horizontalAdvance(c));
+    const int room = std::max(100, width() - 80);
+    const int n = static_cast<int>(m_categories.size());
+    m_labelStep = n > 0 ? std::max(1, (n * (widest + metrics.averageCharWidth() * 2) + room - 1) / room) : 1;
+    auto ticker = QSharedPointer<QCPAxisTickerText>(new QCPAxisTickerText);
+    for (int i = 0; i < n; i += m_labelStep)
+        ticker->addTick(i, m_categories[i]);
+    plot()->xAxis->setTicker(ticker);
+}
+
 void BarPlot::rebuild()
 {
     QCustomPlot* p = plot();
@@ -85,11 +110,7 @@ void BarPlot::rebuild()
         if (n > 1)
             bars->setBarsGroup(m_group);
     }
-    auto ticker = QSharedPointer<QCPAxisTickerText>(new QCPAxisTickerText);
-    const int step = std::max(1, static_cast<int>(m_categories.size()) / 16);
-    for (int i = 0; i < m_categories.size(); i += step)
-        ticker->addTick(i, m_categories[i]);
-    p->xAxis->setTicker(ticker);
+    updateCategoryTicks();
     p->xAxis->setLabel(m_categoryLabel);
     p->yAxis->setLabel(m_valueLabel);
     p->xAxis->setRange(-0.6, std::max(1.0, static_cast<double>(m_categories.size())) - 0.4);
@@ -106,18 +127,21 @@ void BarPlot::rebuild()
         label->setText(m_referenceLabel);
         label->setColor(foreground());
     }
-    p->yAxis->setRange(0, top > 0 ? top * 1.15 : 1.0);
-    if (empty && !m_placeholder.isEmpty()) {
-        auto* text = new QCPItemText(p);
-        text->position->setType(QCPItemPosition::ptAxisRectRatio);
-        text->position->setCoords(0.5, 0.5);
-        text->setText(m_placeholder);
-        text->setColor(foreground());
-        QFont f = font();
-        f.setPointSizeF(f.pointSizeF() * 1.1);
-        text->setFont(f);
+    // The legend sits in the top band of the plot: the value axis leaves that band free, so it never covers a bar
+    // (its rows' height against the axis rect's, which is about the widget's less the axes' labels).
+    const bool legend = n > 1 && !empty;
+    double headroom = 0.13;
+    if (legend) {
+        // A row is the taller of its text and its icon, padded; the legend has a margin inside and outside.
+        const int row = std::max(QFontMetrics(p->legend->font()).height(), p->legend->iconSize().height()) + 6;
+        const double rowsHeight = static_cast<double>(n * row) + 24.0;
+        const double axisHeight = std::max(80.0, static_cast<double>(height()) - 70.0);
+        headroom = std::clamp(rowsHeight / axisHeight, 0.13, 0.6);
     }
-    p->legend->setVisible(n > 1 && !empty);
+    p->yAxis->setRange(0, top > 0 ? top / (1.0 - headroom) : 1.0);
+    // No bars: the message replaces the plot (no axes with the last data's ticks and range).
+    setEmptyMessage(empty ? (m_placeholder.isEmpty() ? tr("Nothing to plot yet") : m_placeholder) : QString());
+    p->legend->setVisible(legend);
     if (p->legend->visible()) {
         p->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignLeft | Qt::AlignTop);
         styleLegend(p->legend);

@@ -33,13 +33,19 @@ public:
     QString barText(int category, int series) const;
 
     QString csv() const override;
+    // Every how many categories a label is drawn: all of them when they fit the axis, else thinned so that labels do
+    // not overlap (30 layers on a narrow plot).
+    int categoryLabelStep() const { return m_labelStep; }
 
 protected:
     void applyPalette() override;
+    void resizeEvent(QResizeEvent* event) override;
     bool eventFilter(QObject* watched, QEvent* event) override;
 
 private:
     void rebuild();
+    void updateCategoryTicks();
+    int m_labelStep = 1;
 
     QCPBarsGroup* m_group = nullptr;
     QStringList m_categories;

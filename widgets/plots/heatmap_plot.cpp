@@ -232,6 +232,13 @@ void HeatmapPlot::applyPalette()
     m_kept->separator = foreground();
 }
 
+void HeatmapPlot::setPlaceholder(const QString& text)
+{
+    m_placeholder = text;
+    if (m_grid.rows == 0 || m_grid.columns == 0)
+        setEmptyMessage(text.isEmpty() ? tr("No scores to show") : text);
+}
+
 void HeatmapPlot::clear()
 {
     m_grid = view::ScoreGrid();
@@ -272,9 +279,12 @@ void HeatmapPlot::rebuild()
     m_kept->invalidate();
     m_map->data()->clear();
     if (g.rows == 0 || g.columns == 0) {
+        // Nothing of the last grid stays: not its axes' layer and pair ticks, not its outlines.
+        setEmptyMessage(m_placeholder.isEmpty() ? tr("No scores to show") : m_placeholder);
         requestReplot();
         return;
     }
+    setEmptyMessage(QString());
     m_map->data()->setSize(static_cast<int>(g.columns), static_cast<int>(g.rows));
     m_map->data()->setRange(QCPRange(0, static_cast<double>(g.columns - 1)), QCPRange(0, static_cast<double>(g.rows - 1)));
     const double floor = g.minPositive > 0 ? g.minPositive : 1e-12;

@@ -20,6 +20,8 @@ public:
 
     void setGrid(const view::ScoreGrid& grid, const std::vector<view::PairFrequency>& frequencies, const QString& measureName);
     void clear();
+    // The message shown instead of the plot while there is no grid (why there is none).
+    void setPlaceholder(const QString& text);
     // New kept pairs (a settings move): only the outlines change.
     void updateKept(const std::vector<LayerPairSelection>& selections);
     void setLogScale(bool on);
@@ -49,6 +51,7 @@ private:
     QCPColorScale* m_scale = nullptr;
     KeptCellsLayer* m_kept = nullptr;
     view::ScoreGrid m_grid;
+    QString m_placeholder;
     std::vector<view::PairFrequency> m_frequencies;
     QString m_measure;
     bool m_log = false;

@@ -14,6 +14,8 @@
 #include <QMessageBox>
 #include <QSaveFile>
 #include <QSettings>
+#include <QStackedLayout>
+#include <QLabel>
 #include <QStandardPaths>
 #include <QVBoxLayout>
 
@@ -30,14 +32,44 @@ PlotWidget::PlotWidget(QWidget* parent) : QWidget(parent)
     if (!m_plot->layer(highlightLayer()))
         m_plot->addLayer(highlightLayer(), m_plot->layer(QStringLiteral("main")), QCustomPlot::limAbove);
     connect(m_plot, &QWidget::customContextMenuRequested, this, &PlotWidget::showContextMenu);
-    auto* layout = new QVBoxLayout(this);
-    layout->setContentsMargins(0, 0, 0, 0);
-    layout->addWidget(m_plot);
+    // The empty state replaces the whole plot: no axes left from earlier data, no ticks for nothing.
+    m_emptyLabel = new QLabel(this);
+    m_emptyLabel->setAlignment(Qt::AlignCenter);
+    m_emptyLabel->setWordWrap(true);
+    m_emptyLabel->setForegroundRole(QPalette::PlaceholderText);
+    m_emptyLabel->setContentsMargins(24, 24, 24, 24);
+    m_emptyLabel->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    m_emptyLabel->setMinimumWidth(10);
+    m_stack = new QStackedLayout(this);
+    m_stack->setContentsMargins(0, 0, 0, 0);
+    m_stack->addWidget(m_plot);
+    m_stack->addWidget(m_emptyLabel);
+    m_stack->setCurrentWidget(m_plot);
     setMinimumSize(240, 160);
     applyPalette();
 }
 
 PlotWidget::~PlotWidget() = default;
+
+void PlotWidget::setEmptyMessage(const QString& message)
+{
+    m_emptyLabel->setText(message);
+    QWidget* shown = message.isEmpty() ? static_cast<QWidget*>(m_plot) : m_emptyLabel;
+    if (m_stack->currentWidget() == shown)
+        return;
+    m_stack->setCurrentWidget(shown);
+    if (shown == m_plot) {
+        // The stack sizes only the page it shows: the plot gets its size (and its axes their places) now, not after
+        // the next layout pass, so that a mouse event or an export right away finds them where they are drawn.
+        m_plot->setGeometry(contentsRect());
+        m_plot->replot();
+    }
+}
+
+QString PlotWidget::emptyMessage() const
+{
+    return m_stack->currentWidget() == m_emptyLabel ? m_emptyLabel->text() : QString();
+}
 
 QString PlotWidget::highlightLayer()
 {

@@ -7,7 +7,9 @@ class QCustomPlot;
 class QCPAxis;
 class QCPAxisRect;
 class QCPLegend;
+class QLabel;
 class QMenu;
+class QStackedLayout;
 
 namespace mla {
 
@@ -33,6 +35,12 @@ public:
     void setTitle(const QString& title);
     // The size exports use when the widget has none yet (e.g. never shown).
     QSize exportSize() const;
+
+    // The empty state: `message` in place of the plot (no axes, nothing left of earlier data); an empty message shows
+    // the plot again. Views set it whenever they have nothing to plot (no model, no analysis, settings that cannot
+    // convert).
+    void setEmptyMessage(const QString& message);
+    QString emptyMessage() const; // empty while the plot is shown
 
     // Paints the plot into an image of its current size (tests, screenshots).
     QImage renderImage(double scale = 1.0);
@@ -62,6 +70,8 @@ private:
     bool writeCsv(const QString& path, QString* error) const;
 
     QCustomPlot* m_plot = nullptr;
+    QLabel* m_emptyLabel = nullptr;
+    QStackedLayout* m_stack = nullptr;
     QString m_title;
 };
 

@@ -122,6 +122,13 @@ void SpectrumPlot::setRankLimits(std::int64_t minimum, std::int64_t maximum)
     m_maxRank = std::max(minimum, maximum);
 }
 
+void SpectrumPlot::setPlaceholder(const QString& text)
+{
+    m_placeholder = text;
+    if (m_series.isEmpty())
+        setEmptyMessage(text.isEmpty() ? tr("No spectra to show") : text);
+}
+
 void SpectrumPlot::setRankCursor(std::int64_t rank, bool visible)
 {
     m_rank = rank;
@@ -142,6 +149,9 @@ void SpectrumPlot::rebuild()
 {
     QCustomPlot* p = plot();
     p->clearGraphs();
+    if (m_series.isEmpty())
+        m_cursorVisible = false; // a cursor on no spectrum would be the last model's
+    setEmptyMessage(m_series.isEmpty() ? (m_placeholder.isEmpty() ? tr("No spectra to show") : m_placeholder) : QString());
     const bool many = m_series.size() > 8;
     double maxS = 0.0;
     std::size_t longest = 0;
@@ -192,7 +202,20 @@ void SpectrumPlot::rebuild()
     if (maxS > 0)
         m_top->axis(QCPAxis::atLeft)->setRange(std::max(minS, floor) / 1.5, maxS * 1.5);
     m_bottom->axis(QCPAxis::atBottom)->setRange(0, std::max<double>(1.0, static_cast<double>(longest)) + 0.5);
-    p->legend->setVisible(!m_series.isEmpty() && m_series.size() <= 8);
+    // Many layers: one legend entry per layer would cover the curves, so the colour ramp stands for the layer. Split
+    // spectra draw keys solid and values dashed: two entries say which is which.
+    const bool split = std::any_of(m_series.begin(), m_series.end(), [](const Series& s) { return s.dashed; });
+    if (many && split) {
+        for (int i = 0; i < p->graphCount(); ++i)
+            p->graph(i)->removeFromLegend();
+        for (const bool dashed : {false, true}) {
+            QCPGraph* key = p->addGraph(m_top->axis(QCPAxis::atBottom), m_top->axis(QCPAxis::atLeft));
+            key->setName(dashed ? tr("values (dashed)") : tr("keys (solid)"));
+            key->setPen(QPen(foreground(), 1.5, dashed ? Qt::DashLine : Qt::SolidLine));
+        }
+    }
+    m_legendEntries = !m_series.isEmpty() && (m_series.size() <= 8 || split) ? (many ? 2 : static_cast<int>(m_series.size())) : 0;
+    p->legend->setVisible(m_legendEntries > 0);
     if (p->legend->visible()) {
         m_top->insetLayout()->setInsetAlignment(0, Qt::AlignRight | Qt::AlignTop);
         styleLegend(p->legend);

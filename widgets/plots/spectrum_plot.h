@@ -28,6 +28,8 @@ public:
     explicit SpectrumPlot(QWidget* parent = nullptr);
 
     void setSeries(const QList<Series>& series, const QString& valueLabel);
+    // The message shown instead of the plot while there are no series (why there are none).
+    void setPlaceholder(const QString& text);
     void setHighlighted(int index); // -1: none (all drawn alike)
     // The rank the conversion keeps on this spectrum; hidden when it does not apply (e.g. svd none).
     void setRankCursor(std::int64_t rank, bool visible);
@@ -35,6 +37,8 @@ public:
     std::int64_t rankCursor() const { return m_rank; }
     bool rankCursorVisible() const { return m_cursorVisible; }
     int seriesCount() const { return static_cast<int>(m_series.size()); }
+    // Entries in the legend: one per series up to 8; for more, none, or two (keys solid, values dashed) when split.
+    int legendEntries() const { return m_legendEntries; }
 
     // Moves the cursor as a drag to `rank` would (tests, keyboard): emits rankDragged and rankDragFinished.
     void dragCursorTo(std::int64_t rank);
@@ -60,6 +64,8 @@ private:
     QCPItemStraightLine* m_cursorBottom = nullptr;
     QCPItemText* m_cursorLabel = nullptr;
     QList<Series> m_series;
+    QString m_placeholder;
+    int m_legendEntries = 0;
     QString m_valueLabel;
     int m_highlighted = -1;
     std::int64_t m_rank = 0;
