@@ -251,6 +251,10 @@ private Q_SLOTS:
         QCOMPARE(m_wb->resolvedRopePairs(), 8);
         QCOMPARE(m_wb->preview().kv.convertedTotal, 64 * c.layers);
         QCOMPARE(m_wb->preview().kv.originalTotal, 256 * c.layers);
+        // Bytes per token from the buffers the engine allocates (the Cache memory card read "0 B -> 0 B"): in BF16 two
+        // bytes per cached value, before and after.
+        QCOMPARE(m_wb->preview().kv.originalBytesPerToken(CacheFormat::BF16), 2.0 * 256 * double(c.layers));
+        QCOMPARE(m_wb->preview().kv.convertedBytesPerToken(CacheFormat::BF16), 2.0 * 64 * double(c.layers));
         QCOMPARE(m_settings->latentSpin()->value(), 48);
         QCOMPARE(m_settings->pairsSpin()->value(), 8);
         QCOMPARE(m_settings->pairsSpin()->maximum(), int(c.kvHeads * c.pairsPerHead())); // the shared head may take them all

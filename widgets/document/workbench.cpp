@@ -14,6 +14,7 @@
 #include "jobs/session_job.h"
 #include "conversion/settings_validation.h"
 #include "conversion/settings_warnings.h"
+#include "engine/kv_cache_format.h"
 #include "formats/gguf.h"
 #include "heal/heal_options.h"
 #include "settings/settings_rules.h"
@@ -807,6 +808,10 @@ ConversionPreview Workbench::deepSeekPreview(const ModelConfig& config)
         p.kv.convertedPerLayer.push_back(layer.kvConverted);
         p.kv.originalTotal += layer.kvOriginal;
         p.kv.convertedTotal += layer.kvConverted;
+        // The buffers as the engine caches them (kv_cache_format's DeepSeek case), so that bytes per token in any
+        // cache format follow from the same accounting as the MHA2MLA layout's (they were left empty: "0 B").
+        p.kv.originalBuffers.push_back(layerCacheBuffers(config, l, MlaForm::Absorbed));
+        p.kv.convertedBuffers.push_back({{CacheRole::RopeKeys, w.ropeDim}, {CacheRole::LatentK, w.kvLoraRank}});
     }
     return p;
 }
