@@ -17,10 +17,18 @@ void ModelLoadJob::start(const QString& path)
         tr("Opening %1").arg(QString::fromStdString(p.filename().string())),
         [p](const ExecutionContext& ctx) {
             Loaded out{pipeline::openModel({p, std::nullopt, true}, ctx), std::nullopt};
-            try {
-                out.probe = pipeline::probeForward(out.model, ctx);
-            } catch (const std::exception&) {
-                // No estimate then (the views say so); the model is open all the same.
+            // The probe's forward touches every weight: on a memory-mapped checkpoint of gigabytes that is the whole
+            // file read from disk at open (or paged through, for one larger than memory), so big models get no probe
+            // and no estimate until a cheaper probe (one layer) exists.
+            constexpr std::int64_t kProbeWeightBytes = std::int64_t(1) << 30;
+            if (out.model.model && out.model.model->weightBytes() <= kProbeWeightBytes) {
+                try {
+                    out.probe = pipeline::probeForward(out.model, ctx);
+                } catch (const Cancelled&) {
+                    throw;
+                } catch (const std::exception&) {
+                    // No estimate then (the views say so); the model is open all the same.
+                }
             }
             return out;
         },

@@ -105,10 +105,14 @@ QString RunBar::convertCostText() const
 
 void RunBar::updateEstimates()
 {
-    auto show = [](QLabel* label, const std::optional<pipeline::CostEstimate>& e, const QString& what) {
+    const bool model = m_workbench->hasModel();
+    auto show = [model](QLabel* label, const std::optional<pipeline::CostEstimate>& e, const QString& what) {
         if (!e) {
-            label->clear();
-            label->setToolTip(QString());
+            label->setText(model ? tr("no estimate") : QString());
+            label->setToolTip(model ? tr("No cost estimate for this model: the measured probe it scales from runs when the model opens, "
+                                         "for models of up to 1 GiB of weights (for larger ones its forward pass would read the whole "
+                                         "checkpoint from disk first).")
+                                    : QString());
             return;
         }
         const QString time = e->seconds < 1.0 ? tr("< 1 s") : tr("≈ %1").arg(fmt::seconds(e->seconds));
