@@ -142,16 +142,27 @@ void matvec(const Tensor& W, const float* x, float* y)
     }
 }
 
-void matvecRows(const Tensor& W, const MatrixRM& X, MatrixRM& Y)
+namespace {
+
+// What X W^T of every kind shares: the shapes checked, Y sized, and one row done as a matvec (true when it was).
+bool weightProductIsOneRow(const Tensor& W, const MatrixRM& X, MatrixRM& Y)
 {
     if (X.cols() != W.cols())
         throw Error("internal: matmul of [" + std::to_string(X.rows()) + ", " + std::to_string(X.cols())
                     + "] by a weight " + shapeString(W.shape()));
     Y.resize(X.rows(), W.rows());
-    if (X.rows() == 1) {
-        matvec(W, X.data(), Y.data());
+    if (X.rows() != 1)
+        return false;
+    matvec(W, X.data(), Y.data());
+    return true;
+}
+
+} // namespace
+
+void matvecRows(const Tensor& W, const MatrixRM& X, MatrixRM& Y)
+{
+    if (weightProductIsOneRow(W, X, Y))
         return;
-    }
     const std::int64_t rows = W.rows();
     const std::size_t cols = static_cast<std::size_t>(W.cols());
     const auto dotRows = detail::activeKernels().dotRows[static_cast<int>(W.dtype())];
@@ -197,14 +208,8 @@ void matvecRows(const Tensor& W, const MatrixRM& X, MatrixRM& Y)
 
 void matmulTransposed(const Tensor& W, const MatrixRM& X, MatrixRM& Y)
 {
-    if (X.cols() != W.cols())
-        throw Error("internal: matmul of [" + std::to_string(X.rows()) + ", " + std::to_string(X.cols())
-                    + "] by a weight " + shapeString(W.shape()));
-    Y.resize(X.rows(), W.rows());
-    if (X.rows() == 1) {
-        matvec(W, X.data(), Y.data());
+    if (weightProductIsOneRow(W, X, Y))
         return;
-    }
     const std::int64_t rows = W.rows();
     const std::size_t cols = static_cast<std::size_t>(W.cols());
     if (const auto gemmRows = detail::activeKernels().gemmRows[static_cast<int>(W.dtype())]) {
