@@ -2,6 +2,7 @@
 // checkpoints, shortcuts, settings kept in QSettings, and the actions' enabled state through a run.
 
 #include "common/test_support.h"
+#include "common/workbench_fixtures.h"
 #include "document/settings_store.h"
 #include "document/workbench.h"
 #include "main_window.h"
@@ -27,10 +28,7 @@ namespace {
 
 constexpr int kTimeout = 300000;
 
-QString demoPath()
-{
-    return QString::fromStdString((test::demoDir() / "stories260K.bin").string());
-}
+using test::demoPath;
 
 QAction* findAction(const MainWindow& w, const QKeySequence& key)
 {

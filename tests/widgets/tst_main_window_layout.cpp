@@ -3,6 +3,7 @@
 // is off every screen is not used.
 
 #include "common/test_support.h"
+#include "common/workbench_fixtures.h"
 #include "document/workbench.h"
 #include "main_window.h"
 #include "panels/explainer_panel.h"
@@ -20,10 +21,7 @@ using namespace mla;
 
 namespace {
 
-QString demoPath()
-{
-    return QString::fromStdString((test::demoDir() / "stories260K.bin").string());
-}
+using test::demoPath;
 
 } // namespace
 

@@ -7,6 +7,7 @@
 #include "common/recording_backend.h"
 #include "common/synthetic_analysis.h"
 #include "common/test_support.h"
+#include "common/workbench_fixtures.h"
 #include "document/workbench.h"
 #include "panels/run_bar.h"
 
@@ -25,15 +26,9 @@ namespace {
 
 constexpr int kTimeout = 120000;
 
-QString demoPath()
-{
-    return QString::fromStdString((test::demoDir() / "stories260K.bin").string());
-}
+using test::demoPath;
 
-bool waitIdle(Workbench& wb)
-{
-    return QTest::qWaitFor([&] { return !wb.isBusy(); }, kTimeout);
-}
+using test::waitIdle;
 
 bool openDemo(Workbench& wb, const QString& path = demoPath())
 {

@@ -3,6 +3,7 @@
 // the previous model's axes and data (the tabs not shown kept them until shown, and empty plots drew bare axes).
 
 #include "common/test_support.h"
+#include "common/workbench_fixtures.h"
 #include "conversion/presets.h"
 #include "document/formatting.h"
 #include "document/workbench.h"
@@ -33,15 +34,9 @@ namespace {
 
 constexpr int kTimeout = 120000;
 
-QString demoPath()
-{
-    return QString::fromStdString((test::demoDir() / "stories260K.bin").string());
-}
+using test::demoPath;
 
-bool waitIdle(Workbench& wb)
-{
-    return QTest::qWaitFor([&] { return !wb.isBusy(); }, kTimeout);
-}
+using test::waitIdle;
 
 } // namespace
 

@@ -3,6 +3,7 @@
 // those of its measured allocation, or a note says why there are none, or that the current settings are best's.
 
 #include "common/test_support.h"
+#include "common/workbench_fixtures.h"
 #include "document/workbench.h"
 #include "main_window.h"
 #include "panels/preview_view.h"
@@ -22,15 +23,9 @@ namespace {
 
 constexpr int kTimeout = 120000;
 
-QString demoPath()
-{
-    return QString::fromStdString((test::demoDir() / "stories260K.bin").string());
-}
+using test::demoPath;
 
-bool waitIdle(Workbench& wb)
-{
-    return QTest::qWaitFor([&] { return !wb.isBusy(); }, kTimeout);
-}
+using test::waitIdle;
 
 void chooseCompare(PreviewView* v, const QString& preset)
 {
