@@ -64,8 +64,7 @@ std::vector<int> caseIds(const ParityCase& c, const Model& original, int length)
     return ids;
 }
 
-} // namespace
-
+// In the anonymous namespace with its cases' type (a unity batch would otherwise warn of a field of an internal type).
 class TestPytorchExport : public QObject {
     Q_OBJECT
 private slots:
@@ -79,6 +78,8 @@ private:
     std::filesystem::path m_dir;
     std::vector<ParityCase> m_cases;
 };
+
+} // namespace
 
 void TestPytorchExport::initTestCase()
 {

@@ -135,7 +135,7 @@ inline Model tinyModel(const std::filesystem::path& dir, const std::string& arch
     c.tieEmbeddings = arch != "llama";
     c.slidingWindow = arch == "mistral" ? 32 : 0;
     const std::filesystem::path folder = dir / (name.empty() ? arch : name);
-    writeSyntheticCheckpoint({"tiny", "tiny", c}, SyntheticOptions{0, DType::F32, seed, 0}, folder);
+    writeSyntheticCheckpoint({"tiny", "tiny", c}, SyntheticOptions{0, DType::F32, seed, 0, {}}, folder);
     return loadModel(folder);
 }
 
