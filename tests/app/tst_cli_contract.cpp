@@ -490,7 +490,7 @@ void TestCliContract::architecturesThroughCli()
         c.qkvBias = std::string(arch) == "qwen2";
         c.qkNorm = std::string(arch) == "qwen3";
         c.slidingWindow = std::string(arch) == "mistral" ? 16 : 0;
-        writeSyntheticCheckpoint({"tiny", "tiny", c}, SyntheticOptions{0, DType::F32, 1, 0}, dir / arch);
+        writeSyntheticCheckpoint({"tiny", "tiny", c}, SyntheticOptions{0, DType::F32, 1, 0, {}}, dir / arch);
         const nlohmann::json j = runJson({"info", (dir / arch).string(), "--json"});
         QCOMPARE(j["architecture"].get<std::string>(), std::string(arch));
         QCOMPARE(j["attention"].get<std::string>(), std::string(c.kvHeads == c.heads ? "mha" : "gqa"));

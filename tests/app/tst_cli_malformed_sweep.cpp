@@ -94,8 +94,7 @@ std::vector<std::size_t> truncationOffsets(const Target& t)
     return out;
 }
 
-} // namespace
-
+// In the anonymous namespace with its targets' type (a unity batch would otherwise warn of a field of an internal type).
 class TestCliMalformedSweep : public QObject {
     Q_OBJECT
 
@@ -115,6 +114,8 @@ private:
     QElapsedTimer m_timer;
     std::map<std::string, Target> m_targets;
 };
+
+} // namespace
 
 void TestCliMalformedSweep::initTestCase()
 {

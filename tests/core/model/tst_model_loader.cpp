@@ -239,7 +239,7 @@ void TestModelLoader::architectures()
     QVERIFY(logits.allFinite());
 
     // The same config written through the synthetic writer with a custom tiny shape loads too.
-    writeSyntheticCheckpoint({"tiny", "tiny", c}, SyntheticOptions{0, DType::BF16, 3, 0}, folder.string() + "-synth");
+    writeSyntheticCheckpoint({"tiny", "tiny", c}, SyntheticOptions{0, DType::BF16, 3, 0, {}}, folder.string() + "-synth");
     const Model s = loadModel(folder.string() + "-synth");
     QCOMPARE(s.config.qkvBias, c.qkvBias);
     QCOMPARE(s.config.qkNorm, c.qkNorm);
@@ -512,8 +512,8 @@ void TestModelLoader::shardedCheckpoints()
         const SyntheticShape shape{"tiny", "tiny", c};
         const fs::path one = dir / (std::string(arch) + "-one");
         const fs::path many = dir / (std::string(arch) + "-many");
-        writeSyntheticCheckpoint(shape, SyntheticOptions{0, DType::F32, 9, 0}, one);
-        writeSyntheticCheckpoint(shape, SyntheticOptions{0, DType::F32, 9, 8192}, many);
+        writeSyntheticCheckpoint(shape, SyntheticOptions{0, DType::F32, 9, 0, {}}, one);
+        writeSyntheticCheckpoint(shape, SyntheticOptions{0, DType::F32, 9, 8192, {}}, many);
         QVERIFY(fs::exists(one / "model.safetensors"));
         QVERIFY(!fs::exists(one / "model.safetensors.index.json"));
         QVERIFY(fs::exists(many / "model.safetensors.index.json"));
@@ -566,8 +566,8 @@ void TestModelLoader::shardedRealShape()
     // gets a shard of its own), loads with the published shape and the same logits as unsharded.
     const fs::path dir = test::scratchDir("smollm");
     const SyntheticShape& shape = syntheticShape("smollm-135m");
-    writeSyntheticCheckpoint(shape, SyntheticOptions{1, DType::BF16, 1, 0}, dir / "one");
-    writeSyntheticCheckpoint(shape, SyntheticOptions{1, DType::BF16, 1, 8ull << 20}, dir / "many");
+    writeSyntheticCheckpoint(shape, SyntheticOptions{1, DType::BF16, 1, 0, {}}, dir / "one");
+    writeSyntheticCheckpoint(shape, SyntheticOptions{1, DType::BF16, 1, 8ull << 20, {}}, dir / "many");
     const Model a = loadModel(dir / "one");
     const Model b = loadModel(dir / "many");
     QCOMPARE(a.config.hidden, std::int64_t(576));
