@@ -1,5 +1,7 @@
 #include "analysis/layer_statistics.h"
 
+#include "numerics/gram.h"
+
 #include "backend/compute_backend.h"
 #include "util/error.h"
 
@@ -49,8 +51,7 @@ void accumulateStatistics(const ModelConfig& c, const LayerActivations& a, const
     accumulatePairs(*a.queries, c.heads, c.headDim, s.qPairNorm, s.qPairMoment);
     accumulatePairs(*a.keys, c.kvHeads, c.headDim, s.kPairNorm, s.kPairMoment);
     if (options.inputGram) {
-        const MatrixXdRM x = a.attnInput->cast<double>();
-        s.inputGram.noalias() += x.transpose() * x;
+        addGram(s.inputGram, *a.attnInput);
     }
     s.tokens += a.attnInput->rows();
 }

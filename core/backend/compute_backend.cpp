@@ -1,5 +1,6 @@
 #include "backend/compute_backend.h"
 
+#include "numerics/dense_kernels.h"
 #include "tensor/kernels.h"
 #include "util/error.h"
 
@@ -210,12 +211,20 @@ public:
     }
     MatrixXdRM multiply(const MatrixRM& a, const MatrixXdRM& b) const override
     {
+        if (a.cols() != b.rows())
+            throw Error("internal: product of a " + std::to_string(a.cols()) + "-column matrix with " + std::to_string(b.rows()) + " rows");
         const MatrixXdRM wide = a.cast<double>();
-        return wide * b;
+        MatrixXdRM out(a.rows(), b.cols());
+        gemmRowMajor(out, 1.0, wide, b, 0.0);
+        return out;
     }
     double reconstructionError(const MatrixRM& m, const MatrixRM& up, const MatrixRM& down) const override
     {
-        return (m.cast<double>() - up.cast<double>() * down.cast<double>()).norm();
+        if (up.rows() != m.rows() || down.cols() != m.cols() || up.cols() != down.rows())
+            throw Error("internal: reconstruction of the wrong shape");
+        MatrixXdRM difference = m.cast<double>();
+        gemmRowMajor(difference, -1.0, up.cast<double>(), down.cast<double>(), 1.0);
+        return difference.norm();
     }
 };
 

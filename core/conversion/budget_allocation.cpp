@@ -6,6 +6,7 @@
 #include "conversion/layer_converter.h"
 #include "conversion/sequential_converter.h"
 #include "engine/ops.h"
+#include "numerics/gram.h"
 #include "util/error.h"
 #include "util/progress_rate.h"
 
@@ -104,38 +105,51 @@ std::vector<std::int64_t> candidateWidths(const ModelConfig& c, const Allocation
 struct LayerInputs {
     std::vector<MatrixRM> x, target;
     MatrixXdRM covariance;
+    MatrixXdRM whitening; // attentionWhitening(covariance), for activation-aware candidates
     double streamEnergy = 0.0;
 };
 
+// `covariance`: the analysis's covariance of this layer's attention inputs when it was measured on exactly these
+// tokens (the same numbers, so not accumulated again), else null.
 LayerInputs layerInputs(const ModelConfig& c, const LayerWeights& w, const Transformer& original, const std::vector<MatrixRM>& hidden,
-                        std::int64_t tokens)
+                        std::int64_t tokens, const MatrixXdRM* covariance, bool activationAware)
 {
     const float eps = static_cast<float>(c.rmsEps);
     LayerInputs in;
     in.x.resize(hidden.size());
     in.target.resize(hidden.size());
-    in.covariance = MatrixXdRM::Zero(c.hidden, c.hidden);
+    if (!covariance)
+        in.covariance = MatrixXdRM::Zero(c.hidden, c.hidden);
     for (std::size_t s = 0; s < hidden.size(); ++s) {
         rmsNormRows(hidden[s], w.attnNorm, eps, in.x[s]);
-        const MatrixXdRM xd = in.x[s].cast<double>();
-        in.covariance.noalias() += xd.transpose() * xd;
-        in.streamEnergy += hidden[s].cast<double>().squaredNorm();
+        if (!covariance)
+            addGram(in.covariance, in.x[s]);
+        in.streamEnergy += squaredFrobeniusNorm(hidden[s]);
         linear(w.o, w.oBias, original.attentionContext(0, in.x[s]), in.target[s]);
     }
-    in.covariance /= static_cast<double>(tokens);
+    if (covariance)
+        in.covariance = *covariance;
+    else
+        in.covariance /= static_cast<double>(tokens);
+    if (activationAware)
+        in.whitening = attentionWhitening(in.covariance);
     return in;
 }
 
 ConvertedAttention convertAtWidest(const ComputeBackend& backend, const ModelConfig& c, const LayerWeights& w, const AnalysisResult& analysis,
                                    const AllocationOptions& options, std::int64_t l, std::int64_t p, std::int64_t widest,
-                                   const MatrixXdRM& covariance, const JobControl& job, MlaLayerConfig& m)
+                                   const LayerInputs& in, const JobControl& job, MlaLayerConfig& m)
 {
     m.keptPairs = selectLayerPairs(c, options.strategy, p, 0, &analysis.layers[static_cast<std::size_t>(l)].scores);
     m.method = LatentMethod::Joint;
     m.latentK = widest;
     ConversionSettings settings;
     settings.activationAware = options.activationAware;
-    return convertAttention(backend, c, w, m, settings, &covariance, job);
+    // The candidates' errors are measured on attention outputs, not on weights: no reconstruction errors.
+    AttentionConversionShortcuts shortcuts;
+    shortcuts.whitening = in.whitening.size() > 0 ? &in.whitening : nullptr;
+    shortcuts.relativeErrors = false;
+    return convertAttention(backend, c, w, m, settings, &in.covariance, job, shortcuts);
 }
 
 // The exhaustive reference: a single-layer model per candidate, full attention over every token.
@@ -156,7 +170,7 @@ void measureLayerExhaustive(const ComputeBackend& backend, const Model& model, c
         const std::int64_t rope = c.kvHeads * 2 * p;
         MlaLayerConfig m;
         // The factors at the largest width; narrower widths are their leading columns (the truncated decomposition).
-        const ConvertedAttention full = convertAtWidest(backend, c, w, analysis, options, l, p, widths.back(), in.covariance, job, m);
+        const ConvertedAttention full = convertAtWidest(backend, c, w, analysis, options, l, p, widths.back(), in, job, m);
         for (std::int64_t d : widths) {
             ConvertedAttention a = full;
             a.downKv = full.downKv.topRows(d);
@@ -252,7 +266,7 @@ void measureLayerFast(const ComputeBackend& backend, const Model& model, const A
         if (widths.empty())
             return;
         MlaLayerConfig m;
-        const ConvertedAttention full = convertAtWidest(backend, c, w, analysis, options, l, p, widths.back(), in.covariance, job, m);
+        const ConvertedAttention full = convertAtWidest(backend, c, w, analysis, options, l, p, widths.back(), in, job, m);
         const std::vector<double> errors = evaluator.errors(full, m.keptPairs, widths);
         const std::int64_t rope = c.kvHeads * 2 * p;
         for (std::size_t i = 0; i < widths.size(); ++i)
@@ -295,22 +309,24 @@ std::vector<std::vector<AllocationCandidate>> measureAllocationCandidates(const 
         hidden.push_back(base.embed(s));
         tokens += static_cast<std::int64_t>(s.size());
     }
+    // Every calibration sequence used and they are the analysis's: its per-layer covariances are of these tokens.
+    const bool sameTokens = hidden.size() == calibration.sequences.size() && calibration.sequences == analysis.calibrationIds;
     std::vector<std::vector<AllocationCandidate>> all(static_cast<std::size_t>(c.layers));
     const ProgressRate rate("layer");
     for (std::int64_t l = 0; l < c.layers; ++l) {
         job.checkCancelled();
         const LayerWeights& w = model.layers[static_cast<std::size_t>(l)];
         const Transformer original(singleLayerModel(model, w, std::nullopt), MlaForm::Expanded);
-        {
-            const LayerInputs in = layerInputs(c, w, original, hidden, tokens);
-            if (options.exhaustive)
-                measureLayerExhaustive(backend, model, analysis, options, l, average, maxPairs, in, all[static_cast<std::size_t>(l)], job);
-            else
-                measureLayerFast(backend, model, analysis, options, l, average, maxPairs, in, all[static_cast<std::size_t>(l)], job, rate);
-        }
-        // Advance the original hidden states.
-        for (auto& h : hidden)
-            original.runLayer(0, h);
+        const MatrixXdRM& measured = analysis.layers[static_cast<std::size_t>(l)].inputCovariance;
+        const LayerInputs in = layerInputs(c, w, original, hidden, tokens, sameTokens && measured.rows() == c.hidden ? &measured : nullptr,
+                                           options.activationAware);
+        if (options.exhaustive)
+            measureLayerExhaustive(backend, model, analysis, options, l, average, maxPairs, in, all[static_cast<std::size_t>(l)], job);
+        else
+            measureLayerFast(backend, model, analysis, options, l, average, maxPairs, in, all[static_cast<std::size_t>(l)], job, rate);
+        // Advance the original hidden states: the attention outputs are the targets just computed.
+        for (std::size_t s = 0; s < hidden.size(); ++s)
+            original.finishLayer(0, hidden[s], in.target[s]);
     }
     job.progress(1.0, "allocation candidates measured");
     return all;

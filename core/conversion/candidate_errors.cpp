@@ -3,6 +3,7 @@
 #include "analysis/rope_selection.h"
 #include "engine/attention_plan.h"
 #include "model/rope.h"
+#include "numerics/dense_kernels.h"
 #include "numerics/random_fill.h"
 #include "util/error.h"
 
@@ -62,6 +63,21 @@ void softmaxPrefix(float* row, std::int64_t begin, std::int64_t count, float sca
         row[j] = 0.0f;
     for (std::int64_t j = begin; j < count; ++j)
         row[j] *= inv;
+}
+
+// c = beta c + op(a) op(b) for row-major float blocks, on the dense kernels: this build's own float GEMM is Eigen's
+// SSE2 one, and these products were most of the allocation's time; Eigen's GEMM built for AVX2 + FMA (where the CPU
+// has them) runs them about twice as fast. Row-major data read as column-major is the transpose, so the kernel
+// computes c^T = op(b)^T op(a)^T.
+template <typename C, typename A, typename B>
+void product(C&& c, const A& a, Op opA, const B& b, Op opB, float beta)
+{
+    using View = Eigen::Map<Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
+    using ConstView = Eigen::Map<const Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
+    View ct(c.data(), c.cols(), c.rows(), Eigen::OuterStride<>(c.outerStride()));
+    const ConstView at(a.data(), a.cols(), a.rows(), Eigen::OuterStride<>(a.outerStride()));
+    const ConstView bt(b.data(), b.cols(), b.rows(), Eigen::OuterStride<>(b.outerStride()));
+    gemm(ct, 1.0f, bt, opB, at, opA, beta);
 }
 
 MatrixRM gatherColumns(const MatrixRM& m, const std::vector<std::int64_t>& cols, std::int64_t offset)
@@ -213,7 +229,8 @@ std::vector<double> LayerCandidateErrors::errors(const ConvertedAttention& a, co
         if (R == 0)
             continue;
         const std::int64_t last = q.rows.back() + 1; // keys any evaluated row sees
-        const MatrixRM latent = m_x[static_cast<std::size_t>(s)].topRows(last) * down.transpose(); // [last, dmax]
+        MatrixRM latent(last, dmax);
+        product(latent, m_x[static_cast<std::size_t>(s)].topRows(last), Op::None, down, Op::Transpose, 0.0f);
         std::vector<MatrixRM> scores(static_cast<std::size_t>(c.heads)), queryLatent(static_cast<std::size_t>(c.heads));
         std::vector<MatrixRM> values(static_cast<std::size_t>(c.heads));
         for (std::int64_t h = 0; h < c.heads; ++h) {
@@ -223,13 +240,16 @@ std::vector<double> LayerCandidateErrors::errors(const ConvertedAttention& a, co
             if (r > 0) {
                 const MatrixRM qr = gatherColumns(q.queryRotated, rd, h * d);
                 const MatrixRM kr = gatherColumns(q.keyRotated.topRows(last), rd, g * d);
-                sc.noalias() = qr * kr.transpose();
+                sc.resize(R, last);
+                product(sc, qr, Op::None, kr, Op::Transpose, 0.0f);
             } else {
                 sc = MatrixRM::Zero(R, last);
             }
             if (dn > 0) {
                 const MatrixRM qn = gatherColumns(q.query, nopeDims[static_cast<std::size_t>(g)], h * d);
-                queryLatent[static_cast<std::size_t>(h)].noalias() = qn * upKey[static_cast<std::size_t>(g)];
+                MatrixRM& ql = queryLatent[static_cast<std::size_t>(h)];
+                ql.resize(R, dmax);
+                product(ql, qn, Op::None, upKey[static_cast<std::size_t>(g)], Op::None, 0.0f);
             }
             values[static_cast<std::size_t>(h)] = MatrixRM::Zero(last, m);
             if (valueOutBias[static_cast<std::size_t>(h)].size() > 0)
@@ -257,13 +277,13 @@ std::vector<double> LayerCandidateErrors::errors(const ConvertedAttention& a, co
                 MatrixRM& sc = scores[static_cast<std::size_t>(h)];
                 MatrixRM& value = values[static_cast<std::size_t>(h)];
                 if (step > 0)
-                    value.noalias() += latent.middleCols(previous, step) * valueOut[static_cast<std::size_t>(h)].middleRows(previous, step);
+                    product(value, latent.middleCols(previous, step), Op::None, valueOut[static_cast<std::size_t>(h)].middleRows(previous, step), Op::None, 1.0f);
                 // Causal: a block of rows sees only the keys up to its last row, so the products stop there.
                 for (const Block& b : blocks) {
                     const std::int64_t i0 = b.first, rowsInBlock = b.rows, keys = b.keys;
                     if (step > 0 && dn > 0)
-                        sc.block(i0, 0, rowsInBlock, keys).noalias() +=
-                            queryLatent[static_cast<std::size_t>(h)].block(i0, previous, rowsInBlock, step) * latent.block(0, previous, keys, step).transpose();
+                        product(sc.block(i0, 0, rowsInBlock, keys), queryLatent[static_cast<std::size_t>(h)].block(i0, previous, rowsInBlock, step),
+                                Op::None, latent.block(0, previous, keys, step), Op::Transpose, 1.0f);
                     probabilities.block(i0, 0, rowsInBlock, keys) = sc.block(i0, 0, rowsInBlock, keys);
                     for (std::int64_t i = i0; i < i0 + rowsInBlock; ++i) {
                         const std::int64_t position = q.rows[static_cast<std::size_t>(i)];
@@ -272,7 +292,7 @@ std::vector<double> LayerCandidateErrors::errors(const ConvertedAttention& a, co
                         softmaxPrefix(row, first, position + 1, scale);
                         std::fill(row + position + 1, row + keys, 0.0f);
                     }
-                    out.middleRows(i0, rowsInBlock).noalias() += probabilities.block(i0, 0, rowsInBlock, keys) * value.topRows(keys);
+                    product(out.middleRows(i0, rowsInBlock), probabilities.block(i0, 0, rowsInBlock, keys), Op::None, value.topRows(keys), Op::None, 1.0f);
                 }
             }
             perSequence[static_cast<std::size_t>(s)][static_cast<std::size_t>(k)] = (out - q.target).cast<double>().squaredNorm();

@@ -2,6 +2,7 @@
 
 #include "conversion/layer_converter.h"
 #include "conversion/least_squares.h"
+#include "numerics/gram.h"
 #include "util/error.h"
 
 #include <Eigen/Cholesky>
@@ -59,9 +60,8 @@ DeepSeekLayerInputs deepSeekLayerInputs(std::vector<MatrixRM> xc, std::vector<Ma
     in.gram = MatrixXdRM::Zero(hidden, hidden);
     in.sum = Eigen::VectorXd::Zero(hidden);
     for (const MatrixRM& x : xc) {
-        const MatrixXdRM xd = x.cast<double>();
-        in.gram.noalias() += xd.transpose() * xd;
-        in.sum += xd.colwise().sum().transpose();
+        addGram(in.gram, x);
+        in.sum += x.cast<double>().colwise().sum().transpose();
         in.tokens += x.rows();
     }
     in.xc = std::move(xc);

@@ -15,6 +15,8 @@ struct Factors {
     MatrixRM down;
 };
 
+constexpr double kWhiteningRidge = 1e-6;
+
 double relativeError(const ComputeBackend& backend, const MatrixRM& m, const MatrixRM& up, const MatrixRM& down)
 {
     const double norm = m.cast<double>().norm();
@@ -58,9 +60,15 @@ Factors factorize(const ComputeBackend& backend, const MatrixRM& m, std::int64_t
 
 } // namespace
 
+MatrixXdRM attentionWhitening(const MatrixXdRM& covariance) { return whiteningFactor(covariance, kWhiteningRidge); }
+
 ConvertedAttention convertAttention(const ComputeBackend& backend, const ModelConfig& c, const LayerWeights& layer, const MlaLayerConfig& target,
-                                    const ConversionSettings& settings, const MatrixXdRM* covariance, const JobControl& job)
+                                    const ConversionSettings& settings, const MatrixXdRM* covariance, const JobControl& job,
+                                    const AttentionConversionShortcuts& shortcuts)
 {
+    auto errorOf = [&](const MatrixRM& m, const MatrixRM& up, const MatrixRM& down) {
+        return shortcuts.relativeErrors ? relativeError(backend, m, up, down) : 0.0;
+    };
     if (layer.k.empty() || layer.v.empty())
         throw Error("internal: converting a layer that has no key/value projections");
     ConvertedAttention out;
@@ -76,8 +84,12 @@ ConvertedAttention convertAttention(const ComputeBackend& backend, const ModelCo
     if (settings.activationAware) {
         if (!covariance)
             throw Error("internal: activation-aware conversion needs the calibration covariance");
-        whitening = whiteningFactor(*covariance, 1e-6);
-        white = &whitening;
+        if (shortcuts.whitening) {
+            white = shortcuts.whitening;
+        } else {
+            whitening = attentionWhitening(*covariance);
+            white = &whitening;
+        }
     }
 
     const bool hasNope = split.kNope.rows() > 0;
@@ -108,13 +120,15 @@ ConvertedAttention convertAttention(const ComputeBackend& backend, const ModelCo
         out.downKv = std::move(f.down);
         out.upK = f.up.topRows(split.kNope.rows()) / static_cast<float>(keyScale);
         out.upV = f.up.bottomRows(split.v.rows()) / static_cast<float>(valueScale);
-        MatrixRM up(joint.rows(), out.downKv.rows());
-        up.topRows(out.upK.rows()) = out.upK;
-        up.bottomRows(out.upV.rows()) = out.upV;
-        out.jointRelativeError = relativeError(backend, joint, up, out.downKv);
-        if (hasNope)
-            out.keyRelativeError = relativeError(backend, split.kNope, out.upK, out.downKv);
-        out.valueRelativeError = relativeError(backend, split.v, out.upV, out.downKv);
+        if (shortcuts.relativeErrors) {
+            MatrixRM up(joint.rows(), out.downKv.rows());
+            up.topRows(out.upK.rows()) = out.upK;
+            up.bottomRows(out.upV.rows()) = out.upV;
+            out.jointRelativeError = errorOf(joint, up, out.downKv);
+            if (hasNope)
+                out.keyRelativeError = errorOf(split.kNope, out.upK, out.downKv);
+            out.valueRelativeError = errorOf(split.v, out.upV, out.downKv);
+        }
         break;
     }
     case LatentMethod::Split: {
@@ -122,14 +136,14 @@ ConvertedAttention convertAttention(const ComputeBackend& backend, const ModelCo
             Factors k = factorize(backend, split.kNope, target.latentK, settings.sigma, white, job);
             out.downK = std::move(k.down);
             out.upK = std::move(k.up);
-            out.keyRelativeError = relativeError(backend, split.kNope, out.upK, out.downK);
+            out.keyRelativeError = errorOf(split.kNope, out.upK, out.downK);
         } else {
             out.downK = MatrixRM::Zero(target.latentK, c.hidden);
         }
         Factors v = factorize(backend, split.v, target.latentV, settings.sigma, white, job);
         out.downV = std::move(v.down);
         out.upV = std::move(v.up);
-        out.valueRelativeError = relativeError(backend, split.v, out.upV, out.downV);
+        out.valueRelativeError = errorOf(split.v, out.upV, out.downV);
         break;
     }
     case LatentMethod::Key: {
@@ -137,7 +151,7 @@ ConvertedAttention convertAttention(const ComputeBackend& backend, const ModelCo
             Factors k = factorize(backend, split.kNope, target.latentK, settings.sigma, white, job);
             out.downK = std::move(k.down);
             out.upK = std::move(k.up);
-            out.keyRelativeError = relativeError(backend, split.kNope, out.upK, out.downK);
+            out.keyRelativeError = errorOf(split.kNope, out.upK, out.downK);
         } else {
             out.downK = MatrixRM::Zero(target.latentK, c.hidden);
         }
@@ -149,7 +163,7 @@ ConvertedAttention convertAttention(const ComputeBackend& backend, const ModelCo
         Factors v = factorize(backend, split.v, target.latentV, settings.sigma, white, job);
         out.downV = std::move(v.down);
         out.upV = std::move(v.up);
-        out.valueRelativeError = relativeError(backend, split.v, out.upV, out.downV);
+        out.valueRelativeError = errorOf(split.v, out.upV, out.downV);
         break;
     }
     case LatentMethod::None:

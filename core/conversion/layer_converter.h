@@ -25,10 +25,20 @@ struct ConvertedAttention {
     double jointRelativeError = 0.0; // over [W_k_nope; W_v]
 };
 
+// For a caller that converts one layer many times (the allocation, once per pair count): what it computed once, and
+// what it does not need.
+struct AttentionConversionShortcuts {
+    const MatrixXdRM* whitening = nullptr; // whiteningFactor(covariance, 1e-6) of the covariance passed, when known
+    bool relativeErrors = true;            // false: leave the *RelativeError fields at 0 (three products fewer)
+};
+
 // Converts one layer's attention. `covariance` (E[x x^T] of the attention input) is used by the activation-aware
 // decomposition and may be null otherwise. The decompositions and products run on `backend`.
 ConvertedAttention convertAttention(const ComputeBackend& backend, const ModelConfig& config, const LayerWeights& layer, const MlaLayerConfig& target,
                                     const ConversionSettings& settings, const MatrixXdRM* covariance = nullptr,
-                                    const JobControl& job = {});
+                                    const JobControl& job = {}, const AttentionConversionShortcuts& shortcuts = {});
+
+// The whitening factor convertAttention uses for an activation-aware decomposition with this covariance.
+MatrixXdRM attentionWhitening(const MatrixXdRM& covariance);
 
 } // namespace mla

@@ -1,5 +1,6 @@
 #include "conversion/least_squares.h"
 
+#include "numerics/gram.h"
 #include "util/error.h"
 
 #include <Eigen/Cholesky>
@@ -15,11 +16,9 @@ void LeastSquaresFit::add(const MatrixRM& features, const MatrixRM& targets)
 {
     if (features.rows() != targets.rows() || features.cols() != m_gram.rows() || targets.cols() != m_cross.cols())
         throw Error("internal: least-squares batch of the wrong shape");
-    const MatrixXdRM x = features.cast<double>();
-    const MatrixXdRM y = targets.cast<double>();
-    m_gram.noalias() += x.transpose() * x;
-    m_cross.noalias() += x.transpose() * y;
-    m_targetEnergy += y.squaredNorm();
+    addGram(m_gram, features);
+    addCrossProduct(m_cross, features, targets);
+    m_targetEnergy += squaredFrobeniusNorm(targets);
     m_samples += features.rows();
 }
 

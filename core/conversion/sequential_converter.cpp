@@ -5,6 +5,7 @@
 #include "conversion/least_squares.h"
 #include "engine/ops.h"
 #include "model/tensor_plan.h"
+#include "numerics/gram.h"
 #include "util/error.h"
 
 namespace mla {
@@ -36,13 +37,10 @@ MatrixRM subtractBias(MatrixRM m, const VectorF& bias)
 }
 
 // Attention output (o_proj applied) of a one-layer model on normalised inputs.
-MatrixRM attentionOutput(const Transformer& t, const LayerWeights& w, const MatrixRM& x, MatrixRM* context = nullptr)
+MatrixRM attentionOutput(const Transformer& t, const LayerWeights& w, const MatrixRM& x)
 {
-    MatrixRM ctx = t.attentionContext(0, x);
     MatrixRM out;
-    linear(w.o, w.oBias, ctx, out);
-    if (context)
-        *context = std::move(ctx);
+    linear(w.o, w.oBias, t.attentionContext(0, x), out);
     return out;
 }
 
@@ -119,8 +117,7 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l, const JobC
         progress(0.1 * static_cast<double>(s) / static_cast<double>(n), "targets");
         rmsNormRows(m_hiddenOriginal[s], ow.attnNorm, eps, xo[s]);
         rmsNormRows(m_hiddenConverted[s], ow.attnNorm, eps, xc[s]);
-        const MatrixXdRM x = xc[s].cast<double>();
-        covariance.noalias() += x.transpose() * x;
+        addGram(covariance, xc[s]);
         tokens += xc[s].rows();
         targetOut[s] = attentionOutput(originalLayer, ow, xo[s]);
         // Position-free keys and values of the original layer on its own inputs, without their biases.
@@ -132,15 +129,23 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l, const JobC
     }
     covariance /= static_cast<double>(tokens);
 
-    auto outputError = [&](const LayerWeights& w) {
-        const Transformer t(singleLayerModel(m_original, w, target), MlaForm::Expanded);
+    // The converted layer's attention outputs on the converted inputs (o_proj applied) and their relative error
+    // against the targets. The chosen candidate's outputs also advance the converted hidden states, so attention runs
+    // once per candidate and not again to advance.
+    auto relativeError = [&](const std::vector<MatrixRM>& outputs) {
         double err = 0.0, norm = 0.0;
         for (std::size_t s = 0; s < n; ++s) {
-            const MatrixRM out = attentionOutput(t, w, xc[s]);
-            err += (out - targetOut[s]).cast<double>().squaredNorm();
+            err += (outputs[s] - targetOut[s]).cast<double>().squaredNorm();
             norm += targetOut[s].cast<double>().squaredNorm();
         }
         return norm > 0 ? err / norm : err;
+    };
+    auto evaluate = [&](const LayerWeights& w, std::vector<MatrixRM>& outputs) {
+        const Transformer t(singleLayerModel(m_original, w, target), MlaForm::Expanded);
+        outputs.resize(n);
+        for (std::size_t s = 0; s < n; ++s)
+            outputs[s] = attentionOutput(t, w, xc[s]);
+        return relativeError(outputs);
     };
 
     // 1. Factors, with or without the key/value balance.
@@ -152,6 +157,7 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l, const JobC
     else
         balanceChoices = {settings.balanceKeyValue};
     LayerWeights best = ow;
+    std::vector<MatrixRM> bestOutputs, outputs;
     double bestError = std::numeric_limits<double>::infinity();
     bool bestBalanced = false;
     for (bool balanced : balanceChoices) {
@@ -160,10 +166,11 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l, const JobC
         s.balanceKeyValue = balanced;
         LayerWeights w = ow;
         installConverted(w, convertAttention(m_backend, c, ow, target, s, &covariance, job));
-        const double e = outputError(w);
+        const double e = evaluate(w, outputs);
         if (e < bestError) {
             bestError = e;
             best = std::move(w);
+            bestOutputs.swap(outputs);
             bestBalanced = balanced;
         }
     }
@@ -203,31 +210,36 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l, const JobC
                 refit(best.downV, best.upV, nopeRows, split.v.rows());
         }
 
-        // 3. W_o: from the converted attention context to the original attention output (bias kept).
+        // 3. W_o: from the converted attention context to the original attention output (bias kept). The contexts
+        // do not depend on W_o, so the refitted layer's outputs are the new W_o applied to them.
         progress(0.75, "refitting the output projection");
         const Transformer t(singleLayerModel(m_original, best, target), MlaForm::Expanded);
         LeastSquaresFit fit(c.qDim(), c.hidden);
+        std::vector<MatrixRM> contexts(n);
         for (std::size_t s = 0; s < n; ++s) {
-            MatrixRM context;
-            attentionOutput(t, best, xc[s], &context);
-            fit.add(context, subtractBias(targetOut[s], ow.oBias));
+            contexts[s] = t.attentionContext(0, xc[s]);
+            fit.add(contexts[s], subtractBias(targetOut[s], ow.oBias));
         }
         const MatrixRM w0 = ow.o.toMatrix();
         report.outputResidualBefore = fit.residual(w0);
         const MatrixRM w1 = fit.solve(w0, settings.refitRidge);
         report.outputResidualAfter = fit.residual(w1);
         best.o = Tensor::fromMatrix(w1);
+        for (std::size_t s = 0; s < n; ++s)
+            linear(best.o, best.oBias, contexts[s], bestOutputs[s]);
+        report.outputErrorFinal = relativeError(bestOutputs);
+    } else {
+        report.outputErrorFinal = bestError;
     }
-    report.outputErrorFinal = settings.refit ? outputError(best) : bestError;
 
-    // Advance both models' hidden states through this layer.
+    // Advance both models' hidden states through this layer: the attention outputs are those computed above (the
+    // original's are the targets), so only the feed-forward blocks run here.
     progress(0.9, "advancing");
     m_converted.layers[static_cast<std::size_t>(l)] = best;
-    const Transformer originalFull(singleLayerModel(m_original, ow, std::nullopt), MlaForm::Expanded);
-    const Transformer convertedFull(singleLayerModel(m_original, best, target), MlaForm::Expanded);
+    const Transformer convertedLayer(singleLayerModel(m_original, best, target), MlaForm::Expanded);
     for (std::size_t s = 0; s < n; ++s) {
-        originalFull.runLayer(0, m_hiddenOriginal[s]);
-        convertedFull.runLayer(0, m_hiddenConverted[s]);
+        originalLayer.finishLayer(0, m_hiddenOriginal[s], targetOut[s]);
+        convertedLayer.finishLayer(0, m_hiddenConverted[s], bestOutputs[s]);
     }
     m_reports.push_back(report);
     ++m_next;

@@ -65,12 +65,19 @@ void Transformer::layerForward(std::int64_t l, MatrixRM& h, std::int64_t p0, Lay
 {
     const LayerWeights& w = m_model.layers[static_cast<std::size_t>(l)];
     const float eps = static_cast<float>(m_model.config.rmsEps);
-    MatrixRM xn, context, projected, gate, up;
+    MatrixRM xn, context, projected;
     rmsNormRows(h, w.attnNorm, eps, xn);
     attention(l, xn, p0, cache, context, observer);
     linear(w.o, w.oBias, context, projected);
-    h += projected;
+    finishLayer(l, h, projected);
+}
 
+void Transformer::finishLayer(std::int64_t l, MatrixRM& h, const MatrixRM& attentionOutput) const
+{
+    const LayerWeights& w = m_model.layers[static_cast<std::size_t>(l)];
+    const float eps = static_cast<float>(m_model.config.rmsEps);
+    h += attentionOutput;
+    MatrixRM xn, gate, up, projected;
     rmsNormRows(h, w.ffnNorm, eps, xn);
     linear(w.gate, w.gateBias, xn, gate);
     linear(w.up, w.upBias, xn, up);

@@ -68,6 +68,10 @@ public:
     // The attention context (before o_proj, [T, heads*headDim]) of one layer for a whole sequence of already
     // normalised inputs [T, hidden], positions 0..T-1.
     MatrixRM attentionContext(std::int64_t layer, const MatrixRM& normedInput, ForwardObserver* observer = nullptr) const;
+    // The rest of runLayer once the layer's attention output (o_proj applied, [T, hidden]) is known: the residual add
+    // and the feed-forward block. For layer-wise jobs that computed that output already (allocation, refits): the
+    // same operations as runLayer, so the same bits, without running attention twice.
+    void finishLayer(std::int64_t layer, MatrixRM& hidden, const MatrixRM& attentionOutput) const;
     MatrixRM logitsFromHidden(const MatrixRM& hidden) const;
 
 private:

@@ -18,6 +18,19 @@ struct GemmArgs {
     double alpha, beta;
 };
 
+// The same for float (the allocation's candidate errors).
+struct GemmArgsF {
+    float* c;
+    std::ptrdiff_t ldc, m, n, k;
+    const float* a;
+    std::ptrdiff_t lda;
+    bool transA;
+    const float* b;
+    std::ptrdiff_t ldb;
+    bool transB;
+    float alpha, beta;
+};
+
 // For the columns c in [c0, c1) of the symmetric matrix whose lower triangle is at s (size x size, stride ld):
 // y[c] += s[c][c] x[c] + sum_{r > c} s[r][c] x[r] and y[r] += s[r][c] x[c] for r > c.
 struct SymvColumnsArgs {
@@ -29,6 +42,7 @@ struct SymvColumnsArgs {
 
 struct DenseKernelTable {
     void (*gemm)(const GemmArgs&);
+    void (*gemmF)(const GemmArgsF&);
     void (*symvColumns)(const SymvColumnsArgs&);
 };
 

@@ -21,10 +21,11 @@ const detail::DenseKernelTable* activeTable()
     return g_allowAvx2.load(std::memory_order_relaxed) ? avx2 : nullptr;
 }
 
-} // namespace
-
-void gemm(Eigen::Ref<Eigen::MatrixXd> dst, double alpha, const Eigen::Ref<const Eigen::MatrixXd>& a, Op opA,
-          const Eigen::Ref<const Eigen::MatrixXd>& b, Op opB, double beta)
+// The fallback is Eigen's own GEMM of the default (SSE2) build.
+template <typename Scalar, typename Args, typename Kernel>
+void gemmImpl(Eigen::Ref<Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>> dst, Scalar alpha,
+              const Eigen::Ref<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>>& a, Op opA,
+              const Eigen::Ref<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>>& b, Op opB, Scalar beta, Kernel kernel)
 {
     const bool ta = opA == Op::Transpose;
     const bool tb = opB == Op::Transpose;
@@ -35,14 +36,14 @@ void gemm(Eigen::Ref<Eigen::MatrixXd> dst, double alpha, const Eigen::Ref<const 
     if (m != dst.rows() || n != dst.cols() || k != kb)
         throw Error("internal: GEMM shapes do not match");
     if (const detail::DenseKernelTable* table = activeTable()) {
-        table->gemm({dst.data(), dst.outerStride(), m, n, k, a.data(), a.outerStride(), ta, b.data(), b.outerStride(), tb, alpha, beta});
+        (table->*kernel)(Args{dst.data(), dst.outerStride(), m, n, k, a.data(), a.outerStride(), ta, b.data(), b.outerStride(), tb, alpha, beta});
         return;
     }
-    if (beta == 0.0)
+    if (beta == 0)
         dst.setZero();
-    else if (beta != 1.0)
+    else if (beta != 1)
         dst *= beta;
-    if (k == 0 || alpha == 0.0)
+    if (k == 0 || alpha == 0)
         return;
     if (!ta && !tb)
         dst.noalias() += alpha * a * b;
@@ -52,6 +53,30 @@ void gemm(Eigen::Ref<Eigen::MatrixXd> dst, double alpha, const Eigen::Ref<const 
         dst.noalias() += alpha * a * b.transpose();
     else
         dst.noalias() += alpha * a.transpose() * b.transpose();
+}
+
+} // namespace
+
+void gemm(Eigen::Ref<Eigen::MatrixXd> dst, double alpha, const Eigen::Ref<const Eigen::MatrixXd>& a, Op opA,
+          const Eigen::Ref<const Eigen::MatrixXd>& b, Op opB, double beta)
+{
+    gemmImpl<double, detail::GemmArgs>(dst, alpha, a, opA, b, opB, beta, &detail::DenseKernelTable::gemm);
+}
+
+void gemm(Eigen::Ref<Eigen::MatrixXf> dst, float alpha, const Eigen::Ref<const Eigen::MatrixXf>& a, Op opA,
+          const Eigen::Ref<const Eigen::MatrixXf>& b, Op opB, float beta)
+{
+    gemmImpl<float, detail::GemmArgsF>(dst, alpha, a, opA, b, opB, beta, &detail::DenseKernelTable::gemmF);
+}
+
+void gemmRowMajor(RowMajorMatrixXd& c, double alpha, const RowMajorMatrixXd& a, const RowMajorMatrixXd& b, double beta)
+{
+    if (a.cols() != b.rows() || c.rows() != a.rows() || c.cols() != b.cols())
+        throw Error("internal: GEMM shapes do not match");
+    Eigen::Map<Eigen::MatrixXd> ct(c.data(), c.cols(), c.rows());
+    const Eigen::Map<const Eigen::MatrixXd> at(a.data(), a.cols(), a.rows());
+    const Eigen::Map<const Eigen::MatrixXd> bt(b.data(), b.cols(), b.rows());
+    gemm(ct, alpha, bt, Op::None, at, Op::None, beta);
 }
 
 void lowerSymvColumns(const double* s, Eigen::Index ld, Eigen::Index size, Eigen::Index c0, Eigen::Index c1, const double* x,

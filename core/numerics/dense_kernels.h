@@ -16,6 +16,15 @@ enum class Op { None, Transpose };
 void gemm(Eigen::Ref<Eigen::MatrixXd> dst, double alpha, const Eigen::Ref<const Eigen::MatrixXd>& a, Op opA,
           const Eigen::Ref<const Eigen::MatrixXd>& b, Op opB, double beta);
 
+// The same in float (the allocation's candidate errors: many small products inside one parallel region).
+void gemm(Eigen::Ref<Eigen::MatrixXf> dst, float alpha, const Eigen::Ref<const Eigen::MatrixXf>& a, Op opA,
+          const Eigen::Ref<const Eigen::MatrixXf>& b, Op opB, float beta);
+
+// c = alpha a b + beta c for whole row-major matrices a [m, k], b [k, n], c [m, n], on the kernels above (read
+// column-major, row-major data is the transpose, so this is c^T = b^T a^T).
+using RowMajorMatrixXd = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+void gemmRowMajor(RowMajorMatrixXd& c, double alpha, const RowMajorMatrixXd& a, const RowMajorMatrixXd& b, double beta);
+
 // The columns [c0, c1) of y += S x for the symmetric S stored in its lower triangle at s (size x size, stride ld):
 // each stored entry is read once and used twice (y[c] gets the dot product, y[r > c] the axpy).
 void lowerSymvColumns(const double* s, Eigen::Index ld, Eigen::Index size, Eigen::Index c0, Eigen::Index c1, const double* x,

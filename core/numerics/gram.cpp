@@ -66,6 +66,37 @@ Eigen::MatrixXd widenedProduct(const MatrixRM& m, const Eigen::MatrixXd& v, cons
     return out;
 }
 
+void addGram(MatrixRMd& gram, const MatrixRM& x)
+{
+    const Eigen::Index n = x.cols();
+    if (gram.rows() != n || gram.cols() != n)
+        throw Error("internal: Gram matrix of the wrong shape");
+    Eigen::MatrixXd lower = Eigen::MatrixXd::Zero(n, n);
+    Eigen::MatrixXd chunk;
+    for (Eigen::Index t0 = 0; t0 < x.rows(); t0 += kChunk) {
+        chunk = x.middleRows(t0, std::min(kChunk, x.rows() - t0)).cast<double>();
+        syrkLowerAdd(lower, chunk);
+    }
+    lower.triangularView<Eigen::StrictlyUpper>() = lower.transpose();
+    gram += lower;
+}
+
+void addCrossProduct(MatrixRMd& cross, const MatrixRM& x, const MatrixRM& y)
+{
+    if (x.rows() != y.rows() || cross.rows() != x.cols() || cross.cols() != y.cols())
+        throw Error("internal: cross product of the wrong shape");
+    // cross (row-major n x m) is, read column-major, cross^T = Y^T X; chunks of rows widened to double, transposed so
+    // that the kernel reads them column-major: xT [n, rows], yT [m, rows].
+    Eigen::Map<Eigen::MatrixXd> crossT(cross.data(), cross.cols(), cross.rows());
+    Eigen::MatrixXd xT, yT;
+    for (Eigen::Index t0 = 0; t0 < x.rows(); t0 += kChunk) {
+        const Eigen::Index rows = std::min(kChunk, x.rows() - t0);
+        xT = x.middleRows(t0, rows).transpose().cast<double>();
+        yT = y.middleRows(t0, rows).transpose().cast<double>();
+        gemm(crossT, 1.0, yT, Op::None, xT, Op::Transpose, 1.0);
+    }
+}
+
 Eigen::MatrixXd gramMatrix(const MatrixRM& m, GramSide side, const JobControl& job) { return gramImpl(m, side, job); }
 Eigen::MatrixXd gramMatrix(const MatrixRMd& m, GramSide side, const JobControl& job) { return gramImpl(m, side, job); }
 

@@ -19,6 +19,12 @@ inline GramSide smallerGramSide(Eigen::Index rows, Eigen::Index cols) { return r
 Eigen::MatrixXd gramMatrix(const MatrixRM& m, GramSide side, const JobControl& job = {});
 Eigen::MatrixXd gramMatrix(const MatrixRMd& m, GramSide side, const JobControl& job = {});
 
+// gram += X^T X and cross += X^T Y in double for float rows X [t, n], Y [t, m] (gram n x n, cross n x m): the
+// covariances and normal equations that calibration, allocation and refits accumulate sequence by sequence, on the
+// dense kernels (AVX2 + FMA where the CPU has them) instead of Eigen's SSE2 double GEMM.
+void addGram(MatrixRMd& gram, const MatrixRM& x);
+void addCrossProduct(MatrixRMd& cross, const MatrixRM& x, const MatrixRM& y);
+
 // M V in double for a float M (widened a block of rows at a time, so no double copy of M is made) and a double V:
 // what makes ||M||^2 - ||M V||^2 an accurate residual when the residual is far below ||M||.
 Eigen::MatrixXd widenedProduct(const MatrixRM& m, const Eigen::MatrixXd& v, const JobControl& job = {});

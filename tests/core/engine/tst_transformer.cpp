@@ -6,6 +6,7 @@
 // window is exact: tokens that fall out of every layer's window cannot change the logits.
 #include "common/test_support.h"
 
+#include "engine/ops.h"
 #include "engine/transformer.h"
 #include "formats/checkpoint_writer.h"
 #include "model/model_loader.h"
@@ -296,6 +297,8 @@ private slots:
     void slidingWindowIsExact();
     void ropeScalingChangesOnlyWhatItShould();
     void forwardErrors();
+    void finishLayerIsTheRestOfRunLayer_data();
+    void finishLayerIsTheRestOfRunLayer();
 };
 
 void TestTransformer::referenceOnSyntheticConfigs_data()
@@ -526,6 +529,34 @@ void TestTransformer::forwardErrors()
     const std::vector<int> two = {1, 5};
     QCOMPARE(t.forward(two, small, Logits::None).size(), Eigen::Index(0));
     QCOMPARE(small.length(), std::int64_t(2));
+}
+
+void TestTransformer::finishLayerIsTheRestOfRunLayer_data()
+{
+    referenceOnRealModels_data();
+}
+
+// The layer-wise jobs (allocation, sequential conversion) compute a layer's attention output themselves and finish the
+// layer with finishLayer: the hidden states must be exactly those of runLayer, bit for bit, layer after layer.
+void TestTransformer::finishLayerIsTheRestOfRunLayer()
+{
+    QFETCH(QString, path);
+    const Model m = loadModel(path.toStdString());
+    const Transformer t(m);
+    const std::vector<int> ids = transformerRandomIds(static_cast<std::size_t>(std::min<std::int64_t>(m.config.maxPositions, 64)), m.config.vocab, 8);
+    MatrixRM whole = t.embed(ids);
+    MatrixRM split = whole;
+    for (std::int64_t l = 0; l < m.config.layers; ++l) {
+        const LayerWeights& w = m.layers[static_cast<std::size_t>(l)];
+        t.runLayer(l, whole);
+        MatrixRM x, output;
+        rmsNormRows(split, w.attnNorm, static_cast<float>(m.config.rmsEps), x);
+        linear(w.o, w.oBias, t.attentionContext(l, x), output);
+        t.finishLayer(l, split, output);
+        QVERIFY2(whole == split, qPrintable(QStringLiteral("layer %1 differs").arg(l)));
+    }
+    QVERIFY(whole.allFinite());
+    QVERIFY(whole != t.embed(ids)); // the layers did something
 }
 
 QTEST_GUILESS_MAIN(TestTransformer)
