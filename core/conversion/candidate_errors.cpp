@@ -65,21 +65,6 @@ void softmaxPrefix(float* row, std::int64_t begin, std::int64_t count, float sca
         row[j] *= inv;
 }
 
-// c = beta c + op(a) op(b) for row-major float blocks, on the dense kernels: this build's own float GEMM is Eigen's
-// SSE2 one, and these products were most of the allocation's time; Eigen's GEMM built for AVX2 + FMA (where the CPU
-// has them) runs them about twice as fast. Row-major data read as column-major is the transpose, so the kernel
-// computes c^T = op(b)^T op(a)^T.
-template <typename C, typename A, typename B>
-void product(C&& c, const A& a, Op opA, const B& b, Op opB, float beta)
-{
-    using View = Eigen::Map<Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
-    using ConstView = Eigen::Map<const Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
-    View ct(c.data(), c.cols(), c.rows(), Eigen::OuterStride<>(c.outerStride()));
-    const ConstView at(a.data(), a.cols(), a.rows(), Eigen::OuterStride<>(a.outerStride()));
-    const ConstView bt(b.data(), b.cols(), b.rows(), Eigen::OuterStride<>(b.outerStride()));
-    gemm(ct, 1.0f, bt, opB, at, opA, beta);
-}
-
 MatrixRM gatherColumns(const MatrixRM& m, const std::vector<std::int64_t>& cols, std::int64_t offset)
 {
     MatrixRM out(m.rows(), static_cast<Eigen::Index>(cols.size()));
@@ -230,7 +215,7 @@ std::vector<double> LayerCandidateErrors::errors(const ConvertedAttention& a, co
             continue;
         const std::int64_t last = q.rows.back() + 1; // keys any evaluated row sees
         MatrixRM latent(last, dmax);
-        product(latent, m_x[static_cast<std::size_t>(s)].topRows(last), Op::None, down, Op::Transpose, 0.0f);
+        productRowMajor(latent, m_x[static_cast<std::size_t>(s)].topRows(last), Op::None, down, Op::Transpose, 0.0f);
         std::vector<MatrixRM> scores(static_cast<std::size_t>(c.heads)), queryLatent(static_cast<std::size_t>(c.heads));
         std::vector<MatrixRM> values(static_cast<std::size_t>(c.heads));
         for (std::int64_t h = 0; h < c.heads; ++h) {
@@ -241,7 +226,7 @@ std::vector<double> LayerCandidateErrors::errors(const ConvertedAttention& a, co
                 const MatrixRM qr = gatherColumns(q.queryRotated, rd, h * d);
                 const MatrixRM kr = gatherColumns(q.keyRotated.topRows(last), rd, g * d);
                 sc.resize(R, last);
-                product(sc, qr, Op::None, kr, Op::Transpose, 0.0f);
+                productRowMajor(sc, qr, Op::None, kr, Op::Transpose, 0.0f);
             } else {
                 sc = MatrixRM::Zero(R, last);
             }
@@ -249,7 +234,7 @@ std::vector<double> LayerCandidateErrors::errors(const ConvertedAttention& a, co
                 const MatrixRM qn = gatherColumns(q.query, nopeDims[static_cast<std::size_t>(g)], h * d);
                 MatrixRM& ql = queryLatent[static_cast<std::size_t>(h)];
                 ql.resize(R, dmax);
-                product(ql, qn, Op::None, upKey[static_cast<std::size_t>(g)], Op::None, 0.0f);
+                productRowMajor(ql, qn, Op::None, upKey[static_cast<std::size_t>(g)], Op::None, 0.0f);
             }
             values[static_cast<std::size_t>(h)] = MatrixRM::Zero(last, m);
             if (valueOutBias[static_cast<std::size_t>(h)].size() > 0)
@@ -277,12 +262,12 @@ std::vector<double> LayerCandidateErrors::errors(const ConvertedAttention& a, co
                 MatrixRM& sc = scores[static_cast<std::size_t>(h)];
                 MatrixRM& value = values[static_cast<std::size_t>(h)];
                 if (step > 0)
-                    product(value, latent.middleCols(previous, step), Op::None, valueOut[static_cast<std::size_t>(h)].middleRows(previous, step), Op::None, 1.0f);
+                    productRowMajor(value, latent.middleCols(previous, step), Op::None, valueOut[static_cast<std::size_t>(h)].middleRows(previous, step), Op::None, 1.0f);
                 // Causal: a block of rows sees only the keys up to its last row, so the products stop there.
                 for (const Block& b : blocks) {
                     const std::int64_t i0 = b.first, rowsInBlock = b.rows, keys = b.keys;
                     if (step > 0 && dn > 0)
-                        product(sc.block(i0, 0, rowsInBlock, keys), queryLatent[static_cast<std::size_t>(h)].block(i0, previous, rowsInBlock, step),
+                        productRowMajor(sc.block(i0, 0, rowsInBlock, keys), queryLatent[static_cast<std::size_t>(h)].block(i0, previous, rowsInBlock, step),
                                 Op::None, latent.block(0, previous, keys, step), Op::Transpose, 1.0f);
                     probabilities.block(i0, 0, rowsInBlock, keys) = sc.block(i0, 0, rowsInBlock, keys);
                     for (std::int64_t i = i0; i < i0 + rowsInBlock; ++i) {
@@ -292,7 +277,7 @@ std::vector<double> LayerCandidateErrors::errors(const ConvertedAttention& a, co
                         softmaxPrefix(row, first, position + 1, scale);
                         std::fill(row + position + 1, row + keys, 0.0f);
                     }
-                    product(out.middleRows(i0, rowsInBlock), probabilities.block(i0, 0, rowsInBlock, keys), Op::None, value.topRows(keys), Op::None, 1.0f);
+                    productRowMajor(out.middleRows(i0, rowsInBlock), probabilities.block(i0, 0, rowsInBlock, keys), Op::None, value.topRows(keys), Op::None, 1.0f);
                 }
             }
             perSequence[static_cast<std::size_t>(s)][static_cast<std::size_t>(k)] = (out - q.target).cast<double>().squaredNorm();

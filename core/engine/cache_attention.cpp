@@ -1,6 +1,7 @@
 #include "engine/cache_attention.h"
 
 #include "engine/ops.h"
+#include "numerics/dense_kernels.h"
 #include "util/error.h"
 
 #include <algorithm>
@@ -93,11 +94,11 @@ void attendToCache(const AttentionShape& shape, std::span<const CacheKeyTerm> ke
                     const std::int64_t W = k.cache->width(), w = k.width;
                     const Eigen::Map<const MatrixRM> rows(k.cache->rowsAsFloat(b0, nb, scratch), nb, W);
                     if (k.shared) {
-                        block.noalias() += q[j] * rows.leftCols(w).transpose();
+                        productRowMajor(block, q[j], Op::None, rows.leftCols(w), Op::Transpose, 1.0f);
                     } else {
                         for (std::int64_t kv = 0; kv < kvHeads; ++kv)
-                            scores.block(kv * g * tc, c0, g * tc, nb).noalias() +=
-                                q[j].middleRows(kv * g * tc, g * tc) * rows.middleCols(kv * w, w).transpose();
+                            productRowMajor(scores.block(kv * g * tc, c0, g * tc, nb), q[j].middleRows(kv * g * tc, g * tc), Op::None,
+                                            rows.middleCols(kv * w, w), Op::Transpose, 1.0f);
                     }
                 }
             }
@@ -129,11 +130,11 @@ void attendToCache(const AttentionShape& shape, std::span<const CacheKeyTerm> ke
                 MatrixRM& out = partial[static_cast<std::size_t>(s)];
                 out.resize(R, wv);
                 if (values.shared) {
-                    out.noalias() = scores.middleCols(c0, nb) * rows.leftCols(wv);
+                    productRowMajor(out, scores.middleCols(c0, nb), Op::None, rows.leftCols(wv), Op::None, 0.0f);
                 } else {
                     for (std::int64_t kv = 0; kv < kvHeads; ++kv)
-                        out.middleRows(kv * g * tc, g * tc).noalias() =
-                            scores.block(kv * g * tc, c0, g * tc, nb) * rows.middleCols(kv * wv, wv);
+                        productRowMajor(out.middleRows(kv * g * tc, g * tc), scores.block(kv * g * tc, c0, g * tc, nb), Op::None,
+                                        rows.middleCols(kv * wv, wv), Op::None, 0.0f);
                 }
             }
         }

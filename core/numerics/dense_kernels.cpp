@@ -5,6 +5,8 @@
 
 #include <atomic>
 
+#include <omp.h>
+
 namespace mla {
 namespace {
 
@@ -20,6 +22,17 @@ const detail::DenseKernelTable* activeTable()
     }();
     return g_allowAvx2.load(std::memory_order_relaxed) ? avx2 : nullptr;
 }
+
+// Eigen's GEMM (either build), when it splits a product over threads, also changes its depth blocking and so its
+// summation order. With the calling task's thread count at 1 for the call it runs serially with the blocking of one
+// thread, whatever OMP_NUM_THREADS says (the setting is per task and restored after).
+struct SerialEigenProducts {
+    int saved = omp_get_max_threads();
+    SerialEigenProducts() { omp_set_num_threads(1); }
+    ~SerialEigenProducts() { omp_set_num_threads(saved); }
+    SerialEigenProducts(const SerialEigenProducts&) = delete;
+    SerialEigenProducts& operator=(const SerialEigenProducts&) = delete;
+};
 
 // The fallback is Eigen's own GEMM of the default (SSE2) build.
 template <typename Scalar, typename Args, typename Kernel>
@@ -66,6 +79,7 @@ void gemm(Eigen::Ref<Eigen::MatrixXd> dst, double alpha, const Eigen::Ref<const 
 void gemm(Eigen::Ref<Eigen::MatrixXf> dst, float alpha, const Eigen::Ref<const Eigen::MatrixXf>& a, Op opA,
           const Eigen::Ref<const Eigen::MatrixXf>& b, Op opB, float beta)
 {
+    const SerialEigenProducts serial;
     gemmImpl<float, detail::GemmArgsF>(dst, alpha, a, opA, b, opB, beta, &detail::DenseKernelTable::gemmF);
 }
 

@@ -16,7 +16,8 @@ enum class Op { None, Transpose };
 void gemm(Eigen::Ref<Eigen::MatrixXd> dst, double alpha, const Eigen::Ref<const Eigen::MatrixXd>& a, Op opA,
           const Eigen::Ref<const Eigen::MatrixXd>& b, Op opB, double beta);
 
-// The same in float (the allocation's candidate errors: many small products inside one parallel region).
+// The same in float, always on the calling thread (attention and the allocation's candidate errors: many small
+// products inside their own parallel loops, with results that must not depend on the thread count).
 void gemm(Eigen::Ref<Eigen::MatrixXf> dst, float alpha, const Eigen::Ref<const Eigen::MatrixXf>& a, Op opA,
           const Eigen::Ref<const Eigen::MatrixXf>& b, Op opB, float beta);
 
@@ -24,6 +25,20 @@ void gemm(Eigen::Ref<Eigen::MatrixXf> dst, float alpha, const Eigen::Ref<const E
 // column-major, row-major data is the transpose, so this is c^T = b^T a^T).
 using RowMajorMatrixXd = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 void gemmRowMajor(RowMajorMatrixXd& c, double alpha, const RowMajorMatrixXd& a, const RowMajorMatrixXd& b, double beta);
+
+// c = op(a) op(b) + beta c for row-major float operands: matrices, blocks or maps with unit inner stride (read
+// column-major, row-major data is the transpose, so the kernel computes c^T = op(b)^T op(a)^T). What the engine's
+// attention and the allocation's candidate errors multiply: this build's own float GEMM is Eigen's SSE2 one.
+template <typename C, typename A, typename B>
+void productRowMajor(C&& c, const A& a, Op opA, const B& b, Op opB, float beta)
+{
+    using View = Eigen::Map<Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
+    using ConstView = Eigen::Map<const Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
+    View ct(c.data(), c.cols(), c.rows(), Eigen::OuterStride<>(c.outerStride()));
+    const ConstView at(a.data(), a.cols(), a.rows(), Eigen::OuterStride<>(a.outerStride()));
+    const ConstView bt(b.data(), b.cols(), b.rows(), Eigen::OuterStride<>(b.outerStride()));
+    gemm(ct, 1.0f, bt, opB, at, opA, beta);
+}
 
 // The columns [c0, c1) of y += S x for the symmetric S stored in its lower triangle at s (size x size, stride ld):
 // each stored entry is read once and used twice (y[c] gets the dot product, y[r > c] the axpy).
