@@ -3,7 +3,7 @@
 
 Time: writes SmolLM-135M-shaped F32 checkpoints with `mla-workbench-cli synth --shape smollm-135m --dtype f32` (an
 8-layer cut by default, any list with --layers), writes 16 sequences of 256 token ids, and times
-`convert --preset paper` and `convert --preset best` on the same ids (`--calib-ids`) under /usr/bin/time (wall time,
+`convert --preset paper` and `convert --preset best` on the same ids (`--calib-ids`) under /usr/bin/time (wall time, CPU time,
 peak resident memory), one after the other in the same run. Prints best / paper and fails (exit 1) when the ratio on
 the 8-layer cut rises above --max-ratio (3 by default): the best preset must stay near the paper's cost.
 
@@ -12,7 +12,7 @@ calibration, as tests/tools/results_table.py), then `eval --reference` on 16 hel
 original (seeds 1000 + i), and prints the perplexity-gap ratio (ppl_best - ppl_orig) / (ppl_paper - ppl_orig).
 
 Usage: bench_allocation.py [--cli build/app/mla-workbench-cli] [--layers 8[,30,...]] [--quality]
-                           [--no-time] [--max-ratio 3] [--work DIR]
+                           [--no-time] [--max-ratio 3] [--threads N] [--work DIR]
 Standard library only.
 """
 import argparse
@@ -51,7 +51,10 @@ def timed(cmd, env=None):
     if p.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{p.stderr}")
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1))
-    return wall, rss_kb * 1024
+    # CPU seconds (user + system): on a shared machine, where other jobs stretch the wall time, the ratio of CPU times
+    # still says how much work each preset does.
+    cpu = sum(float(re.search(rf"{name} time \(seconds\): ([\d.]+)", p.stderr).group(1)) for name in ("User", "System"))
+    return wall, rss_kb * 1024, cpu
 
 
 def load():
@@ -59,7 +62,7 @@ def load():
         return f.read().split()[0]
 
 
-def time_presets(cli, work, layers):
+def time_presets(cli, work, layers, threads=0):
     model = os.path.join(work, f"smollm-{layers}")
     if not os.path.exists(model):
         subprocess.run([cli, "synth", "--shape", "smollm-135m", "--layers", str(layers), "--dtype", "f32", "--out", model,
@@ -71,15 +74,18 @@ def time_presets(cli, work, layers):
             f.write(" ".join(str(rng.randrange(1, 49152)) for _ in range(256)) + "\n")
     result = {"layers": layers, "load_before": load()}
     env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     for preset in ("paper", "best"):
         out = os.path.join(work, f"out-{preset}")
-        wall, rss = timed([cli, "convert", model, "--out", out, "--force", "--preset", preset, "--calib-ids", ids,
-                           "--quiet"], env)
-        result[preset] = {"seconds": wall, "rss": rss}
+        wall, rss, cpu = timed([cli, "convert", model, "--out", out, "--force", "--preset", preset, "--calib-ids", ids,
+                                "--quiet"], env)
+        result[preset] = {"seconds": wall, "rss": rss, "cpu": cpu}
         shutil.rmtree(out, ignore_errors=True)
     result["load_after"] = load()
     result["ratio"] = result["best"]["seconds"] / result["paper"]["seconds"]
     result["rss_ratio"] = result["best"]["rss"] / result["paper"]["rss"]
+    result["cpu_ratio"] = result["best"]["cpu"] / result["paper"]["cpu"]
     return result
 
 
@@ -127,17 +133,21 @@ def main():
     ap.add_argument("--quality", action="store_true", help="also the gap ratios on the shipped real models")
     ap.add_argument("--no-time", action="store_true", help="skip the timing")
     ap.add_argument("--max-ratio", type=float, default=3.0)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="OMP_NUM_THREADS for both presets (0: the default, all cores); 1 gives ratios that the load of "
+                         "a shared machine barely moves (no thread waits on another)")
     ap.add_argument("--work", default=None)
     args = ap.parse_args()
     work = args.work or tempfile.mkdtemp(prefix="mla-bench-allocation-")
     os.makedirs(work, exist_ok=True)
     failed = False
     if not args.no_time:
-        print("| layers | paper s | best s | best / paper | paper RSS MB | best RSS MB | RSS ratio | load before/after |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| layers | paper s | best s | best / paper | CPU s paper / best | CPU ratio | paper RSS MB | best RSS MB | RSS ratio | load before/after |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for layers in [int(x) for x in args.layers.split(",")]:
-            r = time_presets(args.cli, work, layers)
+            r = time_presets(args.cli, work, layers, args.threads)
             print(f"| {layers} | {r['paper']['seconds']:.1f} | {r['best']['seconds']:.1f} | {r['ratio']:.2f} | "
+                  f"{r['paper']['cpu']:.1f} / {r['best']['cpu']:.1f} | {r['cpu_ratio']:.2f} | "
                   f"{r['paper']['rss'] / 2**20:.0f} | {r['best']['rss'] / 2**20:.0f} | {r['rss_ratio']:.2f} | "
                   f"{r['load_before']} / {r['load_after']} |", flush=True)
             if layers == 8 and r["ratio"] > args.max_ratio:
