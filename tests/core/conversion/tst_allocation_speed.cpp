@@ -66,6 +66,7 @@ private slots:
     void coarseToFineFindsTheExhaustiveOptimum();
     void defaultFastPathChoosesTheExhaustiveSplit();
     void fixedPairsMeasureOnlyThatCount();
+    void analysisCovarianceServesOnlyItsOwnTokens();
 };
 
 void TestAllocationSpeed::sharedWidthErrorsEqualTheDirectEvaluation()
@@ -146,6 +147,57 @@ void TestAllocationSpeed::fixedPairsMeasureOnlyThatCount()
         QVERIFY(!layer.empty());
         for (const auto& a : layer)
             QCOMPARE(a.pairs, std::int64_t(1));
+    }
+}
+
+// The allocation takes each layer's input covariance from the analysis instead of accumulating it again, but only
+// when the analysis measured exactly the calibration tokens the allocation uses.
+void TestAllocationSpeed::analysisCovarianceServesOnlyItsOwnTokens()
+{
+    Fixture f = fixture("stories260K", 3, 24);
+    AnalysisOptions a;
+    a.settings.strategy = RopeStrategy::RotationLoss;
+    a.settings.activationAware = true; // keeps every layer's input covariance
+    a.spectra = false;
+    a.activationSpectra = false;
+    f.analysis = analyzeModel(cpuBackend(), f.model, f.calibration, "test", a);
+    for (const auto& layer : f.analysis.layers)
+        QCOMPARE(layer.inputCovariance.rows(), f.model.config.hidden);
+    AllocationOptions o;
+    o.budget = f.budget;
+    o.onlyPairs = 1; // the covariance enters every pair count alike
+    AnalysisResult without = f.analysis;
+    for (auto& layer : without.layers)
+        layer.inputCovariance = MatrixXdRM();
+    const auto reused = measureAllocationCandidates(cpuBackend(), f.model, f.analysis, f.calibration, o);
+    const auto accumulated = measureAllocationCandidates(cpuBackend(), f.model, without, f.calibration, o);
+    QCOMPARE(reused.size(), accumulated.size());
+    for (std::size_t l = 0; l < reused.size(); ++l) {
+        const auto a0 = costs(reused[l]), a1 = costs(accumulated[l]);
+        QCOMPARE(a0.size(), a1.size());
+        for (const auto& [key, cost] : a0)
+            QVERIFY2(std::abs(cost - a1.at(key)) <= 1e-6 * std::abs(cost) + 1e-12, qPrintable(QStringLiteral("layer %1").arg(l)));
+    }
+    // A different covariance in the analysis is used for its own tokens (the costs move) ...
+    AnalysisResult other = f.analysis;
+    for (auto& layer : other.layers)
+        layer.inputCovariance = MatrixXdRM::Identity(f.model.config.hidden, f.model.config.hidden);
+    const auto withOther = measureAllocationCandidates(cpuBackend(), f.model, other, f.calibration, o);
+    bool moved = false;
+    for (std::size_t l = 0; l < withOther.size(); ++l)
+        for (const auto& [key, cost] : costs(withOther[l]))
+            moved = moved || std::abs(cost - costs(accumulated[l]).at(key)) > 1e-3 * std::abs(cost);
+    QVERIFY(moved);
+    // ... and ignored for other tokens: the calibration without its last sequence.
+    CalibrationSet fewer = f.calibration;
+    fewer.sequences.pop_back();
+    const auto ignored = measureAllocationCandidates(cpuBackend(), f.model, other, fewer, o);
+    const auto direct = measureAllocationCandidates(cpuBackend(), f.model, without, fewer, o);
+    for (std::size_t l = 0; l < ignored.size(); ++l) {
+        const auto a0 = costs(ignored[l]), a1 = costs(direct[l]);
+        QCOMPARE(a0.size(), a1.size());
+        for (const auto& [key, cost] : a0)
+            QCOMPARE(cost, a1.at(key));
     }
 }
 
