@@ -405,7 +405,7 @@ void PreviewView::refreshMemory()
     QList<MemoryPlot::Curve> curves;
     for (const Formula& f : formulas)
         curves.append({(f.converted ? tr("MLA · %1") : tr("original · %1")).arg(f.name),
-                       view::cacheBytesCurve(p.kv, f.converted, contexts, batch, f.format), f.converted ? 0 : 1, f.style, f.converted});
+                       view::cacheBytesCurve(p.kv, f.converted, contexts, batch, f.format), f.converted ? 0 : 1, f.style, f.converted, false, f.name});
     for (const view::MeasuredCache& m : measured) {
         MemoryPlot::Curve c{(m.converted ? tr("measured · MLA · %1") : tr("measured · original · %1")).arg(QString::fromStdString(m.formatName)),
                             view::measuredBytesCurve(m.bytesPerToken, contexts, batch), m.converted ? 0 : 1, Qt::NoPen, m.converted};
