@@ -483,6 +483,12 @@ private Q_SLOTS:
             QVERIFY2(axes.contains(legend), qPrintable(where)); // not cut off
             // The data keep a fair part of the height.
             QVERIFY2(p->yAxis->coordToPixel(lowest) - dataTop >= 0.35 * axes.height(), qPrintable(where));
+            // Bytes are labelled up to the first tick (a power of two) above the curves, not in the legend's band.
+            const QVector<double> ticks = p->yAxis->tickVector();
+            const QVector<QString> labels = p->yAxis->tickVectorLabels();
+            QVERIFY(ticks.size() == labels.size() && !labels.isEmpty());
+            for (int i = 0; i < ticks.size(); ++i)
+                QVERIFY2(labels[i].isEmpty() == (ticks[i] > 2.0 * highest * 1.0001), qPrintable(where + QLatin1Char(' ') + labels[i]));
         }
         // Curves that do not name their format: one entry each. Nothing plotted: no legend.
         QList<MemoryPlot::Curve> unnamed{curves[0], curves[1]};

@@ -13,10 +13,17 @@
 namespace mla {
 namespace {
 
-// Tick labels of a logarithmic bytes axis in binary units.
+// Tick labels of a logarithmic bytes axis in binary units, up to the first tick above the data: the legend's band
+// above them is not a range of values anyone reads.
 class BytesLogTicker : public QCPAxisTickerLog {
+public:
+    double highest = 0.0; // 0: every tick labelled
+
 protected:
-    QString getTickLabel(double tick, const QLocale&, QChar, int) override { return fmt::bytes(tick); }
+    QString getTickLabel(double tick, const QLocale&, QChar, int) override
+    {
+        return highest > 0.0 && tick > highest * logBase() * 1.0001 ? QString() : fmt::bytes(tick);
+    }
 };
 
 class ContextLogTicker : public QCPAxisTickerLog {
@@ -46,6 +53,7 @@ MemoryPlot::MemoryPlot(QWidget* parent) : PlotWidget(parent)
     p->xAxis->setLabel(tr("context length (tokens)"));
     p->yAxis->setScaleType(QCPAxis::stLogarithmic);
     auto y = QSharedPointer<BytesLogTicker>(new BytesLogTicker);
+    m_bytesTicker = y.get();
     // Binary units: ticks at powers of two (1 KiB, 4 KiB, 16 KiB, ...) read as round numbers, powers of ten do not.
     y->setLogBase(2);
     y->setTickCount(6);
@@ -150,6 +158,7 @@ void MemoryPlot::rebuild()
     addLegendKey();
     m_lowest = lo;
     m_highest = hi;
+    static_cast<BytesLogTicker*>(m_bytesTicker)->highest = hi;
     if (!m_contexts.empty())
         p->xAxis->setRange(static_cast<double>(m_contexts.front()) / 1.2, static_cast<double>(m_contexts.back()) * 1.2);
     // Without curves the axes would keep the last model's ranges and ticks: a message instead.

@@ -7,6 +7,7 @@
 
 #include <vector>
 
+class QCPAxisTickerLog;
 class QCPItemStraightLine;
 class QCPItemText;
 
@@ -56,6 +57,7 @@ private:
 
     std::vector<std::int64_t> m_contexts;
     QList<Curve> m_curves;
+    QCPAxisTickerLog* m_bytesTicker = nullptr; // owned by the value axis
     double m_lowest = 0.0;  // the plotted bytes' range
     double m_highest = 0.0;
     std::int64_t m_marker = 0;
