@@ -1,5 +1,5 @@
 // The window's questions, answered offscreen through MainWindow::setPrompts: the unsaved-work prompt before opening
-// another model or quitting (Save / Discard / Cancel, each doing what it says), and the prompts of a session opened
+// another model or session, or quitting (Save / Discard / Cancel, each doing what it says), and the prompts of a session opened
 // without its model (open it where it still is; locate it when it moved, or leave the app as it was).
 
 #include "common/test_support.h"
@@ -200,6 +200,41 @@ private Q_SLOTS:
         QVERIFY(wb->analysis());
         QCOMPARE(wb->resolvedLatent(), changed);
         QVERIFY(wb->hasUnsavedWork());
+    }
+
+    void unsavedWorkBeforeOpeningASession_data()
+    {
+        QTest::addColumn<int>("answer");
+        QTest::newRow("cancel") << static_cast<int>(Answer::Cancel);
+        QTest::newRow("discard") << static_cast<int>(Answer::Discard);
+    }
+
+    void unsavedWorkBeforeOpeningASession()
+    {
+        QFETCH(int, answer);
+        MainWindow w(MainWindow::Options{false, false});
+        ScriptedPrompts* prompts = promptedWindow(w);
+        QVERIFY(openAnalysed(w, m_session));
+        Workbench* wb = w.workbench();
+        const std::int64_t stored = wb->resolvedLatent();
+        changeLatent(*wb);
+        const std::int64_t changed = wb->resolvedLatent();
+        prompts->unsaved = static_cast<Answer>(answer);
+        QSignalSpy opened(wb, &Workbench::sessionOpened);
+        w.openPath(m_session);
+        QCOMPARE(prompts->asked, QStringList({QStringLiteral("unsaved: opening demo.h5")}));
+        if (answer == static_cast<int>(Answer::Discard)) {
+            // The session replaces the changed settings with its own.
+            QVERIFY(opened.wait(kWorkbenchTimeoutMs));
+            QVERIFY(waitIdle(*wb));
+            QCOMPARE(wb->resolvedLatent(), stored);
+            QVERIFY(!wb->hasUnsavedWork());
+        } else {
+            QVERIFY(waitIdle(*wb));
+            QCOMPARE(opened.count(), 0);
+            QCOMPARE(wb->resolvedLatent(), changed);
+            QVERIFY(wb->hasUnsavedWork());
+        }
     }
 
     void unsavedCheckBeforeQuitting_data()
