@@ -188,6 +188,12 @@ void MainWindow::build()
         box->open();
     });
     connect(m_workbench, &Workbench::jobStarted, this, [this](const QString& t) { statusBar()->showMessage(tr("%1…").arg(t)); });
+    // The job's "…" would stay until the next message, long after it ended: its outcome replaces it. A message shown
+    // since (an error, a cancel, a session without its model) says more and stays.
+    connect(m_workbench, &Workbench::jobFinished, this, [this](const QString& t, bool ok) {
+        if (statusBar()->currentMessage() == tr("%1…").arg(t))
+            statusBar()->showMessage(ok ? tr("%1: done").arg(t) : tr("%1: stopped").arg(t), 10000);
+    });
     connect(m_workbench, &Workbench::analysisChanged, this, [this] {
         if (m_workbench->analysis() && m_tabs->currentIndex() == SanityTab)
             showTab(RopeTab);

@@ -12,6 +12,7 @@
 #include <QFileInfo>
 #include <QSettings>
 #include <QSignalSpy>
+#include <QStatusBar>
 #include <QTest>
 
 #include <filesystem>
@@ -289,6 +290,29 @@ private Q_SLOTS:
             QVERIFY(QFileInfo(saveAs).size() > 0);
             break;
         }
+    }
+
+    void statusBarSaysTheSessionIsOpen()
+    {
+        // Issue 18: the status bar kept "Opening session…" after the session had opened (and after it had failed).
+        MainWindow w(MainWindow::Options{false, false});
+        promptedWindow(w);
+        Workbench* wb = w.workbench();
+        QVERIFY(openAnalysed(w, m_session));
+        QCOMPARE(w.statusBar()->currentMessage(), QStringLiteral("Opening session: done"));
+
+        // A file that is no session: the error names it, and nothing says it is still opening.
+        const QString broken = scratchFolder("prompts_broken_session") + QStringLiteral("/broken.h5");
+        QFile f(broken);
+        QVERIFY(f.open(QIODevice::WriteOnly));
+        f.write("not an HDF5 file");
+        f.close();
+        QSignalSpy errors(wb, &Workbench::errorOccurred);
+        w.openPath(broken);
+        QVERIFY(errors.wait(kWorkbenchTimeoutMs));
+        QVERIFY(waitIdle(*wb));
+        QVERIFY2(w.statusBar()->currentMessage().contains(QStringLiteral("broken.h5")), qPrintable(w.statusBar()->currentMessage()));
+        QVERIFY(wb->analysis()); // the open session's analysis is kept
     }
 
     void sessionModelStillThere_data()
