@@ -405,6 +405,71 @@ private Q_SLOTS:
         QVERIFY(!plot.emptyMessage().isEmpty());
     }
 
+    void spectrumLegendCoversNoCurve()
+    {
+        // Issue 18: the legend in the top right corner of the spectra covered a flat spectrum (layer 4 of the demo on
+        // some views). The value range now leaves that corner free of every curve, at any size down to the plot's
+        // in a 1280x720 window.
+        SpectrumPlot plot;
+        plot.resize(700, 500);
+        plot.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&plot));
+        QList<SpectrumPlot::Series> series;
+        constexpr int kRanks = 56;
+        for (int l = 0; l < 5; ++l) {
+            SpectrumPlot::Series s{QStringLiteral("layer %1").arg(l), {}, {}, l / 4.0, false};
+            // Layers 0-3 fall off by four decades; layer 4 stays within one, the highest curve at the right.
+            const double decades = l == 4 ? 1.0 : 4.0;
+            double total = 0.0;
+            for (int k = 0; k < kRanks; ++k) {
+                s.singular.push_back(5.0 * std::pow(10.0, -decades * k / (kRanks - 1.0)));
+                total += s.singular.back() * s.singular.back();
+            }
+            double kept = 0.0;
+            s.retained.push_back(0.0);
+            for (double v : s.singular) {
+                kept += v * v;
+                s.retained.push_back(kept / total);
+            }
+            series.append(s);
+        }
+        plot.setSeries(series, QStringLiteral("singular value"));
+        plot.setRankLimits(1, kRanks);
+        plot.setRankCursor(8, true);
+        auto* p = plot.findChild<QCustomPlot*>();
+        // The spectra in a 1280x720 window are about 570x520; 380x300 is smaller than the tour ever makes them.
+        for (const QSize size : {QSize(700, 500), QSize(570, 520), QSize(380, 300)}) {
+            plot.resize(size);
+            QApplication::processEvents(); // the resize, and the replot it queued
+            p->replot();
+            QApplication::processEvents(); // a replot the layout asked for
+            const QString where = QStringLiteral("%1x%2").arg(size.width()).arg(size.height());
+            QVERIFY(p->legend->visible());
+            const QRect legend = p->legend->outerRect();
+            QCPAxisRect* spectra = p->axisRect(0);
+            QVERIFY2(spectra->rect().contains(legend), qPrintable(where)); // not cut off
+            QCPAxis* x = spectra->axis(QCPAxis::atBottom);
+            QCPAxis* y = spectra->axis(QCPAxis::atLeft);
+            // Every point under the legend's width, and the one beside it on each side, lies below it.
+            for (const SpectrumPlot::Series& s : std::as_const(series)) {
+                for (int k = 0; k < kRanks; ++k) {
+                    const double px = x->coordToPixel(k + 1.0);
+                    const double beside = x->coordToPixel(k + 2.0) - px; // one rank in pixels
+                    if (px < legend.left() - beside || px > legend.right() + beside)
+                        continue;
+                    const double py = y->coordToPixel(s.singular[static_cast<std::size_t>(k)]);
+                    QVERIFY2(py > legend.bottom(), qPrintable(QStringLiteral("%1: %2 at rank %3 at y=%4, the legend down to %5")
+                                                                  .arg(where, s.name)
+                                                                  .arg(k + 1)
+                                                                  .arg(py)
+                                                                  .arg(legend.bottom())));
+                }
+            }
+            // The spectra keep a fair part of the height.
+            QVERIFY2(y->coordToPixel(series[0].singular.back()) - y->coordToPixel(series[0].singular.front()) >= 0.35 * spectra->rect().height(), qPrintable(where));
+        }
+    }
+
     void barLegendCoversNoBar()
     {
         // Issue 18: the legend sat over the tallest bars.
