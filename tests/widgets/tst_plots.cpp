@@ -467,6 +467,11 @@ private Q_SLOTS:
             }
             // The spectra keep a fair part of the height.
             QVERIFY2(y->coordToPixel(series[0].singular.back()) - y->coordToPixel(series[0].singular.front()) >= 0.35 * spectra->rect().height(), qPrintable(where));
+            // The range settled: measuring again after a layout asks for no further replot.
+            QSignalSpy replots(p, &QCustomPlot::afterReplot);
+            p->replot();
+            QTest::qWait(100);
+            QVERIFY2(replots.count() == 1, qPrintable(QStringLiteral("%1: %2 replots").arg(where).arg(replots.count())));
         }
     }
 
