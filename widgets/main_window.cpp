@@ -19,6 +19,7 @@
 #include "util/demo_model.h"
 #include "util/error.h"
 #include "pipeline/sessions.h"
+#include "user_prompts.h"
 #include "util/output_safety.h"
 
 #include <QAction>
@@ -32,7 +33,6 @@
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QMimeData>
-#include <QPushButton>
 #include <QStyle>
 #include <QScrollArea>
 #include <QScrollBar>
@@ -68,7 +68,8 @@ bool canOpen(const QString& path)
 
 MainWindow::MainWindow(QWidget* parent) : MainWindow(Options(), parent) {}
 
-MainWindow::MainWindow(const Options& options, QWidget* parent) : QMainWindow(parent), m_options(options)
+MainWindow::MainWindow(const Options& options, QWidget* parent)
+    : QMainWindow(parent), m_options(options), m_prompts(options.interactive ? dialogPrompts() : nullptr)
 {
     m_workbench = new Workbench(this);
     build();
@@ -187,6 +188,12 @@ void MainWindow::build()
         box->open();
     });
     connect(m_workbench, &Workbench::jobStarted, this, [this](const QString& t) { statusBar()->showMessage(tr("%1…").arg(t)); });
+    // The job's "…" would stay until the next message, long after it ended: its outcome replaces it. A message shown
+    // since (an error, a cancel, a session without its model) says more and stays.
+    connect(m_workbench, &Workbench::jobFinished, this, [this](const QString& t, bool ok) {
+        if (statusBar()->currentMessage() == tr("%1…").arg(t))
+            statusBar()->showMessage(ok ? tr("%1: done").arg(t) : tr("%1: stopped").arg(t), 10000);
+    });
     connect(m_workbench, &Workbench::analysisChanged, this, [this] {
         if (m_workbench->analysis() && m_tabs->currentIndex() == SanityTab)
             showTab(RopeTab);
@@ -441,7 +448,7 @@ void MainWindow::onSessionOpened(const QString& path, const QString& modelMissin
     if (modelMissing.isEmpty())
         return;
     const auto found = pipeline::locateSessionModel(path.toStdString(), modelMissing.toStdString());
-    if (!m_options.interactive) {
+    if (!m_prompts) {
         statusBar()->showMessage(found ? tr("Session opened without its model; it is at %1").arg(QString::fromStdString(found->string()))
                                        : tr("Session opened without its model: %1 is not there").arg(modelMissing),
                                  10000);
@@ -449,43 +456,34 @@ void MainWindow::onSessionOpened(const QString& path, const QString& modelMissin
     }
     if (found) {
         const QString model = QString::fromStdString(found->string());
-        if (QMessageBox::question(this, tr("Open the session's model?"),
-                                  tr("The session was made from %1.\n\nOpen it? The preview works without it; converting, "
-                                     "checking and exporting need the weights.")
-                                      .arg(model),
-                                  QMessageBox::Open | QMessageBox::Ignore, QMessageBox::Open)
-            == QMessageBox::Open)
+        if (m_prompts->openSessionModel(this, model))
             openSessionWithModel(path, model);
         return;
     }
-    QMessageBox box(QMessageBox::Question, tr("Locate the session's model"),
-                    tr("The session was made from %1, which is not there any more.").arg(modelMissing), QMessageBox::Ignore, this);
-    box.setInformativeText(tr("Locate it to convert, check and export; the preview works without it."));
-    QPushButton* locate = box.addButton(tr("Locate Model…"), QMessageBox::AcceptRole);
-    box.setDefaultButton(locate);
-    box.exec();
-    if (box.clickedButton() != locate)
-        return;
-    const QString model = QFileDialog::getOpenFileName(this, tr("Locate %1").arg(QFileInfo(modelMissing).fileName()), QFileInfo(path).absolutePath(),
-                                                       tr("Checkpoints (*.safetensors *.bin *.gguf *.json);;All files (*)"));
+    const QString model = m_prompts->locateSessionModel(this, modelMissing, QFileInfo(path).absolutePath());
     if (!model.isEmpty())
         openSessionWithModel(path, model);
 }
 
 bool MainWindow::confirmDiscard(const QString& action)
 {
-    if (!m_options.interactive || !m_workbench->hasUnsavedWork())
+    if (!m_prompts || !m_workbench->hasUnsavedWork())
         return true;
-    const auto answer = QMessageBox::warning(this, tr("Unsaved work"),
-                                             tr("The analysis, settings or check results have not been saved in a session.\n\n"
-                                                "Save them before %1?")
-                                                 .arg(action),
-                                             QMessageBox::Save | QMessageBox::Discard | QMessageBox::Cancel, QMessageBox::Save);
-    if (answer == QMessageBox::Discard)
+    switch (m_prompts->unsavedWork(this, action)) {
+    case UserPrompts::UnsavedAnswer::Discard:
         return true;
-    if (answer == QMessageBox::Save)
+    case UserPrompts::UnsavedAnswer::Save:
         saveSessionDialog(); // goes on once it is written (sessionSaved), or stays when it is not
+        return false;
+    case UserPrompts::UnsavedAnswer::Cancel:
+        return false;
+    }
     return false;
+}
+
+void MainWindow::setPrompts(std::unique_ptr<UserPrompts> prompts)
+{
+    m_prompts = std::move(prompts);
 }
 
 void MainWindow::openPath(const QString& path)
@@ -554,7 +552,8 @@ void MainWindow::saveSessionDialog()
     QString base = QFileInfo(m_workbench->modelName()).completeBaseName();
     if (base.isEmpty())
         base = QStringLiteral("session");
-    QString path = QFileDialog::getSaveFileName(this, tr("Save Session"), base + QStringLiteral(".h5"), tr("Sessions (*.h5)"));
+    QString path = m_prompts ? m_prompts->sessionFile(this, base + QStringLiteral(".h5"))
+                             : QFileDialog::getSaveFileName(this, tr("Save Session"), base + QStringLiteral(".h5"), tr("Sessions (*.h5)"));
     if (path.isEmpty())
         return;
     if (QFileInfo(path).suffix().isEmpty())

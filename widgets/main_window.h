@@ -3,6 +3,8 @@
 #include <QMainWindow>
 #include <QPointer>
 
+#include <memory>
+
 class QAction;
 class QDockWidget;
 class QMenu;
@@ -21,6 +23,7 @@ class RunBar;
 class SanityView;
 class SettingsPanel;
 class SpectrumView;
+class UserPrompts;
 class Workbench;
 struct OutputCheck;
 
@@ -74,8 +77,12 @@ public Q_SLOTS:
 
 public:
     // Asks to save the work a session would keep before it is replaced or the window closes (Save / Discard /
-    // Cancel); true when it may go on. Never asks when the window is not interactive (tests, the self-test).
+    // Cancel); true when it may go on. Never asks when the window is not interactive (tests, the self-test) unless
+    // prompts were set.
     bool confirmDiscard(const QString& action);
+    // Who answers the window's questions (user_prompts.h): an interactive window shows dialogs, one that is not asks
+    // nobody; a test sets prompts that answer offscreen (asked then even when the window is not interactive).
+    void setPrompts(std::unique_ptr<UserPrompts> prompts);
     QAction* resetLayoutAction() const { return m_resetLayout; }
     // Whether a window frame is on a screen enough to be used and no larger than it (saved geometry is checked so).
     static bool geometryFitsAScreen(const QRect& frame);
@@ -109,6 +116,7 @@ private:
     void about();
 
     Options m_options;
+    std::unique_ptr<UserPrompts> m_prompts; // null: nobody to ask (not interactive)
     Workbench* m_workbench = nullptr;
     QTabWidget* m_tabs = nullptr;
     ModelPanel* m_modelPanel = nullptr;

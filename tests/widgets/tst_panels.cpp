@@ -8,6 +8,7 @@
 #include "models/layer_preview_model.h"
 #include "models/model_info_model.h"
 #include "models/sanity_metrics_model.h"
+#include "palette_colours.h"
 #include "panels/explainer_panel.h"
 #include "panels/model_panel.h"
 #include "panels/preview_view.h"
@@ -237,7 +238,7 @@ private Q_SLOTS:
         QVERIFY(m_sanity->generationModel()->rowCount() > 0);
         QVERIFY(m_sanity->originalHtml().contains(QStringLiteral("Once upon a time")));
         if (r.generations[0].firstDifference >= 0)
-            QVERIFY(m_sanity->convertedHtml().contains(QStringLiteral("#ffbf66")));
+            QVERIFY(m_sanity->convertedHtml().contains(differenceBackground(m_sanity->palette()).name())); // the mark of what differs
         QVERIFY(m_sanity->runButton()->isEnabled());
         QVERIFY(m_wb->conversionMatchesSettings());
         cacheFormatCheck();

@@ -10,6 +10,7 @@
 #include "common/synthetic_analysis.h"
 #include "view_data/view_data.h"
 
+#include <QApplication>
 #include <QFile>
 #include <QImage>
 #include <QSignalSpy>
@@ -404,6 +405,76 @@ private Q_SLOTS:
         QVERIFY(!plot.emptyMessage().isEmpty());
     }
 
+    void spectrumLegendCoversNoCurve()
+    {
+        // Issue 18: the legend in the top right corner of the spectra covered a flat spectrum (layer 4 of the demo on
+        // some views). The value range now leaves that corner free of every curve, at any size down to the plot's
+        // in a 1280x720 window.
+        SpectrumPlot plot;
+        plot.resize(700, 500);
+        plot.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&plot));
+        QList<SpectrumPlot::Series> series;
+        constexpr int kRanks = 56;
+        for (int l = 0; l < 5; ++l) {
+            SpectrumPlot::Series s{QStringLiteral("layer %1").arg(l), {}, {}, l / 4.0, false};
+            // Layers 0-3 fall off by four decades; layer 4 stays within one, the highest curve at the right.
+            const double decades = l == 4 ? 1.0 : 4.0;
+            double total = 0.0;
+            for (int k = 0; k < kRanks; ++k) {
+                s.singular.push_back(5.0 * std::pow(10.0, -decades * k / (kRanks - 1.0)));
+                total += s.singular.back() * s.singular.back();
+            }
+            double kept = 0.0;
+            s.retained.push_back(0.0);
+            for (double v : s.singular) {
+                kept += v * v;
+                s.retained.push_back(kept / total);
+            }
+            series.append(s);
+        }
+        plot.setSeries(series, QStringLiteral("singular value"));
+        plot.setRankLimits(1, kRanks);
+        plot.setRankCursor(8, true);
+        auto* p = plot.findChild<QCustomPlot*>();
+        // The spectra in a 1280x720 window are about 570x520; 380x300 is smaller than the tour ever makes them.
+        for (const QSize size : {QSize(700, 500), QSize(570, 520), QSize(380, 300)}) {
+            plot.resize(size);
+            QApplication::processEvents(); // the resize, and the replot it queued
+            p->replot();
+            QApplication::processEvents(); // a replot the layout asked for
+            const QString where = QStringLiteral("%1x%2").arg(size.width()).arg(size.height());
+            QVERIFY(p->legend->visible());
+            const QRect legend = p->legend->outerRect();
+            QCPAxisRect* spectra = p->axisRect(0);
+            QVERIFY2(spectra->rect().contains(legend), qPrintable(where)); // not cut off
+            QCPAxis* x = spectra->axis(QCPAxis::atBottom);
+            QCPAxis* y = spectra->axis(QCPAxis::atLeft);
+            // Every point under the legend's width, and the one beside it on each side, lies below it.
+            for (const SpectrumPlot::Series& s : std::as_const(series)) {
+                for (int k = 0; k < kRanks; ++k) {
+                    const double px = x->coordToPixel(k + 1.0);
+                    const double beside = x->coordToPixel(k + 2.0) - px; // one rank in pixels
+                    if (px < legend.left() - beside || px > legend.right() + beside)
+                        continue;
+                    const double py = y->coordToPixel(s.singular[static_cast<std::size_t>(k)]);
+                    QVERIFY2(py > legend.bottom(), qPrintable(QStringLiteral("%1: %2 at rank %3 at y=%4, the legend down to %5")
+                                                                  .arg(where, s.name)
+                                                                  .arg(k + 1)
+                                                                  .arg(py)
+                                                                  .arg(legend.bottom())));
+                }
+            }
+            // The spectra keep a fair part of the height.
+            QVERIFY2(y->coordToPixel(series[0].singular.back()) - y->coordToPixel(series[0].singular.front()) >= 0.35 * spectra->rect().height(), qPrintable(where));
+            // The range settled: measuring again after a layout asks for no further replot.
+            QSignalSpy replots(p, &QCustomPlot::afterReplot);
+            p->replot();
+            QTest::qWait(100);
+            QVERIFY2(replots.count() == 1, qPrintable(QStringLiteral("%1: %2 replots").arg(where).arg(replots.count())));
+        }
+    }
+
     void barLegendCoversNoBar()
     {
         // Issue 18: the legend sat over the tallest bars.
@@ -426,6 +497,77 @@ private Q_SLOTS:
         const double barTop = p->yAxis->coordToPixel(1.0); // pixels grow downwards
         QVERIFY2(p->legend->outerRect().bottom() < barTop,
                  qPrintable(QStringLiteral("legend bottom %1, bars from %2").arg(p->legend->outerRect().bottom()).arg(barTop)));
+    }
+
+    void memoryLegendIsOutsideTheCurves()
+    {
+        // Issue 18: the memory plot's legend sat in a corner of the axes, over the curves. It is now a key (model by
+        // colour, format by line style, measured by its marker) in a band the value range leaves above the highest
+        // curve, at any size down to the plot's size in a 1280x720 window.
+        MemoryPlot memory;
+        memory.resize(520, 320);
+        memory.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&memory));
+        // What the Preview plots after a check with float32 caches: original and MLA in BF16, int8, int4 and F32, and
+        // the measured points.
+        const std::vector<std::int64_t> contexts{256, 1024, 4096, 16384, 65536};
+        QList<MemoryPlot::Curve> curves;
+        const std::tuple<QString, Qt::PenStyle, double> formats[] = {{QStringLiteral("BF16"), Qt::SolidLine, 2.0},
+                                                                     {QStringLiteral("INT8"), Qt::DashLine, 1.0},
+                                                                     {QStringLiteral("INT4"), Qt::DotLine, 0.5},
+                                                                     {QStringLiteral("f32"), Qt::DashDotLine, 4.0}};
+        for (const auto& [name, style, bytes] : formats) {
+            for (bool converted : {false, true}) {
+                MemoryPlot::Curve c{(converted ? QStringLiteral("MLA · ") : QStringLiteral("original · ")) + name, {}, converted ? 0 : 1, style,
+                                    converted, false, name};
+                for (std::int64_t n : contexts)
+                    c.bytes.push_back(static_cast<double>(n) * 512.0 * bytes * (converted ? 0.25 : 1.0));
+                curves.append(c);
+            }
+        }
+        for (const int f32 : {6, 7}) {
+            MemoryPlot::Curve measured{QStringLiteral("measured · ") + curves[f32].name, curves[f32].bytes, curves[f32].colour, Qt::NoPen, curves[f32].converted};
+            measured.measured = true;
+            curves.append(measured);
+        }
+        memory.setCurves(contexts, curves);
+        memory.setMarker(4096);
+        QCOMPARE(memory.legendEntries(), QStringList({QStringLiteral("original"), QStringLiteral("MLA"), QStringLiteral("BF16"), QStringLiteral("INT8"),
+                                                      QStringLiteral("INT4"), QStringLiteral("f32"), QStringLiteral("measured")}));
+        auto* p = memory.findChild<QCustomPlot*>();
+        const double highest = curves[6].bytes.back(); // the original's float32 cache at the longest context
+        const double lowest = curves[5].bytes.front();
+        // The Preview's memory plot in a 1280x720 window is about 289x208.
+        for (const QSize size : {QSize(520, 320), QSize(289, 208), QSize(900, 260)}) {
+            memory.resize(size);
+            QApplication::processEvents(); // the resize, and the replot it queued
+            p->replot();
+            QApplication::processEvents(); // a replot the layout asked for
+            const QString where = QStringLiteral("%1x%2").arg(size.width()).arg(size.height());
+            QVERIFY(p->legend->visible());
+            const QRect legend = p->legend->outerRect();
+            const QRect axes = p->axisRect()->rect();
+            // Every curve point lies below the legend.
+            const double dataTop = p->yAxis->coordToPixel(highest);
+            QVERIFY2(legend.bottom() < dataTop, qPrintable(QStringLiteral("%1: legend down to %2, curves up to %3").arg(where).arg(legend.bottom()).arg(dataTop)));
+            QVERIFY2(axes.contains(legend), qPrintable(where)); // not cut off
+            // The data keep a fair part of the height.
+            QVERIFY2(p->yAxis->coordToPixel(lowest) - dataTop >= 0.35 * axes.height(), qPrintable(where));
+            // Bytes are labelled up to the first tick (a power of two) above the curves, not in the legend's band.
+            const QVector<double> ticks = p->yAxis->tickVector();
+            const QVector<QString> labels = p->yAxis->tickVectorLabels();
+            QVERIFY(ticks.size() == labels.size() && !labels.isEmpty());
+            for (int i = 0; i < ticks.size(); ++i)
+                QVERIFY2(labels[i].isEmpty() == (ticks[i] > 2.0 * highest * 1.0001), qPrintable(where + QLatin1Char(' ') + labels[i]));
+        }
+        // Curves that do not name their format: one entry each. Nothing plotted: no legend.
+        QList<MemoryPlot::Curve> unnamed{curves[0], curves[1]};
+        for (MemoryPlot::Curve& c : unnamed)
+            c.format.clear();
+        memory.setCurves(contexts, unnamed);
+        QCOMPARE(memory.legendEntries(), QStringList({curves[0].name, curves[1].name}));
+        memory.setCurves({}, {});
+        QVERIFY(memory.legendEntries().isEmpty());
     }
 };
 

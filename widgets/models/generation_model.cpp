@@ -1,6 +1,9 @@
 #include "models/generation_model.h"
 
+#include "palette_colours.h"
+
 #include <QColor>
+#include <QGuiApplication>
 
 namespace mla {
 namespace {
@@ -108,7 +111,7 @@ QVariant GenerationModel::data(const QModelIndex& index, int role) const
         return different;
     case Qt::BackgroundRole:
         if (different && index.column() != PositionColumn)
-            return QColor(255, 170, 60, 110);
+            return differenceBackground(QGuiApplication::palette());
         return {};
     case Qt::ToolTipRole:
         if (index.column() == OriginalColumn || index.column() == ConvertedColumn) {

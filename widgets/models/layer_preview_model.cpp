@@ -2,7 +2,10 @@
 
 #include "document/formatting.h"
 
+#include "palette_colours.h"
+
 #include <QColor>
+#include <QGuiApplication>
 #include <QFont>
 
 namespace mla {
@@ -104,7 +107,7 @@ QVariant LayerPreviewModel::data(const QModelIndex& index, int role) const
     if (role == Qt::ForegroundRole && (column == WeightErrorColumn || column == ActivationErrorColumn)) {
         const double e = column == WeightErrorColumn ? p.weightError : p.activationError;
         if (e > 0.5)
-            return QColor(0xd0, 0x40, 0x30);
+            return toneOnBase(QGuiApplication::palette(), Tone::Error); // the application palette: light or dark
         return {};
     }
     if (role != Qt::DisplayRole)

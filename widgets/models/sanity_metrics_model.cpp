@@ -2,7 +2,10 @@
 
 #include "document/formatting.h"
 
+#include "palette_colours.h"
+
 #include <QColor>
+#include <QGuiApplication>
 
 #include <cmath>
 
@@ -86,7 +89,7 @@ QVariant SanityMetricsModel::data(const QModelIndex& index, int role) const
         return index.column() == MetricColumn ? QVariant(Qt::AlignLeft | Qt::AlignVCenter) : QVariant(Qt::AlignRight | Qt::AlignVCenter);
     case Qt::ForegroundRole:
         if (index.column() == CacheColumn ? row.warnCache : row.warn && index.column() != MetricColumn)
-            return QColor(0xd0, 0x40, 0x30);
+            return toneOnBase(QGuiApplication::palette(), Tone::Error); // the application palette: light or dark
         return {};
     case RawValueRole:
         return row.raw;

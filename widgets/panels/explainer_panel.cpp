@@ -2,6 +2,7 @@
 
 #include "document/formatting.h"
 #include "document/workbench.h"
+#include "palette_colours.h"
 #include "view_data/view_data.h"
 
 #include <QEvent>
@@ -142,7 +143,7 @@ void ExplainerPanel::rebuild(const QHash<QString, QString>& v)
     const QColor live = palette().color(QPalette::Link);
     const QString css = QStringLiteral("<style>.live { color: %1; font-weight: bold; } .formula { margin-left: 12px; font-style: italic; } "
                                        ".note { color: %2; } h3 { margin-top: 14px; }</style>")
-                            .arg(live.name(), palette().color(QPalette::PlaceholderText).name());
+                            .arg(live.name(), secondaryText(palette()).name()); // the placeholder colour as it shows (it may be translucent)
     const int scroll = m_browser->verticalScrollBar()->value();
     m_browser->setHtml(css + out);
     m_browser->document()->setUndoRedoEnabled(false);

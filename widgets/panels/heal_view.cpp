@@ -340,16 +340,31 @@ void HealView::refresh()
             else
                 text += tr(" Export writes the healed model.");
             m_status->setText(text);
-            const ModelConfig* c = m_workbench->config();
-            const int layers = c ? static_cast<int>(c->layers) : static_cast<int>(r.layers.size());
-            m_progress->setRange(0, std::max(1, layers));
-            m_progress->setValue(static_cast<int>(r.layersHealed));
-            m_progress->setFormat(tr("%1 of %2 layers healed").arg(r.layersHealed).arg(layers));
         }
+        refreshProgress();
         if (!m_live)
             plotLosses();
     }
     refreshResults();
+}
+
+void HealView::refreshProgress()
+{
+    // Between heals the bar says what the current state holds, never a heal that is gone: the last heal of this
+    // conversion (from a session too), else empty (nothing healed yet, or a conversion that has no heal).
+    const auto& heal = m_workbench->heal();
+    if (heal && m_workbench->healUnavailableReason().isEmpty()) {
+        const HealReport& r = heal->report;
+        const ModelConfig* c = m_workbench->config();
+        const int layers = c ? static_cast<int>(c->layers) : static_cast<int>(r.layers.size());
+        m_progress->setRange(0, std::max(1, layers));
+        m_progress->setValue(static_cast<int>(r.layersHealed));
+        m_progress->setFormat(tr("%1 of %2 layers healed").arg(r.layersHealed).arg(layers));
+        return;
+    }
+    m_progress->setRange(0, 1);
+    m_progress->setValue(0);
+    m_progress->setFormat(!m_workbench->healUnavailableReason().isEmpty() ? tr("no heal for this conversion") : tr("not healed"));
 }
 
 void HealView::refreshResults()

@@ -49,6 +49,7 @@ private:
     void refresh();
     void refreshCost();
     void refreshResults();
+    void refreshProgress(); // from the current heal, when not healing
     void onStep(const HealProgress& progress, const QString& start);
     void resetLive();
     void plotLosses();

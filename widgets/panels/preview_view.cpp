@@ -6,6 +6,7 @@
 #include "models/layer_preview_model.h"
 #include "plots/bar_plot.h"
 #include "plots/memory_plot.h"
+#include "panels/notice_label.h"
 #include "view_data/view_data.h"
 
 #include <QComboBox>
@@ -58,13 +59,12 @@ PreviewView::PreviewView(Workbench* workbench, QWidget* parent) : QWidget(parent
     m_kv->setToolTip(tr("Σ over layers: 2·n<sub>kv</sub>·d<sub>h</sub> before, d<sub>c</sub> + n<sub>kv</sub>·r after; saving = 1 − after/before"));
     m_error->setToolTip(tr("Relative reconstruction error of [W<sub>k_nope</sub>; W<sub>v</sub>] from the spectra: "
                            "√(Σ<sub>i&gt;k</sub> s<sub>i</sub>²/Σ s<sub>i</sub>²), on the weights and on calibration activations"));
-    m_problem = new QLabel(this);
-    m_problem->setWordWrap(true);
-    m_problem->setStyleSheet(QStringLiteral("QLabel { color: #c0392b; font-weight: bold; }"));
+    m_problem = new NoticeLabel(Tone::Error, this);
+    QFont bold = m_problem->font();
+    bold.setBold(true);
+    m_problem->setFont(bold);
     m_problem->hide();
-    m_warning = new QLabel(this);
-    m_warning->setWordWrap(true);
-    m_warning->setStyleSheet(QStringLiteral("QLabel { color: #b9770e; }"));
+    m_warning = new NoticeLabel(Tone::Warning, this);
     m_warning->hide();
     m_layout = new QLabel(this);
     m_layout->setWordWrap(true);
@@ -405,7 +405,7 @@ void PreviewView::refreshMemory()
     QList<MemoryPlot::Curve> curves;
     for (const Formula& f : formulas)
         curves.append({(f.converted ? tr("MLA · %1") : tr("original · %1")).arg(f.name),
-                       view::cacheBytesCurve(p.kv, f.converted, contexts, batch, f.format), f.converted ? 0 : 1, f.style, f.converted});
+                       view::cacheBytesCurve(p.kv, f.converted, contexts, batch, f.format), f.converted ? 0 : 1, f.style, f.converted, false, f.name});
     for (const view::MeasuredCache& m : measured) {
         MemoryPlot::Curve c{(m.converted ? tr("measured · MLA · %1") : tr("measured · original · %1")).arg(QString::fromStdString(m.formatName)),
                             view::measuredBytesCurve(m.bytesPerToken, contexts, batch), m.converted ? 0 : 1, Qt::NoPen, m.converted};

@@ -3,11 +3,13 @@
 #include "document/workbench.h"
 #include "models/generation_model.h"
 #include "models/sanity_metrics_model.h"
+#include "panels/notice_label.h"
 
 #include "util/error.h"
 
 #include <QComboBox>
 #include <QDoubleSpinBox>
+#include <QEvent>
 #include <QFormLayout>
 #include <QGroupBox>
 #include <QHBoxLayout>
@@ -58,9 +60,7 @@ SanityView::SanityView(Workbench* workbench, QWidget* parent) : QWidget(parent),
     m_seed->setRange(0, 2147483647);
     m_seed->setValue(42);
     m_seed->setToolTip(tr("Seed of the sampler, the same for both models"));
-    m_promptWarning = new QLabel(this);
-    m_promptWarning->setWordWrap(true);
-    m_promptWarning->setStyleSheet(QStringLiteral("QLabel { color: #c0392b; }"));
+    m_promptWarning = new NoticeLabel(Tone::Error, this);
     m_promptWarning->hide();
     m_sequences = new QSpinBox(this);
     m_sequences->setRange(1, 256);
@@ -298,8 +298,13 @@ QString SanityView::sideHtml(bool converted) const
     if (m_generation->rowCount() == 0 && m_generation->prompt().isEmpty())
         return QString();
     const bool hasTokenizer = m_workbench->hasModel() && m_workbench->model().tokenizer;
-    QString html = QStringLiteral("<p style='line-height:140%'><span style='color:#8a8a8a'><i>%1</i></span>")
-                       .arg(m_generation->prompt().toHtmlEscaped());
+    // Colours from the palette (re-rendered when it changes): the prompt as secondary text, a differing token on a
+    // mark the palette's text reads on.
+    const QPalette& pal = palette();
+    QString html = QStringLiteral("<p style='line-height:140%'><span style='color:%1'><i>%2</i></span>")
+                       .arg(secondaryText(pal).name(), m_generation->prompt().toHtmlEscaped());
+    const QString mark = QStringLiteral("<span style='background-color:%1; color:%2'>%3</span>")
+                             .arg(differenceBackground(pal).name(), pal.color(QPalette::Text).name());
     for (int row = 0; row < m_generation->rowCount(); ++row) {
         const AlignOp op = m_generation->op(row);
         if (op == (converted ? AlignOp::OnlyFirst : AlignOp::OnlySecond))
@@ -309,11 +314,20 @@ QString SanityView::sideHtml(bool converted) const
         if (!hasTokenizer)
             piece += QLatin1Char(' '); // ids, "[12] [44]"
         if (m_generation->differs(row))
-            html += QStringLiteral("<span style='background-color:#ffbf66; color:#000000'>%1</span>").arg(piece);
+            html += mark.arg(piece);
         else
             html += piece;
     }
     return html + QStringLiteral("</p>");
+}
+
+void SanityView::changeEvent(QEvent* event)
+{
+    QWidget::changeEvent(event);
+    if (event->type() == QEvent::PaletteChange && m_original) { // the sides' colours come from the palette
+        m_original->setHtml(sideHtml(false));
+        m_converted->setHtml(sideHtml(true));
+    }
 }
 
 QString SanityView::originalHtml() const

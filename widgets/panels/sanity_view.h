@@ -45,6 +45,9 @@ public:
     QString originalHtml() const;
     QString convertedHtml() const;
 
+protected:
+    void changeEvent(QEvent* event) override;
+
 private:
     void refresh();
     void runCheck();

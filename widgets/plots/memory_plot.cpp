@@ -8,14 +8,22 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 namespace mla {
 namespace {
 
-// Tick labels of a logarithmic bytes axis in binary units.
+// Tick labels of a logarithmic bytes axis in binary units, up to the first tick above the data: the legend's band
+// above them is not a range of values anyone reads.
 class BytesLogTicker : public QCPAxisTickerLog {
+public:
+    double highest = 0.0; // 0: every tick labelled
+
 protected:
-    QString getTickLabel(double tick, const QLocale&, QChar, int) override { return fmt::bytes(tick); }
+    QString getTickLabel(double tick, const QLocale&, QChar, int) override
+    {
+        return highest > 0.0 && tick > highest * logBase() * 1.0001 ? QString() : fmt::bytes(tick);
+    }
 };
 
 class ContextLogTicker : public QCPAxisTickerLog {
@@ -45,15 +53,23 @@ MemoryPlot::MemoryPlot(QWidget* parent) : PlotWidget(parent)
     p->xAxis->setLabel(tr("context length (tokens)"));
     p->yAxis->setScaleType(QCPAxis::stLogarithmic);
     auto y = QSharedPointer<BytesLogTicker>(new BytesLogTicker);
+    m_bytesTicker = y.get();
     // Binary units: ticks at powers of two (1 KiB, 4 KiB, 16 KiB, ...) read as round numbers, powers of ten do not.
     y->setLogBase(2);
     y->setTickCount(6);
     y->setSubTickCount(0);
     p->yAxis->setTicker(y);
     p->yAxis->setLabel(tr("KV cache"));
-    // Original and MLA of one cache format side by side in the legend: half as tall, and the pairs read across.
+    // Two columns filled row by row (original | MLA, then the formats): half as tall. Small icons and no spacing
+    // between rows: the band it needs above the curves (fitLegend) stays narrow.
     p->legend->setFillOrder(QCPLegend::foColumnsFirst, false);
     p->legend->setWrap(2);
+    p->legend->setIconSize(22, 10);
+    p->legend->setIconTextPadding(4);
+    p->legend->setRowSpacing(0);
+    p->legend->setColumnSpacing(4);
+    p->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignLeft | Qt::AlignTop);
+    p->axisRect()->insetLayout()->setMargins(QMargins(8, 6, 8, 6));
     m_markerLine = new QCPItemStraightLine(p);
     m_markerLine->setVisible(false);
     m_placeholderItem = new QCPItemText(p);
@@ -62,6 +78,12 @@ MemoryPlot::MemoryPlot(QWidget* parent) : PlotWidget(parent)
     m_placeholderItem->setVisible(false);
     p->setMouseTracking(true);
     p->installEventFilter(this);
+    // Once laid out the axes' real height is known: the band is measured again, and a range that moved is drawn on
+    // the next replot (which then finds it right).
+    connect(p, &QCustomPlot::afterLayout, this, [this] {
+        if (fitLegend())
+            requestReplot();
+    });
     applyPalette();
 }
 
@@ -133,10 +155,12 @@ void MemoryPlot::rebuild()
             g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, 3));
         }
     }
-    if (!m_contexts.empty()) {
+    addLegendKey();
+    m_lowest = lo;
+    m_highest = hi;
+    static_cast<BytesLogTicker*>(m_bytesTicker)->highest = hi;
+    if (!m_contexts.empty())
         p->xAxis->setRange(static_cast<double>(m_contexts.front()) / 1.2, static_cast<double>(m_contexts.back()) * 1.2);
-        p->yAxis->setRange(std::max(lo / 2.0, 1.0), std::max(hi * 2.0, 2.0));
-    }
     // Without curves the axes would keep the last model's ranges and ticks: a message instead.
     const bool empty = m_curves.isEmpty();
     p->xAxis->setVisible(!empty);
@@ -145,11 +169,114 @@ void MemoryPlot::rebuild()
     m_placeholderItem->setText(m_placeholder);
     m_placeholderItem->setVisible(empty && !m_placeholder.isEmpty());
     p->legend->setVisible(!empty);
-    if (p->legend->visible()) {
-        p->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignLeft | Qt::AlignTop);
+    if (p->legend->visible())
         styleLegend(p->legend);
-    }
+    fitLegend();
     requestReplot();
+}
+
+void MemoryPlot::addLegendKey()
+{
+    const bool keyed = !m_curves.isEmpty() && std::all_of(m_curves.begin(), m_curves.end(), [](const Curve& c) { return c.measured || !c.format.isEmpty(); });
+    if (!keyed)
+        return;
+    QCustomPlot* p = plot();
+    for (int i = 0; i < p->graphCount(); ++i)
+        p->graph(i)->removeFromLegend();
+    // Entries drawn by graphs without data: the models in their colours, the formats in their line styles, the marker
+    // of a measurement.
+    auto key = [p](const QString& name, const QPen& pen) {
+        QCPGraph* g = p->addGraph();
+        g->setName(name);
+        g->setPen(pen);
+        return g;
+    };
+    for (const bool converted : {false, true}) {
+        const auto c = std::find_if(m_curves.begin(), m_curves.end(), [converted](const Curve& c) { return !c.measured && c.converted == converted; });
+        if (c != m_curves.end())
+            key(converted ? tr("MLA") : tr("original"), QPen(accent(c->colour), converted ? 2.5 : 1.5));
+    }
+    QStringList formats;
+    for (const Curve& c : std::as_const(m_curves)) {
+        if (!c.measured && !formats.contains(c.format)) {
+            formats << c.format;
+            QPen pen(foreground(), 1.5);
+            pen.setStyle(c.style);
+            key(c.format, pen);
+        }
+    }
+    if (std::any_of(m_curves.begin(), m_curves.end(), [](const Curve& c) { return c.measured; })) {
+        QCPGraph* g = key(tr("measured"), QPen(Qt::NoPen));
+        g->setLineStyle(QCPGraph::lsNone);
+        g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDiamond, QPen(foreground(), 1.5), QBrush(Qt::NoBrush), 9));
+    }
+}
+
+QStringList MemoryPlot::legendEntries() const
+{
+    QStringList out;
+    QCustomPlot* p = plot();
+    if (!p->legend->visible())
+        return out;
+    for (int i = 0; i < p->graphCount(); ++i) {
+        if (p->legend->hasItemWithPlottable(p->graph(i)))
+            out << p->graph(i)->name();
+    }
+    return out;
+}
+
+void MemoryPlot::resizeEvent(QResizeEvent* event)
+{
+    PlotWidget::resizeEvent(event);
+    fitLegend();
+    requestReplot();
+}
+
+bool MemoryPlot::fitLegend()
+{
+    // The legend sits in a band at the top of the axes that the value range leaves free, as the bar plot's does: the
+    // range's top is raised until the highest curve ends below the legend. The curves rise to the right over the
+    // whole width, so no corner inside the data is free. The room is the widget's less the axes' margins (those of
+    // the last layout; an estimate before the first).
+    QCustomPlot* p = plot();
+    if (m_curves.isEmpty())
+        return false;
+    const QMargins margins = p->axisRect()->margins();
+    const bool laidOut = margins.left() + margins.bottom() > 0;
+    const int axisWidth = std::max(80, width() - (laidOut ? margins.left() + margins.right() : 80));
+    const int axisHeight = std::max(60, height() - (laidOut ? margins.top() + margins.bottom() : 70));
+    // Two columns when they fit across, else one.
+    const QMargins inset = p->axisRect()->insetLayout()->margins();
+    const int wrap = p->legend->wrap();
+    QList<int> widths; // the entries' widths, in order
+    for (int i = 0; i < p->legend->itemCount(); ++i) {
+        if (QCPAbstractLegendItem* item = p->legend->item(i))
+            widths << item->minimumOuterSizeHint().width();
+    }
+    const QMargins own = p->legend->margins();
+    const int room = axisWidth - inset.left() - inset.right() - own.left() - own.right();
+    auto across = [&](int n) { // the width of n columns, filled row by row
+        QList<int> column(n, 0);
+        for (int i = 0; i < widths.size(); ++i)
+            column[i % n] = std::max(column[i % n], widths[i]);
+        return std::accumulate(column.begin(), column.end(), 0) + (n - 1) * p->legend->columnSpacing();
+    };
+    const int columns = widths.size() > 1 && across(2) <= room ? 2 : 1;
+    if (columns != wrap) {
+        p->legend->setWrap(columns);
+        p->legend->setFillOrder(QCPLegend::foColumnsFirst, true);
+    }
+    // The legend's height below the inset margin, and a gap, as a share of the axis height; the data keep at least
+    // 40% of it.
+    const double band = static_cast<double>(p->legend->minimumOuterSizeHint().height() + inset.top() + 6);
+    const double headroom = std::clamp(band / static_cast<double>(axisHeight), 0.1, 0.6);
+    // On the logarithmic axis: log(top) - log(highest) = headroom * (log(top) - log(bottom)).
+    const double bottom = std::max(m_lowest / 2.0, 1.0);
+    const double highest = std::max(m_highest, 2.0);
+    const double top = std::exp((std::log(highest) - headroom * std::log(bottom)) / (1.0 - headroom));
+    const QCPRange before = p->yAxis->range();
+    p->yAxis->setRange(bottom, top);
+    return p->legend->wrap() != wrap || std::abs(std::log(before.upper / top)) > 1e-3 || std::abs(std::log(before.lower / bottom)) > 1e-3;
 }
 
 QString MemoryPlot::valuesAt(std::int64_t context) const

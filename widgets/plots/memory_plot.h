@@ -3,9 +3,11 @@
 #include "plots/plot_widget.h"
 
 #include <QList>
+#include <QStringList>
 
 #include <vector>
 
+class QCPAxisTickerLog;
 class QCPItemStraightLine;
 class QCPItemText;
 
@@ -24,6 +26,9 @@ public:
         Qt::PenStyle style = Qt::SolidLine; // one style per cache format
         bool converted = false;     // drawn thicker
         bool measured = false;      // points only (large markers, no line): a measurement, not a formula
+        // The cache format's short name ("BF16"). When every formula curve has one, the legend is a key (colour: the
+        // model, line style: the format, a marker: measured) instead of one entry per curve: a third as many rows.
+        QString format = QString();
     };
 
     explicit MemoryPlot(QWidget* parent = nullptr);
@@ -37,17 +42,24 @@ public:
     QString valuesAt(std::int64_t context) const; // the tooltip text of a context length
 
     const QList<Curve>& curves() const { return m_curves; }
+    QStringList legendEntries() const; // the legend's entries, in order (empty without curves)
     QString csv() const override;
 
 protected:
     void applyPalette() override;
     bool eventFilter(QObject* watched, QEvent* event) override;
+    void resizeEvent(QResizeEvent* event) override;
 
 private:
     void rebuild();
+    void addLegendKey(); // the key entries, when every formula curve names its format
+    bool fitLegend(); // the value range leaves a band above the curves for the legend; true when it changed
 
     std::vector<std::int64_t> m_contexts;
     QList<Curve> m_curves;
+    QCPAxisTickerLog* m_bytesTicker = nullptr; // owned by the value axis
+    double m_lowest = 0.0;  // the plotted bytes' range
+    double m_highest = 0.0;
     std::int64_t m_marker = 0;
     QCPItemStraightLine* m_markerLine = nullptr;
     QCPItemText* m_placeholderItem = nullptr;

@@ -80,6 +80,12 @@ SpectrumPlot::SpectrumPlot(QWidget* parent) : PlotWidget(parent)
     m_cursorLabel->setPadding(QMargins(4, 2, 4, 2));
     p->setMouseTracking(true);
     p->installEventFilter(this);
+    // Once laid out, the legend's place and the axes' size are known: the band above the curves is measured again,
+    // and a range that moved is drawn on the next replot (which then finds it right).
+    connect(p, &QCustomPlot::afterLayout, this, [this] {
+        if (fitLegend())
+            requestReplot();
+    });
     setRankCursor(0, false);
     applyPalette();
 }
@@ -199,8 +205,8 @@ void SpectrumPlot::rebuild()
         p->graph(2 * m_highlighted + 1)->setLayer(highlightLayer());
     }
     m_top->axis(QCPAxis::atLeft)->setLabel(m_valueLabel);
-    if (maxS > 0)
-        m_top->axis(QCPAxis::atLeft)->setRange(std::max(minS, floor) / 1.5, maxS * 1.5);
+    m_lowest = maxS > 0 ? std::max(minS, floor) / 1.5 : 0.0;
+    m_highest = maxS > 0 ? maxS * 1.5 : 0.0;
     m_bottom->axis(QCPAxis::atBottom)->setRange(0, std::max<double>(1.0, static_cast<double>(longest)) + 0.5);
     // Many layers: one legend entry per layer would cover the curves, so the colour ramp stands for the layer. Split
     // spectra draw keys solid and values dashed: two entries say which is which.
@@ -220,8 +226,63 @@ void SpectrumPlot::rebuild()
         m_top->insetLayout()->setInsetAlignment(0, Qt::AlignRight | Qt::AlignTop);
         styleLegend(p->legend);
     }
+    fitLegend();
     placeCursor();
     requestReplot();
+}
+
+bool SpectrumPlot::fitLegend()
+{
+    // The legend sits in the top right corner of the spectra, where the singular values have fallen off, but a flat
+    // spectrum (or a short axis) runs under it. The value range's top is raised until every curve under the legend's
+    // width ends below it, as the bar and memory plots leave a band for theirs; the data keep at least 40% of the
+    // height. Measured on the last layout (the legend's rect and the axes'), so again after each.
+    if (m_highest <= 0.0)
+        return false;
+    QCPAxis* x = m_top->axis(QCPAxis::atBottom);
+    QCPAxis* y = m_top->axis(QCPAxis::atLeft);
+    double top = m_highest;
+    const QRect axes = m_top->rect();
+    // In a short plot one column of entries would need most of the height: as many columns as keep it within 40%.
+    QCPLegend* key = plot()->legend;
+    bool rewrapped = false;
+    if (key->visible() && key->itemCount() > 0 && axes.height() > 20) {
+        const int entries = key->itemCount();
+        const int row = key->item(0)->minimumOuterSizeHint().height() + key->rowSpacing();
+        int columns = 1;
+        while (columns < std::min(entries, 4) && (entries + columns - 1) / columns * row > 0.4 * axes.height())
+            ++columns;
+        if (columns != m_legendColumns) {
+            m_legendColumns = columns;
+            key->setFillOrder(columns > 1 ? QCPLegend::foColumnsFirst : QCPLegend::foRowsFirst, false);
+            key->setWrap(columns > 1 ? columns : 0);
+            key->setFillOrder(key->fillOrder(), true); // re-fill the entries in the new shape
+            rewrapped = true;
+        }
+    }
+    const QRect legend = key->outerRect();
+    if (key->visible() && axes.height() > 20 && legend.isValid()) {
+        // The highest curve point under the legend, and the points just beside it (the lines between them).
+        const double left = x->pixelToCoord(legend.left()) - 1.0;
+        const double right = x->pixelToCoord(legend.right()) + 1.0;
+        double under = 0.0;
+        for (int i = 0; i < plot()->graphCount(); ++i) {
+            const QCPGraph* g = plot()->graph(i);
+            if (g->valueAxis() != y)
+                continue;
+            for (auto it = g->data()->findBegin(left, false); it != g->data()->constEnd() && it->key <= right; ++it)
+                under = std::max(under, it->value);
+        }
+        if (under > 0.0) {
+            // That point lies below the legend and a gap: on the logarithmic axis, log(top) - log(under) is that
+            // share of log(top) - log(lowest).
+            const double share = std::clamp(static_cast<double>(legend.bottom() + 6 - axes.top()) / static_cast<double>(axes.height()), 0.0, 0.6);
+            top = std::max(top, std::exp((std::log(under) - share * std::log(m_lowest)) / (1.0 - share)));
+        }
+    }
+    const QCPRange before = y->range();
+    y->setRange(m_lowest, top);
+    return rewrapped || before.lower <= 0.0 || std::abs(std::log(before.upper / top)) > 1e-3 || std::abs(std::log(before.lower / m_lowest)) > 1e-3;
 }
 
 void SpectrumPlot::placeCursor()

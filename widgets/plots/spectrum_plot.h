@@ -56,6 +56,7 @@ protected:
 private:
     void rebuild();
     void placeCursor();
+    bool fitLegend(); // the value range leaves the legend's corner free of curves; true when it changed
     std::int64_t rankAtPixel(double x) const;
 
     QCPAxisRect* m_top = nullptr;
@@ -67,6 +68,9 @@ private:
     QString m_placeholder;
     int m_legendEntries = 0;
     QString m_valueLabel;
+    double m_lowest = 0.0;  // the singular values' axis range without the legend's band (0: no values)
+    double m_highest = 0.0;
+    int m_legendColumns = 1;
     int m_highlighted = -1;
     std::int64_t m_rank = 0;
     std::int64_t m_minRank = 0;
