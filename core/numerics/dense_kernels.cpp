@@ -24,14 +24,18 @@ const detail::DenseKernelTable* activeTable()
 }
 
 // Eigen's GEMM (either build), when it splits a product over threads, also changes its depth blocking and so its
-// summation order. With the calling task's thread count at 1 for the call it runs serially with the blocking of one
-// thread, whatever OMP_NUM_THREADS says (the setting is per task and restored after).
-struct SerialEigenProducts {
-    int saved = omp_get_max_threads();
+// summation order. With the calling thread's thread count at 1 for the call it runs serially with the blocking of
+// one thread, whatever OMP_NUM_THREADS says. The count (nthreads-var) belongs to the calling task's data environment
+// in OpenMP: other threads, and parallel regions around the caller, keep theirs; it is restored after the call.
+class SerialEigenProducts {
+public:
     SerialEigenProducts() { omp_set_num_threads(1); }
-    ~SerialEigenProducts() { omp_set_num_threads(saved); }
+    ~SerialEigenProducts() { omp_set_num_threads(m_saved); }
     SerialEigenProducts(const SerialEigenProducts&) = delete;
     SerialEigenProducts& operator=(const SerialEigenProducts&) = delete;
+
+private:
+    int m_saved = omp_get_max_threads();
 };
 
 // The fallback is Eigen's own GEMM of the default (SSE2) build.

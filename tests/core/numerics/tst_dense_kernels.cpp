@@ -9,6 +9,8 @@
 
 #include <random>
 
+#include <omp.h>
+
 using namespace mla;
 
 namespace {
@@ -77,7 +79,9 @@ void TestDenseKernels::floatGemmOnStridedBlocks()
     const Eigen::MatrixXd c0 = bigC.block(3, 0, m, n).cast<double>();
     const Eigen::MatrixXd expected = 0.5 * c0 + 2.0 * naiveProduct(a.cast<double>(), transA, b.cast<double>(), transB);
     auto c = bigC.block(3, 0, m, n);
+    const int threads = omp_get_max_threads();
     gemm(c, 2.0f, a, transA ? Op::Transpose : Op::None, b, transB ? Op::Transpose : Op::None, 0.5f);
+    QCOMPARE(omp_get_max_threads(), threads); // the float GEMM runs serially but leaves the thread count as it was
     const double error = (c.cast<double>() - expected).cwiseAbs().maxCoeff();
     QVERIFY2(error < 1e-4 * std::sqrt(static_cast<double>(k)), qPrintable(QString::number(error)));
     // Outside the block nothing was written.
