@@ -41,10 +41,11 @@ struct AllocationOptions {
     // The exhaustive measurement: a single-layer model per candidate, full attention over every token (the
     // reference the fast path is tested against; hundreds of times slower).
     bool exhaustive = false;
-    // The fast path (LayerCandidateErrors): query rows evaluated (0: all), output sketch width (0: exact), and the
+    // The fast path (LayerCandidateErrors): query rows evaluated (0: all; 512 gave the same splits as 1024 on every
+    // shipped model, 256 did not: docs/benchmarks.md), output sketch width (0: exact), and the
     // coarse step of the pair counts (0: automatic, about 8 coarse counts; 1: every count). Refinement halves the
     // step around the pair counts on the lower convex hull of (elements, cost), the ones a budget can choose.
-    std::int64_t queryRows = 1024;
+    std::int64_t queryRows = 512;
     std::int64_t sketch = 64;
     std::int64_t pairStep = 0;
 };

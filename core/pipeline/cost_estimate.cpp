@@ -1,6 +1,7 @@
 #include "pipeline/cost_estimate.h"
 
 #include "analysis/rope_selection.h"
+#include "conversion/budget_allocation.h"
 #include "conversion/presets.h"
 #include "engine/transformer.h"
 #include "pipeline/analyse.h"
@@ -168,10 +169,12 @@ CostEstimate estimateConversion(const ModelConfig& c, std::int64_t parameterCoun
     const double layers = static_cast<double>(c.layers);
     if (allocationPending(s) && s.target == ConversionTarget::Mha2mla) {
         // measureAllocationCandidates: about 8 pair counts (refined around the hull) × 12 widths per layer, each a
-        // decomposition and the attention output on up to 1024 query rows of at most 4096 calibration tokens.
+        // decomposition and the attention output on up to AllocationOptions::queryRows query rows of at most
+        // 4096 calibration tokens.
         const double candidates = 12.0 * 12.0;
         const double measured = std::min<double>(static_cast<double>(std::max<std::int64_t>(tokens, 1)), 4096.0);
-        const double perCandidate = svdFlops(rows, columns) / 4.0 + 2.0 * 1024.0 * measured * static_cast<double>(c.heads * c.headDim);
+        const double queryRows = std::min<double>(measured, static_cast<double>(AllocationOptions{}.queryRows));
+        const double perCandidate = svdFlops(rows, columns) / 4.0 + 2.0 * queryRows * measured * static_cast<double>(c.heads * c.headDim);
         addCostPart(e, "allocation (measured per layer)", layers * candidates * perCandidate / rate(probe));
     }
     // The conversion itself: a decomposition per layer (whitened: an eigendecomposition of the covariance first).

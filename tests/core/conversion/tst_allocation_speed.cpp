@@ -120,7 +120,7 @@ void TestAllocationSpeed::defaultFastPathChoosesTheExhaustiveSplit()
     const Fixture f = fixture("stories260K", 4, 128);
     AllocationOptions o;
     o.budget = f.budget;
-    o.queryRows = 128; // a quarter of the rows, as the default on a 16 x 256 calibration
+    o.queryRows = 64; // an eighth of the rows, as the default (512) on a 16 x 256 calibration
     const Allocation fast = allocateBudget(measureAllocationCandidates(cpuBackend(), f.model, f.analysis, f.calibration, o), f.budget);
     o.exhaustive = true;
     const auto exhaustive = measureAllocationCandidates(cpuBackend(), f.model, f.analysis, f.calibration, o);
