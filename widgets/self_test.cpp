@@ -22,6 +22,7 @@
 #include "plots/memory_plot.h"
 #include "plots/plot_widget.h"
 #include "plots/spectrum_plot.h"
+#include "screenshot_file.h"
 #include "view_data/view_data.h"
 
 #include <QApplication>
@@ -203,7 +204,8 @@ void SelfTest::tour()
                                           .arg(size.height())
                                           .arg(QString::fromLatin1(names[tab]), squeezed.join(QStringLiteral("; "))));
             const QString file = QStringLiteral("%1/%2x%3-%4.png").arg(folder).arg(size.width()).arg(size.height()).arg(QString::fromLatin1(names[tab]));
-            check(m_window->grab().save(file), QStringLiteral("cannot save the screenshot %1").arg(file));
+            QString error;
+            check(saveScreenshot(m_window->grab().toImage(), file, m_tourIndexed, &error), error);
         }
     }
     m_window->resize(before);
@@ -735,8 +737,9 @@ int takeScreenshot(MainWindow* window, const QString& model, const QString& path
     window->showTab(tab);
     SelfTest::waitUntil([] { return false; }, 600); // let queued replots and layouts settle
     const QImage image = window->grab().toImage();
-    if (image.isNull() || !image.save(path)) {
-        SelfTest::say(QStringLiteral("screenshot: cannot write %1").arg(path));
+    QString error;
+    if (!saveScreenshot(image, path, false, &error)) {
+        SelfTest::say(QStringLiteral("screenshot: %1").arg(error));
         return 1;
     }
     SelfTest::say(QStringLiteral("screenshot: wrote %1 (%2 x %3)").arg(path).arg(image.width()).arg(image.height()));

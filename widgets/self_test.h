@@ -23,6 +23,9 @@ public:
     SelfTest(MainWindow* window, QString scratchDir);
 
     int run();
+    // The tour's screenshots as indexed PNGs of at most 256 colours (reduceColours, as docs/images holds them)
+    // instead of full colour.
+    void setTourIndexed(bool indexed) { m_tourIndexed = indexed; }
     const QStringList& failures() const { return m_failures; }
 
     // Processes events until `done` holds or `timeoutMs` passes; false on timeout.
@@ -67,6 +70,7 @@ private:
     QStringList m_failures;
     QStringList m_stepFailures;
     int m_steps = 0;
+    bool m_tourIndexed = false;
 };
 
 // `mla-workbench --screenshot FILE`: opens `model` (the demo when empty), analyses it, shows `tab` and saves the

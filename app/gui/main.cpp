@@ -1,7 +1,7 @@
 // mla-workbench: the desktop workbench.
 //
 //   mla-workbench [MODEL_OR_SESSION]                 opens the bundled demo model when no path is given
-//   mla-workbench --self-test                        drives the window end to end, exits 0 only if every step passed
+//   mla-workbench --self-test [--tour-indexed]       drives the window end to end, exits 0 only if every step passed
 //   mla-workbench --screenshot FILE [--tab T] [--size WxH] [MODEL]
 //                                                    analyses the model (the demo by default) and saves the window
 
@@ -89,7 +89,8 @@ int main(int argc, char** argv)
     const QCommandLineOption screenshot(QStringLiteral("screenshot"), QString(), QStringLiteral("FILE"));
     const QCommandLineOption tab(QStringLiteral("tab"), QString(), QStringLiteral("TAB"), QStringLiteral("preview"));
     const QCommandLineOption size(QStringLiteral("size"), QString(), QStringLiteral("WxH"), QStringLiteral("1600x1000"));
-    parser.addOptions({selfTest, screenshot, tab, size});
+    const QCommandLineOption tourIndexed(QStringLiteral("tour-indexed"));
+    parser.addOptions({selfTest, screenshot, tab, size, tourIndexed});
     parser.addPositionalArgument(QStringLiteral("model"), QString());
     if (!parser.parse(QApplication::arguments()))
         return usageError(parser.errorText());
@@ -98,6 +99,8 @@ int main(int argc, char** argv)
         return usageError(QStringLiteral("one model at a time (got %1 paths)").arg(positional.size()));
     const QString model = positional.value(0);
 
+    if (parser.isSet(tourIndexed) && !parser.isSet(selfTest))
+        return usageError(QStringLiteral("--tour-indexed goes with --self-test"));
     if (parser.isSet(selfTest)) {
         if (!model.isEmpty() || parser.isSet(screenshot))
             return usageError(QStringLiteral("--self-test takes no model and no --screenshot"));
@@ -115,6 +118,7 @@ int main(int argc, char** argv)
         window.resize(1400, 900);
         window.show();
         mla::SelfTest test(&window, scratch.path());
+        test.setTourIndexed(parser.isSet(tourIndexed));
         const int rc = test.run();
         std::printf("self-test: %.1f s\n", static_cast<double>(timer.elapsed()) / 1000.0);
         return rc;
