@@ -6,30 +6,22 @@
 // with its own copy of Eigen (see there); so no Eigen type may appear here.
 namespace mla::detail {
 
-struct GemmArgs {
-    double* c;
+// C = beta C + alpha op(A) op(B), column-major, for double (the spectral pipeline) and float (attention and the
+// allocation's candidate errors).
+template <typename Scalar>
+struct GemmArgsOf {
+    Scalar* c;
     std::ptrdiff_t ldc, m, n, k; // c is m x n; op(a) m x k; op(b) k x n
-    const double* a;
+    const Scalar* a;
     std::ptrdiff_t lda;
     bool transA;
-    const double* b;
+    const Scalar* b;
     std::ptrdiff_t ldb;
     bool transB;
-    double alpha, beta;
+    Scalar alpha, beta;
 };
-
-// The same for float (the allocation's candidate errors).
-struct GemmArgsF {
-    float* c;
-    std::ptrdiff_t ldc, m, n, k;
-    const float* a;
-    std::ptrdiff_t lda;
-    bool transA;
-    const float* b;
-    std::ptrdiff_t ldb;
-    bool transB;
-    float alpha, beta;
-};
+using GemmArgs = GemmArgsOf<double>;
+using GemmArgsF = GemmArgsOf<float>;
 
 // For the columns c in [c0, c1) of the symmetric matrix whose lower triangle is at s (size x size, stride ld):
 // y[c] += s[c][c] x[c] + sum_{r > c} s[r][c] x[r] and y[r] += s[r][c] x[c] for r > c.

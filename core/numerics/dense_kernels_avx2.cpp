@@ -73,44 +73,20 @@ static_assert(mla_eigen_avx2::internal::packet_traits<float>::size == 8, "Eigen 
 namespace mla::detail {
 namespace {
 
-using Block = Eigen::Map<Eigen::MatrixXd, 0, Eigen::OuterStride<>>;
-using ConstBlock = Eigen::Map<const Eigen::MatrixXd, 0, Eigen::OuterStride<>>;
-
-void gemmAvx2(const GemmArgs& g)
+template <typename Scalar>
+void gemmAvx2(const GemmArgsOf<Scalar>& g)
 {
-    Block c(g.c, g.m, g.n, Eigen::OuterStride<>(g.ldc));
-    if (g.beta == 0.0)
+    using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+    Eigen::Map<Matrix, 0, Eigen::OuterStride<>> c(g.c, g.m, g.n, Eigen::OuterStride<>(g.ldc));
+    if (g.beta == Scalar(0))
         c.setZero();
-    else if (g.beta != 1.0)
+    else if (g.beta != Scalar(1))
         c *= g.beta;
-    if (g.k == 0 || g.alpha == 0.0)
+    if (g.k == 0 || g.alpha == Scalar(0))
         return;
+    using ConstBlock = Eigen::Map<const Matrix, 0, Eigen::OuterStride<>>;
     const ConstBlock a(g.a, g.transA ? g.k : g.m, g.transA ? g.m : g.k, Eigen::OuterStride<>(g.lda));
     const ConstBlock b(g.b, g.transB ? g.n : g.k, g.transB ? g.k : g.n, Eigen::OuterStride<>(g.ldb));
-    if (!g.transA && !g.transB)
-        c.noalias() += g.alpha * a * b;
-    else if (g.transA && !g.transB)
-        c.noalias() += g.alpha * a.transpose() * b;
-    else if (!g.transA && g.transB)
-        c.noalias() += g.alpha * a * b.transpose();
-    else
-        c.noalias() += g.alpha * a.transpose() * b.transpose();
-}
-
-using BlockF = Eigen::Map<Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
-using ConstBlockF = Eigen::Map<const Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
-
-void gemmFAvx2(const GemmArgsF& g)
-{
-    BlockF c(g.c, g.m, g.n, Eigen::OuterStride<>(g.ldc));
-    if (g.beta == 0.0f)
-        c.setZero();
-    else if (g.beta != 1.0f)
-        c *= g.beta;
-    if (g.k == 0 || g.alpha == 0.0f)
-        return;
-    const ConstBlockF a(g.a, g.transA ? g.k : g.m, g.transA ? g.m : g.k, Eigen::OuterStride<>(g.lda));
-    const ConstBlockF b(g.b, g.transB ? g.n : g.k, g.transB ? g.k : g.n, Eigen::OuterStride<>(g.ldb));
     if (!g.transA && !g.transB)
         c.noalias() += g.alpha * a * b;
     else if (g.transA && !g.transB)
@@ -161,7 +137,7 @@ namespace mla::detail {
 // Outside the AVX2 region: the caller may run this before it has checked the CPU.
 const DenseKernelTable* avx2DenseKernels()
 {
-    static const DenseKernelTable table{&gemmAvx2, &gemmFAvx2, &symvColumnsAvx2};
+    static const DenseKernelTable table{&gemmAvx2<double>, &gemmAvx2<float>, &symvColumnsAvx2};
     return &table;
 }
 

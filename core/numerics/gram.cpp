@@ -14,12 +14,11 @@ namespace {
 // enough (a few tens of MB) that no full double copy of a 7680 x 4096 weight is ever made.
 constexpr Eigen::Index kChunk = 512;
 
+// The Gram matrix of either side, both triangles filled, without checking the values.
 template <typename Scalar>
-Eigen::MatrixXd gramImpl(const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& m, GramSide side,
-                         const JobControl& job)
+Eigen::MatrixXd symmetricGram(const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& m, GramSide side,
+                              const JobControl& job)
 {
-    if (!m.allFinite())
-        throw Error("cannot decompose a matrix with non-finite values (NaN or Inf)");
     const Eigen::Index n = side == GramSide::Columns ? m.cols() : m.rows();
     const Eigen::Index terms = side == GramSide::Columns ? m.rows() : m.cols();
     Eigen::MatrixXd g = Eigen::MatrixXd::Zero(n, n);
@@ -38,6 +37,15 @@ Eigen::MatrixXd gramImpl(const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dyna
     g.triangularView<Eigen::StrictlyUpper>() = g.transpose();
     job.progress(1.0, "Gram matrix");
     return g;
+}
+
+template <typename Scalar>
+Eigen::MatrixXd gramImpl(const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>& m, GramSide side,
+                         const JobControl& job)
+{
+    if (!m.allFinite())
+        throw Error("cannot decompose a matrix with non-finite values (NaN or Inf)");
+    return symmetricGram(m, side, job);
 }
 
 template <typename Matrix>
@@ -71,14 +79,7 @@ void addGram(MatrixRMd& gram, const MatrixRM& x)
     const Eigen::Index n = x.cols();
     if (gram.rows() != n || gram.cols() != n)
         throw Error("internal: Gram matrix of the wrong shape");
-    Eigen::MatrixXd lower = Eigen::MatrixXd::Zero(n, n);
-    Eigen::MatrixXd chunk;
-    for (Eigen::Index t0 = 0; t0 < x.rows(); t0 += kChunk) {
-        chunk = x.middleRows(t0, std::min(kChunk, x.rows() - t0)).cast<double>();
-        syrkLowerAdd(lower, chunk);
-    }
-    lower.triangularView<Eigen::StrictlyUpper>() = lower.transpose();
-    gram += lower;
+    gram += symmetricGram(x, GramSide::Columns, {});
 }
 
 void addCrossProduct(MatrixRMd& cross, const MatrixRM& x, const MatrixRM& y)

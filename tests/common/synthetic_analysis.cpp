@@ -89,4 +89,18 @@ ModelConfig sixLayerShape()
     return c;
 }
 
+ModelConfig threeLayerShape()
+{
+    ModelConfig c;
+    c.hidden = 64;
+    c.layers = 3;
+    c.heads = 8;
+    c.kvHeads = 4;
+    c.headDim = 8;
+    c.vocab = 512;
+    c.maxPositions = 256;
+    c.ffn = 172;
+    return c;
+}
+
 } // namespace mla::test

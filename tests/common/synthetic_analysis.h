@@ -14,5 +14,7 @@ AnalysisResult syntheticAnalysis(const ModelConfig& config, std::uint64_t seed =
 
 // The weightless shape the settings, preview and workbench tests edit: 6 layers, 8 query / 4 KV heads of 32.
 ModelConfig sixLayerShape();
+// A smaller one for widget models and views: 3 layers, 8 query / 4 KV heads of 8 (the 260K models' attention).
+ModelConfig threeLayerShape();
 
 } // namespace mla::test

@@ -17,20 +17,6 @@ using namespace mla;
 
 namespace {
 
-ModelConfig smallConfig()
-{
-    ModelConfig c;
-    c.hidden = 64;
-    c.layers = 3;
-    c.heads = 8;
-    c.kvHeads = 4;
-    c.headDim = 8;
-    c.vocab = 512;
-    c.maxPositions = 256;
-    c.ffn = 172;
-    return c;
-}
-
 SanityReport sampleReport()
 {
     SanityReport r;
@@ -88,7 +74,7 @@ private Q_SLOTS:
 
     void layerPreview()
     {
-        const ModelConfig c = smallConfig();
+        const ModelConfig c = test::threeLayerShape();
         const AnalysisResult a = test::syntheticAnalysis(c);
         ConversionSettings s;
         s.ropePairs = 1;

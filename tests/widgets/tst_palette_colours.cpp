@@ -59,20 +59,6 @@ QPalette paletteNamed(const QString& name)
     return name == QLatin1String("dark") ? darkPalette() : lightPalette();
 }
 
-ModelConfig paletteTestConfig()
-{
-    ModelConfig c;
-    c.hidden = 64;
-    c.layers = 3;
-    c.heads = 8;
-    c.kvHeads = 4;
-    c.headDim = 8;
-    c.vocab = 512;
-    c.maxPositions = 256;
-    c.ffn = 172;
-    return c;
-}
-
 constexpr double kReadable = 4.5; // WCAG AA for normal text
 
 } // namespace
@@ -154,7 +140,7 @@ private Q_SLOTS:
         const QColor base = pal.color(QPalette::Base), alternate = pal.color(QPalette::AlternateBase);
 
         // A layer whose predicted error is high is marked in the error colour.
-        const AnalysisResult a = test::syntheticAnalysis(paletteTestConfig());
+        const AnalysisResult a = test::syntheticAnalysis(test::threeLayerShape());
         ConversionSettings s;
         s.ropePairs = 1;
         s.latentDim = 12;

@@ -20,6 +20,16 @@ using namespace mla;
 
 namespace {
 
+// Resizes a plot widget and lets it settle: the resize and the replot it queued, then a replot the layout asked for
+// (the legend bands are re-measured after each layout).
+void resizeAndSettle(QWidget& widget, QCustomPlot* plot, QSize size)
+{
+    widget.resize(size);
+    QApplication::processEvents();
+    plot->replot();
+    QApplication::processEvents();
+}
+
 ModelConfig shape()
 {
     ModelConfig c;
@@ -439,10 +449,7 @@ private Q_SLOTS:
         auto* p = plot.findChild<QCustomPlot*>();
         // The spectra in a 1280x720 window are about 570x520; 380x300 is smaller than the tour ever makes them.
         for (const QSize size : {QSize(700, 500), QSize(570, 520), QSize(380, 300)}) {
-            plot.resize(size);
-            QApplication::processEvents(); // the resize, and the replot it queued
-            p->replot();
-            QApplication::processEvents(); // a replot the layout asked for
+            resizeAndSettle(plot, p, size);
             const QString where = QStringLiteral("%1x%2").arg(size.width()).arg(size.height());
             QVERIFY(p->legend->visible());
             const QRect legend = p->legend->outerRect();
@@ -539,10 +546,7 @@ private Q_SLOTS:
         const double lowest = curves[5].bytes.front();
         // The Preview's memory plot in a 1280x720 window is about 289x208.
         for (const QSize size : {QSize(520, 320), QSize(289, 208), QSize(900, 260)}) {
-            memory.resize(size);
-            QApplication::processEvents(); // the resize, and the replot it queued
-            p->replot();
-            QApplication::processEvents(); // a replot the layout asked for
+            resizeAndSettle(memory, p, size);
             const QString where = QStringLiteral("%1x%2").arg(size.width()).arg(size.height());
             QVERIFY(p->legend->visible());
             const QRect legend = p->legend->outerRect();
