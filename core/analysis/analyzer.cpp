@@ -66,16 +66,16 @@ KeyValueSpectra layerActivationSpectra(const ComputeBackend& backend, const Mode
 }
 
 AnalysisResult analyzeModel(const ComputeBackend& backend, const Model& model, const Tokenizer* tokenizer, const AnalysisOptions& options,
-                            const JobControl& job)
+                            const JobControl& job, OriginalTrajectory* keep)
 {
     requireConvertible(model);
     const Transformer transformer(model, MlaForm::Expanded);
     const CalibrationSet calibration = prepareCalibration(backend, transformer, tokenizer, options.calibration, job.slice(0.0, 0.3));
-    return analyzeModel(backend, model, calibration, calibrationSourceName(options.calibration.source), options, job.slice(0.3, 1.0));
+    return analyzeModel(backend, model, calibration, calibrationSourceName(options.calibration.source), options, job.slice(0.3, 1.0), keep);
 }
 
 AnalysisResult analyzeModel(const ComputeBackend& backend, const Model& model, const CalibrationSet& calibration, const std::string& calibrationSource,
-                            const AnalysisOptions& options, const JobControl& job)
+                            const AnalysisOptions& options, const JobControl& job, OriginalTrajectory* keep)
 {
     requireConvertible(model);
     const ModelConfig& c = model.config;
@@ -113,7 +113,7 @@ AnalysisResult analyzeModel(const ComputeBackend& backend, const Model& model, c
                     layer.inputCovariance = std::move(covariance);
             }
         },
-        job);
+        job, keep);
     return result;
 }
 

@@ -7,6 +7,8 @@
 
 namespace mla {
 
+class OriginalTrajectory;
+
 class ComputeBackend;
 
 struct AnalysisOptions {
@@ -21,13 +23,14 @@ struct AnalysisOptions {
 };
 
 // Calibrates, scores every RoPE pair, selects the kept pairs and computes the key/value spectra, layer by layer, on
-// `backend`.
+// `backend`. With `keep`, the original model's hidden states entering each layer are kept there as far as its cap
+// allows (a conversion's later passes over the calibration read them).
 AnalysisResult analyzeModel(const ComputeBackend& backend, const Model& model, const Tokenizer* tokenizer, const AnalysisOptions& options,
-                            const JobControl& job = {});
+                            const JobControl& job = {}, OriginalTrajectory* keep = nullptr);
 
 // The same with a calibration set prepared elsewhere (e.g. a session's stored ids).
 AnalysisResult analyzeModel(const ComputeBackend& backend, const Model& model, const CalibrationSet& calibration, const std::string& calibrationSource,
-                            const AnalysisOptions& options, const JobControl& job = {});
+                            const AnalysisOptions& options, const JobControl& job = {}, OriginalTrajectory* keep = nullptr);
 
 // Recomputes the selection and the spectra for new settings from the stored scores (and covariances when kept),
 // without calibrating again. Needs the weights.

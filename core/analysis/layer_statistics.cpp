@@ -1,5 +1,7 @@
 #include "analysis/layer_statistics.h"
 
+#include "analysis/original_trajectory.h"
+
 #include "numerics/gram.h"
 
 #include "backend/compute_backend.h"
@@ -58,7 +60,7 @@ void accumulateStatistics(const ModelConfig& c, const LayerActivations& a, const
 
 void collectLayerStatistics(const ComputeBackend& backend, const Transformer& model, const CalibrationSet& calibration, const StatisticsOptions& options,
                             const std::function<void(std::int64_t layer, LayerStatistics&& stats)>& onLayer,
-                            const JobControl& job)
+                            const JobControl& job, OriginalTrajectory* keep)
 {
     const ModelConfig& c = model.config();
     for (const auto& s : calibration.sequences) {
@@ -68,7 +70,11 @@ void collectLayerStatistics(const ComputeBackend& backend, const Transformer& mo
     }
     // The CPU backend runs model.runLayer with the statistics observer.
     const std::unique_ptr<LayerBatchRunner> runner = backend.layerRunner(model, calibration.sequences);
+    if (keep)
+        keep->start(calibration.sequences);
     for (std::int64_t l = 0; l < c.layers; ++l) {
+        if (keep && keep->wants(l, c.hidden))
+            keep->keep(l, runner->hiddenStates());
         LayerStatistics stats = emptyStatistics(c, options);
         runner->runLayer(l, options, &stats,
                          job.slice(static_cast<double>(l) / static_cast<double>(c.layers),

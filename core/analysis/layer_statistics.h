@@ -10,6 +10,7 @@
 namespace mla {
 
 class ComputeBackend;
+class OriginalTrajectory;
 
 // What calibration measures in one layer, as sums over tokens (divide by `tokens` for means), in double precision.
 // Pair j of a head is dims (j, j + d_h/2) of the pre-RoPE query/key (internal half layout).
@@ -28,10 +29,11 @@ struct StatisticsOptions {
 
 // Runs the calibration sequences through the model layer by layer (all sequences' hidden states for one layer in
 // memory at a time) and hands each layer's statistics to `onLayer` as soon as that layer is done, so big per-layer
-// products (the input Gram) never exist for all layers at once. The forward passes run on `backend`.
+// products (the input Gram) never exist for all layers at once. The forward passes run on `backend`. With `keep`,
+// the hidden states entering each layer are also offered to it (it keeps what fits under its cap).
 void collectLayerStatistics(const ComputeBackend& backend, const Transformer& model, const CalibrationSet& calibration, const StatisticsOptions& options,
                             const std::function<void(std::int64_t layer, LayerStatistics&& stats)>& onLayer,
-                            const JobControl& job = {});
+                            const JobControl& job = {}, OriginalTrajectory* keep = nullptr);
 
 // Accumulates one layer's statistics from activations (used by collectLayerStatistics; exposed for tests).
 void accumulateStatistics(const ModelConfig& config, const LayerActivations& activations, const StatisticsOptions& options,

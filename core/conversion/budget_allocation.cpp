@@ -3,6 +3,7 @@
 #include "conversion/candidate_errors.h"
 
 #include "analysis/key_value_split.h"
+#include "analysis/original_trajectory.h"
 #include "conversion/layer_converter.h"
 #include "conversion/sequential_converter.h"
 #include "engine/ops.h"
@@ -111,7 +112,7 @@ struct LayerInputs {
 
 // `covariance`: the analysis's covariance of this layer's attention inputs when it was measured on exactly these
 // tokens (the same numbers, so not accumulated again), else null.
-LayerInputs layerInputs(const ModelConfig& c, const LayerWeights& w, const Transformer& original, const std::vector<MatrixRM>& hidden,
+LayerInputs layerInputs(const ModelConfig& c, const LayerWeights& w, const Transformer& original, std::span<const MatrixRM> hidden,
                         std::int64_t tokens, const MatrixXdRM* covariance, bool activationAware)
 {
     const float eps = static_cast<float>(c.rmsEps);
@@ -291,7 +292,8 @@ void measureLayerFast(const ComputeBackend& backend, const Model& model, const A
 
 std::vector<std::vector<AllocationCandidate>> measureAllocationCandidates(const ComputeBackend& backend, const Model& model, const AnalysisResult& analysis,
                                                                           const CalibrationSet& calibration,
-                                                                          const AllocationOptions& options, const JobControl& job)
+                                                                          const AllocationOptions& options, const JobControl& job,
+                                                                          const OriginalTrajectory* kept)
 {
     const ModelConfig& c = model.config;
     if (static_cast<std::int64_t>(analysis.layers.size()) != c.layers)
@@ -300,17 +302,17 @@ std::vector<std::vector<AllocationCandidate>> measureAllocationCandidates(const 
     const std::int64_t maxPairs = std::min<std::int64_t>(c.headDim / 2, static_cast<std::int64_t>(2.0 * average / (2.0 * c.kvHeads)));
 
     // The calibration tokens used: whole sequences up to maxTokens.
-    std::vector<MatrixRM> hidden;
-    const Transformer base(model);
+    std::size_t count = 0;
     std::int64_t tokens = 0;
     for (const auto& s : calibration.sequences) {
         if (tokens >= options.maxTokens)
             break;
-        hidden.push_back(base.embed(s));
         tokens += static_cast<std::int64_t>(s.size());
+        ++count;
     }
+    OriginalLayerInputs inputs(Transformer(model), calibration.sequences, count, kept);
     // Every calibration sequence used and they are the analysis's: its per-layer covariances are of these tokens.
-    const bool sameTokens = hidden.size() == calibration.sequences.size() && calibration.sequences == analysis.calibrationIds;
+    const bool sameTokens = count == calibration.sequences.size() && calibration.sequences == analysis.calibrationIds;
     std::vector<std::vector<AllocationCandidate>> all(static_cast<std::size_t>(c.layers));
     const ProgressRate rate("layer");
     for (std::int64_t l = 0; l < c.layers; ++l) {
@@ -318,15 +320,15 @@ std::vector<std::vector<AllocationCandidate>> measureAllocationCandidates(const 
         const LayerWeights& w = model.layers[static_cast<std::size_t>(l)];
         const Transformer original(singleLayerModel(model, w, std::nullopt), MlaForm::Expanded);
         const MatrixXdRM& measured = analysis.layers[static_cast<std::size_t>(l)].inputCovariance;
-        const LayerInputs in = layerInputs(c, w, original, hidden, tokens, sameTokens && measured.rows() == c.hidden ? &measured : nullptr,
+        const LayerInputs in = layerInputs(c, w, original, inputs.current(), tokens, sameTokens && measured.rows() == c.hidden ? &measured : nullptr,
                                            options.activationAware);
         if (options.exhaustive)
             measureLayerExhaustive(backend, model, analysis, options, l, average, maxPairs, in, all[static_cast<std::size_t>(l)], job);
         else
             measureLayerFast(backend, model, analysis, options, l, average, maxPairs, in, all[static_cast<std::size_t>(l)], job, rate);
-        // Advance the original hidden states: the attention outputs are the targets just computed.
-        for (std::size_t s = 0; s < hidden.size(); ++s)
-            original.finishLayer(0, hidden[s], in.target[s]);
+        // The attention outputs are the targets just computed: only the feed-forward block runs, and not even that
+        // when the calibration pass kept the next layer's inputs.
+        inputs.advance(original, in.target);
     }
     job.progress(1.0, "allocation candidates measured");
     return all;

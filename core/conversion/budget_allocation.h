@@ -10,6 +10,7 @@
 namespace mla {
 
 class ComputeBackend;
+class OriginalTrajectory;
 
 // One way to spend cache in one layer: p kept pairs per KV head and a latent width, with its predicted cost.
 struct AllocationCandidate {
@@ -53,10 +54,11 @@ struct AllocationOptions {
 // Measures, layer by layer on the original model's calibration activations, the attention-output error of each
 // candidate (pairs, latent): ||O_candidate - O_original||^2 / ||h||^2 with h the residual stream entering the layer,
 // so that costs of different layers add up in the same unit. Needs the analysis's RoPE scores. Decompositions run on
-// `backend`.
+// `backend`. The original model's layer inputs come from `kept` where it holds them (see OriginalTrajectory).
 std::vector<std::vector<AllocationCandidate>> measureAllocationCandidates(const ComputeBackend& backend, const Model& model, const AnalysisResult& analysis,
                                                                           const CalibrationSet& calibration,
                                                                           const AllocationOptions& options,
-                                                                          const JobControl& job = {});
+                                                                          const JobControl& job = {},
+                                                                          const OriginalTrajectory* kept = nullptr);
 
 } // namespace mla

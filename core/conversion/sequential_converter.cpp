@@ -73,18 +73,25 @@ Model singleLayerModel(const Model& base, const LayerWeights& layer, const std::
     return m;
 }
 
-SequentialConverter::SequentialConverter(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
-                                         const JobControl& job)
-    : m_backend(backend), m_original(original), m_plan(plan), m_job(job), m_converted(original)
+namespace {
+
+const CalibrationSet& nonEmpty(const CalibrationSet& calibration)
 {
     if (calibration.sequences.empty())
         throw Error("the sequential conversion needs calibration sequences");
+    return calibration;
+}
+
+} // namespace
+
+SequentialConverter::SequentialConverter(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
+                                         const JobControl& job, const OriginalTrajectory* kept)
+    : m_backend(backend), m_original(original), m_plan(plan), m_job(job), m_converted(original),
+      m_originalInputs(Transformer(original), nonEmpty(calibration).sequences, calibration.sequences.size(), kept)
+{
     m_converted.config = plan.converted;
-    const Transformer embedder(original);
-    for (const auto& s : calibration.sequences) {
-        m_hiddenOriginal.push_back(embedder.embed(s));
-        m_hiddenConverted.push_back(m_hiddenOriginal.back());
-    }
+    const std::span<const MatrixRM> embedded = m_originalInputs.current();
+    m_hiddenConverted.assign(embedded.begin(), embedded.end());
 }
 
 const LayerWeights& SequentialConverter::convertLayer(std::int64_t l)
@@ -101,7 +108,8 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l, const JobC
     const MlaLayerConfig& target = m_plan.converted.mla->layers[static_cast<std::size_t>(l)];
     const ConversionSettings& settings = m_plan.settings;
     const float eps = static_cast<float>(c.rmsEps);
-    const std::size_t n = m_hiddenOriginal.size();
+    const std::size_t n = m_hiddenConverted.size();
+    const std::span<const MatrixRM> originalInputs = m_originalInputs.current();
     auto progress = [&](double f, const char* stage) {
         job.progress((static_cast<double>(l) + f) / static_cast<double>(c.layers),
                        std::string(stage) + " (" + m_rate.describe(static_cast<double>(l) + f, static_cast<double>(c.layers)) + ")");
@@ -115,7 +123,7 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l, const JobC
     const KeyValueSplit split = splitKeyValue(c, ow, target.keptPairs);
     for (std::size_t s = 0; s < n; ++s) {
         progress(0.1 * static_cast<double>(s) / static_cast<double>(n), "targets");
-        rmsNormRows(m_hiddenOriginal[s], ow.attnNorm, eps, xo[s]);
+        rmsNormRows(originalInputs[s], ow.attnNorm, eps, xo[s]);
         rmsNormRows(m_hiddenConverted[s], ow.attnNorm, eps, xc[s]);
         addGram(covariance, xc[s]);
         tokens += xc[s].rows();
@@ -233,23 +241,23 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l, const JobC
     }
 
     // Advance both models' hidden states through this layer: the attention outputs are those computed above (the
-    // original's are the targets), so only the feed-forward blocks run here.
+    // original's are the targets), so only the feed-forward blocks run here, and the original's not even that when
+    // the calibration pass kept its next inputs.
     progress(0.9, "advancing");
     m_converted.layers[static_cast<std::size_t>(l)] = best;
     const Transformer convertedLayer(singleLayerModel(m_original, best, target), MlaForm::Expanded);
-    for (std::size_t s = 0; s < n; ++s) {
-        originalLayer.finishLayer(0, m_hiddenOriginal[s], targetOut[s]);
+    m_originalInputs.advance(originalLayer, targetOut);
+    for (std::size_t s = 0; s < n; ++s)
         convertedLayer.finishLayer(0, m_hiddenConverted[s], bestOutputs[s]);
-    }
     m_reports.push_back(report);
     ++m_next;
     return m_converted.layers[static_cast<std::size_t>(l)];
 }
 
 Model convertSequentially(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
-                          const JobControl& job, std::vector<LayerFitReport>* reports)
+                          const JobControl& job, std::vector<LayerFitReport>* reports, const OriginalTrajectory* kept)
 {
-    SequentialConverter converter(backend, original, plan, calibration, job);
+    SequentialConverter converter(backend, original, plan, calibration, job, kept);
     for (std::int64_t l = 0; l < plan.original.layers; ++l)
         converter.convertLayer(l);
     if (reports)
@@ -258,9 +266,10 @@ Model convertSequentially(const ComputeBackend& backend, const Model& original, 
 }
 
 ExportReport exportSequentially(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
-                                const ExportOptions& options, const JobControl& job, std::vector<LayerFitReport>* reports)
+                                const ExportOptions& options, const JobControl& job, std::vector<LayerFitReport>* reports,
+                                const OriginalTrajectory* kept)
 {
-    SequentialConverter converter(backend, original, plan, calibration, job);
+    SequentialConverter converter(backend, original, plan, calibration, job, kept);
     Model current = original;
     current.config = plan.converted;
     std::int64_t done = -1;

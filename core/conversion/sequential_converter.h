@@ -1,6 +1,7 @@
 #pragma once
 
 #include "analysis/calibration.h"
+#include "analysis/original_trajectory.h"
 #include "conversion/converter.h"
 #include "util/progress_rate.h"
 
@@ -33,8 +34,10 @@ struct LayerFitReport {
 // The ridge pulls toward the starting weights, so neither refit can increase its calibration objective.
 class SequentialConverter {
 public:
+    // The original model's layer inputs come from `kept` where it holds them for these calibration sequences (it
+    // must outlive the converter), else from the original's layers.
     SequentialConverter(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
-                        const JobControl& job = {});
+                        const JobControl& job = {}, const OriginalTrajectory* kept = nullptr);
 
     // Layers must be converted in order. Returns the converted layer's weights (attention and o_proj). The second
     // form reports to `job` instead of the converter's own (a pipeline's worker).
@@ -50,7 +53,7 @@ private:
     JobControl m_job;
     ProgressRate m_rate{"layer"}; // the refit's rate and time left in its progress stage
     Model m_converted; // attention of layers < next converted, the rest original
-    std::vector<MatrixRM> m_hiddenOriginal;
+    OriginalLayerInputs m_originalInputs;
     std::vector<MatrixRM> m_hiddenConverted;
     std::vector<LayerFitReport> m_reports;
     std::int64_t m_next = 0;
@@ -58,13 +61,14 @@ private:
 
 // Converts every layer with the sequential refits and returns the model (converted tensors as float32).
 Model convertSequentially(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
-                          const JobControl& job = {}, std::vector<LayerFitReport>* reports = nullptr);
+                          const JobControl& job = {}, std::vector<LayerFitReport>* reports = nullptr,
+                          const OriginalTrajectory* kept = nullptr);
 
 // Converts and writes layer by layer with the sequential refits; with options.pipelined, layer l is converted while
 // layer l-1 is written and layer l+1 read (LayerPipeline), with the same bytes written.
 ExportReport exportSequentially(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
                                 const ExportOptions& options, const JobControl& job = {},
-                                std::vector<LayerFitReport>* reports = nullptr);
+                                std::vector<LayerFitReport>* reports = nullptr, const OriginalTrajectory* kept = nullptr);
 
 // A one-layer model holding `layer` (with `mla` describing it when converted), sharing everything else with `base`.
 Model singleLayerModel(const Model& base, const LayerWeights& layer, const std::optional<MlaLayerConfig>& mla);

@@ -8,7 +8,8 @@
 
 namespace mla::pipeline {
 
-Allocation allocate(const Model& model, const AnalysisResult& analysis, const Settings& settings, const ExecutionContext& context)
+Allocation allocate(const Model& model, const AnalysisResult& analysis, const Settings& settings, const ExecutionContext& context,
+                    const OriginalTrajectory* kept)
 {
     const ModelConfig& c = model.config;
     const ConversionSettings& s = settings.conversion;
@@ -20,7 +21,7 @@ Allocation allocate(const Model& model, const AnalysisResult& analysis, const Se
     options.strategy = s.strategy;
     options.activationAware = s.activationAware;
     options.onlyPairs = s.ropePairs; // fixed by the user: the other counts need no measuring
-    auto candidates = measureAllocationCandidates(context.backend(), model, analysis, calibration, options, context.job());
+    auto candidates = measureAllocationCandidates(context.backend(), model, analysis, calibration, options, context.job(), kept);
     if (s.ropePairs >= 0) {
         for (auto& layer : candidates)
             std::erase_if(layer, [&](const AllocationCandidate& a) { return a.pairs != s.ropePairs; });

@@ -11,7 +11,9 @@ namespace mla::pipeline {
 // Allocate (the workbench's "Allocate now", and the first step of a conversion with allocation): measures every
 // layer's attention-output error for candidate (pairs, latent) choices on the analysis's calibration tokens and picks
 // each layer's choice with the least total error within the settings' budget (allocationBudget). Pairs the settings
-// fix (rope_pairs >= 0) are kept in every layer; a locked layer keeps its width and pair count.
-Allocation allocate(const Model& model, const AnalysisResult& analysis, const Settings& settings, const ExecutionContext& context);
+// fix (rope_pairs >= 0) are kept in every layer; a locked layer keeps its width and pair count. The original model's
+// layer inputs come from `kept` where the calibration pass kept them.
+Allocation allocate(const Model& model, const AnalysisResult& analysis, const Settings& settings, const ExecutionContext& context,
+                    const OriginalTrajectory* kept = nullptr);
 
 } // namespace mla::pipeline

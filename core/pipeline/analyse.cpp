@@ -27,7 +27,8 @@ bool conversionNeedsAnalysis(const ConversionSettings& settings)
     return ropeStrategyNeedsScores(settings.strategy) || settingsNeedCalibrationPass(settings);
 }
 
-AnalysisPtr calibrateForConversion(const OpenedModel& model, const Settings& settings, const ExecutionContext& context)
+AnalysisPtr calibrateForConversion(const OpenedModel& model, const Settings& settings, const ExecutionContext& context,
+                                   OriginalTrajectory* keep)
 {
     if (!conversionNeedsAnalysis(settings.conversion))
         return nullptr;
@@ -41,7 +42,7 @@ AnalysisPtr calibrateForConversion(const OpenedModel& model, const Settings& set
     options.spectra = false;
     options.activationSpectra = false;
     return std::make_shared<const AnalysisResult>(
-        analyzeModel(context.backend(), *model.model, model.tokenizer.get(), options, context.job()));
+        analyzeModel(context.backend(), *model.model, model.tokenizer.get(), options, context.job(), keep));
 }
 
 bool analysisMatchesModel(const AnalysisResult& analysis, const Model& model)

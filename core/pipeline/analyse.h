@@ -7,6 +7,10 @@
 
 #include <memory>
 
+namespace mla {
+class OriginalTrajectory;
+}
+
 namespace mla::pipeline {
 
 using AnalysisPtr = std::shared_ptr<const AnalysisResult>;
@@ -21,8 +25,10 @@ AnalysisPtr reselect(const OpenedModel& model, const AnalysisPtr& analysis, cons
                      const ExecutionContext& context);
 
 // The calibration a conversion of these settings needs (scores for a score-based strategy, activations for
-// whitening, refits and allocation), without spectra; null when it needs none.
-AnalysisPtr calibrateForConversion(const OpenedModel& model, const Settings& settings, const ExecutionContext& context);
+// whitening, refits and allocation), without spectra; null when it needs none. With `keep`, the original model's
+// hidden states entering each layer are kept there as far as its cap allows, for the conversion's later passes.
+AnalysisPtr calibrateForConversion(const OpenedModel& model, const Settings& settings, const ExecutionContext& context,
+                                   OriginalTrajectory* keep = nullptr);
 
 // Whether converting with these settings needs an analysis (scores or calibration activations).
 bool conversionNeedsAnalysis(const ConversionSettings& settings);

@@ -1,5 +1,6 @@
 #include "pipeline/convert.h"
 
+#include "analysis/original_trajectory.h"
 #include "conversion/model_card.h"
 #include "conversion/presets.h"
 #include "engine/transformer.h"
@@ -30,15 +31,18 @@ CalibrationSet calibrationOf(const AnalysisPtr& analysis)
 }
 
 // Everything before the weights are touched: the calibration when needed, the allocation when pending, the plan.
-// Returns the share of the progress used.
+// Returns the share of the progress used. A calibration made here keeps the original model's layer inputs in `kept`
+// (up to its cap) for the allocation and the sequential conversion.
 double plan(const OpenedModel& model, AnalysisPtr analysis, const Settings& settings, const ExecutionContext& context,
-            ConversionOutcome& out)
+            ConversionOutcome& out, OriginalTrajectory& kept)
 {
     const ModelConfig& c = model.model->config;
     double begin = 0.0;
     out.requested = settings;
     if (!analysis && conversionNeedsAnalysis(settings.conversion)) {
-        analysis = calibrateForConversion(model, settings, context.slice(0.0, 0.2));
+        // Only the allocation and the sequential conversion pass over the calibration again.
+        const bool passesAgain = allocationPending(settings.conversion) || settingsNeedCalibrationPass(settings.conversion);
+        analysis = calibrateForConversion(model, settings, context.slice(0.0, 0.2), passesAgain ? &kept : nullptr);
         begin = 0.2;
     }
     if (analysis && !analysisMatchesModel(*analysis, *model.model))
@@ -49,7 +53,7 @@ double plan(const OpenedModel& model, AnalysisPtr analysis, const Settings& sett
         if (!analysis)
             throw Error("internal: an allocation needs the analysis's scores and calibration");
         out.allocationBudget = allocationBudget(s, c);
-        out.allocation = allocate(*model.model, *analysis, s, context.slice(begin, begin + 0.3));
+        out.allocation = allocate(*model.model, *analysis, s, context.slice(begin, begin + 0.3), &kept);
         s = withAllocation(s, *out.allocation);
         begin += 0.3;
     }
@@ -142,6 +146,11 @@ ExportOptions exportOptionsFor(const OpenedModel& model, const ExportRequest& re
     return options;
 }
 
+std::uint64_t trajectoryCap(const Model& model)
+{
+    return OriginalTrajectory::defaultCap(static_cast<std::uint64_t>(model.weightBytes()));
+}
+
 double secondsSince(std::chrono::steady_clock::time_point start)
 {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -178,11 +187,12 @@ ConversionOutcome convertInMemory(const OpenedModel& model, AnalysisPtr analysis
         return out;
     }
     ConversionOutcome out;
-    const double begin = plan(model, std::move(analysis), settings, context, out);
+    OriginalTrajectory kept(trajectoryCap(*model.model));
+    const double begin = plan(model, std::move(analysis), settings, context, out, kept);
     const ExecutionContext convert = context.slice(begin, 1.0);
     if (settingsNeedCalibrationPass(out.plan.settings)) {
         out.converted = std::make_shared<const Model>(
-            convertSequentially(convert.backend(), *model.model, out.plan, calibrationOf(out.analysis), convert.job(), &out.fits));
+            convertSequentially(convert.backend(), *model.model, out.plan, calibrationOf(out.analysis), convert.job(), &out.fits, &kept));
     } else {
         out.converted = std::make_shared<const Model>(convertModel(convert.backend(), *model.model, out.plan, {},
                                                                    attentionDtype(*model.model), convert.job(), &out.reports));
@@ -216,7 +226,8 @@ FolderOutcome convertToFolder(const OpenedModel& model, AnalysisPtr analysis, co
         conversion.seconds = secondsSince(started);
         return out;
     }
-    const double begin = plan(model, std::move(analysis), settings, context, conversion);
+    OriginalTrajectory kept(trajectoryCap(original));
+    const double begin = plan(model, std::move(analysis), settings, context, conversion, kept);
 
     ExportOptions options = exportOptionsFor(model, request, out.written.notes);
     out.written.card = cardOf(original, conversion, request.dtype.value_or(attentionDtype(original)), request.shardBytes);
@@ -224,7 +235,7 @@ FolderOutcome convertToFolder(const OpenedModel& model, AnalysisPtr analysis, co
     const ExecutionContext write = context.slice(begin, 1.0);
     if (settingsNeedCalibrationPass(conversion.plan.settings))
         out.written.report = exportSequentially(write.backend(), original, conversion.plan, calibrationOf(conversion.analysis), options,
-                                                write.job(), &conversion.fits);
+                                                write.job(), &conversion.fits, &kept);
     else
         out.written.report = exportConvertedModel(write.backend(), original, conversion.plan, options, {}, write.job());
     conversion.reports = out.written.report.layers;

@@ -1,6 +1,7 @@
 // The pieces of the training-free conversion that goes beyond the paper, each on a small exact case.
 #include "backend/compute_backend.h"
 #include "analysis/analyzer.h"
+#include "analysis/original_trajectory.h"
 #include "common/model_fixtures.h"
 #include "common/test_support.h"
 #include "conversion/budget_allocation.h"
@@ -24,6 +25,7 @@ private slots:
     void allocationRejectsAnImpossibleBudget();
     void leastSquaresRefitNeverIncreasesTheObjective();
     void sequentialRefitsNeverIncreaseCalibrationError();
+    void keptTrajectoryLeavesAllocationAndConversionUnchanged();
     void presetsSetWhatTheyPromise();
 };
 
@@ -165,6 +167,57 @@ void TestBeyondPaper::sequentialRefitsNeverIncreaseCalibrationError()
             QVERIFY2(r.outputErrorFinal <= r.outputErrorInitial * (1 + 1e-6),
                      qPrintable(QStringLiteral("%1: %2 -> %3").arg(QString::fromLatin1(name)).arg(r.outputErrorInitial).arg(r.outputErrorFinal)));
         }
+    }
+}
+
+// The allocation and the sequential conversion read the original model's layer inputs from the calibration pass
+// (here two layers kept, the rest computed) instead of running the original again: the same bits either way.
+void TestBeyondPaper::keptTrajectoryLeavesAllocationAndConversionUnchanged()
+{
+    const Model model = test::loadRealModel("stories260K");
+    CalibrationSet calibration;
+    calibration.sequences = test::sampleSequences(Transformer(model), 3, 32, 4);
+    const ModelConfig& c = model.config;
+    OriginalTrajectory kept(2 * static_cast<std::uint64_t>(calibration.tokens() * c.hidden) * sizeof(float));
+    AnalysisOptions a;
+    a.settings.strategy = RopeStrategy::RotationLoss;
+    a.settings.activationAware = true;
+    a.spectra = false;
+    a.activationSpectra = false;
+    const AnalysisResult analysis = analyzeModel(cpuBackend(), model, calibration, "test", a, {}, &kept);
+    QCOMPARE(kept.keptLayers(), std::int64_t(2));
+
+    AllocationOptions o;
+    o.budget = c.layers * 2 * c.kvDim() / 4;
+    const auto computed = measureAllocationCandidates(cpuBackend(), model, analysis, calibration, o);
+    const auto read = measureAllocationCandidates(cpuBackend(), model, analysis, calibration, o, {}, &kept);
+    QCOMPARE(read.size(), computed.size());
+    for (std::size_t l = 0; l < read.size(); ++l) {
+        QCOMPARE(read[l].size(), computed[l].size());
+        for (std::size_t i = 0; i < read[l].size(); ++i) {
+            QCOMPARE(read[l][i].pairs, computed[l][i].pairs);
+            QCOMPARE(read[l][i].latent, computed[l][i].latent);
+            QCOMPARE(read[l][i].cost, computed[l][i].cost);
+        }
+    }
+
+    ConversionSettings s;
+    applyPreset("best", s);
+    s.ropePairs = 1;
+    s.targetSaving = 0.75;
+    s.allocate = false;
+    const ConversionPlan plan = planConversion(c, s, selectPairs(c, s, &analysis));
+    std::vector<LayerFitReport> r0, r1;
+    const Model m0 = convertSequentially(cpuBackend(), model, plan, calibration, {}, &r0);
+    const Model m1 = convertSequentially(cpuBackend(), model, plan, calibration, {}, &r1, &kept);
+    for (std::size_t l = 0; l < r0.size(); ++l) {
+        QCOMPARE(r1[l].outputErrorInitial, r0[l].outputErrorInitial);
+        QCOMPARE(r1[l].outputErrorFinal, r0[l].outputErrorFinal);
+        QCOMPARE(r1[l].balanced, r0[l].balanced);
+        const MatrixRM o0 = m0.layers[l].o.toMatrix(), o1 = m1.layers[l].o.toMatrix();
+        QVERIFY((o0.array() == o1.array()).all());
+        const MatrixRM u0 = m0.layers[l].upV.toMatrix(), u1 = m1.layers[l].upV.toMatrix();
+        QVERIFY((u0.array() == u1.array()).all());
     }
 }
 
