@@ -71,7 +71,7 @@ void collectLayerStatistics(const ComputeBackend& backend, const Transformer& mo
     // The CPU backend runs model.runLayer with the statistics observer.
     const std::unique_ptr<LayerBatchRunner> runner = backend.layerRunner(model, calibration.sequences);
     if (keep)
-        keep->start(calibration.sequences);
+        keep->start(calibration.sequences, c.layers);
     for (std::int64_t l = 0; l < c.layers; ++l) {
         if (keep && keep->wants(l, c.hidden))
             keep->keep(l, runner->hiddenStates());

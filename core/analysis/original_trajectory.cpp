@@ -7,9 +7,10 @@
 
 namespace mla {
 
-void OriginalTrajectory::start(std::vector<std::vector<int>> sequences)
+void OriginalTrajectory::start(std::vector<std::vector<int>> sequences, std::int64_t layers)
 {
     m_sequences = std::move(sequences);
+    m_modelLayers = layers;
     m_tokens = 0;
     for (const auto& s : m_sequences)
         m_tokens += static_cast<std::int64_t>(s.size());
@@ -20,7 +21,7 @@ void OriginalTrajectory::start(std::vector<std::vector<int>> sequences)
 bool OriginalTrajectory::wants(std::int64_t layer, std::int64_t hiddenWidth) const
 {
     const auto bytes = static_cast<std::uint64_t>(m_tokens) * static_cast<std::uint64_t>(hiddenWidth) * sizeof(float);
-    return layer >= 1 && layer == keptLayers() + 1 && !m_sequences.empty() && m_bytes + bytes <= m_cap;
+    return layer >= 1 && layer < m_modelLayers && layer == keptLayers() + 1 && !m_sequences.empty() && m_bytes + bytes <= m_cap;
 }
 
 void OriginalTrajectory::keep(std::int64_t layer, std::vector<MatrixRM> hidden)
@@ -58,13 +59,18 @@ std::uint64_t OriginalTrajectory::defaultCap(std::uint64_t modelBytes)
 
 OriginalLayerInputs::OriginalLayerInputs(const Transformer& model, const std::vector<std::vector<int>>& sequences, std::size_t count,
                                          const OriginalTrajectory* kept)
-    : m_kept(kept && kept->keptLayers() > 0 && kept->covers(sequences, count) ? kept : nullptr), m_count(count)
+    : m_kept(kept && kept->keptLayers() > 0 && kept->covers(sequences, count) ? kept : nullptr), m_sequences(&sequences), m_count(count)
 {
     if (count > sequences.size())
         throw Error("internal: more calibration sequences asked for than given");
     m_own.reserve(count);
     for (std::size_t s = 0; s < count; ++s)
         m_own.push_back(model.embed(sequences[s]));
+}
+
+void OriginalLayerInputs::keepComputedIn(OriginalTrajectory* keep)
+{
+    m_keep = keep && m_count > 0 && keep->sequences() == m_count && keep->covers(*m_sequences, m_count) ? keep : nullptr;
 }
 
 std::span<const MatrixRM> OriginalLayerInputs::current() const
@@ -89,6 +95,8 @@ void OriginalLayerInputs::advance(const Transformer& layerModel, const std::vect
         }
         for (std::size_t s = 0; s < m_count; ++s)
             layerModel.finishLayer(0, m_own[s], attentionOutputs[s]);
+        if (m_keep && !m_own.empty() && m_keep->wants(m_layer + 1, m_own.front().cols()))
+            m_keep->keep(m_layer + 1, m_own);
     }
     ++m_layer;
 }

@@ -9,18 +9,19 @@
 namespace mla {
 
 // The original model's hidden states entering each layer (the residual stream) on the calibration sequences, kept by
-// the calibration pass of a conversion so that its later passes over the same tokens (the allocation, the sequential
-// conversion) read them instead of running the original model's layers again: each of those passes would otherwise
-// repeat the original's attention and feed-forward blocks, most of a forward pass per layer. Kept from layer 1 on
-// (layer 0's inputs are the embeddings) while they fit under a byte cap; the passes recompute what is not kept.
+// a conversion's first pass over them (its calibration, or the allocation when the analysis was made earlier) so that
+// its later passes over the same tokens (the allocation, the sequential conversion) read them instead of running the
+// original model's layers again: each of those passes would otherwise repeat the original's attention and
+// feed-forward blocks, most of a forward pass per layer. Kept from layer 1 on (layer 0's inputs are the embeddings)
+// while they fit under a byte cap; the passes recompute what is not kept.
 class OriginalTrajectory {
 public:
     explicit OriginalTrajectory(std::uint64_t byteCap = 0) : m_cap(byteCap) {}
 
-    // Starts over for these calibration sequences, keeping nothing.
-    void start(std::vector<std::vector<int>> sequences);
-    // Whether layer `layer`'s inputs of `hiddenWidth` would be kept: every layer from 1 up to it kept so far and the
-    // bytes within the cap.
+    // Starts over for these calibration sequences of a model of `layers` layers, keeping nothing.
+    void start(std::vector<std::vector<int>> sequences, std::int64_t layers);
+    // Whether layer `layer`'s inputs of `hiddenWidth` would be kept: a layer of the model, every layer from 1 up to
+    // it kept so far and the bytes within the cap.
     bool wants(std::int64_t layer, std::int64_t hiddenWidth) const;
     // Keeps `hidden` ([T_i, hidden] per sequence, in the order of the sequences) as layer `layer`'s inputs; only when
     // wants() says so (else an internal error).
@@ -32,6 +33,7 @@ public:
     bool covers(const std::vector<std::vector<int>>& sequences, std::size_t count) const;
 
     std::int64_t keptLayers() const { return static_cast<std::int64_t>(m_layers.size()); }
+    std::size_t sequences() const { return m_sequences.size(); }
     std::uint64_t bytes() const { return m_bytes; }
     std::uint64_t cap() const { return m_cap; }
 
@@ -46,6 +48,7 @@ private:
     std::uint64_t m_cap = 0;
     std::uint64_t m_bytes = 0;
     std::int64_t m_tokens = 0;
+    std::int64_t m_modelLayers = 0;
     std::vector<std::vector<int>> m_sequences;
     std::vector<std::vector<MatrixRM>> m_layers; // m_layers[i]: layer i + 1's inputs
 };
@@ -57,6 +60,9 @@ class OriginalLayerInputs {
 public:
     OriginalLayerInputs(const Transformer& model, const std::vector<std::vector<int>>& sequences, std::size_t count,
                         const OriginalTrajectory* kept);
+    // From now on the inputs computed are kept in `keep` as far as it wants them (a later pass reads them), when the
+    // walk covers every sequence `keep` was started with.
+    void keepComputedIn(OriginalTrajectory* keep);
 
     std::int64_t layer() const { return m_layer; }
     // The inputs of layer(), per sequence.
@@ -70,6 +76,8 @@ public:
 
 private:
     const OriginalTrajectory* m_kept = nullptr;
+    OriginalTrajectory* m_keep = nullptr;
+    const std::vector<std::vector<int>>* m_sequences = nullptr;
     std::size_t m_count = 0;
     std::int64_t m_layer = 0;
     std::int64_t m_read = 0;

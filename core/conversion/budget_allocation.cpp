@@ -243,6 +243,7 @@ void measureLayerFast(const ComputeBackend& backend, const Model& model, const A
     const LayerWeights& w = model.layers[static_cast<std::size_t>(l)];
     CandidateErrorOptions eo;
     eo.queryRows = options.queryRows;
+    eo.sequences = options.sequences;
     eo.sketch = options.sketch;
     const LayerCandidateErrors evaluator(c, w, in.x, in.target, eo);
     std::set<std::int64_t> measured;
@@ -293,7 +294,7 @@ void measureLayerFast(const ComputeBackend& backend, const Model& model, const A
 std::vector<std::vector<AllocationCandidate>> measureAllocationCandidates(const ComputeBackend& backend, const Model& model, const AnalysisResult& analysis,
                                                                           const CalibrationSet& calibration,
                                                                           const AllocationOptions& options, const JobControl& job,
-                                                                          const OriginalTrajectory* kept)
+                                                                          OriginalTrajectory* kept)
 {
     const ModelConfig& c = model.config;
     if (static_cast<std::int64_t>(analysis.layers.size()) != c.layers)
@@ -311,6 +312,7 @@ std::vector<std::vector<AllocationCandidate>> measureAllocationCandidates(const 
         ++count;
     }
     OriginalLayerInputs inputs(Transformer(model), calibration.sequences, count, kept);
+    inputs.keepComputedIn(kept);
     // Every calibration sequence used and they are the analysis's: its per-layer covariances are of these tokens.
     const bool sameTokens = count == calibration.sequences.size() && calibration.sequences == analysis.calibrationIds;
     std::vector<std::vector<AllocationCandidate>> all(static_cast<std::size_t>(c.layers));
@@ -327,8 +329,9 @@ std::vector<std::vector<AllocationCandidate>> measureAllocationCandidates(const 
         else
             measureLayerFast(backend, model, analysis, options, l, average, maxPairs, in, all[static_cast<std::size_t>(l)], job, rate);
         // The attention outputs are the targets just computed: only the feed-forward block runs, and not even that
-        // when the calibration pass kept the next layer's inputs.
-        inputs.advance(original, in.target);
+        // when the calibration pass kept the next layer's inputs (or after the last layer).
+        if (l + 1 < c.layers)
+            inputs.advance(original, in.target);
     }
     job.progress(1.0, "allocation candidates measured");
     return all;

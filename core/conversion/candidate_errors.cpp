@@ -27,8 +27,17 @@ constexpr std::int64_t kRowBlocks = 4;
 // relative error about 2e-7 (within float rounding of std::exp).
 inline float expNonPositive(float x)
 {
-    x = std::max(x, -87.0f);
-    const float n = std::nearbyint(x * 1.44269504088896341f);
+    // x = max(x, -87) on the bits (for x <= 0 a larger magnitude is a larger unsigned pattern): a float compare
+    // would keep the loop below from vectorising (it may trap), an integer one does not.
+    std::uint32_t u;
+    std::memcpy(&u, &x, sizeof u);
+    constexpr std::uint32_t kMinus87 = 0xC2AE0000u; // -87.0f
+    u = u > kMinus87 ? kMinus87 : u;
+    std::memcpy(&x, &u, sizeof u);
+    // Round to nearest even by adding and removing 1.5 * 2^23 (|x| * log2(e) < 2^22): what std::nearbyint does in
+    // the default rounding mode, without its library call, so the softmax loop below vectorises.
+    constexpr float kRound = 12582912.0f;
+    const float n = (x * 1.44269504088896341f + kRound) - kRound;
     const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
     float p = 1.0f / 720.0f;
     p = p * r + 1.0f / 120.0f;
@@ -52,12 +61,12 @@ void softmaxPrefix(float* row, std::int64_t begin, std::int64_t count, float sca
     for (std::int64_t j = begin; j < count; ++j)
         maxValue = std::max(maxValue, row[j]);
     const float shift = maxValue * scale;
+    // The exponentials in one loop (vectorised), their sum in order in another (a float sum is not reordered).
+    for (std::int64_t j = begin; j < count; ++j)
+        row[j] = expNonPositive(row[j] * scale - shift);
     float sum = 0.0f;
-    for (std::int64_t j = begin; j < count; ++j) {
-        const float e = expNonPositive(row[j] * scale - shift);
-        row[j] = e;
-        sum += e;
-    }
+    for (std::int64_t j = begin; j < count; ++j)
+        sum += row[j];
     const float inv = 1.0f / sum;
     for (std::int64_t j = 0; j < begin; ++j)
         row[j] = 0.0f;
@@ -105,7 +114,18 @@ LayerCandidateErrors::LayerCandidateErrors(const ModelConfig& c, const LayerWeig
         throw Error("internal: candidate errors need one target per sequence");
     for (const auto& s : x)
         m_totalRows += s.rows();
-    const std::int64_t wanted = options.queryRows > 0 ? std::min(options.queryRows, m_totalRows) : m_totalRows;
+    // The sequences evaluated, spread evenly, and their tokens: the query rows are spread over those.
+    const auto n = static_cast<std::int64_t>(x.size());
+    const std::int64_t chosen = options.sequences > 0 ? std::min(options.sequences, n) : n;
+    std::vector<bool> evaluated(x.size(), false);
+    std::int64_t evaluatedTokens = 0;
+    for (std::int64_t s = 0; s < n; ++s) {
+        if (((s + 1) * chosen) / n > (s * chosen) / n) {
+            evaluated[static_cast<std::size_t>(s)] = true;
+            evaluatedTokens += x[static_cast<std::size_t>(s)].rows();
+        }
+    }
+    const std::int64_t wanted = options.queryRows > 0 ? std::min(options.queryRows, evaluatedTokens) : evaluatedTokens;
     const std::vector<float> freqs = ropeFrequencies(c.rope, c.headDim);
 
     // The output error through W_o (exact) or through W_o G with G a fixed Gaussian sketch.
@@ -129,11 +149,16 @@ LayerCandidateErrors::LayerCandidateErrors(const ModelConfig& c, const LayerWeig
     std::int64_t seen = 0;
     for (std::size_t s = 0; s < x.size(); ++s) {
         Sequence q;
+        if (!evaluated[s]) {
+            m_sequences.push_back(std::move(q)); // no rows: skipped
+            continue;
+        }
         const std::int64_t T = x[s].rows();
-        // Rows spread evenly over the concatenated tokens: row j is taken when floor((j+1) R / N) steps.
+        // Rows spread evenly over the evaluated sequences' concatenated tokens: row j is taken when
+        // floor((j+1) R / N) steps.
         for (std::int64_t i = 0; i < T; ++i) {
             const std::int64_t j = seen + i;
-            if (((j + 1) * wanted) / m_totalRows > (j * wanted) / m_totalRows)
+            if (((j + 1) * wanted) / evaluatedTokens > (j * wanted) / evaluatedTokens)
                 q.rows.push_back(i);
         }
         seen += T;

@@ -13,6 +13,10 @@ struct CandidateErrorOptions {
     // Query rows evaluated, spread evenly over all calibration tokens (every key is still used); 0: every row. The
     // error over the rows is scaled to all rows.
     std::int64_t queryRows = 0;
+    // Sequences whose rows are evaluated, spread evenly over the calibration set (0: all): the keys, latents and
+    // values of a sequence cost the same however few of its rows are evaluated, so fewer sequences with more rows
+    // each cost less for the same rows.
+    std::int64_t sequences = 0;
     // The output error ||y - y*||^2 measured through a fixed Gaussian sketch of this many columns (an unbiased
     // estimate: E ||y G||^2 = ||y||^2 with G's entries of variance 1/sketch); 0: exact, through W_o itself.
     std::int64_t sketch = 0;

@@ -38,7 +38,8 @@ Factors factorize(const ComputeBackend& backend, const MatrixRM& m, std::int64_t
         const MatrixXdRM vt = lr.down.cast<double>();
         const MatrixXdRM downT = whitening->transpose().triangularView<Eigen::Upper>().solve(vt.transpose());
         f.down = downT.transpose().cast<float>();
-        f.up = (ms * vt.transpose()).cast<float>();
+        // up = M S V_k: the factorisation's own up (it is M S V_k, in double, before its rounding to float).
+        f.up = lr.up;
         singular = lr.singular;
     } else {
         LowRankFactors lr = backend.lowRankFactors(m, k, {}, job);

@@ -1,6 +1,8 @@
 #include "conversion/sequential_converter.h"
 
 #include "analysis/key_value_split.h"
+#include "conversion/budget_allocation.h"
+#include "conversion/candidate_errors.h"
 #include "conversion/layer_pipeline.h"
 #include "conversion/least_squares.h"
 #include "engine/ops.h"
@@ -164,22 +166,48 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l, const JobC
         balanceChoices = {false, true};
     else
         balanceChoices = {settings.balanceKeyValue};
-    LayerWeights best = ow;
-    std::vector<MatrixRM> bestOutputs, outputs;
-    double bestError = std::numeric_limits<double>::infinity();
-    bool bestBalanced = false;
+    std::vector<ConvertedAttention> factors;
     for (bool balanced : balanceChoices) {
         progress(0.2, "decomposing");
         ConversionSettings s = plain;
         s.balanceKeyValue = balanced;
+        factors.push_back(convertAttention(m_backend, c, ow, target, s, &covariance, job));
+    }
+    // With two joint candidates, the one with the lower output error estimated on sampled query rows (as the
+    // allocation measures its candidates) is evaluated in full; the other costs no attention pass over every token.
+    std::size_t chosen = 0;
+    if (factors.size() > 1 && target.method == LatentMethod::Joint) {
+        progress(0.3, "choosing the key/value balance");
+        const AllocationOptions sampled;
+        CandidateErrorOptions eo;
+        eo.queryRows = sampled.queryRows;
+        eo.sequences = sampled.sequences;
+        eo.sketch = sampled.sketch;
+        const LayerCandidateErrors estimate(c, ow, xc, targetOut, eo);
+        double lowest = std::numeric_limits<double>::infinity();
+        for (std::size_t i = 0; i < factors.size(); ++i) {
+            const double e = estimate.errors(factors[i], target.keptPairs, {target.latentK}).front();
+            if (e < lowest) {
+                lowest = e;
+                chosen = i;
+            }
+        }
+    }
+    LayerWeights best = ow;
+    std::vector<MatrixRM> bestOutputs, outputs;
+    double bestError = std::numeric_limits<double>::infinity();
+    bool bestBalanced = false;
+    for (std::size_t i = 0; i < factors.size(); ++i) {
+        if (factors.size() > 1 && target.method == LatentMethod::Joint && i != chosen)
+            continue;
         LayerWeights w = ow;
-        installConverted(w, convertAttention(m_backend, c, ow, target, s, &covariance, job));
+        installConverted(w, factors[i]);
         const double e = evaluate(w, outputs);
         if (e < bestError) {
             bestError = e;
             best = std::move(w);
             bestOutputs.swap(outputs);
-            bestBalanced = balanced;
+            bestBalanced = balanceChoices[i];
         }
     }
     LayerFitReport report;
@@ -240,15 +268,17 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l, const JobC
         report.outputErrorFinal = bestError;
     }
 
-    // Advance both models' hidden states through this layer: the attention outputs are those computed above (the
-    // original's are the targets), so only the feed-forward blocks run here, and the original's not even that when
-    // the calibration pass kept its next inputs.
+    // Advance both models' hidden states through this layer (no layer reads them after the last): the attention
+    // outputs are those computed above (the original's are the targets), so only the feed-forward blocks run here,
+    // and the original's not even that when the calibration pass kept its next inputs.
     progress(0.9, "advancing");
     m_converted.layers[static_cast<std::size_t>(l)] = best;
-    const Transformer convertedLayer(singleLayerModel(m_original, best, target), MlaForm::Expanded);
-    m_originalInputs.advance(originalLayer, targetOut);
-    for (std::size_t s = 0; s < n; ++s)
-        convertedLayer.finishLayer(0, m_hiddenConverted[s], bestOutputs[s]);
+    if (l + 1 < c.layers) {
+        const Transformer convertedLayer(singleLayerModel(m_original, best, target), MlaForm::Expanded);
+        m_originalInputs.advance(originalLayer, targetOut);
+        for (std::size_t s = 0; s < n; ++s)
+            convertedLayer.finishLayer(0, m_hiddenConverted[s], bestOutputs[s]);
+    }
     m_reports.push_back(report);
     ++m_next;
     return m_converted.layers[static_cast<std::size_t>(l)];

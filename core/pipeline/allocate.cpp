@@ -9,7 +9,7 @@
 namespace mla::pipeline {
 
 Allocation allocate(const Model& model, const AnalysisResult& analysis, const Settings& settings, const ExecutionContext& context,
-                    const OriginalTrajectory* kept)
+                    OriginalTrajectory* kept)
 {
     const ModelConfig& c = model.config;
     const ConversionSettings& s = settings.conversion;

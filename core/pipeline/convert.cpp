@@ -44,6 +44,8 @@ double plan(const OpenedModel& model, AnalysisPtr analysis, const Settings& sett
         const bool passesAgain = allocationPending(settings.conversion) || settingsNeedCalibrationPass(settings.conversion);
         analysis = calibrateForConversion(model, settings, context.slice(0.0, 0.2), passesAgain ? &kept : nullptr);
         begin = 0.2;
+    } else if (analysis) {
+        kept.start(analysis->calibrationIds, c.layers); // the allocation keeps what it computes for the conversion
     }
     if (analysis && !analysisMatchesModel(*analysis, *model.model))
         throw Error(model.model->source, "is not the model the analysis was made from; analyse it again");

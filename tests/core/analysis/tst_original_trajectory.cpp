@@ -95,6 +95,7 @@ private slots:
     void capKeepsTheFirstLayersOnly();
     void walkerReadsWhatIsKeptAndComputesTheRest();
     void otherTokensReadNothing();
+    void walkerKeepsWhatItComputes();
 };
 
 void TestOriginalTrajectory::keptInputsAreTheOriginalForward()
@@ -129,9 +130,13 @@ void TestOriginalTrajectory::capKeepsTheFirstLayersOnly()
     QVERIFY(!keep.wants(3, f.model.config.hidden)); // over the cap
     // Out of order or without room: refused.
     OriginalTrajectory roomy(std::uint64_t(1) << 40);
-    roomy.start(f.calibration.sequences);
+    roomy.start(f.calibration.sequences, f.model.config.layers);
     QVERIFY(!roomy.wants(2, f.model.config.hidden));
     QVERIFY(roomy.wants(1, f.model.config.hidden));
+    QVERIFY(!roomy.wants(0, f.model.config.hidden)); // the embeddings
+    OriginalTrajectory oneLayer(std::uint64_t(1) << 40);
+    oneLayer.start(f.calibration.sequences, 1);
+    QVERIFY(!oneLayer.wants(1, f.model.config.hidden)); // the output of the last layer is no layer's input
     QVERIFY_THROWS_EXCEPTION(Error, roomy.keep(2, forwardInputs(f)[2]));
     QVERIFY_THROWS_EXCEPTION(Error, roomy.keep(1, {}));
     // No cap, nothing kept.
@@ -178,6 +183,41 @@ void TestOriginalTrajectory::otherTokensReadNothing()
     OriginalLayerInputs walker(Transformer(other.model), other.calibration.sequences, other.calibration.sequences.size(), &keep);
     walkAndCompare(other, walker, expected, other.calibration.sequences.size());
     QCOMPARE(walker.layersRead(), std::int64_t(0));
+}
+
+// A pass that computes the inputs (an allocation on an analysis made earlier) keeps them for the next pass, as far
+// as the cap allows, and only when it walks every sequence.
+void TestOriginalTrajectory::walkerKeepsWhatItComputes()
+{
+    const TrajectoryFixture f = trajectoryFixture();
+    const auto expected = forwardInputs(f);
+    const std::size_t n = f.calibration.sequences.size();
+    const Transformer t(f.model);
+    const std::int64_t layers = f.model.config.layers;
+    OriginalTrajectory keep(std::uint64_t(1) << 40);
+    keep.start(f.calibration.sequences, layers);
+    OriginalLayerInputs first(t, f.calibration.sequences, n, &keep);
+    first.keepComputedIn(&keep);
+    walkAndCompare(f, first, expected, n);
+    QCOMPARE(first.layersRead(), std::int64_t(0));
+    QCOMPARE(keep.keptLayers(), layers - 1);
+    OriginalLayerInputs second(t, f.calibration.sequences, n, &keep);
+    walkAndCompare(f, second, expected, n);
+    QCOMPARE(second.layersRead(), layers - 1);
+    // Capped at one layer.
+    OriginalTrajectory capped(layerBytes(f));
+    capped.start(f.calibration.sequences, layers);
+    OriginalLayerInputs cappedWalk(t, f.calibration.sequences, n, &capped);
+    cappedWalk.keepComputedIn(&capped);
+    walkAndCompare(f, cappedWalk, expected, n);
+    QCOMPARE(capped.keptLayers(), std::int64_t(1));
+    // A walk over a prefix of the sequences keeps nothing (the trajectory holds every sequence or none).
+    OriginalTrajectory prefix(std::uint64_t(1) << 40);
+    prefix.start(f.calibration.sequences, layers);
+    OriginalLayerInputs prefixWalk(t, f.calibration.sequences, 2, &prefix);
+    prefixWalk.keepComputedIn(&prefix);
+    walkAndCompare(f, prefixWalk, expected, 2);
+    QCOMPARE(prefix.keptLayers(), std::int64_t(0));
 }
 
 QTEST_GUILESS_MAIN(TestOriginalTrajectory)

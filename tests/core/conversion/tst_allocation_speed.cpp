@@ -5,6 +5,9 @@
 #include "common/model_fixtures.h"
 #include "common/test_support.h"
 #include "conversion/budget_allocation.h"
+#include "conversion/candidate_errors.h"
+#include "conversion/sequential_converter.h"
+#include "engine/ops.h"
 
 #include <QtTest>
 
@@ -42,6 +45,7 @@ AllocationOptions exact(std::int64_t budget)
     AllocationOptions o;
     o.budget = budget;
     o.queryRows = 0;
+    o.sequences = 0;
     o.sketch = 0;
     o.pairStep = 1;
     return o;
@@ -67,6 +71,7 @@ private slots:
     void defaultFastPathChoosesTheExhaustiveSplit();
     void fixedPairsMeasureOnlyThatCount();
     void analysisCovarianceServesOnlyItsOwnTokens();
+    void sequenceSubsetIsTheErrorOfThoseSequences();
 };
 
 void TestAllocationSpeed::sharedWidthErrorsEqualTheDirectEvaluation()
@@ -120,7 +125,8 @@ void TestAllocationSpeed::defaultFastPathChoosesTheExhaustiveSplit()
     const Fixture f = fixture("stories260K", 4, 128);
     AllocationOptions o;
     o.budget = f.budget;
-    o.queryRows = 64; // an eighth of the rows, as the default (512) on a 16 x 256 calibration
+    o.queryRows = 32; // a sixteenth of the rows in a quarter of the sequences, as the defaults (256 rows in 4) on a
+    o.sequences = 1;  // 16 x 256 calibration
     const Allocation fast = allocateBudget(measureAllocationCandidates(cpuBackend(), f.model, f.analysis, f.calibration, o), f.budget);
     o.exhaustive = true;
     const auto exhaustive = measureAllocationCandidates(cpuBackend(), f.model, f.analysis, f.calibration, o);
@@ -199,6 +205,48 @@ void TestAllocationSpeed::analysisCovarianceServesOnlyItsOwnTokens()
         for (const auto& [key, cost] : a0)
             QCOMPARE(cost, a1.at(key));
     }
+}
+
+// Evaluating the rows of some sequences only (CandidateErrorOptions::sequences) is the evaluation of those sequences
+// alone, scaled to every row: sequences 1 and 3 of four when two are asked for.
+void TestAllocationSpeed::sequenceSubsetIsTheErrorOfThoseSequences()
+{
+    const Fixture f = fixture("stories260K", 4, 48);
+    const ModelConfig& c = f.model.config;
+    const LayerWeights& w = f.model.layers[1];
+    const Transformer layer(singleLayerModel(f.model, w, std::nullopt), MlaForm::Expanded);
+    const Transformer t(f.model);
+    std::vector<MatrixRM> x, target;
+    std::int64_t total = 0;
+    for (const auto& s : f.calibration.sequences) {
+        MatrixRM h = t.embed(s), xs, out;
+        t.runLayer(0, h);
+        rmsNormRows(h, w.attnNorm, static_cast<float>(c.rmsEps), xs);
+        linear(w.o, w.oBias, layer.attentionContext(0, xs), out);
+        total += xs.rows();
+        x.push_back(std::move(xs));
+        target.push_back(std::move(out));
+    }
+    MlaLayerConfig m;
+    m.keptPairs = f.analysis.layers[1].selection;
+    m.method = LatentMethod::Joint;
+    m.latentK = 12;
+    const ConvertedAttention a = convertAttention(cpuBackend(), c, w, m, ConversionSettings{}, nullptr, {});
+    const std::vector<std::int64_t> widths{3, 7, 12};
+    CandidateErrorOptions o;
+    o.sequences = 2;
+    const std::vector<double> subset = LayerCandidateErrors(c, w, x, target, o).errors(a, m.keptPairs, widths);
+    const std::vector<MatrixRM> x2{x[1], x[3]}, target2{target[1], target[3]};
+    const std::vector<double> alone = LayerCandidateErrors(c, w, x2, target2, {}).errors(a, m.keptPairs, widths);
+    const double toAll = static_cast<double>(total) / static_cast<double>(x[1].rows() + x[3].rows());
+    for (std::size_t i = 0; i < widths.size(); ++i) {
+        QVERIFY(alone[i] > 0.0);
+        QVERIFY2(std::abs(subset[i] - toAll * alone[i]) <= 1e-9 * subset[i], qPrintable(QStringLiteral("width %1: %2 vs %3").arg(widths[i]).arg(subset[i]).arg(toAll * alone[i])));
+    }
+    // The other two sequences give other errors: the subset is not all of them.
+    o.sequences = 0;
+    const std::vector<double> all = LayerCandidateErrors(c, w, x, target, o).errors(a, m.keptPairs, widths);
+    QVERIFY(std::abs(all[2] - subset[2]) > 1e-6 * all[2]);
 }
 
 QTEST_GUILESS_MAIN(TestAllocationSpeed)
