@@ -2,6 +2,7 @@
 
 #include "util/error.h"
 #include "util/memory_budget.h"
+#include "util/parallel_for.h"
 
 #include <algorithm>
 
@@ -93,8 +94,9 @@ void OriginalLayerInputs::advance(const Transformer& layerModel, const std::vect
             m_own.assign(m_from->begin(), m_from->begin() + static_cast<std::ptrdiff_t>(m_count));
             m_from = nullptr;
         }
-        for (std::size_t s = 0; s < m_count; ++s)
-            layerModel.finishLayer(0, m_own[s], attentionOutputs[s]);
+        parallelForEach(static_cast<std::int64_t>(m_count), [&](std::int64_t s) {
+            layerModel.finishLayer(0, m_own[static_cast<std::size_t>(s)], attentionOutputs[static_cast<std::size_t>(s)]);
+        });
         if (m_keep && !m_own.empty() && m_keep->wants(m_layer + 1, m_own.front().cols()))
             m_keep->keep(m_layer + 1, m_own);
     }

@@ -9,6 +9,7 @@
 #include "engine/ops.h"
 #include "numerics/gram.h"
 #include "util/error.h"
+#include "util/parallel_for.h"
 #include "util/progress_rate.h"
 
 #include <algorithm>
@@ -121,12 +122,15 @@ LayerInputs layerInputs(const ModelConfig& c, const LayerWeights& w, const Trans
     in.target.resize(hidden.size());
     if (!covariance)
         in.covariance = MatrixXdRM::Zero(c.hidden, c.hidden);
-    for (std::size_t s = 0; s < hidden.size(); ++s) {
+    parallelForEach(static_cast<std::int64_t>(hidden.size()), [&](std::int64_t i) {
+        const auto s = static_cast<std::size_t>(i);
         rmsNormRows(hidden[s], w.attnNorm, eps, in.x[s]);
+        linear(w.o, w.oBias, original.attentionContext(0, in.x[s]), in.target[s]);
+    });
+    for (std::size_t s = 0; s < hidden.size(); ++s) {
         if (!covariance)
             addGram(in.covariance, in.x[s]);
         in.streamEnergy += squaredFrobeniusNorm(hidden[s]);
-        linear(w.o, w.oBias, original.attentionContext(0, in.x[s]), in.target[s]);
     }
     if (covariance)
         in.covariance = *covariance;

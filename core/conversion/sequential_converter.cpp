@@ -9,6 +9,7 @@
 #include "model/tensor_plan.h"
 #include "numerics/gram.h"
 #include "util/error.h"
+#include "util/parallel_for.h"
 
 namespace mla {
 namespace {
@@ -123,19 +124,23 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l, const JobC
     MatrixXdRM covariance = MatrixXdRM::Zero(c.hidden, c.hidden);
     std::int64_t tokens = 0;
     const KeyValueSplit split = splitKeyValue(c, ow, target.keptPairs);
-    for (std::size_t s = 0; s < n; ++s) {
-        progress(0.1 * static_cast<double>(s) / static_cast<double>(n), "targets");
+    progress(0.0, "targets");
+    const Tensor kNopeWeights = Tensor::fromMatrix(split.kNope), valueWeights = Tensor::fromMatrix(split.v);
+    parallelForEach(static_cast<std::int64_t>(n), [&](std::int64_t i) {
+        const auto s = static_cast<std::size_t>(i);
         rmsNormRows(originalInputs[s], ow.attnNorm, eps, xo[s]);
         rmsNormRows(m_hiddenConverted[s], ow.attnNorm, eps, xc[s]);
-        addGram(covariance, xc[s]);
-        tokens += xc[s].rows();
         targetOut[s] = attentionOutput(originalLayer, ow, xo[s]);
         // Position-free keys and values of the original layer on its own inputs, without their biases.
         MatrixRM kNope, v;
-        linear(Tensor::fromMatrix(split.kNope), VectorF(), xo[s], kNope);
-        linear(Tensor::fromMatrix(split.v), VectorF(), xo[s], v);
+        linear(kNopeWeights, VectorF(), xo[s], kNope);
+        linear(valueWeights, VectorF(), xo[s], v);
         targetKv[s].resize(xo[s].rows(), kNope.cols() + v.cols());
         targetKv[s] << kNope, v;
+    });
+    for (std::size_t s = 0; s < n; ++s) {
+        addGram(covariance, xc[s]);
+        tokens += xc[s].rows();
     }
     covariance /= static_cast<double>(tokens);
 
@@ -153,8 +158,8 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l, const JobC
     auto evaluate = [&](const LayerWeights& w, std::vector<MatrixRM>& outputs) {
         const Transformer t(singleLayerModel(m_original, w, target), MlaForm::Expanded);
         outputs.resize(n);
-        for (std::size_t s = 0; s < n; ++s)
-            outputs[s] = attentionOutput(t, w, xc[s]);
+        parallelForEach(static_cast<std::int64_t>(n),
+                        [&](std::int64_t s) { outputs[static_cast<std::size_t>(s)] = attentionOutput(t, w, xc[static_cast<std::size_t>(s)]); });
         return relativeError(outputs);
     };
 
@@ -252,17 +257,18 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l, const JobC
         const Transformer t(singleLayerModel(m_original, best, target), MlaForm::Expanded);
         LeastSquaresFit fit(c.qDim(), c.hidden);
         std::vector<MatrixRM> contexts(n);
-        for (std::size_t s = 0; s < n; ++s) {
-            contexts[s] = t.attentionContext(0, xc[s]);
+        parallelForEach(static_cast<std::int64_t>(n),
+                        [&](std::int64_t s) { contexts[static_cast<std::size_t>(s)] = t.attentionContext(0, xc[static_cast<std::size_t>(s)]); });
+        for (std::size_t s = 0; s < n; ++s)
             fit.add(contexts[s], subtractBias(targetOut[s], ow.oBias));
-        }
         const MatrixRM w0 = ow.o.toMatrix();
         report.outputResidualBefore = fit.residual(w0);
         const MatrixRM w1 = fit.solve(w0, settings.refitRidge);
         report.outputResidualAfter = fit.residual(w1);
         best.o = Tensor::fromMatrix(w1);
-        for (std::size_t s = 0; s < n; ++s)
-            linear(best.o, best.oBias, contexts[s], bestOutputs[s]);
+        parallelForEach(static_cast<std::int64_t>(n), [&](std::int64_t s) {
+            linear(best.o, best.oBias, contexts[static_cast<std::size_t>(s)], bestOutputs[static_cast<std::size_t>(s)]);
+        });
         report.outputErrorFinal = relativeError(bestOutputs);
     } else {
         report.outputErrorFinal = bestError;
@@ -276,8 +282,9 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l, const JobC
     if (l + 1 < c.layers) {
         const Transformer convertedLayer(singleLayerModel(m_original, best, target), MlaForm::Expanded);
         m_originalInputs.advance(originalLayer, targetOut);
-        for (std::size_t s = 0; s < n; ++s)
-            convertedLayer.finishLayer(0, m_hiddenConverted[s], bestOutputs[s]);
+        parallelForEach(static_cast<std::int64_t>(n), [&](std::int64_t s) {
+            convertedLayer.finishLayer(0, m_hiddenConverted[static_cast<std::size_t>(s)], bestOutputs[static_cast<std::size_t>(s)]);
+        });
     }
     m_reports.push_back(report);
     ++m_next;

@@ -9,6 +9,7 @@
 #include "tensor/kernels.h"
 #include "util/error.h"
 #include "util/input_integrity.h"
+#include "util/parallel_for.h"
 
 #include <algorithm>
 #include <exception>
@@ -64,23 +65,12 @@ MatrixRM Transformer::forwardBatch(std::span<const int> tokens, std::span<KvCach
     for (std::int64_t l = 0; l < c.layers; ++l) {
         const LayerWeights& w = m_model.layers[static_cast<std::size_t>(l)];
         rmsNormEachRow(h, w.attnNorm, eps, xn);
-        // One sequence per iteration; the matrix-vector products inside run on one thread then (nested parallelism
-        // is off), which gives the same results as on many.
-        std::exception_ptr failure;
-#pragma omp parallel for schedule(dynamic)
-        for (std::int64_t i = 0; i < n; ++i) {
-            try {
-                const MatrixRM row = xn.row(i);
-                KvCache& cache = *caches[static_cast<std::size_t>(i)];
-                attention(l, row, cache.length(), cache.layer(l), rowContext[static_cast<std::size_t>(i)], nullptr);
-            } catch (...) {
-#pragma omp critical(mla_batched_decode_failure)
-                if (!failure)
-                    failure = std::current_exception();
-            }
-        }
-        if (failure)
-            std::rethrow_exception(failure);
+        // One sequence per iteration (each on its own KV cache).
+        parallelForEach(n, [&](std::int64_t i) {
+            const MatrixRM row = xn.row(i);
+            KvCache& cache = *caches[static_cast<std::size_t>(i)];
+            attention(l, row, cache.length(), cache.layer(l), rowContext[static_cast<std::size_t>(i)], nullptr);
+        });
         context.resize(n, rowContext.front().cols());
         for (std::int64_t i = 0; i < n; ++i)
             context.row(i) = rowContext[static_cast<std::size_t>(i)].row(0);
