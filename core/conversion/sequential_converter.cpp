@@ -180,8 +180,9 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l, const JobC
     }
     // With two joint candidates, the one with the lower output error estimated on sampled query rows (as the
     // allocation measures its candidates) is evaluated in full; the other costs no attention pass over every token.
+    const bool estimated = factors.size() > 1 && target.method == LatentMethod::Joint;
     std::size_t chosen = 0;
-    if (factors.size() > 1 && target.method == LatentMethod::Joint) {
+    if (estimated) {
         progress(0.3, "choosing the key/value balance");
         const AllocationOptions sampled;
         CandidateErrorOptions eo;
@@ -203,7 +204,7 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l, const JobC
     double bestError = std::numeric_limits<double>::infinity();
     bool bestBalanced = false;
     for (std::size_t i = 0; i < factors.size(); ++i) {
-        if (factors.size() > 1 && target.method == LatentMethod::Joint && i != chosen)
+        if (estimated && i != chosen)
             continue;
         LayerWeights w = ow;
         installConverted(w, factors[i]);

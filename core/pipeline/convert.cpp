@@ -31,8 +31,8 @@ CalibrationSet calibrationOf(const AnalysisPtr& analysis)
 }
 
 // Everything before the weights are touched: the calibration when needed, the allocation when pending, the plan.
-// Returns the share of the progress used. A calibration made here keeps the original model's layer inputs in `kept`
-// (up to its cap) for the allocation and the sequential conversion.
+// Returns the share of the progress used. The original model's layer inputs are kept in `kept` (up to its cap) for
+// the passes that follow: by the calibration made here, or by the allocation when the analysis was made earlier.
 double plan(const OpenedModel& model, AnalysisPtr analysis, const Settings& settings, const ExecutionContext& context,
             ConversionOutcome& out, OriginalTrajectory& kept)
 {

@@ -6,6 +6,7 @@
 #include "common/model_fixtures.h"
 #include "common/recording_backend.h"
 #include "common/test_support.h"
+#include "conversion/presets.h"
 #include "pipeline/allocate.h"
 #include "pipeline/analyse.h"
 #include "pipeline/check.h"
@@ -324,6 +325,28 @@ private Q_SLOTS:
         const pipeline::OpenedModel other = openModel({test::realModelPath("aidreams260K"), std::nullopt, false}, ExecutionContext());
         const AnalysisPtr foreign = analyse(other, quick(), ExecutionContext());
         QVERIFY(!errorOf([&] { convertInMemory(m_demo, foreign, s, ExecutionContext()); }).empty());
+    }
+
+    void bestConversionIsTheSameWithOrWithoutAnEarlierAnalysis()
+    {
+        // The best preset converts the same model whether it calibrates itself (its calibration pass keeps the
+        // original's layer inputs) or is given an analysis of the same calibration made earlier (the allocation then
+        // keeps the inputs it computes): the passes read the same numbers either way.
+        Settings s = quick(RopeStrategy::RotationLoss);
+        applyPreset("best", s.conversion);
+        s.conversion.targetSaving = 0.75;
+        const ConversionOutcome fresh = convertInMemory(m_demo, nullptr, s, ExecutionContext());
+        QVERIFY(fresh.analysis && fresh.allocation);
+        const ConversionOutcome later = convertInMemory(m_demo, fresh.analysis, s, ExecutionContext());
+        QVERIFY(later.allocation);
+        QCOMPARE(later.allocation->latent, fresh.allocation->latent);
+        QCOMPARE(later.allocation->pairs, fresh.allocation->pairs);
+        QCOMPARE(later.fits.size(), fresh.fits.size());
+        for (std::size_t l = 0; l < fresh.fits.size(); ++l) {
+            QCOMPARE(later.fits[l].outputErrorFinal, fresh.fits[l].outputErrorFinal);
+            const MatrixRM a = fresh.converted->layers[l].o.toMatrix(), b = later.converted->layers[l].o.toMatrix();
+            QVERIFY((a.array() == b.array()).all());
+        }
     }
 
     void evaluationActions()
