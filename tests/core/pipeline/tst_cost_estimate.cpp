@@ -72,6 +72,12 @@ private Q_SLOTS:
         const CostEstimate analysed = estimateConversion(c, m.model->parameterCount(), s, 1024, p);
         QVERIFY(!hasPart(analysed, "sampling") && hasPart(analysed, "allocation"));
         QVERIFY(analysed.seconds < alone.seconds);
+        // Memory: the converted copy, the sequential pass's three float32 copies of the calibration inputs, and the
+        // original's layer inputs kept for the passes (every layer but the first, at most a third of the model).
+        const double params = static_cast<double>(m.model->parameterCount());
+        const double kept = std::min(static_cast<double>(c.layers - 1) * 1024.0 * static_cast<double>(c.hidden) * 4.0, params * 4.0 / 3.0);
+        QCOMPARE(analysed.bytes, static_cast<std::uint64_t>(params * 4.0) + static_cast<std::uint64_t>(1024.0 * static_cast<double>(c.hidden) * 12.0)
+                                     + static_cast<std::uint64_t>(kept));
         // Pairs that need no scores and no calibration pass: one pass of decompositions, nothing else.
         applyPreset("paper", s.conversion);
         s.conversion.strategy = RopeStrategy::High;
