@@ -21,8 +21,8 @@ void OriginalTrajectory::start(std::vector<std::vector<int>> sequences, std::int
 
 bool OriginalTrajectory::wants(std::int64_t layer, std::int64_t hiddenWidth) const
 {
-    const auto bytes = static_cast<std::uint64_t>(m_tokens) * static_cast<std::uint64_t>(hiddenWidth) * sizeof(float);
-    return layer >= 1 && layer < m_modelLayers && layer == keptLayers() + 1 && !m_sequences.empty() && m_bytes + bytes <= m_cap;
+    return layer >= 1 && layer < m_modelLayers && layer == keptLayers() + 1 && !m_sequences.empty()
+           && m_bytes + layerBytes(m_tokens, hiddenWidth) <= m_cap;
 }
 
 void OriginalTrajectory::keep(std::int64_t layer, std::vector<MatrixRM> hidden)
@@ -35,7 +35,7 @@ void OriginalTrajectory::keep(std::int64_t layer, std::vector<MatrixRM> hidden)
     }
     if (!wants(layer, hidden[0].cols()))
         throw Error("internal: a trajectory layer kept out of order or over the cap");
-    m_bytes += static_cast<std::uint64_t>(m_tokens) * static_cast<std::uint64_t>(hidden[0].cols()) * sizeof(float);
+    m_bytes += layerBytes(m_tokens, hidden[0].cols());
     m_layers.push_back(std::move(hidden));
 }
 
@@ -56,6 +56,11 @@ bool OriginalTrajectory::covers(const std::vector<std::vector<int>>& sequences, 
 std::uint64_t OriginalTrajectory::defaultCap(std::uint64_t modelBytes)
 {
     return std::min(availableMemory().bytes / 4, modelBytes / 3);
+}
+
+std::uint64_t OriginalTrajectory::layerBytes(std::int64_t tokens, std::int64_t hiddenWidth)
+{
+    return static_cast<std::uint64_t>(tokens) * static_cast<std::uint64_t>(hiddenWidth) * sizeof(float);
 }
 
 OriginalLayerInputs::OriginalLayerInputs(const Transformer& model, const std::vector<std::vector<int>>& sequences, std::size_t count,

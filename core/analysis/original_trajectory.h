@@ -43,6 +43,8 @@ public:
     // vocabulary keeps its first layers and recomputes the rest, so that a conversion's peak memory stays within
     // 1.5x of the paper preset's (docs/benchmarks.md).
     static std::uint64_t defaultCap(std::uint64_t modelBytes);
+    // Bytes of one layer's inputs: `tokens` rows of `hiddenWidth` floats.
+    static std::uint64_t layerBytes(std::int64_t tokens, std::int64_t hiddenWidth);
 
 private:
     std::uint64_t m_cap = 0;

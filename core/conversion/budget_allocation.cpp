@@ -86,6 +86,15 @@ Allocation allocateBudget(const std::vector<std::vector<AllocationCandidate>>& c
     return a;
 }
 
+CandidateErrorOptions candidateErrorOptions(const AllocationOptions& options)
+{
+    CandidateErrorOptions eo;
+    eo.queryRows = options.queryRows;
+    eo.sequences = options.sequences;
+    eo.sketch = options.sketch;
+    return eo;
+}
+
 namespace {
 
 // Latent widths measured for p pairs: latentSteps points spread up to twice the average per-layer budget.
@@ -184,17 +193,7 @@ void measureLayerExhaustive(const ComputeBackend& backend, const Model& model, c
             MlaLayerConfig md = m;
             md.latentK = d;
             LayerWeights cw = w;
-            cw.q = Tensor::fromMatrix(a.q);
-            cw.qBias = a.qBias;
-            cw.k = cw.v = Tensor();
-            cw.kBias = cw.vBias = VectorF();
-            cw.kRope = a.kRope.rows() > 0 ? Tensor::fromMatrix(a.kRope) : Tensor();
-            cw.kRopeBias = a.kRopeBias;
-            cw.downKv = Tensor::fromMatrix(a.downKv);
-            cw.upK = a.upK.rows() > 0 ? Tensor::fromMatrix(a.upK) : Tensor();
-            cw.upV = Tensor::fromMatrix(a.upV);
-            cw.upKBias = a.upKBias;
-            cw.upVBias = a.upVBias;
+            installConverted(cw, a);
             const Transformer candidate(singleLayerModel(model, cw, md), MlaForm::Expanded);
             double err = 0.0;
             for (std::size_t s = 0; s < in.x.size(); ++s) {
@@ -245,11 +244,7 @@ void measureLayerFast(const ComputeBackend& backend, const Model& model, const A
 {
     const ModelConfig& c = model.config;
     const LayerWeights& w = model.layers[static_cast<std::size_t>(l)];
-    CandidateErrorOptions eo;
-    eo.queryRows = options.queryRows;
-    eo.sequences = options.sequences;
-    eo.sketch = options.sketch;
-    const LayerCandidateErrors evaluator(c, w, in.x, in.target, eo);
+    const LayerCandidateErrors evaluator(c, w, in.x, in.target, candidateErrorOptions(options));
     std::set<std::int64_t> measured;
     std::int64_t step = options.pairStep;
     if (step <= 0) {

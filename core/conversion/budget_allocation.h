@@ -2,6 +2,7 @@
 
 #include "analysis/analysis_result.h"
 #include "analysis/calibration.h"
+#include "conversion/candidate_errors.h"
 #include "model/model.h"
 #include "util/job_control.h"
 
@@ -53,6 +54,10 @@ struct AllocationOptions {
     std::int64_t sketch = 64;
     std::int64_t pairStep = 0;
 };
+
+// The fast path's evaluation settings (rows, sequences, sketch) of `options`: also what the sequential conversion's
+// key/value balance choice is estimated with.
+CandidateErrorOptions candidateErrorOptions(const AllocationOptions& options);
 
 // Measures, layer by layer on the original model's calibration activations, the attention-output error of each
 // candidate (pairs, latent): ||O_candidate - O_original||^2 / ||h||^2 with h the residual stream entering the layer,

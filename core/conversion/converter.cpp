@@ -32,24 +32,6 @@ VectorF roundTo(const VectorF& v, DType dtype)
     return Tensor::fromFloats(dtype, {v.size()}, v.data()).toVector();
 }
 
-void install(LayerWeights& w, const ConvertedAttention& a, DType dtype)
-{
-    w.q = store(a.q, dtype);
-    w.qBias = roundTo(a.qBias, dtype);
-    w.k = Tensor();
-    w.v = Tensor();
-    w.kBias = w.vBias = VectorF();
-    w.kRope = a.kRope.rows() > 0 ? store(a.kRope, dtype) : Tensor();
-    w.kRopeBias = roundTo(a.kRopeBias, dtype);
-    w.downKv = a.downKv.size() > 0 ? store(a.downKv, dtype) : Tensor();
-    w.downK = a.downK.size() > 0 ? store(a.downK, dtype) : Tensor();
-    w.downV = a.downV.size() > 0 ? store(a.downV, dtype) : Tensor();
-    w.upK = a.upK.rows() > 0 ? store(a.upK, dtype) : Tensor();
-    w.upV = store(a.upV, dtype);
-    w.upKBias = roundTo(a.upKBias, dtype);
-    w.upVBias = roundTo(a.upVBias, dtype);
-}
-
 // A finished layer's weights are not read again: drop their pages from this process's resident memory.
 void releaseLayerPages(const LayerWeights& w)
 {
@@ -106,6 +88,24 @@ nlohmann::ordered_json mha2mlaBlock(const ModelConfig& converted)
 }
 
 } // namespace
+
+void installConverted(LayerWeights& w, const ConvertedAttention& a, DType dtype)
+{
+    w.q = store(a.q, dtype);
+    w.qBias = roundTo(a.qBias, dtype);
+    w.k = Tensor();
+    w.v = Tensor();
+    w.kBias = w.vBias = VectorF();
+    w.kRope = a.kRope.rows() > 0 ? store(a.kRope, dtype) : Tensor();
+    w.kRopeBias = roundTo(a.kRopeBias, dtype);
+    w.downKv = a.downKv.size() > 0 ? store(a.downKv, dtype) : Tensor();
+    w.downK = a.downK.size() > 0 ? store(a.downK, dtype) : Tensor();
+    w.downV = a.downV.size() > 0 ? store(a.downV, dtype) : Tensor();
+    w.upK = a.upK.rows() > 0 ? store(a.upK, dtype) : Tensor();
+    w.upV = store(a.upV, dtype);
+    w.upKBias = roundTo(a.upKBias, dtype);
+    w.upVBias = roundTo(a.upVBias, dtype);
+}
 
 std::vector<LayerPairSelection> selectPairs(const ModelConfig& c, const ConversionSettings& settings, const AnalysisResult* analysis)
 {
@@ -168,7 +168,7 @@ Model convertModel(const ComputeBackend& backend, const Model& original, const C
         const MatrixXdRM* c = covariance ? covariance(l) : nullptr;
         const ConvertedAttention a = convertAttention(backend, plan.original, original.layers[static_cast<std::size_t>(l)],
                                                       plan.converted.mla->layers[static_cast<std::size_t>(l)], plan.settings, c, job);
-        install(model.layers[static_cast<std::size_t>(l)], a, storage);
+        installConverted(model.layers[static_cast<std::size_t>(l)], a, storage);
         if (reports)
             reports->push_back(reportOf(a));
     }
@@ -299,7 +299,7 @@ ExportReport exportConvertedModel(const ComputeBackend& backend, const Model& or
             }
             convertedLayer = p.layer;
             const ConvertedAttention a = pipeline.take(p.layer, fraction);
-            install(current.layers[static_cast<std::size_t>(p.layer)], a, DType::F32);
+            installConverted(current.layers[static_cast<std::size_t>(p.layer)], a, DType::F32);
             reports.push_back(reportOf(a));
         }
         return modelTensor(current, p.role, p.layer);

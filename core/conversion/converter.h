@@ -32,6 +32,10 @@ std::vector<LayerPairSelection> selectPairs(const ModelConfig& config, const Con
 ConversionPlan planConversion(const ModelConfig& original, const ConversionSettings& settings,
                               const std::vector<LayerPairSelection>& selections);
 
+// Replaces the attention projections of `w` by the converted ones (keys and values by the latent factors), stored as
+// `dtype` (the conversion's tensors in memory are float32).
+void installConverted(LayerWeights& w, const ConvertedAttention& a, DType dtype = DType::F32);
+
 // The attention input covariance of a layer, for activation-aware conversion (null when not available).
 using CovarianceProvider = std::function<const MatrixXdRM*(std::int64_t layer)>;
 

@@ -14,22 +14,11 @@
 namespace mla {
 namespace {
 
-void installConverted(LayerWeights& w, const ConvertedAttention& a)
+const CalibrationSet& nonEmpty(const CalibrationSet& calibration)
 {
-    auto t = [](const MatrixRM& m) { return m.size() > 0 ? Tensor::fromMatrix(m) : Tensor(); };
-    w.q = t(a.q);
-    w.qBias = a.qBias;
-    w.k = w.v = Tensor();
-    w.kBias = w.vBias = VectorF();
-    w.kRope = a.kRope.rows() > 0 ? t(a.kRope) : Tensor();
-    w.kRopeBias = a.kRopeBias;
-    w.downKv = t(a.downKv);
-    w.downK = t(a.downK);
-    w.downV = t(a.downV);
-    w.upK = a.upK.rows() > 0 ? t(a.upK) : Tensor();
-    w.upV = t(a.upV);
-    w.upKBias = a.upKBias;
-    w.upVBias = a.upVBias;
+    if (calibration.sequences.empty())
+        throw Error("the sequential conversion needs calibration sequences");
+    return calibration;
 }
 
 MatrixRM subtractBias(MatrixRM m, const VectorF& bias)
@@ -75,17 +64,6 @@ Model singleLayerModel(const Model& base, const LayerWeights& layer, const std::
     m.layers = {layer};
     return m;
 }
-
-namespace {
-
-const CalibrationSet& nonEmpty(const CalibrationSet& calibration)
-{
-    if (calibration.sequences.empty())
-        throw Error("the sequential conversion needs calibration sequences");
-    return calibration;
-}
-
-} // namespace
 
 SequentialConverter::SequentialConverter(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
                                          const JobControl& job, const OriginalTrajectory* kept)
@@ -184,12 +162,7 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l, const JobC
     std::size_t chosen = 0;
     if (estimated) {
         progress(0.3, "choosing the key/value balance");
-        const AllocationOptions sampled;
-        CandidateErrorOptions eo;
-        eo.queryRows = sampled.queryRows;
-        eo.sequences = sampled.sequences;
-        eo.sketch = sampled.sketch;
-        const LayerCandidateErrors estimate(c, ow, xc, targetOut, eo);
+        const LayerCandidateErrors estimate(c, ow, xc, targetOut, candidateErrorOptions(AllocationOptions{}));
         double lowest = std::numeric_limits<double>::infinity();
         for (std::size_t i = 0; i < factors.size(); ++i) {
             const double e = estimate.errors(factors[i], target.keptPairs, {target.latentK}).front();

@@ -1,5 +1,6 @@
 #include "pipeline/cost_estimate.h"
 
+#include "analysis/original_trajectory.h"
 #include "analysis/rope_selection.h"
 #include "conversion/budget_allocation.h"
 #include "conversion/presets.h"
@@ -191,10 +192,10 @@ CostEstimate estimateConversion(const ModelConfig& c, std::int64_t parameterCoun
         const double refit = s.refit ? t * layers * 4.0 * columns * columns / rate(probe) : 0.0;
         addCostPart(e, "sequential pass over " + std::to_string(tokens) + " tokens", t * probe.prefillSecondsPerToken + refit);
         e.bytes += static_cast<std::uint64_t>(t * columns * 4.0 * 3.0);
-        // The original model's layer inputs kept for these passes (OriginalTrajectory): float32 hidden states of
-        // every layer but the first, at most a third of the model (its size taken as float32, an upper bound).
-        const double trajectory = (layers - 1.0) * t * static_cast<double>(c.hidden) * 4.0;
-        e.bytes += static_cast<std::uint64_t>(std::min(trajectory, static_cast<double>(parameterCount) * 4.0 / 3.0));
+        // The original model's layer inputs kept for these passes: every layer but the first, up to the trajectory's
+        // cap (of the model's size taken as float32, an upper bound).
+        const std::uint64_t trajectory = static_cast<std::uint64_t>(c.layers - 1) * OriginalTrajectory::layerBytes(tokens, c.hidden);
+        e.bytes += std::min(trajectory, OriginalTrajectory::defaultCap(static_cast<std::uint64_t>(parameterCount) * 4u));
     }
     // The converted model is a second model in memory (float32 attention weights, the rest shared or copied).
     e.bytes += static_cast<std::uint64_t>(parameterCount) * 4u;
