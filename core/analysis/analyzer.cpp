@@ -6,10 +6,12 @@
 #include "model/architecture.h"
 #include "model/tensor_plan.h"
 #include "util/error.h"
+#include "util/memory_budget.h"
 
 #include <Eigen/Cholesky>
 
 #include <cstdio>
+#include <optional>
 
 namespace mla {
 namespace {
@@ -65,17 +67,20 @@ KeyValueSpectra layerActivationSpectra(const ComputeBackend& backend, const Mode
     return makeSpectra(std::move(spectra[0]), std::move(spectra[1]), std::move(spectra[2]));
 }
 
-AnalysisResult analyzeModel(const ComputeBackend& backend, const Model& model, const Tokenizer* tokenizer, const AnalysisOptions& options,
-                            const JobControl& job, OriginalTrajectory* keep)
+namespace {
+
+StatisticsOptions statisticsOptions(const AnalysisOptions& options)
 {
-    requireConvertible(model);
-    const Transformer transformer(model, MlaForm::Expanded);
-    const CalibrationSet calibration = prepareCalibration(backend, transformer, tokenizer, options.calibration, job.slice(0.0, 0.3));
-    return analyzeModel(backend, model, calibration, calibrationSourceName(options.calibration.source), options, job.slice(0.3, 1.0), keep);
+    StatisticsOptions s;
+    s.inputGram = options.activationSpectra || options.settings.activationAware;
+    return s;
 }
 
-AnalysisResult analyzeModel(const ComputeBackend& backend, const Model& model, const CalibrationSet& calibration, const std::string& calibrationSource,
-                            const AnalysisOptions& options, const JobControl& job, OriginalTrajectory* keep)
+// The analysis of a calibration set, from statistics `measured` on it already (sampled calibration) or from a
+// forward pass over it.
+AnalysisResult analyzeCalibration(const ComputeBackend& backend, const Model& model, const CalibrationSet& calibration, const std::string& calibrationSource,
+                                  const AnalysisOptions& options, const JobControl& job, OriginalTrajectory* keep,
+                                  std::vector<LayerStatistics>* measured)
 {
     requireConvertible(model);
     const ModelConfig& c = model.config;
@@ -93,8 +98,7 @@ AnalysisResult analyzeModel(const ComputeBackend& backend, const Model& model, c
     result.layers.resize(static_cast<std::size_t>(c.layers));
 
     const bool keepCovariance = c.hidden <= options.keepCovarianceUpToHidden;
-    StatisticsOptions statsOptions;
-    statsOptions.inputGram = options.activationSpectra || options.settings.activationAware;
+    const StatisticsOptions statsOptions = statisticsOptions(options);
     collectLayerStatistics(
         backend, transformer, calibration, statsOptions,
         [&](std::int64_t l, LayerStatistics&& stats) {
@@ -113,8 +117,38 @@ AnalysisResult analyzeModel(const ComputeBackend& backend, const Model& model, c
                     layer.inputCovariance = std::move(covariance);
             }
         },
-        job, keep);
+        job, keep, measured);
     return result;
+}
+
+} // namespace
+
+AnalysisResult analyzeModel(const ComputeBackend& backend, const Model& model, const Tokenizer* tokenizer, const AnalysisOptions& options,
+                            const JobControl& job, OriginalTrajectory* keep)
+{
+    requireConvertible(model);
+    const Transformer transformer(model, MlaForm::Expanded);
+    // Sampled calibration measures the statistics while it samples (every layer's at once, so only when they fit a
+    // quarter of the memory available): the forward pass over the samples is the sampling's own.
+    const StatisticsOptions statsOptions = statisticsOptions(options);
+    std::optional<StatisticsAccumulator> sampling;
+    if (options.calibration.source == CalibrationOptions::Source::Samples && backend.batchDecodeObservable()
+        && StatisticsAccumulator::bytes(model.config, statsOptions) <= availableMemory().bytes / 4)
+        sampling.emplace(model.config, statsOptions);
+    const double split = sampling ? 0.9 : 0.3;
+    const CalibrationSet calibration =
+        prepareCalibration(backend, transformer, tokenizer, options.calibration, job.slice(0.0, split), sampling ? &*sampling : nullptr);
+    std::vector<LayerStatistics> measured;
+    if (sampling && calibration.observed)
+        measured = sampling->take();
+    return analyzeCalibration(backend, model, calibration, calibrationSourceName(options.calibration.source), options, job.slice(split, 1.0),
+                              keep, measured.empty() ? nullptr : &measured);
+}
+
+AnalysisResult analyzeModel(const ComputeBackend& backend, const Model& model, const CalibrationSet& calibration, const std::string& calibrationSource,
+                            const AnalysisOptions& options, const JobControl& job, OriginalTrajectory* keep)
+{
+    return analyzeCalibration(backend, model, calibration, calibrationSource, options, job, keep, nullptr);
 }
 
 void reselect(const ComputeBackend& backend, AnalysisResult& analysis, const Model& model, const ConversionSettings& settings, double ridge, const JobControl& job)

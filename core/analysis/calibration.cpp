@@ -28,7 +28,7 @@ std::string calibrationSourceName(CalibrationOptions::Source source)
 }
 
 CalibrationSet prepareCalibration(const ComputeBackend& backend, const Transformer& model, const Tokenizer* tokenizer, const CalibrationOptions& options,
-                                  const JobControl& job)
+                                  const JobControl& job, ForwardObserver* samplingObserver)
 {
     const ModelConfig& c = model.config();
     std::int64_t length = options.sequenceLength;
@@ -76,13 +76,19 @@ CalibrationSet prepareCalibration(const ComputeBackend& backend, const Transform
         std::vector<std::uint64_t> seeds(static_cast<std::size_t>(options.samples));
         for (std::int64_t i = 0; i < options.samples; ++i)
             seeds[static_cast<std::size_t>(i)] = options.seed * 7919 + static_cast<std::uint64_t>(i);
-        const std::vector<GenerationResult> results =
-            generateBatch(backend, model, nullptr, start, g, seeds, job.withStage("sampling calibration text"));
+        // Observed, each sequence's last token runs one more position: `length` positions, within the context.
+        const bool observe = samplingObserver && backend.batchDecodeObservable() && start.size() == 1;
+        const std::vector<GenerationResult> results = generateBatch(backend, model, nullptr, start, g, seeds,
+                                                                    job.withStage("sampling calibration text"), 0,
+                                                                    observe ? samplingObserver : nullptr);
+        set.observed = observe;
         for (const GenerationResult& r : results) {
             std::vector<int> sequence = start;
             sequence.insert(sequence.end(), r.ids.begin(), r.ids.end());
             if (sequence.size() >= 2)
                 set.sequences.push_back(std::move(sequence));
+            else
+                set.observed = false; // the observer saw a token the set leaves out
         }
         set.description = std::to_string(options.samples) + " samples of up to " + std::to_string(length)
                           + " tokens drawn from the model (temperature " + std::to_string(options.temperature).substr(0, 4)

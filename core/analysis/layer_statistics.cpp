@@ -58,9 +58,86 @@ void accumulateStatistics(const ModelConfig& c, const LayerActivations& a, const
     s.tokens += a.attnInput->rows();
 }
 
+namespace {
+
+// Rows of attention input gathered per layer before they are added to its Gram: enough for the GEMM to run near its
+// speed, little memory next to the Gram itself.
+constexpr Eigen::Index kGramBlockRows = 256;
+
+} // namespace
+
+StatisticsAccumulator::StatisticsAccumulator(const ModelConfig& config, const StatisticsOptions& options)
+    : m_config(config), m_options(options)
+{
+    const auto layers = static_cast<std::size_t>(config.layers);
+    m_layers.reserve(layers);
+    for (std::size_t l = 0; l < layers; ++l)
+        m_layers.push_back(emptyStatistics(config, options));
+    if (options.inputGram) {
+        m_pending.assign(layers, MatrixRM(kGramBlockRows, config.hidden));
+        m_pendingRows.assign(layers, 0);
+    }
+}
+
+void StatisticsAccumulator::onLayer(const LayerActivations& a)
+{
+    if (a.layer < 0 || a.layer >= m_config.layers || !a.attnInput)
+        throw Error("internal: statistics of a layer the model does not have");
+    const auto l = static_cast<std::size_t>(a.layer);
+    StatisticsOptions pairsOnly = m_options;
+    pairsOnly.inputGram = false;
+    accumulateStatistics(m_config, a, pairsOnly, m_layers[l]);
+    if (!m_options.inputGram)
+        return;
+    const MatrixRM& x = *a.attnInput;
+    for (Eigen::Index r = 0; r < x.rows();) {
+        const Eigen::Index count = std::min(x.rows() - r, kGramBlockRows - m_pendingRows[l]);
+        m_pending[l].middleRows(m_pendingRows[l], count) = x.middleRows(r, count);
+        m_pendingRows[l] += count;
+        r += count;
+        if (m_pendingRows[l] == kGramBlockRows)
+            flush(l);
+    }
+}
+
+void StatisticsAccumulator::flush(std::size_t l)
+{
+    if (m_pendingRows[l] == 0)
+        return;
+    if (m_pendingRows[l] == kGramBlockRows) {
+        addGram(m_layers[l].inputGram, m_pending[l]);
+    } else {
+        const MatrixRM part = m_pending[l].topRows(m_pendingRows[l]);
+        addGram(m_layers[l].inputGram, part);
+    }
+    m_pendingRows[l] = 0;
+}
+
+std::vector<LayerStatistics> StatisticsAccumulator::take()
+{
+    if (m_options.inputGram) {
+        for (std::size_t l = 0; l < m_layers.size(); ++l)
+            flush(l);
+    }
+    m_pending.clear();
+    m_pendingRows.clear();
+    return std::move(m_layers);
+}
+
+std::uint64_t StatisticsAccumulator::bytes(const ModelConfig& c, const StatisticsOptions& options)
+{
+    const auto pairs = static_cast<std::uint64_t>(c.headDim / 2);
+    std::uint64_t perLayer = 4 * pairs * static_cast<std::uint64_t>(c.heads + c.kvHeads) * sizeof(double);
+    if (options.inputGram) {
+        const auto hidden = static_cast<std::uint64_t>(c.hidden);
+        perLayer += hidden * hidden * sizeof(double) + static_cast<std::uint64_t>(kGramBlockRows) * hidden * sizeof(float);
+    }
+    return perLayer * static_cast<std::uint64_t>(std::max<std::int64_t>(c.layers, 0));
+}
+
 void collectLayerStatistics(const ComputeBackend& backend, const Transformer& model, const CalibrationSet& calibration, const StatisticsOptions& options,
                             const std::function<void(std::int64_t layer, LayerStatistics&& stats)>& onLayer,
-                            const JobControl& job, OriginalTrajectory* keep)
+                            const JobControl& job, OriginalTrajectory* keep, std::vector<LayerStatistics>* measured)
 {
     const ModelConfig& c = model.config();
     for (const auto& s : calibration.sequences) {
@@ -68,10 +145,37 @@ void collectLayerStatistics(const ComputeBackend& backend, const Transformer& mo
             throw Error("a calibration sequence of " + std::to_string(s.size()) + " tokens exceeds the model's context of "
                         + std::to_string(c.maxPositions));
     }
-    // The CPU backend runs model.runLayer with the statistics observer.
-    const std::unique_ptr<LayerBatchRunner> runner = backend.layerRunner(model, calibration.sequences);
     if (keep)
         keep->start(calibration.sequences, c.layers);
+    if (measured) {
+        if (static_cast<std::int64_t>(measured->size()) != c.layers)
+            throw Error("internal: measured statistics for " + std::to_string(measured->size()) + " of " + std::to_string(c.layers) + " layers");
+        for (const LayerStatistics& s : *measured) {
+            if (s.tokens != calibration.tokens())
+                throw Error("internal: statistics measured on " + std::to_string(s.tokens) + " tokens of a calibration of "
+                            + std::to_string(calibration.tokens()));
+        }
+        // Layers run (without statistics) only while the trajectory keeps their outputs.
+        std::unique_ptr<LayerBatchRunner> runner;
+        for (std::int64_t l = 0; l < c.layers; ++l) {
+            if (keep && runner && keep->wants(l, c.hidden))
+                keep->keep(l, runner->hiddenStates());
+            if (keep && keep->wants(l + 1, c.hidden) && (l == 0 || runner)) {
+                if (!runner)
+                    runner = backend.layerRunner(model, calibration.sequences);
+                runner->runLayer(l, options, nullptr,
+                                 job.slice(static_cast<double>(l) / static_cast<double>(c.layers),
+                                           static_cast<double>(l + 1) / static_cast<double>(c.layers)));
+            } else {
+                runner.reset();
+            }
+            onLayer(l, std::move((*measured)[static_cast<std::size_t>(l)]));
+        }
+        job.progress(1.0, "calibration done");
+        return;
+    }
+    // The CPU backend runs model.runLayer with the statistics observer.
+    const std::unique_ptr<LayerBatchRunner> runner = backend.layerRunner(model, calibration.sequences);
     for (std::int64_t l = 0; l < c.layers; ++l) {
         if (keep && keep->wants(l, c.hidden))
             keep->keep(l, runner->hiddenStates());

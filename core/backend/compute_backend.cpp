@@ -115,16 +115,26 @@ public:
     }
     MatrixRM step(std::span<const std::int64_t> sequenceIds, std::span<const int> tokens) override
     {
-        checkStep(sequenceIds, tokens, sequences());
-        std::vector<KvCache*> caches;
-        for (const std::int64_t s : sequenceIds)
-            caches.push_back(&m_caches[static_cast<std::size_t>(s)]);
-        return m_model.forwardBatch(tokens, caches);
+        return run(sequenceIds, tokens, nullptr, Logits::All);
+    }
+    MatrixRM observedStep(std::span<const std::int64_t> sequenceIds, std::span<const int> tokens, ForwardObserver& observer,
+                          bool logits) override
+    {
+        return run(sequenceIds, tokens, &observer, logits ? Logits::All : Logits::None);
     }
     double kvBytesPerToken() const override { return m_caches.empty() ? 0.0 : m_caches.front().bytesPerToken(); }
     std::int64_t kvElementsPerToken() const override { return m_caches.empty() ? 0 : m_caches.front().elementsPerToken(); }
 
 private:
+    MatrixRM run(std::span<const std::int64_t> sequenceIds, std::span<const int> tokens, ForwardObserver* observer, Logits logits)
+    {
+        checkStep(sequenceIds, tokens, sequences());
+        std::vector<KvCache*> caches;
+        for (const std::int64_t s : sequenceIds)
+            caches.push_back(&m_caches[static_cast<std::size_t>(s)]);
+        return m_model.forwardBatch(tokens, caches, observer, logits);
+    }
+
     const Transformer& m_model;
     std::vector<KvCache> m_caches;
 };
@@ -198,6 +208,7 @@ public:
     {
         return std::make_unique<CpuBatchDecoderSession>(model, sequences, capacity);
     }
+    bool batchDecodeObservable() const override { return true; }
     Eigen::MatrixXd gram(const MatrixRM& m, GramSide side, const JobControl& job) const override { return gramMatrix(m, side, job); }
     Eigen::VectorXd symmetricEigenvalues(Eigen::MatrixXd a, const JobControl& job) const override
     {
@@ -264,6 +275,11 @@ std::vector<std::vector<double>> ComputeBackend::spectra(const std::vector<const
         }
     }
     return out;
+}
+
+MatrixRM BatchDecoderSession::observedStep(std::span<const std::int64_t>, std::span<const int>, ForwardObserver&, bool)
+{
+    throw Error("internal: this backend's batched decode cannot be observed");
 }
 
 std::unique_ptr<BatchDecoderSession> ComputeBackend::batchDecoderSession(const Transformer& model, std::int64_t sequences,

@@ -74,6 +74,11 @@ public:
     // tokens[i] appended to sequence sequenceIds[i] (distinct), all in one step; returns [n, vocab], row i for
     // sequenceIds[i].
     virtual MatrixRM step(std::span<const std::int64_t> sequenceIds, std::span<const int> tokens) = 0;
+    // step() that also shows `observer` every layer's activations of the step's rows (Transformer::forwardBatch's
+    // observer) and computes the logits only when `logits` (a last step run only to be observed). Only sessions of a
+    // backend whose batchDecodeObservable() is true implement it; others throw.
+    virtual MatrixRM observedStep(std::span<const std::int64_t> sequenceIds, std::span<const int> tokens, ForwardObserver& observer,
+                                  bool logits);
     virtual double kvBytesPerToken() const = 0; // of one sequence's cache, as DecoderSession reports it
     virtual std::int64_t kvElementsPerToken() const = 0;
 };
@@ -96,6 +101,9 @@ public:
     // (Transformer::forwardBatch).
     virtual std::unique_ptr<BatchDecoderSession> batchDecoderSession(const Transformer& model, std::int64_t sequences,
                                                                      std::int64_t capacity) const;
+    // Whether its batch decoder sessions implement observedStep (the CPU's batched step does; one session per sequence
+    // cannot show its layers).
+    virtual bool batchDecodeObservable() const { return false; }
 
     // --- dense linear algebra (double results; float inputs are widened exactly)
     virtual Eigen::MatrixXd gram(const MatrixRM& m, GramSide side, const JobControl& job = {}) const = 0;

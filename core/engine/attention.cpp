@@ -68,8 +68,6 @@ void Transformer::standardAttention(std::int64_t layer, const MatrixRM& x, std::
     const ModelConfig& c = m_model.config;
     const LayerWeights& w = m_model.layers[static_cast<std::size_t>(layer)];
     const LayerAttentionPlan& plan = m_plans[static_cast<std::size_t>(layer)];
-    const std::int64_t T = x.rows();
-    const std::int64_t d = c.headDim;
     MatrixRM q, k, v;
     if (plan.latent) {
         expandLatentLayer(c, w, c.mla->layers[static_cast<std::size_t>(layer)], plan, x, q, k, v);
@@ -77,10 +75,21 @@ void Transformer::standardAttention(std::int64_t layer, const MatrixRM& x, std::
         linear(w.q, w.qBias, x, q);
         linear(w.k, w.kBias, x, k);
         linear(w.v, w.vBias, x, v);
-        if (c.qkNorm) {
-            rmsNormBlocks(q, w.qNorm, static_cast<float>(c.rmsEps), d);
-            rmsNormBlocks(k, w.kNorm, static_cast<float>(c.rmsEps), d);
-        }
+    }
+    attendProjected(layer, x, p0, lc, std::move(q), std::move(k), v, !plan.latent, context, observer);
+}
+
+void Transformer::attendProjected(std::int64_t layer, const MatrixRM& x, std::int64_t p0, LayerCache& lc, MatrixRM q, MatrixRM k,
+                                  const MatrixRM& v, bool plainProjections, MatrixRM& context, ForwardObserver* observer) const
+{
+    const ModelConfig& c = m_model.config;
+    const LayerWeights& w = m_model.layers[static_cast<std::size_t>(layer)];
+    const LayerAttentionPlan& plan = m_plans[static_cast<std::size_t>(layer)];
+    const std::int64_t T = x.rows();
+    const std::int64_t d = c.headDim;
+    if (plainProjections && c.qkNorm) {
+        rmsNormBlocks(q, w.qNorm, static_cast<float>(c.rmsEps), d);
+        rmsNormBlocks(k, w.kNorm, static_cast<float>(c.rmsEps), d);
     }
     MatrixRM qPre, kPre;
     if (observer) {

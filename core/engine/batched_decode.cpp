@@ -1,7 +1,7 @@
 // A decode step of several sequences at once. Per layer, the norms, o_proj, the MLP and the output head run on all
-// rows together with matvecRows (each weight block read from memory once per step instead of once per sequence);
-// attention, whose cache is each sequence's own, runs the single-token code on each row, its small projections
-// included, threads over the sequences. Every row therefore follows exactly the arithmetic of a single-token
+// rows together with matvecRows (each weight block read from memory once per step instead of once per sequence), and so
+// do the q/k/v projections of a layer without a latent; attention, whose cache is each sequence's own, runs the
+// single-token code on each row (an MLA layer's projections included), threads over the sequences. Every row therefore follows exactly the arithmetic of a single-token
 // forward: batched and one-at-a-time decoding give the same logits bit for bit, and a sampler fed either draws the
 // same tokens.
 #include "engine/ops.h"
@@ -36,9 +36,38 @@ void rmsNormEachRow(const MatrixRM& x, const VectorF& weight, float eps, MatrixR
     }
 }
 
+// One sequence's activations in a batched step, copied into row `row` of the step's matrices (each sequence's
+// attention runs on its own thread, so each writes only its own row).
+class StepRow final : public ForwardObserver {
+public:
+    StepRow(MatrixRM& queries, MatrixRM& keys, MatrixRM& values, Eigen::Index row)
+        : m_queries(queries), m_keys(keys), m_values(values), m_row(row) {}
+    void onLayer(const LayerActivations& a) override
+    {
+        copyRow(a.queries, m_queries);
+        copyRow(a.keys, m_keys);
+        copyRow(a.values, m_values);
+    }
+
+private:
+    void copyRow(const MatrixRM* from, MatrixRM& to) const
+    {
+        if (!from)
+            return;
+        if (from->rows() != 1 || from->cols() != to.cols())
+            throw Error("internal: a batched step's activations are not one row of the expected width");
+        to.row(m_row) = from->row(0);
+    }
+    MatrixRM& m_queries;
+    MatrixRM& m_keys;
+    MatrixRM& m_values;
+    Eigen::Index m_row;
+};
+
 } // namespace
 
-MatrixRM Transformer::forwardBatch(std::span<const int> tokens, std::span<KvCache* const> caches) const
+MatrixRM Transformer::forwardBatch(std::span<const int> tokens, std::span<KvCache* const> caches, ForwardObserver* observer,
+                                   Logits logits) const
 {
     const ModelConfig& c = m_model.config;
     const std::int64_t n = static_cast<std::int64_t>(tokens.size());
@@ -62,18 +91,52 @@ MatrixRM Transformer::forwardBatch(std::span<const int> tokens, std::span<KvCach
     MatrixRM h = embed(tokens);
     MatrixRM xn, context, projected, gate, up;
     std::vector<MatrixRM> rowContext(static_cast<std::size_t>(n));
+    // With an observer, each sequence's attention reports its row of these (pre-RoPE queries and keys, values).
+    MatrixRM queries, keys, values;
+    std::vector<StepRow> rows;
+    if (observer) {
+        queries.resize(n, c.qDim());
+        keys.resize(n, c.kvHeads * c.headDim);
+        values.resize(n, c.kvHeads * c.headDim);
+        for (std::int64_t i = 0; i < n; ++i)
+            rows.emplace_back(queries, keys, values, i);
+    }
+    MatrixRM allQ, allK, allV;
     for (std::int64_t l = 0; l < c.layers; ++l) {
         const LayerWeights& w = m_model.layers[static_cast<std::size_t>(l)];
         rmsNormEachRow(h, w.attnNorm, eps, xn);
+        // A plain layer's q/k/v projections for every row at once (per row the single-token product's bits).
+        const bool plain = !m_deepseek && !m_plans[static_cast<std::size_t>(l)].latent;
+        if (plain) {
+            linearRows(w.q, w.qBias, xn, allQ);
+            linearRows(w.k, w.kBias, xn, allK);
+            linearRows(w.v, w.vBias, xn, allV);
+        }
         // One sequence per iteration (each on its own KV cache).
         parallelForEach(n, [&](std::int64_t i) {
             const MatrixRM row = xn.row(i);
             KvCache& cache = *caches[static_cast<std::size_t>(i)];
-            attention(l, row, cache.length(), cache.layer(l), rowContext[static_cast<std::size_t>(i)], nullptr);
+            MatrixRM& context = rowContext[static_cast<std::size_t>(i)];
+            ForwardObserver* rowObserver = observer ? &rows[static_cast<std::size_t>(i)] : nullptr;
+            if (plain)
+                attendProjected(l, row, cache.length(), cache.layer(l), allQ.row(i), allK.row(i), allV.row(i), true, context, rowObserver);
+            else
+                attention(l, row, cache.length(), cache.layer(l), context, rowObserver);
         });
         context.resize(n, rowContext.front().cols());
         for (std::int64_t i = 0; i < n; ++i)
             context.row(i) = rowContext[static_cast<std::size_t>(i)].row(0);
+        if (observer) {
+            LayerActivations a;
+            a.layer = l;
+            a.firstPosition = -1; // the rows are different sequences' tokens, each at its own position
+            a.attnInput = &xn;
+            a.queries = &queries;
+            a.keys = &keys;
+            a.values = &values;
+            a.attnContext = &context;
+            observer->onLayer(a);
+        }
         linearRows(w.o, w.oBias, context, projected);
         h += projected;
 
@@ -87,6 +150,10 @@ MatrixRM Transformer::forwardBatch(std::span<const int> tokens, std::span<KvCach
     checkMappedInputs(); // weights read from a file that shrank meanwhile are zeros: an error, not a result
     for (KvCache* cache : caches)
         cache->setLength(cache->length() + 1);
+    if (logits == Logits::None)
+        return MatrixRM();
+    if (logits == Logits::Last)
+        throw Error("internal: a batched step returns every row's logits or none");
     MatrixRM out;
     rmsNormEachRow(h, m_model.outputNorm, eps, xn);
     matvecRows(m_model.output, xn, out);

@@ -144,10 +144,14 @@ std::int64_t generationBatchSize(const Transformer& transformer, std::int64_t se
 
 std::vector<GenerationResult> generateBatch(const ComputeBackend& backend, const Transformer& transformer, const Tokenizer* tokenizer,
                                             const std::vector<int>& prompt, const GenerationOptions& options,
-                                            std::span<const std::uint64_t> seeds, const JobControl& job, std::int64_t maxBatch)
+                                            std::span<const std::uint64_t> seeds, const JobControl& job, std::int64_t maxBatch,
+                                            ForwardObserver* observer)
 {
     const ModelConfig& c = transformer.config();
     const std::int64_t steps = generationPositions(c, prompt, options);
+    if (observer && (!backend.batchDecodeObservable() || prompt.size() != 1 || (c.maxPositions > 0 && steps + 1 > c.maxPositions)))
+        throw Error("internal: an observed generation needs an observable batched decode, a one-token prompt and a "
+                    "position for its last token");
     const std::int64_t count = static_cast<std::int64_t>(seeds.size());
     const std::int64_t batch = maxBatch > 0 ? maxBatch : generationBatchSize(transformer, count, steps);
     const StopTokens stop = stopTokens(c, tokenizer);
@@ -161,7 +165,11 @@ std::vector<GenerationResult> generateBatch(const ComputeBackend& backend, const
         const std::int64_t n = std::min(batch, count - first);
         job.progress(donePositions / totalPositions, "generating");
         const auto start = std::chrono::steady_clock::now();
-        const std::unique_ptr<BatchDecoderSession> session = backend.batchDecoderSession(transformer, n, steps);
+        // Observed, the last sampled token of a sequence that ran to `steps` positions runs one more step.
+        const std::unique_ptr<BatchDecoderSession> session = backend.batchDecoderSession(transformer, n, observer ? steps + 1 : steps);
+        const auto step = [&](std::span<const std::int64_t> ids, std::span<const int> tokens, bool logits) {
+            return observer ? session->observedStep(ids, tokens, *observer, logits) : session->step(ids, tokens);
+        };
         std::vector<Sampler> samplers;
         for (std::int64_t i = 0; i < n; ++i) {
             samplers.emplace_back(options.temperature, options.topP, seeds[static_cast<std::size_t>(first + i)]);
@@ -177,7 +185,7 @@ std::vector<GenerationResult> generateBatch(const ComputeBackend& backend, const
         MatrixRM logits;
         if (promptLength == 1) {
             const std::vector<int> tokens(static_cast<std::size_t>(n), prompt.front());
-            logits = session->step(running, tokens);
+            logits = step(running, tokens, true);
         } else {
             for (std::int64_t i = 0; i < n; ++i) {
                 job.checkCancelled();
@@ -188,6 +196,8 @@ std::vector<GenerationResult> generateBatch(const ComputeBackend& backend, const
             }
         }
         std::int64_t position = promptLength;
+        std::vector<std::int64_t> unrun; // sequences whose last token no step has run (they stopped at `steps`)
+        std::vector<int> unrunTokens;
         while (!running.empty()) {
             job.progress((donePositions + static_cast<double>(n) * static_cast<double>(position - promptLength)) / totalPositions,
                          "generating");
@@ -223,6 +233,8 @@ std::vector<GenerationResult> generateBatch(const ComputeBackend& backend, const
                 r.ids.push_back(id);
                 if (position >= steps) {
                     r.stopReason = c.maxPositions > 0 && steps == c.maxPositions && options.steps > steps ? "context" : "steps";
+                    unrun.push_back(i);
+                    unrunTokens.push_back(id);
                     continue;
                 }
                 next.push_back(i);
@@ -231,8 +243,12 @@ std::vector<GenerationResult> generateBatch(const ComputeBackend& backend, const
             running = std::move(next);
             if (running.empty())
                 break;
-            logits = session->step(running, tokens);
+            logits = step(running, tokens, true);
             ++position;
+        }
+        if (observer && !unrun.empty()) {
+            job.checkCancelled();
+            step(unrun, unrunTokens, false);
         }
         donePositions += static_cast<double>(n) * static_cast<double>(steps - promptLength + 1);
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

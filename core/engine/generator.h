@@ -46,10 +46,15 @@ GenerationResult generate(const ComputeBackend& backend, const Transformer& tran
 // stream and the CPU's batched step gives each row the logits of a single-sequence step bit for bit. Sequences run in
 // batches of at most `maxBatch` (0: as many as keep their KV caches within min(1 GiB, a quarter of the memory
 // available)). seconds and tokensPerSecond are those of the batch a sequence ran in. Reports progress (the fraction
-// of the positions run) and honours cancellation every step.
+// of the positions run) and honours cancellation every step. With `observer` (a backend whose batched decode is
+// observable, a one-token prompt, and a position left for the last token) every token of every result, the prompt
+// and the last sampled token included, is shown to it exactly once, layer by layer, as the steps run it (the last
+// tokens in one extra step without the output head): a job that measures the model on its own samples (sampled
+// calibration) needs no second forward pass over them.
 std::vector<GenerationResult> generateBatch(const ComputeBackend& backend, const Transformer& transformer, const Tokenizer* tokenizer,
                                             const std::vector<int>& prompt, const GenerationOptions& options,
-                                            std::span<const std::uint64_t> seeds, const JobControl& job = {}, std::int64_t maxBatch = 0);
+                                            std::span<const std::uint64_t> seeds, const JobControl& job = {}, std::int64_t maxBatch = 0,
+                                            ForwardObserver* observer = nullptr);
 
 // The batch size generateBatch uses for `sequences` sequences of `positions` positions when not told.
 std::int64_t generationBatchSize(const Transformer& transformer, std::int64_t sequences, std::int64_t positions);

@@ -41,14 +41,20 @@ int Sampler::sample(float* logits, std::int64_t n)
 {
     if (n <= 0)
         throw Error("internal: sampling from an empty vocabulary");
+    // One pass finds what makes the logits unusable and their maximum (NaN excluded: it is an error below).
     std::int64_t nan = 0, posInf = 0, finite = 0;
+    float maxLogit = -std::numeric_limits<float>::infinity();
     for (std::int64_t i = 0; i < n; ++i) {
-        if (std::isnan(logits[i]))
+        const float v = logits[i];
+        if (std::isnan(v)) {
             ++nan;
-        else if (std::isinf(logits[i]) && logits[i] > 0)
+            continue;
+        }
+        if (std::isinf(v) && v > 0)
             ++posInf;
-        else if (std::isfinite(logits[i]))
+        else if (std::isfinite(v))
             ++finite;
+        maxLogit = std::max(maxLogit, v);
     }
     if (nan > 0 || posInf > 0)
         throw Error("the model produced " + std::to_string(nan) + " NaN and " + std::to_string(posInf) + " +inf logits of "
@@ -57,14 +63,12 @@ int Sampler::sample(float* logits, std::int64_t n)
         throw Error("the model produced -inf for every logit: no token can be chosen");
     if (m_temperature == 0.0f || n == 1)
         return argmax(logits, n);
-    float maxLogit = -std::numeric_limits<float>::infinity();
-    for (std::int64_t i = 0; i < n; ++i)
-        maxLogit = std::max(maxLogit, logits[i]);
     // run.c's form, kept bit for bit where it is finite; a tiny temperature overflows it to inf - inf = NaN, and then
-    // the stable form of the same softmax is used.
+    // the stable form of the same softmax is used. Dividing by a temperature of 1 changes no value, so that pass (and
+    // the search for the maximum of the quotients, which is then maxLogit) is skipped.
     const bool overflows = !std::isfinite(maxLogit / m_temperature) || !std::isfinite(m_temperature);
-    float maxValue = 0.0f;
-    if (!overflows) {
+    float maxValue = maxLogit;
+    if (!overflows && m_temperature != 1.0f) {
         for (std::int64_t i = 0; i < n; ++i)
             logits[i] /= m_temperature;
         maxValue = *std::max_element(logits, logits + n);
@@ -74,19 +78,22 @@ int Sampler::sample(float* logits, std::int64_t n)
         logits[i] = overflows ? std::exp((logits[i] - maxLogit) / m_temperature) : std::exp(logits[i] - maxValue);
         sum += logits[i];
     }
-    for (std::int64_t i = 0; i < n; ++i)
-        logits[i] /= sum;
 
     const float coin = randomF32();
     if (m_topP <= 0.0f || m_topP >= 1.0f) {
+        // run.c divides every value by the sum and then walks the cumulative sum; the same quotients and sums, made
+        // only as far as the token drawn (the values after it are left unnormalised).
         float cdf = 0.0f;
         for (std::int64_t i = 0; i < n; ++i) {
+            logits[i] /= sum;
             cdf += logits[i];
             if (coin < cdf)
                 return static_cast<int>(i);
         }
         return static_cast<int>(n - 1);
     }
+    for (std::int64_t i = 0; i < n; ++i)
+        logits[i] /= sum;
 
     // Nucleus sampling: candidates below (1 - topP) / (n - 1) cannot be in the nucleus and are dropped before sorting.
     const float cutoff = (1.0f - m_topP) / static_cast<float>(n - 1);

@@ -13,7 +13,8 @@ class Sampler {
 public:
     Sampler(float temperature, float topP, std::uint64_t seed);
 
-    // `logits` is modified (scaled and turned into probabilities) unless greedy.
+    // `logits` is modified (scaled and turned into probabilities, without top-p only up to the token drawn) unless
+    // greedy.
     int sample(float* logits, std::int64_t n);
 
     static int argmax(const float* values, std::int64_t n);

@@ -58,7 +58,11 @@ public:
     // tokens[i] is appended to *caches[i] (distinct caches of this model) at its position caches[i]->length(). Every
     // weight multiplies all rows in one pass (matvecRows) and attention reads each sequence's own cache, so row i of
     // the result [n, vocab] is bit-identical to forward({tokens[i]}, *caches[i]) run alone, whatever the batch.
-    MatrixRM forwardBatch(std::span<const int> tokens, std::span<KvCache* const> caches) const;
+    // `observer` sees each layer's activations of all n rows at once (row i: tokens[i], so firstPosition is -1: the
+    // rows sit at their own sequences' positions), each row bit-identical to what a single-token forward shows; with
+    // Logits::None the output head is skipped (a step run only to be observed).
+    MatrixRM forwardBatch(std::span<const int> tokens, std::span<KvCache* const> caches, ForwardObserver* observer = nullptr,
+                          Logits logits = Logits::All) const;
 
     // Layer-wise execution, for jobs that hold every calibration sequence's hidden states for one layer at a time
     // (calibration, analysis, layer-by-layer refits): the token embeddings of a sequence, one decoder layer applied
@@ -81,6 +85,11 @@ private:
                    ForwardObserver* observer) const;
     void standardAttention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, LayerCache& cache, MatrixRM& context,
                            ForwardObserver* observer) const;
+    // The rest of standardAttention once x's pre-RoPE queries, keys and values are made (by the layer's own q/k/v
+    // projections when `plainProjections`, then q/k norms apply; else rebuilt from an MLA layer's latent): RoPE, the
+    // cache, the attention itself. forwardBatch makes a plain layer's projections for all its rows at once.
+    void attendProjected(std::int64_t layer, const MatrixRM& x, std::int64_t p0, LayerCache& cache, MatrixRM q, MatrixRM k,
+                         const MatrixRM& v, bool plainProjections, MatrixRM& context, ForwardObserver* observer) const;
     void absorbedAttention(std::int64_t layer, const MatrixRM& x, std::int64_t p0, LayerCache& cache, MatrixRM& context,
                            ForwardObserver* observer) const;
     // DeepSeek-V2/V3 attention (config.deepseek), expanded or absorbed by m_form.

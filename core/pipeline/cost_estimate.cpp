@@ -85,9 +85,14 @@ void addCalibration(CostEstimate& e, const ModelConfig& c, const CalibrationOpti
         const double step = std::max(probe.decodeSecondsPerToken, samples * probe.prefillSecondsPerToken);
         addCostPart(e, "sampling " + std::to_string(tokens) + " calibration tokens", t / samples * step);
     }
-    // The statistics pass: a forward over every token plus the input covariance of each layer (2·hidden² per token).
+    // The statistics pass: a forward over every token plus the input covariance of each layer (2·hidden² per token);
+    // sampled on a backend whose decode steps can be observed, the statistics are measured while sampling and only
+    // the covariance products remain.
     const double covariance = t * static_cast<double>(c.layers) * 2.0 * static_cast<double>(c.hidden * c.hidden) / rate(probe);
-    addCostPart(e, "statistics pass", t * probe.prefillSecondsPerToken + covariance);
+    if (calibration.source == CalibrationOptions::Source::Samples && probe.statisticsWhileSampling)
+        addCostPart(e, "statistics measured while sampling", covariance);
+    else
+        addCostPart(e, "statistics pass", t * probe.prefillSecondsPerToken + covariance);
     // Hidden states of every calibration token, and a float64 covariance per layer.
     e.bytes += static_cast<std::uint64_t>(t * static_cast<double>(c.hidden) * 4.0 * 2.0)
                + static_cast<std::uint64_t>(c.layers) * static_cast<std::uint64_t>(c.hidden * c.hidden) * 8u;
@@ -130,6 +135,7 @@ ForwardProbe probeForward(const OpenedModel& model, const ExecutionContext& cont
     p.prefillSecondsPerToken = std::max(prefill, 1e-7) / static_cast<double>(tokens);
     p.decodeSecondsPerToken = std::max(decode, 1e-7);
     p.flopsPerSecond = 2.0 * static_cast<double>(model.model->parameterCount()) / p.prefillSecondsPerToken;
+    p.statisticsWhileSampling = context.backend().batchDecodeObservable();
     return p;
 }
 

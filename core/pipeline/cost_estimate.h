@@ -17,6 +17,8 @@ struct ForwardProbe {
     double prefillSecondsPerToken = 0.0;  // of that forward
     double decodeSecondsPerToken = 0.0;   // one more token after it (what sampling pays per token)
     double flopsPerSecond = 0.0;          // 2 · parameters per token over the prefill time: the rate the cost model uses
+    bool statisticsWhileSampling = false; // the backend's batched decode can be observed: sampled calibration needs no
+                                          // statistics forward pass (analyzeModel measures while it samples)
 };
 // Times, on the context's backend, a forward of `tokens` tokens (after one to warm up) and the fastest of four decode
 // steps after it.

@@ -61,4 +61,34 @@ MatrixRM logitsOf(const Model& model, const std::vector<int>& ids)
     return sequenceLogits(Transformer(model), ids);
 }
 
+ModelConfig tinyConfig(const std::string& variant)
+{
+    ModelConfig c;
+    c.architecture = variant == "qwen2" ? "qwen2" : variant == "qwen3" ? "qwen3" : variant == "mistral" ? "mistral" : "llama";
+    c.hidden = 36; // not a multiple of 8: rows of a batch sit at other alignments than a one-row matrix
+    c.ffn = 44;
+    c.layers = 2;
+    c.heads = 6;
+    c.kvHeads = 2;
+    c.headDim = 6;
+    c.vocab = 40;
+    c.maxPositions = 64;
+    c.rmsEps = 1e-5;
+    c.bosId = 1;
+    c.eosIds = {2};
+    if (variant == "qwen2") {
+        c.qkvBias = true;
+        c.rope.theta = 1000000.0;
+    } else if (variant == "qwen3") {
+        c.qkNorm = true;
+    } else if (variant == "mistral") {
+        c.slidingWindow = 5;
+    } else if (variant == "mha") {
+        c.kvHeads = c.heads;
+        c.tieEmbeddings = false;
+        c.qkvBias = c.outputBias = c.mlpBias = true;
+    }
+    return c;
+}
+
 } // namespace mla::test

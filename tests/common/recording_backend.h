@@ -36,6 +36,19 @@ public:
         count();
         return cpuBackend().decoderSession(model, capacity);
     }
+    // Batched decoding: the CPU's batched session (observable, as on the CPU), unless `sessionPerSequence`, which
+    // takes ComputeBackend's default of one decoder session per sequence (how a backend without its own batched step
+    // decodes; it cannot be observed).
+    bool sessionPerSequence = false;
+    std::unique_ptr<BatchDecoderSession> batchDecoderSession(const Transformer& model, std::int64_t sequences,
+                                                             std::int64_t capacity) const override
+    {
+        if (sessionPerSequence)
+            return ComputeBackend::batchDecoderSession(model, sequences, capacity);
+        count();
+        return cpuBackend().batchDecoderSession(model, sequences, capacity);
+    }
+    bool batchDecodeObservable() const override { return !sessionPerSequence && cpuBackend().batchDecodeObservable(); }
     Eigen::MatrixXd gram(const MatrixRM& m, GramSide side, const JobControl& job) const override
     {
         count();

@@ -4,7 +4,8 @@
 // expanded forms, a DeepSeek-V3 model); generateBatch gives exactly the ids and stop reasons of generate with the
 // same seeds (real and random GQA models, top-p on and off, in batches of any size, on the CPU's batched session and
 // on the one-session-per-sequence default of other backends); the sampled calibration reproduces the sequences of
-// one-at-a-time sampling with the seeds seed * 7919 + i; cancellation stops it.
+// one-at-a-time sampling with the seeds seed * 7919 + i; an observed step shows each row's activations as a
+// single-token forward shows them; cancellation stops it.
 #include "analysis/calibration.h"
 #include "backend/compute_backend.h"
 #include "common/deepseek_fixtures.h"
@@ -18,6 +19,7 @@
 
 #include <QtTest>
 
+#include <array>
 #include <atomic>
 #include <set>
 #include <random>
@@ -25,36 +27,6 @@
 using namespace mla;
 
 namespace {
-
-ModelConfig tinyConfig(const std::string& variant)
-{
-    ModelConfig c;
-    c.architecture = variant == "qwen2" ? "qwen2" : variant == "qwen3" ? "qwen3" : variant == "mistral" ? "mistral" : "llama";
-    c.hidden = 36; // not a multiple of 8: rows of a batch sit at other alignments than a one-row matrix
-    c.ffn = 44;
-    c.layers = 2;
-    c.heads = 6;
-    c.kvHeads = 2;
-    c.headDim = 6;
-    c.vocab = 40;
-    c.maxPositions = 64;
-    c.rmsEps = 1e-5;
-    c.bosId = 1;
-    c.eosIds = {2};
-    if (variant == "qwen2") {
-        c.qkvBias = true;
-        c.rope.theta = 1000000.0;
-    } else if (variant == "qwen3") {
-        c.qkNorm = true;
-    } else if (variant == "mistral") {
-        c.slidingWindow = 5;
-    } else if (variant == "mha") {
-        c.kvHeads = c.heads;
-        c.tieEmbeddings = false;
-        c.qkvBias = c.outputBias = c.mlpBias = true;
-    }
-    return c;
-}
 
 Model withWeights(Model m, DType dtype)
 {
@@ -103,8 +75,8 @@ Case makeCase(const QString& name)
         return {test::randomDeepSeekModel(shape, 5), n == "deepseek-v3 absorbed" ? MlaForm::Absorbed : MlaForm::Expanded};
     }
     if (n == "llama bf16" || n == "llama f16")
-        return {withWeights(test::randomModel(tinyConfig("llama"), 3), n == "llama bf16" ? DType::BF16 : DType::F16)};
-    return {test::randomModel(tinyConfig(n), 3)};
+        return {withWeights(test::randomModel(test::tinyConfig("llama"), 3), n == "llama bf16" ? DType::BF16 : DType::F16)};
+    return {test::randomModel(test::tinyConfig(n), 3)};
 }
 
 std::vector<int> randomIds(std::size_t count, std::int64_t vocab, std::uint32_t seed)
@@ -131,6 +103,8 @@ private Q_SLOTS:
     void batchedStepEqualsSingleStep_data();
     void batchedStepEqualsSingleStep();
     void batchedStepRefusesBadInput();
+    void observedStepShowsEachRowsActivations_data();
+    void observedStepShowsEachRowsActivations();
     void generateBatchEqualsGenerate_data();
     void generateBatchEqualsGenerate();
     void calibrationReproducesOneAtATimeSampling();
@@ -225,7 +199,7 @@ void TestBatchedDecode::batchedStepEqualsSingleStep()
 
 void TestBatchedDecode::batchedStepRefusesBadInput()
 {
-    const Transformer t(test::randomModel(tinyConfig("llama"), 3));
+    const Transformer t(test::randomModel(test::tinyConfig("llama"), 3));
     KvCache a = t.newCache(2), b = t.newCache(2);
     const std::vector<int> two{3, 4};
     std::vector<KvCache*> same{&a, &a};
@@ -242,6 +216,65 @@ void TestBatchedDecode::batchedStepRefusesBadInput()
     std::vector<KvCache*> fresh{&c, &d};
     QVERIFY_THROWS_EXCEPTION(Error, t.forwardBatch(outside, fresh));
     QCOMPARE(c.length(), 0);
+}
+
+void TestBatchedDecode::observedStepShowsEachRowsActivations_data()
+{
+    QTest::addColumn<QString>("name");
+    for (const char* n : {"stories260K", "qwen2", "qwen3", "mha", "llama bf16"})
+        QTest::newRow(n) << QString(n);
+}
+
+// An observed batched step shows, per layer, every row's attention input, pre-RoPE queries and keys and values: row i
+// bit-identical to what the single-token forward of sequence i shows its observer. Without logits it still advances
+// every cache.
+void TestBatchedDecode::observedStepShowsEachRowsActivations()
+{
+    QFETCH(QString, name);
+    const Case k = makeCase(name);
+    const Transformer t(k.model, MlaForm::Expanded);
+    const ModelConfig& c = t.config();
+    struct Recorder : ForwardObserver {
+        std::vector<std::array<MatrixRM, 4>> layers;
+        void onLayer(const LayerActivations& a) override
+        {
+            layers.resize(std::max(layers.size(), static_cast<std::size_t>(a.layer + 1)));
+            layers[static_cast<std::size_t>(a.layer)] = {*a.attnInput, *a.queries, *a.keys, *a.values};
+        }
+    };
+    constexpr int kSequences = 3;
+    std::vector<KvCache> batched, single;
+    for (int i = 0; i < kSequences; ++i) {
+        batched.push_back(t.newCache(16));
+        single.push_back(t.newCache(16));
+        const std::vector<int> prompt = randomIds(static_cast<std::size_t>(1 + 2 * i), c.vocab, 40u + static_cast<std::uint32_t>(i));
+        t.forward(prompt, batched.back(), Logits::None);
+        t.forward(prompt, single.back(), Logits::None);
+    }
+    for (const Logits logits : {Logits::All, Logits::None}) {
+        const std::vector<int> tokens = randomIds(kSequences, c.vocab, logits == Logits::All ? 5u : 6u);
+        std::vector<KvCache*> caches;
+        for (auto& cache : batched)
+            caches.push_back(&cache);
+        Recorder step;
+        const MatrixRM out = t.forwardBatch(tokens, caches, &step, logits);
+        QCOMPARE(out.rows(), logits == Logits::All ? Eigen::Index(kSequences) : Eigen::Index(0));
+        QCOMPARE(static_cast<std::int64_t>(step.layers.size()), c.layers);
+        for (int i = 0; i < kSequences; ++i) {
+            Recorder alone;
+            t.forward(std::span<const int>(&tokens[static_cast<std::size_t>(i)], 1), single[static_cast<std::size_t>(i)], Logits::None, &alone);
+            QCOMPARE(batched[static_cast<std::size_t>(i)].length(), single[static_cast<std::size_t>(i)].length());
+            for (std::int64_t l = 0; l < c.layers; ++l) {
+                for (std::size_t part = 0; part < 4; ++part) {
+                    const MatrixRM& rows = step.layers[static_cast<std::size_t>(l)][part];
+                    const MatrixRM& expected = alone.layers[static_cast<std::size_t>(l)][part];
+                    QCOMPARE(rows.rows(), Eigen::Index(kSequences));
+                    QVERIFY2(maxAbsDifference(rows.row(i), expected) == 0.0,
+                             qPrintable(QString("layer %1, activation %2, sequence %3").arg(l).arg(part).arg(i)));
+                }
+            }
+        }
+    }
 }
 
 void TestBatchedDecode::generateBatchEqualsGenerate_data()
@@ -266,7 +299,7 @@ void TestBatchedDecode::generateBatchEqualsGenerate()
     QFETCH(int, maxBatch);
     QFETCH(bool, defaultSessions);
     const bool real = model == "stories260K";
-    ModelConfig config = tinyConfig(model.toStdString());
+    ModelConfig config = test::tinyConfig(model.toStdString());
     config.tieEmbeddings = false; // tied, the random model's likeliest next token is the one it was given (BOS)
     const Transformer t(real ? test::loadRealModel("stories260K") : test::randomModel(config, 9));
     std::unique_ptr<Tokenizer> tokenizer;
@@ -279,6 +312,7 @@ void TestBatchedDecode::generateBatchEqualsGenerate()
     g.topP = topP;
     const std::vector<std::uint64_t> seeds{7919, 7920, 7921, 7922, 7923, 12345, 1};
     test::RecordingBackend recording;
+    recording.sessionPerSequence = true;
     const ComputeBackend& backend = defaultSessions ? static_cast<const ComputeBackend&>(recording) : cpuBackend();
     const std::vector<GenerationResult> batch = generateBatch(backend, t, tokenizer.get(), start, g, seeds, {}, maxBatch);
     QCOMPARE(batch.size(), seeds.size());

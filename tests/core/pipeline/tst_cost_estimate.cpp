@@ -44,6 +44,7 @@ private Q_SLOTS:
         QCOMPARE(p.tokens, std::int64_t(16)); // the demo's context (512) has room for the warm-up and the probe
         QVERIFY(p.prefillSecondsPerToken > 0 && p.decodeSecondsPerToken > 0 && p.flopsPerSecond > 0);
         QVERIFY(std::isfinite(p.flopsPerSecond));
+        QVERIFY(p.statisticsWhileSampling); // the CPU's batched decode can be observed
     }
 
     void estimatesHaveTheStepsParts()
@@ -58,6 +59,12 @@ private Q_SLOTS:
         QVERIFY(hasPart(a, "sampling 512 calibration tokens") && hasPart(a, "statistics pass") && hasPart(a, "spectra of 5 layers"));
         QVERIFY(a.seconds > 0 && a.bytes > 0);
         QVERIFY(a.basis.find("Measured probe") != std::string::npos && a.basis.find("cost model") != std::string::npos);
+        // Measured while sampling, the statistics cost no forward pass: 512 tokens at the prefill rate (51 ms) less.
+        ForwardProbe observed = p;
+        observed.statisticsWhileSampling = true;
+        const CostEstimate fused = estimateAnalysis(c, m.model->parameterCount(), s, observed);
+        QVERIFY(hasPart(fused, "statistics measured while sampling") && !hasPart(fused, "statistics pass"));
+        QVERIFY(std::abs(a.seconds - fused.seconds - 512 * 1e-4) < 1e-9);
         // Sampling: 64 steps of 8 sequences, each step the larger of a decode step (0.2 ms) and 8 tokens at the prefill
         // rate (0.8 ms): 51 ms. Twice the samples: 64 steps of 1.6 ms.
         s.calibration.samples = 16;
