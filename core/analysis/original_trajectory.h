@@ -73,6 +73,9 @@ public:
     // are its attention outputs (o_proj applied) on current(): the feed-forward block runs on them only when the
     // trajectory does not hold the next layer's inputs.
     void advance(const Transformer& layerModel, const std::vector<MatrixRM>& attentionOutputs);
+    // Whether advance() will read the next layer's inputs from the trajectory, so that it does not look at the
+    // attention outputs (a caller may then leave those it needs for nothing else uncomputed, as empty matrices).
+    bool readsNext() const { return m_kept && m_kept->inputs(m_layer + 1) != nullptr; }
     // Layers advanced from the trajectory rather than computed (for tests and reports).
     std::int64_t layersRead() const { return m_read; }
 

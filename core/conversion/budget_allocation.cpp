@@ -122,8 +122,10 @@ struct LayerInputs {
 
 // `covariance`: the analysis's covariance of this layer's attention inputs when it was measured on exactly these
 // tokens (the same numbers, so not accumulated again), else null.
+// `targets`: the sequences whose attention outputs are wanted (the candidates' evaluated sequences, or every one
+// when the next layer's inputs are computed from them); the others are left empty.
 LayerInputs layerInputs(const ModelConfig& c, const LayerWeights& w, const Transformer& original, std::span<const MatrixRM> hidden,
-                        std::int64_t tokens, const MatrixXdRM* covariance, bool activationAware)
+                        std::int64_t tokens, const MatrixXdRM* covariance, bool activationAware, const std::vector<bool>& targets)
 {
     const float eps = static_cast<float>(c.rmsEps);
     LayerInputs in;
@@ -134,7 +136,8 @@ LayerInputs layerInputs(const ModelConfig& c, const LayerWeights& w, const Trans
     parallelForEach(static_cast<std::int64_t>(hidden.size()), [&](std::int64_t i) {
         const auto s = static_cast<std::size_t>(i);
         rmsNormRows(hidden[s], w.attnNorm, eps, in.x[s]);
-        linear(w.o, w.oBias, original.attentionContext(0, in.x[s]), in.target[s]);
+        if (targets[s])
+            linear(w.o, w.oBias, original.attentionContext(0, in.x[s]), in.target[s]);
     });
     for (std::size_t s = 0; s < hidden.size(); ++s) {
         if (!covariance)
@@ -321,8 +324,13 @@ std::vector<std::vector<AllocationCandidate>> measureAllocationCandidates(const 
         const LayerWeights& w = model.layers[static_cast<std::size_t>(l)];
         const Transformer original(singleLayerModel(model, w, std::nullopt), MlaForm::Expanded);
         const MatrixXdRM& measured = analysis.layers[static_cast<std::size_t>(l)].inputCovariance;
+        // The original attention outputs (a full attention pass) only where they are read: the sequences the fast
+        // path evaluates, unless the next layer's inputs are computed from them or every token is evaluated.
+        const bool everyTarget = options.exhaustive || (l + 1 < c.layers && !inputs.readsNext());
+        const std::vector<bool> targets = everyTarget ? std::vector<bool>(count, true)
+                                                      : LayerCandidateErrors::evaluatedSequences(count, candidateErrorOptions(options));
         const LayerInputs in = layerInputs(c, w, original, inputs.current(), tokens, sameTokens && measured.rows() == c.hidden ? &measured : nullptr,
-                                           options.activationAware);
+                                           options.activationAware, targets);
         if (options.exhaustive)
             measureLayerExhaustive(backend, model, analysis, options, l, average, maxPairs, in, all[static_cast<std::size_t>(l)], job);
         else

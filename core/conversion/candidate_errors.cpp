@@ -115,15 +115,11 @@ LayerCandidateErrors::LayerCandidateErrors(const ModelConfig& c, const LayerWeig
     for (const auto& s : x)
         m_totalRows += s.rows();
     // The sequences evaluated, spread evenly, and their tokens: the query rows are spread over those.
-    const auto n = static_cast<std::int64_t>(x.size());
-    const std::int64_t chosen = options.sequences > 0 ? std::min(options.sequences, n) : n;
-    std::vector<bool> evaluated(x.size(), false);
+    const std::vector<bool> evaluated = evaluatedSequences(x.size(), options);
     std::int64_t evaluatedTokens = 0;
-    for (std::int64_t s = 0; s < n; ++s) {
-        if (((s + 1) * chosen) / n > (s * chosen) / n) {
-            evaluated[static_cast<std::size_t>(s)] = true;
-            evaluatedTokens += x[static_cast<std::size_t>(s)].rows();
-        }
+    for (std::size_t s = 0; s < x.size(); ++s) {
+        if (evaluated[s])
+            evaluatedTokens += x[s].rows();
     }
     const std::int64_t wanted = options.queryRows > 0 ? std::min(options.queryRows, evaluatedTokens) : evaluatedTokens;
     const std::vector<float> freqs = ropeFrequencies(c.rope, c.headDim);
@@ -184,6 +180,16 @@ LayerCandidateErrors::LayerCandidateErrors(const ModelConfig& c, const LayerWeig
         m_evaluatedRows += R;
         m_sequences.push_back(std::move(q));
     }
+}
+
+std::vector<bool> LayerCandidateErrors::evaluatedSequences(std::size_t sequences, const CandidateErrorOptions& options)
+{
+    const auto n = static_cast<std::int64_t>(sequences);
+    const std::int64_t chosen = options.sequences > 0 ? std::min(options.sequences, n) : n;
+    std::vector<bool> evaluated(sequences, false);
+    for (std::int64_t s = 0; s < n; ++s)
+        evaluated[static_cast<std::size_t>(s)] = ((s + 1) * chosen) / n > (s * chosen) / n;
+    return evaluated;
 }
 
 std::vector<double> LayerCandidateErrors::errors(const ConvertedAttention& a, const LayerPairSelection& kept,

@@ -40,6 +40,9 @@ public:
                                const std::vector<std::int64_t>& widths) const;
 
     std::int64_t evaluatedRows() const { return m_evaluatedRows; }
+    // Which of `sequences` calibration sequences the options evaluate (spread evenly): the only ones whose targets
+    // are read.
+    static std::vector<bool> evaluatedSequences(std::size_t sequences, const CandidateErrorOptions& options);
 
 private:
     struct Sequence {
