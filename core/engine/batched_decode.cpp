@@ -44,19 +44,21 @@ public:
         : m_queries(queries), m_keys(keys), m_values(values), m_row(row) {}
     void onLayer(const LayerActivations& a) override
     {
-        copyRow(a.queries, m_queries);
-        copyRow(a.keys, m_keys);
-        copyRow(a.values, m_values);
+        complete = copyRow(a.queries, m_queries) && copyRow(a.keys, m_keys) && copyRow(a.values, m_values);
     }
+    // Whether the last layer showed all three in the original layout (the absorbed MLA form has no expanded queries or
+    // values; a DeepSeek model's have other widths).
+    bool complete = false;
 
 private:
-    void copyRow(const MatrixRM* from, MatrixRM& to) const
+    bool copyRow(const MatrixRM* from, MatrixRM& to) const
     {
-        if (!from)
-            return;
-        if (from->rows() != 1 || from->cols() != to.cols())
-            throw Error("internal: a batched step's activations are not one row of the expected width");
+        if (!from || from->cols() != to.cols()) // absent, or not the original layout (a DeepSeek model's widths)
+            return false;
+        if (from->rows() != 1)
+            throw Error("internal: a batched step's activations are not one row per sequence");
         to.row(m_row) = from->row(0);
+        return true;
     }
     MatrixRM& m_queries;
     MatrixRM& m_keys;
@@ -127,13 +129,14 @@ MatrixRM Transformer::forwardBatch(std::span<const int> tokens, std::span<KvCach
         for (std::int64_t i = 0; i < n; ++i)
             context.row(i) = rowContext[static_cast<std::size_t>(i)].row(0);
         if (observer) {
+            const bool complete = std::all_of(rows.begin(), rows.end(), [](const StepRow& r) { return r.complete; });
             LayerActivations a;
             a.layer = l;
             a.firstPosition = -1; // the rows are different sequences' tokens, each at its own position
             a.attnInput = &xn;
-            a.queries = &queries;
-            a.keys = &keys;
-            a.values = &values;
+            a.queries = complete ? &queries : nullptr;
+            a.keys = complete ? &keys : nullptr;
+            a.values = complete ? &values : nullptr;
             a.attnContext = &context;
             observer->onLayer(a);
         }

@@ -59,7 +59,8 @@ public:
     // weight multiplies all rows in one pass (matvecRows) and attention reads each sequence's own cache, so row i of
     // the result [n, vocab] is bit-identical to forward({tokens[i]}, *caches[i]) run alone, whatever the batch.
     // `observer` sees each layer's activations of all n rows at once (row i: tokens[i], so firstPosition is -1: the
-    // rows sit at their own sequences' positions), each row bit-identical to what a single-token forward shows; with
+    // rows sit at their own sequences' positions), each row bit-identical to what a single-token forward shows (queries,
+    // keys and values only in the original layout: null for the absorbed MLA form and DeepSeek models); with
     // Logits::None the output head is skipped (a step run only to be observed).
     MatrixRM forwardBatch(std::span<const int> tokens, std::span<KvCache* const> caches, ForwardObserver* observer = nullptr,
                           Logits logits = Logits::All) const;
