@@ -155,34 +155,25 @@ void collectLayerStatistics(const ComputeBackend& backend, const Transformer& mo
                 throw Error("internal: statistics measured on " + std::to_string(s.tokens) + " tokens of a calibration of "
                             + std::to_string(calibration.tokens()));
         }
-        // Layers run (without statistics) only while the trajectory keeps their outputs.
-        std::unique_ptr<LayerBatchRunner> runner;
-        for (std::int64_t l = 0; l < c.layers; ++l) {
-            if (keep && runner && keep->wants(l, c.hidden))
-                keep->keep(l, runner->hiddenStates());
-            if (keep && keep->wants(l + 1, c.hidden) && (l == 0 || runner)) {
-                if (!runner)
-                    runner = backend.layerRunner(model, calibration.sequences);
-                runner->runLayer(l, options, nullptr,
-                                 job.slice(static_cast<double>(l) / static_cast<double>(c.layers),
-                                           static_cast<double>(l + 1) / static_cast<double>(c.layers)));
-            } else {
-                runner.reset();
-            }
-            onLayer(l, std::move((*measured)[static_cast<std::size_t>(l)]));
-        }
-        job.progress(1.0, "calibration done");
-        return;
     }
-    // The CPU backend runs model.runLayer with the statistics observer.
-    const std::unique_ptr<LayerBatchRunner> runner = backend.layerRunner(model, calibration.sequences);
+    // The CPU backend runs model.runLayer with the statistics observer. With statistics measured already, layers run
+    // (without statistics) only while the trajectory keeps their outputs.
+    std::unique_ptr<LayerBatchRunner> runner = measured ? nullptr : backend.layerRunner(model, calibration.sequences);
     for (std::int64_t l = 0; l < c.layers; ++l) {
-        if (keep && keep->wants(l, c.hidden))
+        if (keep && runner && keep->wants(l, c.hidden))
             keep->keep(l, runner->hiddenStates());
-        LayerStatistics stats = emptyStatistics(c, options);
-        runner->runLayer(l, options, &stats,
-                         job.slice(static_cast<double>(l) / static_cast<double>(c.layers),
-                                   static_cast<double>(l + 1) / static_cast<double>(c.layers)));
+        if (measured) {
+            const bool run = keep && keep->wants(l + 1, c.hidden) && (l == 0 || runner);
+            if (run && !runner)
+                runner = backend.layerRunner(model, calibration.sequences);
+            else if (!run)
+                runner.reset();
+        }
+        LayerStatistics stats = measured ? std::move((*measured)[static_cast<std::size_t>(l)]) : emptyStatistics(c, options);
+        if (runner)
+            runner->runLayer(l, options, measured ? nullptr : &stats,
+                             job.slice(static_cast<double>(l) / static_cast<double>(c.layers),
+                                       static_cast<double>(l + 1) / static_cast<double>(c.layers)));
         onLayer(l, std::move(stats));
     }
     job.progress(1.0, "calibration done");

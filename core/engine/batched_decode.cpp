@@ -1,9 +1,9 @@
 // A decode step of several sequences at once. Per layer, the norms, o_proj, the MLP and the output head run on all
-// rows together with matvecRows (each weight block read from memory once per step instead of once per sequence), and so
-// do the q/k/v projections of a layer without a latent; attention, whose cache is each sequence's own, runs the
-// single-token code on each row (an MLA layer's projections included), threads over the sequences. Every row therefore follows exactly the arithmetic of a single-token
-// forward: batched and one-at-a-time decoding give the same logits bit for bit, and a sampler fed either draws the
-// same tokens.
+// rows together with matvecRows (each weight block read from memory once per step instead of once per sequence), and
+// so do the q/k/v projections of a layer without a latent; attention, whose cache is each sequence's own, runs the
+// single-token code on each row (an MLA layer's projections included), threads over the sequences. Every row
+// therefore follows exactly the arithmetic of a single-token forward: batched and one-at-a-time decoding give the
+// same logits bit for bit, and a sampler fed either draws the same tokens.
 #include "engine/ops.h"
 #include "engine/transformer.h"
 #include "tensor/kernels.h"
