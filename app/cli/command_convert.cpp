@@ -188,6 +188,9 @@ int runConvert(const Arguments& args)
     j["rope_dims"] = 2 * c.mla->layers[0].ropePairs();
     j["svd"] = std::string(latentMethodName(converted.method));
     j["sigma"] = std::string(sigmaPlacementName(converted.sigma));
+    j["decomposition"] = std::string(decompositionMethodName(converted.decomposition));
+    if (const auto& d = conversion.decompositionCheck)
+        j["decomposition_check"] = decompositionCheckJson(*d);
     j["activation_aware"] = converted.activationAware;
     j["refit"] = converted.refit;
     j["latent_dim"] = c.mla->layers[0].latentWidth();
@@ -219,6 +222,8 @@ int runConvert(const Arguments& args)
         std::cout << "  layer " << l << ": " << m.ropePairs() << " pairs per head, latent " << m.latentWidth() << " (d_kv "
                   << static_cast<double>(m.latentWidth()) / static_cast<double>(c.kvHeads) << ")\n";
     }
+    if (const auto& d = conversion.decompositionCheck)
+        std::cout << decompositionCheckSummary(*d) << "\n";
     std::cout << "KV cache per token: " << originalKv << " -> " << c.kvElementsPerToken() << " elements ("
               << 100.0 * j["kv_saving"].get<double>() << "% saved), " << seconds << " s\n";
     if (healed) {

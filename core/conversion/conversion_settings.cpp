@@ -7,6 +7,22 @@
 
 namespace mla {
 
+std::string_view decompositionMethodName(DecompositionMethod m)
+{
+    return m == DecompositionMethod::Exact ? "exact" : "randomized";
+}
+
+bool parseDecompositionMethod(std::string_view name, DecompositionMethod& out)
+{
+    for (DecompositionMethod m : {DecompositionMethod::Exact, DecompositionMethod::Randomized}) {
+        if (name == decompositionMethodName(m)) {
+            out = m;
+            return true;
+        }
+    }
+    return false;
+}
+
 std::string_view sigmaPlacementName(SigmaPlacement s)
 {
     return s == SigmaPlacement::Up ? "up" : "sqrt";

@@ -14,6 +14,16 @@ enum class SigmaPlacement { Up, Sqrt };
 std::string_view sigmaPlacementName(SigmaPlacement s);
 bool parseSigmaPlacement(std::string_view name, SigmaPlacement& out);
 
+// How the latent factors are computed (docs/numerics.md): exactly (Gram matrix, full eigen-decomposition; the default)
+// or by randomized subspace iteration, an opt-in that trades a measured excess of the reconstruction error for time
+// where it is faster: on the CPU, latents well below a quarter of the key/value matrix's rank (at the widths of a
+// 75% saving the exact path is the faster one, docs/benchmarks.md). The conversion measures both on its first layer
+// and reports them. The CUDA backend always decomposes exactly.
+enum class DecompositionMethod { Exact, Randomized };
+std::string_view decompositionMethodName(DecompositionMethod m); // exact, randomized
+bool parseDecompositionMethod(std::string_view name, DecompositionMethod& out);
+inline constexpr std::int64_t kMaxPowerIterations = 16;
+
 // Which layout a conversion produces (docs/deepseek-export.md): the MHA2MLA research layout (per-KV-head partial
 // RoPE, our engine and the MHA2MLA code run it) or the DeepSeek-V3 layout stock transformers, vLLM and SGLang serve.
 enum class ConversionTarget { Mha2mla, DeepSeekV3 };
@@ -32,6 +42,8 @@ struct ConversionSettings {
     std::vector<std::int64_t> latentPerLayer;    // overrides latentDim per layer when set
     double targetSaving = 0.75;                  // used when no latent width is given
     SigmaPlacement sigma = SigmaPlacement::Up;
+    DecompositionMethod decomposition = DecompositionMethod::Exact;
+    std::int64_t powerIterations = 1;            // randomized decomposition: subspace iterations after the sketch
 
     // Beyond the paper's initialisation (method document, sections 2, 6, 7).
     bool activationAware = false;      // whitened decomposition on calibration inputs

@@ -13,6 +13,8 @@ namespace {
 struct Factors {
     MatrixRM up;
     MatrixRM down;
+    double squaredResidual = 0.0; // ||M' - up' down'||_F^2 of the matrix decomposed (scaled, whitened), as measured
+    double squaredNorm = 0.0;     // ||M'||_F^2
 };
 
 constexpr double kWhiteningRidge = 1e-6;
@@ -27,13 +29,15 @@ double relativeError(const ComputeBackend& backend, const MatrixRM& m, const Mat
 
 // Best rank-k factors of m (weight space), or of m S in activation space when `whitening` is given:
 // m S ~= (m S V)(V^T) gives up = m S V and down = V^T S^{-1}, which minimises E||m x - up down x||^2.
-Factors factorize(const ComputeBackend& backend, const MatrixRM& m, std::int64_t k, SigmaPlacement sigma, const MatrixXdRM* whitening, const JobControl& job)
+Factors factorize(const ComputeBackend& backend, const MatrixRM& m, std::int64_t k, const ConversionSettings& settings,
+                  const MatrixXdRM* whitening, const JobControl& job)
 {
+    const LowRankOptions options = lowRankOptions(settings);
     Factors f;
     std::vector<double> singular;
     if (whitening) {
         const MatrixXdRM ms = backend.multiply(m, *whitening);
-        const LowRankFactors lr = backend.lowRankFactors(ms.cast<float>(), k, {}, job);
+        const LowRankFactors lr = backend.lowRankFactors(ms.cast<float>(), k, options, job);
         // down = V^T S^{-1}: solve S^T X^T = V, i.e. X = V^T S^{-1} without forming the inverse.
         const MatrixXdRM vt = lr.down.cast<double>();
         const MatrixXdRM downT = whitening->transpose().triangularView<Eigen::Upper>().solve(vt.transpose());
@@ -41,13 +45,17 @@ Factors factorize(const ComputeBackend& backend, const MatrixRM& m, std::int64_t
         // up = M S V_k: the factorisation's own up (it is M S V_k, in double, before its rounding to float).
         f.up = lr.up;
         singular = lr.singular;
+        f.squaredResidual = lr.residual * lr.residual;
+        f.squaredNorm = ms.squaredNorm();
     } else {
-        LowRankFactors lr = backend.lowRankFactors(m, k, {}, job);
+        LowRankFactors lr = backend.lowRankFactors(m, k, options, job);
         f.up = std::move(lr.up);
         f.down = std::move(lr.down);
         singular = lr.singular;
+        f.squaredResidual = lr.residual * lr.residual;
+        f.squaredNorm = m.cast<double>().squaredNorm();
     }
-    if (sigma == SigmaPlacement::Sqrt) {
+    if (settings.sigma == SigmaPlacement::Sqrt) {
         for (std::size_t i = 0; i < singular.size() && static_cast<Eigen::Index>(i) < f.down.rows(); ++i) {
             if (singular[i] <= 0.0)
                 continue;
@@ -59,7 +67,23 @@ Factors factorize(const ComputeBackend& backend, const MatrixRM& m, std::int64_t
     return f;
 }
 
+void account(ConvertedAttention& out, const Factors& f)
+{
+    out.factorSquaredResidual += f.squaredResidual;
+    out.factorSquaredNorm += f.squaredNorm;
+}
+
 } // namespace
+
+LowRankOptions lowRankOptions(const ConversionSettings& settings)
+{
+    LowRankOptions options;
+    if (settings.decomposition == DecompositionMethod::Randomized) {
+        options.exactLimit = 0;
+        options.powerIterations = static_cast<int>(settings.powerIterations);
+    }
+    return options;
+}
 
 MatrixXdRM attentionWhitening(const MatrixXdRM& covariance) { return whiteningFactor(covariance, kWhiteningRidge); }
 
@@ -117,7 +141,8 @@ ConvertedAttention convertAttention(const ComputeBackend& backend, const ModelCo
         MatrixRM scaled = joint;
         scaled.topRows(split.kNope.rows()) *= static_cast<float>(keyScale);
         scaled.bottomRows(split.v.rows()) *= static_cast<float>(valueScale);
-        Factors f = factorize(backend, scaled, target.latentK, settings.sigma, white, job);
+        Factors f = factorize(backend, scaled, target.latentK, settings, white, job);
+        account(out, f);
         out.downKv = std::move(f.down);
         out.upK = f.up.topRows(split.kNope.rows()) / static_cast<float>(keyScale);
         out.upV = f.up.bottomRows(split.v.rows()) / static_cast<float>(valueScale);
@@ -134,14 +159,16 @@ ConvertedAttention convertAttention(const ComputeBackend& backend, const ModelCo
     }
     case LatentMethod::Split: {
         if (hasNope) {
-            Factors k = factorize(backend, split.kNope, target.latentK, settings.sigma, white, job);
+            Factors k = factorize(backend, split.kNope, target.latentK, settings, white, job);
+            account(out, k);
             out.downK = std::move(k.down);
             out.upK = std::move(k.up);
             out.keyRelativeError = errorOf(split.kNope, out.upK, out.downK);
         } else {
             out.downK = MatrixRM::Zero(target.latentK, c.hidden);
         }
-        Factors v = factorize(backend, split.v, target.latentV, settings.sigma, white, job);
+        Factors v = factorize(backend, split.v, target.latentV, settings, white, job);
+        account(out, v);
         out.downV = std::move(v.down);
         out.upV = std::move(v.up);
         out.valueRelativeError = errorOf(split.v, out.upV, out.downV);
@@ -149,7 +176,8 @@ ConvertedAttention convertAttention(const ComputeBackend& backend, const ModelCo
     }
     case LatentMethod::Key: {
         if (hasNope) {
-            Factors k = factorize(backend, split.kNope, target.latentK, settings.sigma, white, job);
+            Factors k = factorize(backend, split.kNope, target.latentK, settings, white, job);
+            account(out, k);
             out.downK = std::move(k.down);
             out.upK = std::move(k.up);
             out.keyRelativeError = errorOf(split.kNope, out.upK, out.downK);
@@ -161,7 +189,8 @@ ConvertedAttention convertAttention(const ComputeBackend& backend, const ModelCo
     }
     case LatentMethod::Value: {
         out.upK = split.kNope;
-        Factors v = factorize(backend, split.v, target.latentV, settings.sigma, white, job);
+        Factors v = factorize(backend, split.v, target.latentV, settings, white, job);
+        account(out, v);
         out.downV = std::move(v.down);
         out.upV = std::move(v.up);
         out.valueRelativeError = errorOf(split.v, out.upV, out.downV);

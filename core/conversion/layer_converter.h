@@ -23,6 +23,10 @@ struct ConvertedAttention {
     double keyRelativeError = 0.0;   // ||W_k_nope - up_k down_k||_F / ||W_k_nope||_F (weight space)
     double valueRelativeError = 0.0;
     double jointRelativeError = 0.0; // over [W_k_nope; W_v]
+    // The decompositions' own residual and norm, squared and summed over them, in the space they minimise (balanced,
+    // whitened): how close each came to its best low-rank approximation there.
+    double factorSquaredResidual = 0.0;
+    double factorSquaredNorm = 0.0;
 };
 
 // For a caller that converts one layer many times (the allocation, once per pair count): what it computed once, and
@@ -37,6 +41,9 @@ struct AttentionConversionShortcuts {
 ConvertedAttention convertAttention(const ComputeBackend& backend, const ModelConfig& config, const LayerWeights& layer, const MlaLayerConfig& target,
                                     const ConversionSettings& settings, const MatrixXdRM* covariance = nullptr,
                                     const JobControl& job = {}, const AttentionConversionShortcuts& shortcuts = {});
+
+// The decomposition options of a conversion's latent factors (exact, or randomized with its power iterations).
+LowRankOptions lowRankOptions(const ConversionSettings& settings);
 
 // The whitening factor convertAttention uses for an activation-aware decomposition with this covariance.
 MatrixXdRM attentionWhitening(const MatrixXdRM& covariance);

@@ -84,6 +84,17 @@ std::string modelName(const std::string& path)
     return name.empty() ? "model" : name;
 }
 
+std::string decompositionCell(const ModelCardInfo& info)
+{
+    const ConversionSettings& s = info.settings;
+    if (s.decomposition == DecompositionMethod::Exact)
+        return "exact";
+    std::string text = "randomized, " + std::to_string(s.powerIterations) + " power iteration" + (s.powerIterations == 1 ? "" : "s");
+    if (const auto& c = info.decompositionCheck)
+        text += "; " + cell(decompositionCheckSummary(*c));
+    return text;
+}
+
 void writeSettings(std::ostringstream& md, const ModelCardInfo& info)
 {
     const ConversionSettings& s = info.settings;
@@ -100,6 +111,7 @@ void writeSettings(std::ostringstream& md, const ModelCardInfo& info)
        << "| latent width per layer | " << (s.latentPerLayer.empty() ? "same for every layer" : list(s.latentPerLayer)) << " |\n"
        << "| KV saving target (`--kv-saving`) | " << fixed(100.0 * s.targetSaving, 1) << "% |\n"
        << "| singular values (`--sigma`) | " << sigmaPlacementName(s.sigma) << " |\n"
+       << "| latent decomposition (`--decomposition`) | " << decompositionCell(info) << " |\n"
        << "| activation-aware decomposition | " << onOff(s.activationAware) << " |\n"
        << "| key/value energy balance | " << onOff(s.balanceKeyValue) << (s.chooseBalance ? " (chosen per layer)" : "") << " |\n"
        << "| least-squares refit | " << onOff(s.refit) << (s.refit ? " (ridge " + general(s.refitRidge) + ")" : "") << " |\n"

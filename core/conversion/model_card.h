@@ -1,6 +1,7 @@
 #pragma once
 
 #include "conversion/conversion_settings.h"
+#include "conversion/decomposition_check.h"
 #include "conversion/deepseek_layer.h"
 #include "conversion/sanity_check.h"
 #include "model/model_config.h"
@@ -51,6 +52,7 @@ struct ModelCardInfo {
     bool hasHuggingFaceTokenizer = false;
     bool metricsOnWrittenWeights = true; // false: measured on the converted model in memory, before it was written
     std::optional<HealCardInfo> heal; // set when the weights were healed after the conversion
+    std::optional<DecompositionCheck> decompositionCheck = {}; // --decomposition randomized, measured on one layer
 };
 
 // Markdown with a small YAML front matter (tags), as Hugging Face model cards are written.

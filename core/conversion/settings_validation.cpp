@@ -39,6 +39,11 @@ void validateConversionSettings(const ModelConfig& c, const ConversionSettings& 
 {
     if (s.flashMla && s.target != ConversionTarget::DeepSeekV3)
         fail("--flashmla applies to --target deepseek-v3");
+    if (s.powerIterations < 0 || s.powerIterations > kMaxPowerIterations)
+        fail("--power-iterations " + std::to_string(s.powerIterations) + " is outside the allowed range " + range(0, kMaxPowerIterations));
+    if (s.decomposition == DecompositionMethod::Randomized && s.target == ConversionTarget::DeepSeekV3)
+        fail("--decomposition randomized applies to the mha2mla target (whose first layer measures it against the exact "
+             "factors); the deepseek-v3 target decomposes exactly");
     if (s.target == ConversionTarget::DeepSeekV3) {
         // One latent and one shared RoPE head for every layer: the widths' own rules (deepSeekWidths throws naming them).
         if (!s.ropePairsPerLayer.empty() || !s.latentPerLayer.empty())

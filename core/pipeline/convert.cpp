@@ -63,6 +63,26 @@ double plan(const OpenedModel& model, AnalysisPtr analysis, const Settings& sett
     return begin;
 }
 
+// --decomposition randomized: the first layer's latent decomposed both ways, so that what the randomized path costs in
+// error and saves in time is known (and shown) before the other layers use it. Returns where the conversion's own
+// progress starts: the check costs about two layers' decompositions.
+double checkRandomizedDecomposition(const Model& original, ConversionOutcome& out, const ExecutionContext& context, double begin)
+{
+    const ConversionSettings& s = out.plan.settings;
+    if (s.decomposition != DecompositionMethod::Randomized || !out.plan.converted.mla || original.layers.empty())
+        return begin;
+    const MlaLayerConfig& target = out.plan.converted.mla->layers.front();
+    if (target.method == LatentMethod::None)
+        return begin;
+    const MatrixXdRM* covariance = nullptr;
+    if (s.activationAware && out.analysis && !out.analysis->layers.empty() && out.analysis->layers.front().inputCovariance.size() > 0)
+        covariance = &out.analysis->layers.front().inputCovariance;
+    const double end = begin + (1.0 - begin) * 2.0 / (static_cast<double>(original.layers.size()) + 2.0);
+    out.decompositionCheck = checkDecomposition(context.backend(), original.config, 0, original.layers.front(), target, s, covariance,
+                                                context.job().slice(begin, end));
+    return end;
+}
+
 ModelCardInfo cardOf(const Model& original, const ConversionOutcome& conversion, DType dtype, std::uint64_t shardBytes)
 {
     ModelCardInfo card;
@@ -78,6 +98,7 @@ ModelCardInfo cardOf(const Model& original, const ConversionOutcome& conversion,
     card.dtype = dtype;
     card.shardBytes = shardBytes;
     card.heal = conversion.heal;
+    card.decompositionCheck = conversion.decompositionCheck;
     if (const auto& d = conversion.deepSeek) {
         card.calibration = d->calibrationDescription;
         card.calibrationTokens = d->calibrationTokens;
@@ -190,7 +211,8 @@ ConversionOutcome convertInMemory(const OpenedModel& model, AnalysisPtr analysis
     }
     ConversionOutcome out;
     OriginalTrajectory kept(trajectoryCap(*model.model));
-    const double begin = plan(model, std::move(analysis), settings, context, out, kept);
+    const double planned = plan(model, std::move(analysis), settings, context, out, kept);
+    const double begin = checkRandomizedDecomposition(*model.model, out, context, planned);
     const ExecutionContext convert = context.slice(begin, 1.0);
     if (settingsNeedCalibrationPass(out.plan.settings)) {
         out.converted = std::make_shared<const Model>(
@@ -229,7 +251,8 @@ FolderOutcome convertToFolder(const OpenedModel& model, AnalysisPtr analysis, co
         return out;
     }
     OriginalTrajectory kept(trajectoryCap(original));
-    const double begin = plan(model, std::move(analysis), settings, context, conversion, kept);
+    const double planned = plan(model, std::move(analysis), settings, context, conversion, kept);
+    const double begin = checkRandomizedDecomposition(original, conversion, context, planned);
 
     ExportOptions options = exportOptionsFor(model, request, out.written.notes);
     out.written.card = cardOf(original, conversion, request.dtype.value_or(attentionDtype(original)), request.shardBytes);

@@ -2,6 +2,7 @@
 
 #include "conversion/budget_allocation.h"
 #include "conversion/converter.h"
+#include "conversion/decomposition_check.h"
 #include "conversion/deepseek_converter.h"
 #include "conversion/model_card.h"
 #include "conversion/sequential_converter.h"
@@ -28,6 +29,8 @@ struct ConversionOutcome {
     std::int64_t allocationBudget = 0;          // the budget of that allocation
     std::vector<LayerConversionReport> reports; // plain conversion: weight-space errors per layer
     std::vector<LayerFitReport> fits;           // sequential conversion: measured output errors per layer
+    // --decomposition randomized: its first layer measured against the exact decomposition before the conversion.
+    std::optional<DecompositionCheck> decompositionCheck;
     std::optional<HealCardInfo> heal;           // set when `converted` was healed after the conversion (pipeline/heal.h)
     // --target deepseek-v3 (docs/deepseek-export.md): what the conversion chose and measured; plan.converted is the
     // deepseek_v3 config and plan.converted.mla is unset. Null for the mha2mla target.

@@ -460,6 +460,13 @@ Session loadVersion4(const Hdf5Reader& reader)
     return SessionReader(reader, 4).read();
 }
 
+// Version 5 adds how the latent factors are computed (decomposition, power_iterations); older files read them as exact
+// and 1.
+Session loadVersion5(const Hdf5Reader& reader)
+{
+    return SessionReader(reader, 5).read();
+}
+
 // The migration hook: one loader per schema version this tool can read, each returning a current Session. When the
 // schema changes, the new version gets a loader and the old loaders stay, so older files keep opening.
 struct SchemaLoader {
@@ -472,6 +479,7 @@ constexpr SchemaLoader kSchemaLoaders[] = {
     {2, &loadVersion2},
     {3, &loadVersion3},
     {4, &loadVersion4},
+    {5, &loadVersion5},
 };
 
 Session readSession(const std::filesystem::path& path, std::optional<std::uint64_t> memoryBudget)

@@ -51,6 +51,10 @@ std::vector<std::string> methodNames()
                      &latentMethodName);
 }
 
+std::vector<std::string> decompositionNames()
+{
+    return enumNames({DecompositionMethod::Exact, DecompositionMethod::Randomized}, &decompositionMethodName);
+}
 std::vector<std::string> sigmaNames() { return enumNames({SigmaPlacement::Up, SigmaPlacement::Sqrt}, &sigmaPlacementName); }
 std::vector<std::string> presetNames() { return {"", "paper", "best"}; }
 std::vector<std::string> targetNames() { return enumNames({ConversionTarget::Mha2mla, ConversionTarget::DeepSeekV3}, &conversionTargetName); }
@@ -196,6 +200,28 @@ std::vector<SettingField> makeTable()
                  {{"sigma", "up|sqrt", "singular values in the up projections (public code, default) or split as square roots (paper)",
                    [](S& s, const std::string& text, const ModelConfig&) {
                        s.conversion.sigma = flagChoice<SigmaPlacement>("sigma", text, &parseSigmaPlacement, sigmaNames());
+                   }}}});
+    t.push_back({"decomposition", "decomposition", "decomposition", SettingType::Text, SettingScope::Conversion, 5,
+                 "how the latent factors are computed: exact or randomized (opt-in, for narrow latents on the CPU)", "",
+                 &decompositionNames, none, noNumber,
+                 [](const S& s) -> V { return std::string(decompositionMethodName(s.conversion.decomposition)); },
+                 [](S& s, const V& v) { parseDecompositionMethod(textOf(v), s.conversion.decomposition); },
+                 {{"decomposition", "exact|randomized",
+                   "latent factors exact (default) or by randomized subspace iteration, which can be faster on the CPU for "
+                   "latents well below a quarter of the key/value matrix's rank; the conversion measures its error and time "
+                   "against the exact one on its first layer and prints both",
+                   [](S& s, const std::string& text, const ModelConfig&) {
+                       s.conversion.decomposition =
+                           flagChoice<DecompositionMethod>("decomposition", text, &parseDecompositionMethod, decompositionNames());
+                   }}}});
+    t.push_back({"power_iterations", "power_iterations", "powerIterations", SettingType::Integer, SettingScope::Conversion, 5,
+                 "subspace iterations of the randomized decomposition (more: closer to exact, slower)", "", nullptr,
+                 [](const ModelConfig*) { return std::pair<std::int64_t, std::int64_t>{0, kMaxPowerIterations}; }, noNumber,
+                 [](const S& s) -> V { return s.conversion.powerIterations; },
+                 [](S& s, const V& v) { s.conversion.powerIterations = integerOf(v); },
+                 {{"power-iterations", "Q", "with --decomposition randomized: subspace iterations (default 1; more is closer to exact)",
+                   [](S& s, const std::string& text, const ModelConfig&) {
+                       s.conversion.powerIterations = flagInteger("power-iterations", text, 0, kMaxPowerIterations);
                    }}}});
     t.push_back({"preset", "preset", "preset", SettingType::Text, SettingScope::Conversion, 1,
                  "the named recipe the settings started from: paper, best or empty (custom)", "", &presetNames, none, noNumber,
@@ -617,6 +643,8 @@ Settings settingsFromFlags(const std::function<std::optional<std::string>(std::s
         flagError("--flashmla applies to --target deepseek-v3");
     if (given("flashmla") && (given("kv-saving") || given("latent-dim") || given("kv-budget") || given("rope-pairs")))
         flagError("--flashmla fixes the cache at 512 + 64 values per layer; drop --kv-saving, --latent-dim, --kv-budget and --rope-pairs");
+    if (given("power-iterations") && s.conversion.decomposition != DecompositionMethod::Randomized)
+        flagError("--power-iterations applies to --decomposition randomized");
     // A fixed latent width leaves nothing to allocate.
     if (s.conversion.latentDim > 0 || s.conversion.method != LatentMethod::Joint)
         s.conversion.allocate = false;

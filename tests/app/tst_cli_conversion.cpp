@@ -3,6 +3,8 @@
 #include "common/test_support.h"
 
 #include <QtTest>
+
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 using namespace mla;
@@ -35,6 +37,7 @@ private slots:
     void convertThenInfoGenerateEval();
     void fullRopeNoSvdMatchesTheOriginal();
     void conversionErrorsAreCleanExits();
+    void randomizedDecompositionIsCheckedAndShown();
 };
 
 void TestCliConversion::analyzeJsonContract()
@@ -127,6 +130,46 @@ void TestCliConversion::conversionErrorsAreCleanExits()
     QVERIFY(r.err.find("missing.txt") != std::string::npos);
     r = test::runCli({"convert", (dir / "mla-does-not-exist").string(), "--out", (dir / "y").string()});
     QCOMPARE(r.exitCode, 1);
+}
+
+void TestCliConversion::randomizedDecompositionIsCheckedAndShown()
+{
+    const auto dir = test::scratchDir("cli-randomized");
+    const auto out = dir / "mla";
+    const json c = test::runCliJson({"convert", "--demo", "--out", out.string(), "--rope-strategy", "high", "--rope-pairs", "1",
+                                     "--latent-dim", "8", "--decomposition", "randomized", "--power-iterations", "0", "--json"});
+    QCOMPARE(c["decomposition"].get<std::string>(), std::string("randomized"));
+    const json& d = c["decomposition_check"];
+    for (const char* key : {"layer", "power_iterations", "whitened", "exact_relative_error", "randomized_relative_error", "excess",
+                            "exact_seconds", "randomized_seconds", "speedup"})
+        QVERIFY2(d.contains(key), key);
+    QCOMPARE(d["layer"].get<int>(), 0);
+    QCOMPARE(d["power_iterations"].get<int>(), 0);
+    QVERIFY(!d["whitened"].get<bool>());
+    // No iteration on a 56 x 64 matrix: a visible excess over the best rank-8 factors, never below them.
+    QVERIFY(d["exact_relative_error"].get<double>() > 0.0);
+    QVERIFY2(d["excess"].get<double>() >= -1e-9, d.dump().c_str());
+    std::ifstream card(out / "README.md");
+    const std::string text((std::istreambuf_iterator<char>(card)), std::istreambuf_iterator<char>());
+    QVERIFY2(text.find("checked on layer 0") != std::string::npos, "the model card does not show the check");
+
+    // The default is exact and prints no check; --power-iterations alone and a bad method are usage errors.
+    const json e = test::runCliJson({"convert", "--demo", "--out", (dir / "exact").string(), "--rope-strategy", "high", "--rope-pairs",
+                                     "1", "--latent-dim", "8", "--json"});
+    QCOMPARE(e["decomposition"].get<std::string>(), std::string("exact"));
+    QVERIFY(!e.contains("decomposition_check"));
+    auto r = test::runCli({"convert", "--demo", "--out", (dir / "x").string(), "--power-iterations", "2"});
+    QCOMPARE(r.exitCode, 2);
+    QVERIFY2(r.err.find("--power-iterations applies to --decomposition randomized") != std::string::npos, r.err.c_str());
+    r = test::runCli({"convert", "--demo", "--out", (dir / "x").string(), "--decomposition", "fast"});
+    QCOMPARE(r.exitCode, 2);
+    QVERIFY2(r.err.find("exact or randomized") != std::string::npos, r.err.c_str());
+    r = test::runCli({"convert", "--demo", "--out", (dir / "x").string(), "--decomposition", "randomized", "--power-iterations", "17"});
+    QCOMPARE(r.exitCode, 2);
+    r = test::runCli({"convert", "--demo", "--out", (dir / "x").string(), "--decomposition", "randomized", "--target", "deepseek-v3"});
+    QCOMPARE(r.exitCode, 1);
+    QVERIFY2(r.err.find("mha2mla target") != std::string::npos, r.err.c_str());
+    QVERIFY(!std::filesystem::exists(dir / "x"));
 }
 
 QTEST_APPLESS_MAIN(TestCliConversion)

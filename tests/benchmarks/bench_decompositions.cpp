@@ -1,6 +1,7 @@
 // Spectrum + top-k factors of a Llama-2-7B-shaped joint key/value matrix (7680 x 4096, float32) against numpy's SVD of
 // the same matrix. Run everything with tests/benchmarks/run_decompositions.sh BUILD_DIR [--size 1920x1024]; by hand:
 //   bench_decompositions --out DIR [--size RxC] [--ranks 1536,2048] [--threads 1,2] [--eigen-baseline] [--randomized]
+//       [--power-iterations 0,1,2]
 //       builds the matrix, writes DIR/matrix.npy, times our pipeline (DIR/ours_times.json), writes our singular
 //       values and the top right singular vectors for the comparison;
 //   numpy_svd_baseline.py DIR     times numpy on DIR/matrix.npy and writes its singular values and vectors;
@@ -230,7 +231,8 @@ std::vector<std::int64_t> parseList(const std::string& s)
 }
 
 int runOurs(const fs::path& dir, Eigen::Index rows, Eigen::Index cols, const std::vector<std::int64_t>& ranks,
-            const std::vector<std::int64_t>& threadCounts, bool eigenBaseline, bool randomized)
+            const std::vector<std::int64_t>& threadCounts, bool eigenBaseline, bool randomized,
+            const std::vector<std::int64_t>& powerIterations)
 {
     fs::create_directories(dir);
     std::printf("building the %lld x %lld test matrix ...\n", static_cast<long long>(rows), static_cast<long long>(cols));
@@ -273,14 +275,24 @@ int runOurs(const fs::path& dir, Eigen::Index rows, Eigen::Index cols, const std
     }
     omp_set_num_threads(static_cast<int>(threadCounts.back()));
     if (randomized) {
+        // The conversion's opt-in randomized path (--decomposition randomized --power-iterations q): time and residual
+        // excess over the exact path's optimal residual, per q, on the last thread count.
         for (std::int64_t k : ranks) {
-            std::printf("randomized factors k = %lld ...\n", static_cast<long long>(k));
-            std::fflush(stdout);
-            Stopwatch watch;
-            const LowRankFactors r = randomizedLowRank(m, k, LowRankOptions{});
             const std::string key = std::to_string(k);
-            times["randomized"][key] = watch.elapsed().toJson();
-            times["randomized_residual"][key] = r.residual;
+            for (std::int64_t q : powerIterations) {
+                std::printf("randomized factors k = %lld, q = %lld ...\n", static_cast<long long>(k), static_cast<long long>(q));
+                std::fflush(stdout);
+                LowRankOptions options;
+                options.powerIterations = static_cast<int>(q);
+                Stopwatch watch;
+                const LowRankFactors r = randomizedLowRank(m, k, options);
+                const json t = watch.elapsed().toJson();
+                const std::string qk = std::to_string(q);
+                times["randomized"][key][qk] = t;
+                times["randomized_residual"][key][qk] = r.residual;
+                const double optimal = times["optimal_residual"][key].get<double>();
+                std::printf("  %s; residual / exact optimum - 1 = %.4f%%\n", t.dump().c_str(), 100.0 * (r.residual / optimal - 1.0));
+            }
         }
     }
     if (eigenBaseline) {
@@ -346,8 +358,9 @@ int compare(const fs::path& dir)
         }
     }
     if (ours.contains("randomized"))
-        for (const auto& [key, t] : ours["randomized"].items())
-            row("ours: randomized factors k=" + key + " (alone; q=3, p=16)", "", t);
+        for (const auto& [key, perQ] : ours["randomized"].items())
+            for (const auto& [q, t] : perQ.items())
+                row("ours: randomized factors k=" + key + " (alone; q=" + q + ", p=16)", "", t);
     if (ours.contains("eigen_saes_eigenvalues"))
         row("Eigen SelfAdjointEigenSolver, eigenvalues of the Gram", "1", ours["eigen_saes_eigenvalues"]);
     row("numpy: Gram (float64) + eigh", "1", theirs["gram_eigh"]);
@@ -381,7 +394,8 @@ int compare(const fs::path& dir)
                     key.c_str(), worstRel, k <= refRank ? largestSine(vtOurs, vtRef.topRows(k)) : -1.0,
                     value.get<double>() / std::sqrt(tail) - 1.0);
         if (ours.contains("randomized_residual"))
-            std::printf(" (randomized: %.2e)", ours["randomized_residual"][key].get<double>() / std::sqrt(tail) - 1.0);
+            for (const auto& [q, r] : ours["randomized_residual"][key].items())
+                std::printf(" (randomized, q=%s: %.2e)", q.c_str(), r.get<double>() / std::sqrt(tail) - 1.0);
         std::printf("\n");
     }
     return 0;
@@ -404,6 +418,7 @@ int main(int argc, char** argv)
         std::vector<std::int64_t> ranks; // default: 3/8 and 1/2 of min(rows, cols), i.e. 1536 and 2048 at full size
         std::vector<std::int64_t> threadCounts{omp_get_max_threads()};
         bool eigenBaseline = false, randomized = false;
+        std::vector<std::int64_t> powerIterations{LowRankOptions{}.powerIterations};
         for (int i = 1; i < argc; ++i) {
             const std::string a = argv[i];
             auto next = [&]() -> std::string {
@@ -430,6 +445,8 @@ int main(int argc, char** argv)
                 eigenBaseline = true;
             else if (a == "--randomized")
                 randomized = true;
+            else if (a == "--power-iterations")
+                powerIterations = parseList(next());
             else {
                 usage();
                 return 2;
@@ -447,7 +464,7 @@ int main(int argc, char** argv)
         }
         if (threadCounts.empty())
             throw std::runtime_error("--threads wants a list such as 1,2");
-        return runOurs(out, rows, cols, ranks, threadCounts, eigenBaseline, randomized);
+        return runOurs(out, rows, cols, ranks, threadCounts, eigenBaseline, randomized, powerIterations);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_decompositions: %s\n", e.what());
         return 1;

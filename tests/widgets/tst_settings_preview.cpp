@@ -307,13 +307,38 @@ private Q_SLOTS:
         QVERIFY(m_wb->healUnavailableReason().isEmpty()); // nothing converted
     }
 
+    void decompositionControlsKeepThePreset()
+    {
+        m_settings->presetCombo()->setCurrentIndex(m_settings->presetCombo()->findData(QStringLiteral("paper")));
+        Q_EMIT m_settings->presetCombo()->activated(m_settings->presetCombo()->currentIndex());
+        QCOMPARE(m_wb->settings().preset, std::string("paper"));
+        QVERIFY(!m_settings->powerIterationsSpin()->isEnabled()); // exact: nothing to iterate
+        QUndoStack* undo = m_wb->undoStack();
+        const int start = undo->count();
+        m_settings->decompositionCombo()->setCurrentIndex(
+            m_settings->decompositionCombo()->findData(static_cast<int>(DecompositionMethod::Randomized)));
+        QVERIFY(m_wb->settings().decomposition == DecompositionMethod::Randomized);
+        QVERIFY(m_settings->powerIterationsSpin()->isEnabled());
+        for (int q = 2; q <= 4; ++q)
+            m_settings->powerIterationsSpin()->setValue(q);
+        QCOMPARE(m_wb->settings().powerIterations, std::int64_t{4});
+        QCOMPARE(undo->count(), start + 2); // the method, then the spin's steps as one
+        // How the factors are computed is not part of a preset's recipe: the preset stays named.
+        QCOMPARE(m_wb->settings().preset, std::string("paper"));
+        undo->undo();
+        undo->undo();
+        QVERIFY(m_wb->settings().decomposition == DecompositionMethod::Exact);
+        QCOMPARE(m_settings->decompositionCombo()->currentData().toInt(), static_cast<int>(DecompositionMethod::Exact));
+    }
+
     void everyControlHasAFormulaTooltip()
     {
         for (QWidget* w : QList<QWidget*>{m_settings->strategyCombo(), m_settings->pairsSlider(), m_settings->methodCombo(),
                                           m_settings->latentSlider(), m_settings->savingSpin(), m_settings->sigmaCombo(),
                                           m_settings->activationCheck(), m_settings->balanceCheck(), m_settings->refitCheck(),
                                           m_settings->allocateCheck(), m_settings->calibrationSourceCombo(), m_settings->presetCombo(),
-                                          m_settings->uniformStartSpin(), m_settings->targetCombo(), m_settings->flashMlaCheck()})
+                                          m_settings->uniformStartSpin(), m_settings->targetCombo(), m_settings->flashMlaCheck(),
+                                          m_settings->decompositionCombo(), m_settings->powerIterationsSpin()})
             QVERIFY2(w->toolTip().size() > 30, w->metaObject()->className());
         QVERIFY(m_settings->savingSpin()->toolTip().contains(QStringLiteral("2·n<sub>kv</sub>·d<sub>h</sub>")));
         QVERIFY(m_settings->latentSlider()->toolTip().contains(QStringLiteral("s<sub>i</sub>²")));

@@ -144,7 +144,10 @@ Workbench::Workbench(QObject* parent) : QObject(parent)
         clearHeal();
         Q_EMIT conversionChanged();
         Q_EMIT sanityChanged();
-        Q_EMIT statusMessage(tr("Converted in %1 s").arg(o.seconds, 0, 'f', 1));
+        if (o.decompositionCheck)
+            Q_EMIT statusMessage(tr("Converted in %1 s; %2").arg(o.seconds, 0, 'f', 1).arg(QString::fromStdString(decompositionCheckSummary(*o.decompositionCheck))));
+        else
+            Q_EMIT statusMessage(tr("Converted in %1 s").arg(o.seconds, 0, 'f', 1));
         if (m_autoSanity)
             runSanityCheck();
     });

@@ -24,7 +24,7 @@ namespace mla {
 namespace {
 
 // Consecutive changes of one control merge into one undo step.
-enum MergeId { MergePairs = 101, MergeLatent, MergeSaving, MergeStart };
+enum MergeId { MergePairs = 101, MergeLatent, MergeSaving, MergeStart, MergePowerIterations };
 
 QLabel* note(QWidget* parent)
 {
@@ -154,6 +154,19 @@ void SettingsPanel::build()
     m_sigma->setToolTip(tr("Where the singular values go: W<sub>dkv</sub> = V<sub>r</sub><sup>T</sup>, W<sub>up</sub> = U<sub>r</sub>S<sub>r</sub> "
                            "(public code) or S<sup>½</sup> on each side (paper). The product is identical; it only matters as a "
                            "starting point for fine-tuning."));
+    m_decomposition = new QComboBox(this);
+    m_decomposition->addItem(tr("exact"), static_cast<int>(DecompositionMethod::Exact));
+    m_decomposition->addItem(tr("randomized (narrow latents)"), static_cast<int>(DecompositionMethod::Randomized));
+    m_decomposition->setToolTip(tr("<p>How the latent factors are computed. Exact: the best rank-d<sub>c</sub> factors (Gram matrix and "
+                                   "its full eigen-decomposition; the default). Randomized: subspace iteration on a random sketch, "
+                                   "which can be faster on the CPU when d<sub>c</sub> is well below a quarter of the key/value "
+                                   "matrix's rank, with a larger reconstruction error.</p><p>A randomized conversion "
+                                   "measures both on its first layer and shows the error and the time of each in its summary and "
+                                   "the model card. The GPU always decomposes exactly.</p>"));
+    m_powerIterations = new QSpinBox(this);
+    m_powerIterations->setRange(0, static_cast<int>(kMaxPowerIterations));
+    m_powerIterations->setToolTip(tr("Subspace iterations of the randomized decomposition: each one brings its error closer to the "
+                                     "exact one and costs two more products with the key/value matrix."));
     m_activation = new QCheckBox(tr("Activation-aware (whitened)"), this);
     m_activation->setToolTip(tr("<p>Decompose on real inputs: C = X<sup>T</sup>X/N = SS<sup>T</sup>, SVD of MS, W<sub>dkv</sub> = "
                                 "V<sub>r</sub><sup>T</sup>S<sup>−1</sup>. Minimises E‖Mx − M<sub>r</sub>x‖² instead of ‖M − M<sub>r</sub>‖<sub>F</sub>. "
@@ -217,6 +230,8 @@ void SettingsPanel::build()
     kvForm->addRow(m_latentNote);
     kvForm->addRow(tr("KV saving"), m_saving);
     kvForm->addRow(tr("Sigma"), m_sigma);
+    kvForm->addRow(tr("Decomposition"), m_decomposition);
+    kvForm->addRow(tr("Power iterations"), m_powerIterations);
     kvForm->addRow(m_activation);
     kvForm->addRow(m_balance);
     kvForm->addRow(m_refit);
@@ -282,6 +297,15 @@ void SettingsPanel::build()
         changeConversion(tr("Sigma %1").arg(m_sigma->itemText(i)), -1,
                          [&](ConversionSettings& s) { s.sigma = static_cast<SigmaPlacement>(m_sigma->itemData(i).toInt()); });
     });
+    connect(m_decomposition, &QComboBox::currentIndexChanged, this, [this](int i) {
+        // Not a recipe change: the presets leave the decomposition as it is, so the preset stays named.
+        changeConversion(tr("Decomposition %1").arg(m_decomposition->itemText(i)), -1, [&](ConversionSettings& s) {
+            s.decomposition = static_cast<DecompositionMethod>(m_decomposition->itemData(i).toInt());
+        }, false);
+    });
+    connect(m_powerIterations, &QSpinBox::valueChanged, this, [this](int v) {
+        changeConversion(tr("Power iterations %1").arg(v), MergePowerIterations, [&](ConversionSettings& s) { s.powerIterations = v; }, false);
+    });
     auto flag = [this](QCheckBox* box, bool ConversionSettings::*member) {
         connect(box, &QCheckBox::toggled, this, [this, box, member](bool on) {
             changeConversion(tr("%1 %2").arg(box->text(), on ? tr("on") : tr("off")), -1, [&](ConversionSettings& s) { s.*member = on; });
@@ -303,7 +327,7 @@ void SettingsPanel::build()
     // Focus or hover on a control points the explainer at its topic.
     const std::pair<QWidget*, const char*> topics[] = {
         {m_strategy, "rope"}, {m_uniformStart, "rope"}, {m_pairsSlider, "rope"}, {m_pairs, "rope"}, {m_method, "svd"},
-        {m_latentSlider, "svd"}, {m_latent, "svd"}, {m_sigma, "absorb"}, {m_saving, "cache"}, {m_activation, "svd"},
+        {m_latentSlider, "svd"}, {m_latent, "svd"}, {m_sigma, "absorb"}, {m_decomposition, "svd"}, {m_saving, "cache"}, {m_activation, "svd"},
         {m_calibSource, "rope"}};
     for (const auto& [w, topic] : topics) {
         w->setProperty("mlaTopic", QString::fromLatin1(topic));
@@ -379,7 +403,7 @@ void SettingsPanel::refresh()
     const ModelConfig* c = m_workbench->config();
     setEnabled(c != nullptr);
     const QList<QWidget*> controls = {m_preset, m_target, m_flashMla, m_strategy, m_uniformStart, m_pairsSlider, m_pairs, m_method, m_latentSlider, m_latent,
-                                      m_saving, m_sigma, m_activation, m_balance, m_refit, m_allocate, m_calibSource, m_samples,
+                                      m_saving, m_sigma, m_decomposition, m_powerIterations, m_activation, m_balance, m_refit, m_allocate, m_calibSource, m_samples,
                                       m_sequenceLength, m_calibFile};
     std::vector<QSignalBlocker> blockers;
     blockers.reserve(static_cast<std::size_t>(controls.size()));
@@ -396,6 +420,8 @@ void SettingsPanel::refresh()
     m_strategy->setCurrentIndex(std::max(0, m_strategy->findData(static_cast<int>(s.strategy))));
     m_method->setCurrentIndex(std::max(0, m_method->findData(static_cast<int>(s.method))));
     m_sigma->setCurrentIndex(std::max(0, m_sigma->findData(static_cast<int>(s.sigma))));
+    m_decomposition->setCurrentIndex(std::max(0, m_decomposition->findData(static_cast<int>(s.decomposition))));
+    m_powerIterations->setValue(static_cast<int>(s.powerIterations));
     m_activation->setChecked(s.activationAware);
     m_balance->setChecked(s.balanceKeyValue);
     m_refit->setChecked(s.refit);
@@ -425,6 +451,8 @@ void SettingsPanel::refresh()
     m_uniformStart->setEnabled(s.strategy == RopeStrategy::Uniform && !deepSeek);
     m_strategy->setEnabled(!deepSeek);
     m_sigma->setEnabled(!deepSeek);
+    m_decomposition->setEnabled(!deepSeek);
+    m_powerIterations->setEnabled(!deepSeek && s.decomposition == DecompositionMethod::Randomized);
     // DeepSeek-V3: the pairs of the one shared RoPE head, up to every KV head's pairs.
     const std::int64_t mostPairs = deepSeek ? c->kvHeads * half : half;
     m_pairsSlider->setRange(0, static_cast<int>(mostPairs));
@@ -483,6 +511,8 @@ void SettingsPanel::refresh()
     m_latent->setEnabled(latentApplies);
     m_saving->setEnabled(latentApplies);
     m_sigma->setEnabled(latentApplies);
+    m_decomposition->setEnabled(latentApplies);
+    m_powerIterations->setEnabled(latentApplies && s.decomposition == DecompositionMethod::Randomized);
     const ConversionPreview& preview = m_workbench->preview();
     if (latentApplies) {
         const std::int64_t locked = std::count(m_workbench->lockedLayers().begin(), m_workbench->lockedLayers().end(), true);

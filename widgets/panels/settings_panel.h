@@ -42,6 +42,8 @@ public:
     QSpinBox* latentSpin() const { return m_latent; }
     QDoubleSpinBox* savingSpin() const { return m_saving; }
     QComboBox* sigmaCombo() const { return m_sigma; }
+    QComboBox* decompositionCombo() const { return m_decomposition; }
+    QSpinBox* powerIterationsSpin() const { return m_powerIterations; }
     QCheckBox* activationCheck() const { return m_activation; }
     QCheckBox* balanceCheck() const { return m_balance; }
     QCheckBox* refitCheck() const { return m_refit; }
@@ -87,6 +89,8 @@ private:
     QLabel* m_latentNote = nullptr;
     QDoubleSpinBox* m_saving = nullptr;
     QComboBox* m_sigma = nullptr;
+    QComboBox* m_decomposition = nullptr;
+    QSpinBox* m_powerIterations = nullptr;
     QCheckBox* m_activation = nullptr;
     QCheckBox* m_balance = nullptr;
     QCheckBox* m_refit = nullptr;

@@ -40,6 +40,8 @@ inline Session analysedSession(const Model& model)
     s.settings.conversion.method = LatentMethod::Split;
     s.settings.conversion.targetSaving = 0.625;
     s.settings.conversion.sigma = SigmaPlacement::Sqrt;
+    s.settings.conversion.decomposition = DecompositionMethod::Randomized;
+    s.settings.conversion.powerIterations = 3;
     s.settings.conversion.activationAware = true;
     s.settings.conversion.balanceKeyValue = true;
     s.settings.conversion.chooseBalance = true;
@@ -101,6 +103,8 @@ inline void compareSettings(const ConversionSettings& a, const ConversionSetting
     QCOMPARE(a.latentPerLayer, b.latentPerLayer);
     QVERIFY(sameBits(a.targetSaving, b.targetSaving));
     QCOMPARE(a.sigma, b.sigma);
+    QCOMPARE(a.decomposition, b.decomposition);
+    QCOMPARE(a.powerIterations, b.powerIterations);
     QCOMPARE(a.activationAware, b.activationAware);
     QCOMPARE(a.balanceKeyValue, b.balanceKeyValue);
     QCOMPARE(a.chooseBalance, b.chooseBalance);

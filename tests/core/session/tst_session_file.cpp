@@ -35,6 +35,7 @@ private slots:
     void failedSaveNamesTheFile();
     void newerSchemaIsRefused();
     void unknownOlderSchemaIsRefused();
+    void schema4FilesOpenWithTheExactDecomposition();
     void wrongFormatIsRefused();
     void textIsKeptByteForByte();
     void variableLengthTextIsRefused();
@@ -183,6 +184,24 @@ void TestSessionFile::unknownOlderSchemaIsRefused()
     } catch (const Error& e) {
         QVERIFY2(std::string(e.what()).find("version 0 is not supported") != std::string::npos, e.what());
     }
+}
+
+void TestSessionFile::schema4FilesOpenWithTheExactDecomposition()
+{
+    // Version 5 added decomposition and power_iterations; a version 4 file (which has neither) reads them as the
+    // defaults, and every other setting as it was. The attributes this file does hold are ignored for version 4.
+    QVERIFY(m_session.settings.conversion.decomposition == DecompositionMethod::Randomized);
+    const auto file = m_dir / "schema4.h5";
+    std::filesystem::copy_file(m_file, file, std::filesystem::copy_options::overwrite_existing);
+    test::setRootAttribute(file, "schema_version", std::int64_t{4});
+    const Session loaded = loadSession(file);
+    QCOMPARE(loaded.schemaVersion, 4);
+    QVERIFY(loaded.settings.conversion.decomposition == DecompositionMethod::Exact);
+    QCOMPARE(loaded.settings.conversion.powerIterations, ConversionSettings{}.powerIterations);
+    Session expected = m_session;
+    expected.settings.conversion.decomposition = DecompositionMethod::Exact;
+    expected.settings.conversion.powerIterations = ConversionSettings{}.powerIterations;
+    test::compareSettings(expected.settings, loaded.settings);
 }
 
 void TestSessionFile::wrongFormatIsRefused()

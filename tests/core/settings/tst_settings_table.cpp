@@ -104,7 +104,8 @@ private Q_SLOTS:
         for (const SettingFlag& f : settingFlags(SettingScope::Workbench))
             calibrationFlags.push_back(f.name);
         QCOMPARE(conversionFlags, (std::vector<std::string>{"rope-strategy", "rope-pairs", "uniform-start", "svd", "latent-dim",
-                                                            "kv-saving", "sigma", "preset", "kv-budget", "whiten", "balance",
+                                                            "kv-saving", "sigma", "decomposition", "power-iterations", "preset",
+                                                            "kv-budget", "whiten", "balance",
                                                             "refit", "no-refit", "allocate", "target", "flashmla"}));
         QCOMPARE(calibrationFlags, (std::vector<std::string>{"calib-samples", "calib-text", "calib-ids", "calib-seq-len", "seed"}));
     }
