@@ -191,6 +191,10 @@ CostEstimate estimateConversion(const ModelConfig& c, std::int64_t parameterCoun
     if (s.chooseBalance)
         perLayer *= 2.0; // balanced and plain, the better one kept
     addCostPart(e, "decompositions of " + std::to_string(c.layers) + " layers", layers * perLayer / rate(probe));
+    // --decomposition randomized: the first layer decomposed both ways before the others (decomposition_check.h). The
+    // per-layer figure above stays the exact path's: the check measures how the randomized one compares.
+    if (s.decomposition == DecompositionMethod::Randomized && s.method != LatentMethod::None)
+        addCostPart(e, "check of the randomized decomposition on layer 0", 2.0 * perLayer / rate(probe));
     if (settingsNeedCalibrationPass(s) && tokens > 0) {
         // Layer by layer in order on the calibration tokens: a forward of each layer over every token and the
         // least-squares refits (Gram matrices of the inputs, 2·hidden² per token, twice).

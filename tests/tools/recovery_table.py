@@ -11,7 +11,7 @@ training data are fresh sequences sampled from the teacher by the recipe (--samp
 
 Usage (Debian's python3 with python3-torch; the CLI built):
     tests/tools/recovery_table.py [--cli build/app/mla-workbench-cli] [--tokens 1000000] [--out docs/results.md]
-                                  [--models stories260K,...] [--cache DIR]
+                                  [--models stories260K,...] [--starts "paper healed,best healed"] [--cache DIR]
 The section between the recovery markers in --out is replaced; the rest of the file is kept.
 """
 import argparse
@@ -70,6 +70,8 @@ def main():
     ap.add_argument("--models", default=",".join(m[0] for m in MODELS))
     ap.add_argument("--cache", help="folder keeping finished runs, so a rerun resumes")
     ap.add_argument("--no-healed", action="store_true", help="leave out the healed starts (convert --heal)")
+    ap.add_argument("--starts", default="paper,best,paper healed,best healed",
+                    help="comma-separated starts to run (default all four: paper,best,paper healed,best healed)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="mla-recovery-")
     cache = args.cache or work
@@ -88,9 +90,9 @@ def main():
         run(args.cli, "convert", model, "--out", teacher, "--rope-strategy", "high", "--rope-pairs",
             str(info["head_dim"] // 2), "--svd", "none", "--quiet", "--json")
         for preset, healed in (("paper", False), ("best", False), ("paper", True), ("best", True)):
-            if healed and args.no_healed:
-                continue
             label = preset + (" healed" if healed else "")
+            if (healed and args.no_healed) or label not in args.starts.split(","):
+                continue
             key = os.path.join(cache, f"{name}-{label.replace(' ', '-')}.json")
             if os.path.exists(key):
                 rows.append(json.load(open(key)))

@@ -92,6 +92,11 @@ private Q_SLOTS:
         QCOMPARE(plain.parts.size(), std::size_t(1));
         QVERIFY(hasPart(plain, "decompositions of 5 layers"));
         QVERIFY(plain.bytes >= static_cast<std::uint64_t>(m.model->parameterCount()) * 4u); // the converted copy
+        // The randomized decomposition adds its check: the first layer decomposed both ways, two layers' worth.
+        s.conversion.decomposition = DecompositionMethod::Randomized;
+        const CostEstimate randomized = estimateConversion(c, m.model->parameterCount(), s, 0, p);
+        QVERIFY(hasPart(randomized, "check of the randomized decomposition on layer 0"));
+        QVERIFY(std::abs(randomized.seconds - plain.seconds * (1.0 + 2.0 / static_cast<double>(c.layers))) < 1e-9 * plain.seconds);
     }
 
     void analysisEstimateIsTheRightOrder()
