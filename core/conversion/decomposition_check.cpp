@@ -77,7 +77,9 @@ std::string decompositionCheckSummary(const DecompositionCheck& c)
            + ") checked on layer " + std::to_string(c.layer) + (c.whitened ? "" : " in weight space") + ": relative error "
            + number(c.randomizedRelativeError, 4, false) + " against the exact " + number(c.exactRelativeError, 4, false) + " ("
            + number(100.0 * c.excess(), 2, true) + "% above), " + number(c.randomizedSeconds, 2, true) + " s against "
-           + number(c.exactSeconds, 2, true) + " s (" + number(c.speedup(), 2, true) + "x faster)";
+           + number(c.exactSeconds, 2, true) + " s ("
+           + (c.speedup() >= 1.0 || c.speedup() <= 0.0 ? number(c.speedup(), 2, true) + "x faster)"
+                                                       : number(1.0 / c.speedup(), 2, true) + "x slower)");
 }
 
 nlohmann::ordered_json decompositionCheckJson(const DecompositionCheck& c)

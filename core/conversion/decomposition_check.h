@@ -40,7 +40,7 @@ DecompositionCheck checkDecomposition(const ComputeBackend& backend, const Model
 
 // One line for people (the CLI's text output, the workbench's status, the model card): "randomized decomposition (1
 // power iteration) checked on layer 0: relative error 0.0812 against the exact 0.0790 (2.8% above), 1.2 s against
-// 3.4 s (2.8x faster)".
+// 3.4 s (2.8x faster)" (or "Nx slower" when it was).
 std::string decompositionCheckSummary(const DecompositionCheck& check);
 
 // The check as the CLI's --json prints it (convert's "decomposition_check").

@@ -329,6 +329,16 @@ private Q_SLOTS:
         undo->undo();
         QVERIFY(m_wb->settings().decomposition == DecompositionMethod::Exact);
         QCOMPARE(m_settings->decompositionCombo()->currentData().toInt(), static_cast<int>(DecompositionMethod::Exact));
+        // The DeepSeek-V3 target decomposes exactly: switching to it drops a randomized choice (whose control it
+        // disables) instead of leaving a setting the conversion refuses and the user cannot reach.
+        m_settings->decompositionCombo()->setCurrentIndex(
+            m_settings->decompositionCombo()->findData(static_cast<int>(DecompositionMethod::Randomized)));
+        m_settings->targetCombo()->setCurrentIndex(m_settings->targetCombo()->findData(static_cast<int>(ConversionTarget::DeepSeekV3)));
+        QVERIFY(m_wb->settings().decomposition == DecompositionMethod::Exact);
+        QVERIFY(!m_settings->decompositionCombo()->isEnabled());
+        QVERIFY2(m_wb->preview().problem.empty(), m_wb->preview().problem.c_str());
+        m_settings->targetCombo()->setCurrentIndex(m_settings->targetCombo()->findData(static_cast<int>(ConversionTarget::Mha2mla)));
+        QVERIFY(m_settings->decompositionCombo()->isEnabled());
     }
 
     void everyControlHasAFormulaTooltip()

@@ -913,6 +913,8 @@ void Workbench::setTarget(ConversionTarget target, bool flashMla)
         s.method = LatentMethod::Joint; // the layout's one latent serves keys and values
         s.preset.clear();
     }
+    if (deepSeek)
+        s.decomposition = DecompositionMethod::Exact; // the layout decomposes exactly (its control is disabled there)
     const QString what = !deepSeek ? tr("Target MHA2MLA layout") : flashMla ? tr("Target DeepSeek-V3 layout, FlashMLA 512 + 64")
                                                                               : tr("Target DeepSeek-V3 layout");
     pushSettings(after, what, -1);
