@@ -1,11 +1,10 @@
 #include "conversion/decomposition_check.h"
 
 #include "conversion/layer_converter.h"
+#include "util/number_text.h"
 
 #include <chrono>
 #include <cmath>
-#include <iomanip>
-#include <sstream>
 
 namespace mla {
 namespace {
@@ -66,20 +65,13 @@ DecompositionCheck checkDecomposition(const ComputeBackend& backend, const Model
 
 std::string decompositionCheckSummary(const DecompositionCheck& c)
 {
-    auto number = [](double v, int digits, bool fixed) {
-        std::ostringstream s;
-        if (fixed)
-            s << std::fixed;
-        s << std::setprecision(digits) << v;
-        return s.str();
-    };
     return "randomized decomposition (" + std::to_string(c.powerIterations) + " power iteration" + (c.powerIterations == 1 ? "" : "s")
            + ") checked on layer " + std::to_string(c.layer) + (c.whitened ? "" : " in weight space") + ": relative error "
-           + number(c.randomizedRelativeError, 4, false) + " against the exact " + number(c.exactRelativeError, 4, false) + " ("
-           + number(100.0 * c.excess(), 2, true) + "% above), " + number(c.randomizedSeconds, 2, true) + " s against "
-           + number(c.exactSeconds, 2, true) + " s ("
-           + (c.speedup() >= 1.0 || c.speedup() <= 0.0 ? number(c.speedup(), 2, true) + "x faster)"
-                                                       : number(1.0 / c.speedup(), 2, true) + "x slower)");
+           + significantDigits(c.randomizedRelativeError, 4) + " against the exact " + significantDigits(c.exactRelativeError, 4) + " ("
+           + fixedDigits(100.0 * c.excess(), 2) + "% above), " + fixedDigits(c.randomizedSeconds, 2) + " s against "
+           + fixedDigits(c.exactSeconds, 2) + " s ("
+           + (c.speedup() >= 1.0 || c.speedup() <= 0.0 ? fixedDigits(c.speedup(), 2) + "x faster)"
+                                                       : fixedDigits(1.0 / c.speedup(), 2) + "x slower)");
 }
 
 nlohmann::ordered_json decompositionCheckJson(const DecompositionCheck& c)

@@ -2,29 +2,15 @@
 
 #include "analysis/kv_accounting.h"
 #include "util/error.h"
+#include "util/number_text.h"
 #include "util/staged_output.h"
 #include "util/version.h"
 
-#include <cstdio>
 #include <fstream>
 #include <sstream>
 
 namespace mla {
 namespace {
-
-std::string fixed(double v, int digits)
-{
-    char text[64];
-    std::snprintf(text, sizeof text, "%.*f", digits, v);
-    return text;
-}
-
-std::string general(double v)
-{
-    char text[64];
-    std::snprintf(text, sizeof text, "%.6g", v);
-    return text;
-}
 
 std::string onOff(bool v)
 {
@@ -109,12 +95,12 @@ void writeSettings(std::ostringstream& md, const ModelCardInfo& info)
        << "| latent width d_c (`--latent-dim`) | "
        << (s.latentDim < 0 ? "from the KV saving target" : std::to_string(s.latentDim)) << " |\n"
        << "| latent width per layer | " << (s.latentPerLayer.empty() ? "same for every layer" : list(s.latentPerLayer)) << " |\n"
-       << "| KV saving target (`--kv-saving`) | " << fixed(100.0 * s.targetSaving, 1) << "% |\n"
+       << "| KV saving target (`--kv-saving`) | " << fixedDigits(100.0 * s.targetSaving, 1) << "% |\n"
        << "| singular values (`--sigma`) | " << sigmaPlacementName(s.sigma) << " |\n"
        << "| latent decomposition (`--decomposition`) | " << decompositionCell(info) << " |\n"
        << "| activation-aware decomposition | " << onOff(s.activationAware) << " |\n"
        << "| key/value energy balance | " << onOff(s.balanceKeyValue) << (s.chooseBalance ? " (chosen per layer)" : "") << " |\n"
-       << "| least-squares refit | " << onOff(s.refit) << (s.refit ? " (ridge " + general(s.refitRidge) + ")" : "") << " |\n"
+       << "| least-squares refit | " << onOff(s.refit) << (s.refit ? " (ridge " + significantDigits(s.refitRidge, 6) + ")" : "") << " |\n"
        << "| per-layer budget allocation | " << onOff(s.allocate)
        << (s.allocate && s.kvBudget > 0 ? " (" + std::to_string(s.kvBudget) + " elements per token)" : "") << " |\n"
        << "| preset | " << (s.preset.empty() ? "none" : cell(s.preset)) << " |\n"
@@ -142,17 +128,17 @@ void writeKv(std::ostringstream& md, const ModelCardInfo& info)
     md << "## KV cache\n\n"
        << "| | original | converted |\n|---|---|---|\n"
        << "| elements per token (all layers) | " << kv.originalTotal << " | " << kv.convertedTotal << " |\n"
-       << "| bytes per token, BF16 cache | " << general(kv.originalBytesPerToken(CacheFormat::BF16)) << " | "
-       << general(kv.convertedBytesPerToken(CacheFormat::BF16)) << " |\n"
-       << "| bytes per token, F32 cache | " << general(kv.originalBytesPerToken(CacheFormat::F32)) << " | "
-       << general(kv.convertedBytesPerToken(CacheFormat::F32)) << " |\n";
+       << "| bytes per token, BF16 cache | " << significantDigits(kv.originalBytesPerToken(CacheFormat::BF16), 6) << " | "
+       << significantDigits(kv.convertedBytesPerToken(CacheFormat::BF16), 6) << " |\n"
+       << "| bytes per token, F32 cache | " << significantDigits(kv.originalBytesPerToken(CacheFormat::F32), 6) << " | "
+       << significantDigits(kv.convertedBytesPerToken(CacheFormat::F32), 6) << " |\n";
     for (CacheFormat f : {CacheFormat::Int8, CacheFormat::Int4}) {
         const KvCacheFormat format = KvCacheFormat::withDefaultRope({f, kDefaultCacheGroupSize});
         md << "| bytes per token, " << kvCacheFormatName(format) << " cache (`--kv-cache " << cacheFormatName(f) << "`) | "
-           << general(kv.originalBytesPerToken(format)) << " | " << general(kv.convertedBytesPerToken(format)) << " |\n";
+           << significantDigits(kv.originalBytesPerToken(format), 6) << " | " << significantDigits(kv.convertedBytesPerToken(format), 6) << " |\n";
     }
     md << "\n"
-       << "**KV saving: " << fixed(100.0 * kv.saving(), 1) << "%** (" << kv.originalTotal << " -> " << kv.convertedTotal
+       << "**KV saving: " << fixedDigits(100.0 * kv.saving(), 1) << "%** (" << kv.originalTotal << " -> " << kv.convertedTotal
        << " cached elements per token).\n\n";
 }
 
@@ -171,27 +157,27 @@ void writeMetrics(std::ostringstream& md, const ModelCardInfo& info)
                                             : ", on the converted model before it was written (the files hold it in "
                                                   + std::string(dtypeName(info.dtype)) + ").\n\n");
     md << "| metric | original | converted |\n|---|---|---|\n"
-       << "| perplexity | " << general(r.originalPpl) << " | " << general(r.convertedPpl) << " |\n"
-       << "| KL(original \\|\\| converted), nats per token | | " << general(r.kl) << " |\n"
-       << "| top-1 agreement with the original | | " << fixed(100.0 * r.top1Agreement, 2) << "% |\n"
-       << "| KV cache bytes per token (measured) | " << general(r.originalKvBytesPerToken) << " | "
-       << general(r.convertedKvBytesPerToken) << " |\n"
+       << "| perplexity | " << significantDigits(r.originalPpl, 6) << " | " << significantDigits(r.convertedPpl, 6) << " |\n"
+       << "| KL(original \\|\\| converted), nats per token | | " << significantDigits(r.kl, 6) << " |\n"
+       << "| top-1 agreement with the original | | " << fixedDigits(100.0 * r.top1Agreement, 2) << "% |\n"
+       << "| KV cache bytes per token (measured) | " << significantDigits(r.originalKvBytesPerToken, 6) << " | "
+       << significantDigits(r.convertedKvBytesPerToken, 6) << " |\n"
        << "| evaluated tokens | " << r.evaluatedTokens << " | |\n\n";
     if (r.withCache.format != kvCacheFormatName(KvCacheFormat{})) {
         const CacheFormatQuality& q = r.withCache;
         md << "With the converted model's KV cache stored as " << q.format << " (the original's stays float32):\n\n"
            << "| metric | converted, f32 cache | converted, " << q.format << " cache |\n|---|---|---|\n"
-           << "| perplexity | " << general(r.convertedPpl) << " | " << general(q.ppl) << " |\n"
-           << "| KL(original \\|\\| converted), nats per token | " << general(r.kl) << " | " << general(q.kl) << " |\n"
-           << "| top-1 agreement with the original | " << fixed(100.0 * r.top1Agreement, 2) << "% | "
-           << fixed(100.0 * q.top1Agreement, 2) << "% |\n"
-           << "| KV cache bytes per token (measured) | " << general(r.convertedKvBytesPerToken) << " | " << general(q.kvBytesPerToken)
+           << "| perplexity | " << significantDigits(r.convertedPpl, 6) << " | " << significantDigits(q.ppl, 6) << " |\n"
+           << "| KL(original \\|\\| converted), nats per token | " << significantDigits(r.kl, 6) << " | " << significantDigits(q.kl, 6) << " |\n"
+           << "| top-1 agreement with the original | " << fixedDigits(100.0 * r.top1Agreement, 2) << "% | "
+           << fixedDigits(100.0 * q.top1Agreement, 2) << "% |\n"
+           << "| KV cache bytes per token (measured) | " << significantDigits(r.convertedKvBytesPerToken, 6) << " | " << significantDigits(q.kvBytesPerToken, 6)
            << " |\n\n";
     }
     if (r.originalBf16KvBytesPerToken > 0.0)
-        md << "KV cache against the original with a BF16 cache (" << general(r.originalBf16KvBytesPerToken)
-           << " bytes per token): **" << fixed(100.0 * r.combinedSaving(), 1) << "% saved** with the converted model's "
-           << r.withCache.format << " cache (" << general(r.withCache.kvBytesPerToken) << " bytes per token).\n\n";
+        md << "KV cache against the original with a BF16 cache (" << significantDigits(r.originalBf16KvBytesPerToken, 6)
+           << " bytes per token): **" << fixedDigits(100.0 * r.combinedSaving(), 1) << "% saved** with the converted model's "
+           << r.withCache.format << " cache (" << significantDigits(r.withCache.kvBytesPerToken, 6) << " bytes per token).\n\n";
     for (const auto& g : r.generations) {
         md << "Greedy continuation" << (g.prompt.empty() ? " from BOS" : " of \"" + cell(g.prompt) + "\"")
            << (g.firstDifference < 0 ? " (identical)" : " (first difference at token " + std::to_string(g.firstDifference) + ")")
@@ -241,7 +227,7 @@ std::string deepSeekCardMarkdown(const ModelCardInfo& info)
        << "| qk_rope_head_dim (one RoPE key head shared by all heads) | " << a.ropeDim << " |\n"
        << "| qk_nope_head_dim / v_head_dim | " << a.nopeDim << " / " << a.valueDim << " |\n"
        << "| how the widths were chosen | " << (info.widthsOrigin.empty() ? "given" : cell(info.widthsOrigin)) << " |\n"
-       << "| rope_theta (original) | " << general(c.rope.theta) << " (" << general(o.rope.theta) << ") |\n"
+       << "| rope_theta (original) | " << significantDigits(c.rope.theta, 6) << " (" << significantDigits(o.rope.theta, 6) << ") |\n"
        << "| RoPE pair layout | interleaved (`rope_interleave: true`, pair i = dims 2i, 2i+1) |\n"
        << "| activation-aware decomposition | " << onOff(s.activationAware) << " |\n"
        << "| least-squares refit of o_proj | " << onOff(s.refit) << " |\n"
@@ -259,8 +245,8 @@ std::string deepSeekCardMarkdown(const ModelCardInfo& info)
        << "|---|---|---|---|---|\n";
     for (std::size_t l = 0; l < info.deepSeekLayers.size(); ++l) {
         const DeepSeekLayerReport& r = info.deepSeekLayers[l];
-        md << "| " << l << " | " << fixed(100.0 * r.ropeCost, 2) << "% | " << general(r.latentResidualNoNorm) << " | "
-           << general(r.latentResidualNormFitted) << " | " << general(r.outputErrorFinal) << " |\n";
+        md << "| " << l << " | " << fixedDigits(100.0 * r.ropeCost, 2) << "% | " << significantDigits(r.latentResidualNoNorm, 6) << " | "
+           << significantDigits(r.latentResidualNormFitted, 6) << " | " << significantDigits(r.outputErrorFinal, 6) << " |\n";
     }
     md << "\n";
 
@@ -269,7 +255,7 @@ std::string deepSeekCardMarkdown(const ModelCardInfo& info)
        << "| | original | converted |\n|---|---|---|\n"
        << "| elements per token (all layers) | " << ok << " | " << ck << " |\n"
        << "| bytes per token, BF16 cache | " << ok * 2 << " | " << ck * 2 << " |\n\n"
-       << "**KV saving: " << fixed(100.0 * (1.0 - static_cast<double>(ck) / static_cast<double>(ok)), 1) << "%** ("
+       << "**KV saving: " << fixedDigits(100.0 * (1.0 - static_cast<double>(ck) / static_cast<double>(ok)), 1) << "%** ("
        << a.kvLoraRank << " latent + " << a.ropeDim << " RoPE values per token and layer, absorbed form).\n\n";
     writeMetrics(md, info);
 
@@ -323,9 +309,9 @@ void writeHeal(std::ostringstream& md, const ModelCardInfo& info)
        << "| seed (`--heal-seed`) | " << h.seed << " |\n"
        << "| layers healed | " << h.layersHealed << " |\n";
     if (h.klBefore && h.klAfter)
-        md << "| held-out KL(original \\|\\| model), nats per token | " << general(*h.klBefore) << " before, "
-           << general(*h.klAfter) << " after |\n";
-    md << "| time | " << fixed(h.seconds, 1) << " s |\n\n";
+        md << "| held-out KL(original \\|\\| model), nats per token | " << significantDigits(*h.klBefore, 6) << " before, "
+           << significantDigits(*h.klAfter, 6) << " after |\n";
+    md << "| time | " << fixedDigits(h.seconds, 1) << " s |\n\n";
 }
 
 } // namespace

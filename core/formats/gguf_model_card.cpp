@@ -1,19 +1,12 @@
 #include "formats/gguf_model_card.h"
 
+#include "util/number_text.h"
 #include "util/version.h"
 
-#include <cstdio>
 #include <sstream>
 
 namespace mla {
 namespace {
-
-std::string fixed(double x, int digits)
-{
-    char buffer[64];
-    std::snprintf(buffer, sizeof buffer, "%.*f", digits, x);
-    return buffer;
-}
 
 // A path as a shell word: quoted when it holds anything but the usual file-name characters.
 std::string shellWord(const std::string& s)
@@ -55,7 +48,7 @@ std::string ggufModelCardMarkdown(const GgufModelCardInfo& info)
     } else if (info.kvValuesPerToken > 0 && info.sourceKvValuesPerToken > 0) {
         const double saving = 1.0 - static_cast<double>(info.kvValuesPerToken) / static_cast<double>(info.sourceKvValuesPerToken);
         md << "KV cache: " << info.kvValuesPerToken << " values per token over all layers instead of the source's "
-           << info.sourceKvValuesPerToken << " (" << fixed(100.0 * saving, 1) << "% less)";
+           << info.sourceKvValuesPerToken << " (" << fixedDigits(100.0 * saving, 1) << "% less)";
         if (info.architecture == "deepseek2")
             md << "; llama.cpp's `deepseek2` caches the normalised latent and the shared rotated key (`kv_lora_rank + "
                   "rope` per layer) and absorbs the up projections into the query and output";
@@ -84,10 +77,10 @@ std::string ggufModelCardMarkdown(const GgufModelCardInfo& info)
         else
             md << " on " << q.sequences << " sequences (" << q.tokens << " predicted tokens)";
         md << ".\n\n| measure | value |\n|---|---|\n";
-        md << "| perplexity, source | " << fixed(q.sourcePerplexity, 3) << " |\n";
-        md << "| perplexity, this file | " << fixed(q.exportPerplexity, 3) << " |\n";
-        md << "| KL(source ‖ this file), nats per token | " << fixed(q.kl, 4) << " |\n";
-        md << "| top-1 agreement with the source | " << fixed(q.top1Agreement, 3) << " |\n\n";
+        md << "| perplexity, source | " << fixedDigits(q.sourcePerplexity, 3) << " |\n";
+        md << "| perplexity, this file | " << fixedDigits(q.exportPerplexity, 3) << " |\n";
+        md << "| KL(source ‖ this file), nats per token | " << fixedDigits(q.kl, 4) << " |\n";
+        md << "| top-1 agreement with the source | " << fixedDigits(q.top1Agreement, 3) << " |\n\n";
     }
     if (!info.notes.empty()) {
         md << "## Notes\n\n";
