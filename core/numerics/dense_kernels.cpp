@@ -7,6 +7,8 @@
 
 #include <omp.h>
 
+#include <algorithm>
+
 namespace mla {
 namespace {
 
@@ -77,7 +79,26 @@ void gemmImpl(Eigen::Ref<Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>> 
 void gemm(Eigen::Ref<Eigen::MatrixXd> dst, double alpha, const Eigen::Ref<const Eigen::MatrixXd>& a, Op opA,
           const Eigen::Ref<const Eigen::MatrixXd>& b, Op opB, double beta)
 {
-    gemmImpl<double, detail::GemmArgs>(dst, alpha, a, opA, b, opB, beta, &detail::DenseKernelTable::gemm);
+    // Double products stay parallel (the decompositions' large products need both cores), so the depth is cut here
+    // into fixed slices no deeper than Eigen's depth block with or without threads (248 with a 32 KiB L1) and added
+    // in order: each slice is one depth block either way, so the sums, and every decomposition built on them, do not
+    // depend on the number of threads. Eigen blocks the depth the same way, so this costs nothing measurable.
+    constexpr Eigen::Index kDepthSlice = 240;
+    const bool ta = opA == Op::Transpose;
+    const bool tb = opB == Op::Transpose;
+    const Eigen::Index k = ta ? a.rows() : a.cols();
+    if (k <= kDepthSlice) {
+        gemmImpl<double, detail::GemmArgs>(dst, alpha, a, opA, b, opB, beta, &detail::DenseKernelTable::gemm);
+        return;
+    }
+    for (Eigen::Index k0 = 0; k0 < k; k0 += kDepthSlice) {
+        const Eigen::Index depth = std::min(kDepthSlice, k - k0);
+        using Slice = Eigen::Ref<const Eigen::MatrixXd>; // views of the operands, no copies
+        const Slice aSlice = ta ? Slice(a.middleRows(k0, depth)) : Slice(a.middleCols(k0, depth));
+        const Slice bSlice = tb ? Slice(b.middleCols(k0, depth)) : Slice(b.middleRows(k0, depth));
+        gemmImpl<double, detail::GemmArgs>(dst, alpha, aSlice, opA, bSlice, opB, k0 == 0 ? beta : 1.0,
+                                           &detail::DenseKernelTable::gemm);
+    }
 }
 
 void gemm(Eigen::Ref<Eigen::MatrixXf> dst, float alpha, const Eigen::Ref<const Eigen::MatrixXf>& a, Op opA,

@@ -51,57 +51,55 @@ void gemmtLowerSub(StridedBlock a, const Eigen::MatrixXd& p, const Eigen::Matrix
 
 void SymmetricMatVec::apply(const double* s, Eigen::Index ld, Eigen::Index size, const double* x, double* y)
 {
-    const int threads = omp_get_max_threads();
-    if (size < kParallelMatVecMinimum || threads < 2 || omp_in_parallel()) {
+    if (size < kParallelMatVecMinimum) {
         std::fill(y, y + size, 0.0);
         lowerSymvColumns(s, ld, size, 0, size, x, y);
         return;
     }
-    // Sample each mode twice, then use the faster, trying the other again every 16th call.
+    const int threads = omp_get_max_threads();
     int mode = 0;
-    if (m_samples[0] < 2 || m_samples[1] < 2)
-        mode = m_samples[1] < m_samples[0] ? 1 : 0;
-    else
-        mode = m_secondsPerEntry[1] < m_secondsPerEntry[0] ? 1 : 0;
-    if (++m_calls % 16 == 0)
-        mode = 1 - mode;
-    const auto start = std::chrono::steady_clock::now();
-    if (mode == 0) {
-        std::fill(y, y + size, 0.0);
-        lowerSymvColumns(s, ld, size, 0, size, x, y);
-    } else {
-        applyParallel(s, ld, size, x, y, threads);
+    if (threads >= 2 && !omp_in_parallel()) {
+        // Sample each mode twice, then use the faster, trying the other again every 16th call.
+        if (m_samples[0] < 2 || m_samples[1] < 2)
+            mode = m_samples[1] < m_samples[0] ? 1 : 0;
+        else
+            mode = m_secondsPerEntry[1] < m_secondsPerEntry[0] ? 1 : 0;
+        if (++m_calls % 16 == 0)
+            mode = 1 - mode;
     }
+    const auto start = std::chrono::steady_clock::now();
+    applyParts(s, ld, size, x, y, mode == 1 ? threads : 1);
+    if (threads < 2 || omp_in_parallel())
+        return;
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double perEntry = seconds / (0.5 * static_cast<double>(size) * static_cast<double>(size));
     m_secondsPerEntry[mode] = m_samples[mode] == 0 ? perEntry : 0.7 * m_secondsPerEntry[mode] + 0.3 * perEntry;
     ++m_samples[mode];
 }
 
-void SymmetricMatVec::applyParallel(const double* s, Eigen::Index ld, Eigen::Index size, const double* x, double* y, int threads)
+void SymmetricMatVec::applyParts(const double* s, Eigen::Index ld, Eigen::Index size, const double* x, double* y, int threads)
 {
-    if (m_partial.rows() < size || m_partial.cols() < threads)
-        m_partial.resize(std::max(m_partial.rows(), size), std::max<Eigen::Index>(m_partial.cols(), threads));
-#pragma omp parallel num_threads(threads)
+    if (m_partial.rows() < size || m_partial.cols() < kParts)
+        m_partial.resize(std::max(m_partial.rows(), size), kParts);
+    // Column ranges of equal triangle area: columns [0, c) hold about size^2 (1 - (1 - c/size)^2) / 2 entries.
+    Eigen::Index bounds[kParts + 1];
+    for (int u = 0; u <= kParts; ++u)
+        bounds[u] = u >= kParts ? size
+            : static_cast<Eigen::Index>(std::floor(static_cast<double>(size) * (1.0 - std::sqrt(1.0 - static_cast<double>(u) / kParts))));
+#pragma omp parallel num_threads(threads) if (threads > 1)
     {
-        const int count = omp_get_num_threads();
-        const int t = omp_get_thread_num();
-        // Column ranges of equal triangle area: columns [0, c) hold about size^2 (1 - (1 - c/size)^2) / 2 entries.
-        std::vector<Eigen::Index> bounds(static_cast<std::size_t>(count) + 1);
-        for (int u = 0; u <= count; ++u)
-            bounds[static_cast<std::size_t>(u)] = u >= count ? size
-                : static_cast<Eigen::Index>(std::floor(static_cast<double>(size) * (1.0 - std::sqrt(1.0 - static_cast<double>(u) / count))));
-        const Eigen::Index c0 = bounds[static_cast<std::size_t>(t)];
-        double* partial = m_partial.col(t).data();
-        std::fill(partial + c0, partial + size, 0.0);
-        lowerSymvColumns(s, ld, size, c0, bounds[static_cast<std::size_t>(t) + 1], x, partial);
-#pragma omp barrier
-        // Sum the partial vectors; thread u only wrote rows >= bounds[u].
+#pragma omp for schedule(dynamic, 1)
+        for (int u = 0; u < kParts; ++u) {
+            double* partial = m_partial.col(u).data();
+            std::fill(partial + bounds[u], partial + size, 0.0);
+            lowerSymvColumns(s, ld, size, bounds[u], bounds[u + 1], x, partial);
+        }
+        // Part u only wrote rows >= bounds[u]; the parts are added in their order whichever thread made them.
 #pragma omp for schedule(static)
         for (Eigen::Index i = 0; i < size; ++i) {
             double sum = 0.0;
-            for (int u = 0; u < count; ++u)
-                if (i >= bounds[static_cast<std::size_t>(u)])
+            for (int u = 0; u < kParts; ++u)
+                if (i >= bounds[u])
                     sum += m_partial(i, u);
             y[i] = sum;
         }

@@ -16,19 +16,22 @@ void syrkLowerAdd(Eigen::MatrixXd& g, const Eigen::MatrixXd& x);
 // rank-2r update a -= V W^T + W V^T of blocked Householder reductions.
 void gemmtLowerSub(StridedBlock a, const Eigen::MatrixXd& p, const Eigen::MatrixXd& q);
 
-// y = S x for the symmetric S whose lower triangle is stored at `s` (s x s, column stride ld). Reads the triangle once;
-// each thread accumulates into its own partial vector. The tridiagonal reduction calls this once per column, so with
-// two threads it synchronises thousands of times: on a machine whose cores are busy with other work a barrier can wait
-// a whole scheduler time slice, and two threads then run several times slower than one. So the object measures both
-// and keeps using the faster (re-checking the other every few calls).
+// y = S x for the symmetric S whose lower triangle is stored at `s` (s x s, column stride ld). Reads the triangle once.
+// Above a size the triangle is cut into a fixed number of column ranges, each accumulated into its own partial vector
+// and the partials added in range order, so the result does not depend on how many threads ran it. The tridiagonal
+// reduction calls this once per column, so with two threads it synchronises thousands of times: on a machine whose
+// cores are busy with other work a barrier can wait a whole scheduler time slice, and two threads then run several
+// times slower than one. So the object measures both and keeps using the faster (re-checking the other every few
+// calls); both give the same bits, so the choice, which depends on timing, changes only the speed.
 class SymmetricMatVec {
 public:
     void apply(const double* s, Eigen::Index ld, Eigen::Index size, const double* x, double* y);
 
 private:
-    void applyParallel(const double* s, Eigen::Index ld, Eigen::Index size, const double* x, double* y, int threads);
+    static constexpr int kParts = 8;
+    void applyParts(const double* s, Eigen::Index ld, Eigen::Index size, const double* x, double* y, int threads);
 
-    Eigen::MatrixXd m_partial; // one column per thread
+    Eigen::MatrixXd m_partial; // one column per range
     double m_secondsPerEntry[2] = {0.0, 0.0}; // moving averages: [0] one thread, [1] all threads
     int m_samples[2] = {0, 0};
     long m_calls = 0;

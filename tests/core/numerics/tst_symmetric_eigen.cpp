@@ -1,10 +1,13 @@
 #include "common/test_support.h"
 
 #include "numerics/symmetric_eigen.h"
+#include "numerics/symmetric_kernels.h"
 #include "util/error.h"
 
 #include <Eigen/Eigenvalues>
 #include <Eigen/QR>
+
+#include <omp.h>
 
 #include <atomic>
 #include <random>
@@ -182,6 +185,41 @@ private slots:
         const Eigen::MatrixXd a = randomSymmetric(120, 17);
         const SymmetricEigen first = symmetricEigen(a, 30);
         const SymmetricEigen second = symmetricEigen(a, 30);
+        QVERIFY(first.vectors == second.vectors);
+        QVERIFY(first.values == second.values);
+    }
+
+    // The matrix-vector product of the tridiagonal reduction picks one or all threads by timing; the reduction (and so
+    // every exact decomposition) must not depend on that choice, nor on the number of threads.
+    void symmetricProductIsTheSameWhateverThreadsOrTiming()
+    {
+        const Eigen::Index n = 1000; // above the size where threads are considered
+        const Eigen::MatrixXd a = randomSymmetric(n, 23);
+        const Eigen::VectorXd x = gaussianSamples(n, 1, 24).col(0);
+        const Eigen::VectorXd reference = a * x;
+        const int threads = omp_get_max_threads();
+        std::vector<Eigen::VectorXd> results;
+        for (const int t : {1, 2, 3}) {
+            omp_set_num_threads(t);
+            SymmetricMatVec symv; // a fresh object samples both modes first, then alternates every 16th call
+            for (int call = 0; call < 40; ++call) {
+                Eigen::VectorXd y(n);
+                symv.apply(a.data(), n, n, x.data(), y.data());
+                results.push_back(y);
+            }
+        }
+        omp_set_num_threads(threads);
+        QVERIFY2((results.front() - reference).norm() <= 1e-12 * reference.norm(),
+                 qPrintable(QString("relative error %1").arg((results.front() - reference).norm() / reference.norm())));
+        for (std::size_t i = 1; i < results.size(); ++i)
+            QVERIFY2(results[i] == results.front(), qPrintable(QString("call %1 differs").arg(i)));
+    }
+
+    void deterministicAtSizesThatUseThreads()
+    {
+        const Eigen::MatrixXd a = randomSymmetric(800, 29);
+        const SymmetricEigen first = symmetricEigen(a, 20);
+        const SymmetricEigen second = symmetricEigen(a, 20);
         QVERIFY(first.vectors == second.vectors);
         QVERIFY(first.values == second.values);
     }

@@ -19,6 +19,8 @@
 
 #include <QtTest>
 
+#include <omp.h>
+
 #include <cstring>
 #include <fstream>
 #include <thread>
@@ -346,6 +348,42 @@ private Q_SLOTS:
             QCOMPARE(later.fits[l].outputErrorFinal, fresh.fits[l].outputErrorFinal);
             const MatrixRM a = fresh.converted->layers[l].o.toMatrix(), b = later.converted->layers[l].o.toMatrix();
             QVERIFY((a.array() == b.array()).all());
+        }
+    }
+
+    void bestConversionIsTheSameWhateverTheThreads()
+    {
+        // A conversion gives the same bits on one core or several: products whose depth Eigen would block by the
+        // thread count are cut into fixed slices, and the symmetric products of the decompositions add fixed partial
+        // sums. Sequences of 400 tokens make the least-squares and covariance products (summed per sequence) deeper
+        // than one slice.
+        Settings s = quick(RopeStrategy::RotationLoss);
+        s.calibration.samples = 4;
+        s.calibration.sequenceLength = 400;
+        applyPreset("best", s.conversion);
+        s.conversion.targetSaving = 0.75;
+        const int threads = omp_get_max_threads();
+        std::vector<ConversionOutcome> outcomes;
+        for (const int t : {1, 2, 3}) {
+            omp_set_num_threads(t);
+            outcomes.push_back(convertInMemory(m_demo, nullptr, s, ExecutionContext()));
+        }
+        omp_set_num_threads(threads);
+        const Model& first = *outcomes.front().converted;
+        for (std::size_t i = 1; i < outcomes.size(); ++i) {
+            const Model& other = *outcomes[i].converted;
+            QCOMPARE(other.layers.size(), first.layers.size());
+            for (std::size_t l = 0; l < first.layers.size(); ++l) {
+                const LayerWeights& a = first.layers[l];
+                const LayerWeights& b = other.layers[l];
+                for (const auto& [name, x, y] : {std::tuple{"o", &a.o, &b.o}, std::tuple{"q", &a.q, &b.q},
+                                                 std::tuple{"down_kv", &a.downKv, &b.downKv}, std::tuple{"up_k", &a.upK, &b.upK},
+                                                 std::tuple{"up_v", &a.upV, &b.upV}}) {
+                    QCOMPARE(x->shape(), y->shape());
+                    QVERIFY2(x->empty() || (x->toMatrix().array() == y->toMatrix().array()).all(),
+                             qPrintable(QString("layer %1 %2 differs with %3 threads").arg(l).arg(name).arg(i + 1)));
+                }
+            }
         }
     }
 
