@@ -175,14 +175,18 @@ void matvecRows(const Tensor& W, const MatrixRM& X, MatrixRM& Y)
     // take the per-token path below.
     const auto tokens = detail::activeKernels().dotRowsTokens[static_cast<int>(W.dtype())];
     if (tokens && (W.dtype() == DType::F32 || cols % 8 == 0)) {
-        // Blocks of 64 weight rows spread over the threads; every block sees all tokens.
-        constexpr std::int64_t kRows = 64;
-        const std::int64_t blocks = (rows + kRows - 1) / kRows;
-#pragma omp parallel for schedule(static) if (parallel)
-        for (std::int64_t b = 0; b < blocks; ++b) {
-            const std::int64_t first = b * kRows;
-            tokens(base + static_cast<std::size_t>(first) * rowBytes, cols, static_cast<std::size_t>(std::min(kRows, rows - first)),
-                   X.data(), cols, static_cast<std::size_t>(n), Y.data() + first, static_cast<std::size_t>(rows));
+        // One contiguous range of rows per thread (a multiple of the kernel's tiles of three rows), so each thread
+        // copies the tokens once and streams its rows front to back, fetching ahead.
+#pragma omp parallel if (parallel)
+        {
+            const std::int64_t threads = omp_get_num_threads();
+            const std::int64_t share = (rows + threads - 1) / threads;
+            const std::int64_t chunk = (share + 2) / 3 * 3;
+            const std::int64_t first = std::min<std::int64_t>(rows, omp_get_thread_num() * chunk);
+            const std::int64_t count = std::min(chunk, rows - first);
+            if (count > 0)
+                tokens(base + static_cast<std::size_t>(first) * rowBytes, cols, static_cast<std::size_t>(count),
+                       X.data(), cols, static_cast<std::size_t>(n), Y.data() + first, static_cast<std::size_t>(rows));
         }
         return;
     }
