@@ -10,7 +10,7 @@ std::vector<OptionSpec> healOptions()
         {"heal", nullptr, "heal the converted attention after the conversion: block-wise distillation against the original"},
         {"heal-steps", "N", "AdamW steps per layer (default 200; a layer stops early when its held-out loss stops improving)"},
         {"heal-lr", "X", "peak learning rate (default: 0.1 x the RMS of each layer's query weights)"},
-        {"heal-tokens", "N", "healing tokens in all, 1/8 of the sequences held out (default 16384)"},
+        {"heal-tokens", "N", "healing tokens in all, 1/8 of the sequences held out (default 32768)"},
         {"heal-seed", "S", "seed of the sampled healing data and the batch order (default 1)"},
         {"heal-text", "FILE", "heal on this text (default: sequences sampled from the original model)"},
         {"heal-ids", "FILE", "heal on these token ids (one sequence per line)"},

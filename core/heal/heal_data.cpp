@@ -116,24 +116,37 @@ HealData prepareHealData(const Transformer& original, const Tokenizer* tokenizer
         }
         description = "text from " + d.file.string() + " in windows of " + std::to_string(length) + " tokens";
     } else {
-        const std::int64_t count = std::max<std::int64_t>(2, (d.tokens + length - 1) / length);
         const std::vector<int> start = promptIds(c, tokenizer, "");
         GenerationOptions g;
         g.steps = length - 1; // positions; the last sampled token needs none, so sequences hold `length` tokens
         g.temperature = d.temperature;
         g.topP = 1.0f;
-        // One sampler stream per sequence, as when each was generated alone: the batch reproduces them exactly.
-        std::vector<std::uint64_t> seeds(static_cast<std::size_t>(count));
-        for (std::int64_t i = 0; i < count; ++i)
-            seeds[static_cast<std::size_t>(i)] = (options.seed + 1000) * 7919 + static_cast<std::uint64_t>(i);
-        // The healer runs on the CPU.
-        const std::vector<GenerationResult> results =
-            generateBatch(cpuBackend(), original, nullptr, start, g, seeds, job.withStage("sampling healing data"));
-        for (const GenerationResult& r : results) {
-            std::vector<int> sequence = start;
-            sequence.insert(sequence.end(), r.ids.begin(), r.ids.end());
-            if (sequence.size() >= 2)
-                sequences.push_back(std::move(sequence));
+        // Samples that stop at an end-of-text token are shorter than `length` (poem5L's hold about half of it), so
+        // sequences are drawn in rounds until the samples hold the tokens asked for: a round asks for what is still
+        // missing, as if every sample ran to full length. Sequence i always uses sampler seed (seed + 1000) * 7919 + i,
+        // so the first round is what one round drew before, and a model whose samples run to full length gets the same
+        // data. A model that ends every sample at once stops after kMaxRounds.
+        constexpr int kMaxRounds = 16;
+        std::int64_t drawn = 0, tokens = 0;
+        for (int round = 0; round < kMaxRounds && tokens < d.tokens; ++round) {
+            const std::int64_t missing = d.tokens - tokens;
+            const std::int64_t count = std::max<std::int64_t>(round == 0 ? 2 : 1, (missing + length - 1) / length);
+            // One sampler stream per sequence, as when each was generated alone: the batch reproduces them exactly.
+            std::vector<std::uint64_t> seeds(static_cast<std::size_t>(count));
+            for (std::int64_t i = 0; i < count; ++i)
+                seeds[static_cast<std::size_t>(i)] = (options.seed + 1000) * 7919 + static_cast<std::uint64_t>(drawn + i);
+            drawn += count;
+            // The healer runs on the CPU.
+            const std::vector<GenerationResult> results =
+                generateBatch(cpuBackend(), original, nullptr, start, g, seeds, job.withStage("sampling healing data"));
+            for (const GenerationResult& r : results) {
+                std::vector<int> sequence = start;
+                sequence.insert(sequence.end(), r.ids.begin(), r.ids.end());
+                if (sequence.size() >= 2) {
+                    tokens += static_cast<std::int64_t>(sequence.size());
+                    sequences.push_back(std::move(sequence));
+                }
+            }
         }
         description = std::to_string(sequences.size()) + " samples of up to " + std::to_string(length)
                       + " tokens drawn from the original model (temperature " + std::to_string(d.temperature).substr(0, 4)

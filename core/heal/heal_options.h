@@ -18,7 +18,7 @@ enum class HealCancelPolicy { KeepHealedLayers, DiscardAll };
 struct HealDataOptions {
     CalibrationOptions::Source source = CalibrationOptions::Source::Samples;
     std::filesystem::path file;          // Text / Ids
-    std::int64_t tokens = 16384;         // at most this many tokens in all (samples: tokens / length sequences)
+    std::int64_t tokens = 32768;         // at most this many tokens in all (samples: drawn until they hold them)
     std::int64_t sequenceLength = 256;   // capped at the model's context
     float temperature = 1.0f;            // Samples
 };

@@ -210,14 +210,15 @@ void HealView::refreshCost()
     const double tokenSteps = static_cast<double>(c->layers) * static_cast<double>(o.steps) * static_cast<double>(perStep);
     const int starts = m_workbench->healStart() && *m_workbench->healStart() == HealStart::Auto ? 2 : 1;
     m_cost->setText(tr("Expected work: %1 layers × up to %2 steps × %3 tokens per step = %4 M token-steps%5 (each about 2.2 "
-                       "forward passes of one layer), on %6 sequences of %7 tokens (1/8 held out); the model's KL is "
+                       "forward passes of one layer), on %6 tokens in sequences of up to %7 (samples are drawn until "
+                       "they hold them; 1/8 held out); the model's KL is "
                        "measured before and after. Runs on the CPU (all cores); the time left shows once it runs.")
                        .arg(c->layers)
                        .arg(o.steps)
                        .arg(perStep)
                        .arg(tokenSteps / 1e6, 0, 'f', 2)
                        .arg(starts > 1 ? tr(" for each of 2 starts") : QString())
-                       .arg(sequences)
+                       .arg(o.data.tokens)
                        .arg(length));
 }
 

@@ -96,6 +96,7 @@ private slots:
     void cancelKeepsHealedLayersOrNone();
     void dataIsSplitAndCapped();
     void sampledDataIsEachSeedsOwnSequence();
+    void sampledDataFillsTheTokenBudget();
     void badInputIsRefusedBeforeAnyWork();
 };
 
@@ -282,6 +283,53 @@ void TestHealer::sampledDataIsEachSeedsOwnSequence()
     const HealData split = splitHealData(expected, f.options.heldOutFraction, "");
     QCOMPARE(f.data.train, split.train);
     QCOMPARE(f.data.heldOut, split.heldOut);
+}
+
+void TestHealer::sampledDataFillsTheTokenBudget()
+{
+    // poem5L's samples mostly stop at an end-of-text token well before its 128 positions: the data is drawn in rounds
+    // until it holds the tokens asked for, each sequence still its own seed's sample, in seed order.
+    const Model poem = test::loadRealModel("poem5L");
+    const Transformer original(poem);
+    HealOptions o = quickOptions();
+    o.data.sequenceLength = 128;
+    o.data.tokens = 2048;
+    const HealData d = prepareHealData(original, nullptr, o);
+    QVERIFY2(d.trainTokens() + d.heldOutTokens() >= o.data.tokens - 1,
+             qPrintable(QString("%1 tokens of %2").arg(d.trainTokens() + d.heldOutTokens()).arg(o.data.tokens)));
+    QVERIFY(d.trainTokens() + d.heldOutTokens() <= o.data.tokens);
+    const std::size_t firstRound = static_cast<std::size_t>(o.data.tokens / o.data.sequenceLength);
+    QVERIFY2(d.train.size() + d.heldOut.size() > firstRound, "one round was enough: the test no longer covers rounds");
+    // The sequences in seed order (splitHealData keeps it); check the first and last of the first round and one of
+    // a later round against sampling each alone.
+    const HealData whole = splitHealData([&] {
+        TokenSequences seqs;
+        for (std::size_t i = 0; i < d.train.size() + d.heldOut.size(); ++i) {
+            GenerationOptions g;
+            g.steps = o.data.sequenceLength - 1;
+            g.temperature = o.data.temperature;
+            g.topP = 1.0f;
+            g.seed = (o.seed + 1000) * 7919 + i;
+            std::vector<int> sequence = promptIds(poem.config, nullptr, "");
+            const GenerationResult r = generate(cpuBackend(), original, nullptr, sequence, g);
+            sequence.insert(sequence.end(), r.ids.begin(), r.ids.end());
+            seqs.push_back(std::move(sequence));
+        }
+        return seqs;
+    }(), o.heldOutFraction, "");
+    QCOMPARE(whole.train.size(), d.train.size());
+    QCOMPARE(whole.heldOut.size(), d.heldOut.size());
+    // Equal except the last sequence, which the budget may cut.
+    for (std::size_t i = 0; i < d.train.size(); ++i) {
+        const auto& a = d.train[i];
+        const auto& b = whole.train[i];
+        QVERIFY2(a.size() <= b.size() && std::equal(a.begin(), a.end(), b.begin()), qPrintable(QString("train %1").arg(i)));
+    }
+    for (std::size_t i = 0; i < d.heldOut.size(); ++i) {
+        const auto& a = d.heldOut[i];
+        const auto& b = whole.heldOut[i];
+        QVERIFY2(a.size() <= b.size() && std::equal(a.begin(), a.end(), b.begin()), qPrintable(QString("held out %1").arg(i)));
+    }
 }
 
 void TestHealer::badInputIsRefusedBeforeAnyWork()
