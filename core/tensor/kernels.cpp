@@ -175,13 +175,13 @@ void matvecRows(const Tensor& W, const MatrixRM& X, MatrixRM& Y)
     // take the per-token path below.
     const auto tokens = detail::activeKernels().dotRowsTokens[static_cast<int>(W.dtype())];
     if (tokens && (W.dtype() == DType::F32 || cols % 8 == 0)) {
-        // One contiguous range of rows per thread (a multiple of the kernel's tiles of three rows), so each thread
-        // copies the tokens once and streams its rows front to back, fetching ahead.
+        // One contiguous range of rows per thread (a multiple of 16 rows), so each thread copies the tokens once and
+        // streams its rows front to back, fetching ahead.
 #pragma omp parallel if (parallel)
         {
             const std::int64_t threads = omp_get_num_threads();
             const std::int64_t share = (rows + threads - 1) / threads;
-            const std::int64_t chunk = (share + 2) / 3 * 3;
+            const std::int64_t chunk = (share + 15) / 16 * 16;
             const std::int64_t first = std::min<std::int64_t>(rows, omp_get_thread_num() * chunk);
             const std::int64_t count = std::min(chunk, rows - first);
             if (count > 0)

@@ -181,6 +181,8 @@ template <typename Row>
 void dotRowsTokens(const void* rowsData, std::size_t cols, std::size_t rowCount, const float* X, std::size_t ldx,
                    std::size_t n, float* Y, std::size_t ldy)
 {
+    if (n == 0 || rowCount == 0)
+        return;
     using E = typename Row::Element;
     const E* rows = static_cast<const E*>(rowsData);
     const std::size_t stride = (cols + 15) / 16 * 16;

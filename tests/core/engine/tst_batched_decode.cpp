@@ -113,7 +113,7 @@ private Q_SLOTS:
 
 // The kernel under the batched step: every row of matvecRows equals matvec of that row bit for bit, for each weight
 // dtype, row lengths with and without a tail that is not a multiple of 8 or 32, and token counts around the kernel's
-// groups of three.
+// groups of three and the pairs after them (none at all included).
 void TestBatchedDecode::matvecRowsEqualsMatvec()
 {
     std::mt19937 rng(11);
@@ -125,7 +125,7 @@ void TestBatchedDecode::matvecRowsEqualsMatvec()
                 for (Eigen::Index i = 0; i < w.size(); ++i)
                     w.data()[i] = normal(rng) * 0.2f;
                 const Tensor t = Tensor::fromFloats(dtype, {rows, cols}, w.data());
-                for (const std::int64_t n : {1, 2, 3, 4, 7, 16}) {
+                for (const std::int64_t n : {0, 1, 2, 3, 4, 5, 7, 10, 16}) {
                     MatrixRM x(n, cols);
                     for (Eigen::Index i = 0; i < x.size(); ++i)
                         x.data()[i] = normal(rng);
