@@ -40,6 +40,25 @@ HealOptions quickOptions()
     return o;
 }
 
+// The first `count` healing samples as sampling each alone with its documented seed, 7919 (seed + 1000) + i, gives.
+TokenSequences samplesOneByOne(const Model& model, const HealOptions& o, std::size_t count)
+{
+    const Transformer original(model);
+    TokenSequences samples;
+    for (std::size_t i = 0; i < count; ++i) {
+        GenerationOptions g;
+        g.steps = o.data.sequenceLength - 1;
+        g.temperature = o.data.temperature;
+        g.topP = 1.0f;
+        g.seed = (o.seed + 1000) * 7919 + i;
+        std::vector<int> sequence = promptIds(model.config, nullptr, "");
+        const GenerationResult r = generate(cpuBackend(), original, nullptr, sequence, g);
+        sequence.insert(sequence.end(), r.ids.begin(), r.ids.end());
+        samples.push_back(std::move(sequence));
+    }
+    return samples;
+}
+
 struct Fixture {
     Model original = test::loadRealModel("stories260K");
     Model converted = convertPaperLike(original);
@@ -266,20 +285,8 @@ void TestHealer::sampledDataIsEachSeedsOwnSequence()
     // The samples are drawn as one batch; each must be exactly what sampling it alone with its documented seed,
     // 7919 (seed + 1000) + i, gives, so the data does not depend on how the sampling is batched.
     Fixture& f = fixture();
-    const Transformer original(f.original);
     const std::int64_t count = (f.options.data.tokens + f.options.data.sequenceLength - 1) / f.options.data.sequenceLength;
-    TokenSequences expected;
-    for (std::int64_t i = 0; i < count; ++i) {
-        GenerationOptions g;
-        g.steps = f.options.data.sequenceLength - 1;
-        g.temperature = f.options.data.temperature;
-        g.topP = 1.0f;
-        g.seed = (f.options.seed + 1000) * 7919 + static_cast<std::uint64_t>(i);
-        std::vector<int> sequence = promptIds(f.original.config, nullptr, "");
-        const GenerationResult r = generate(cpuBackend(), original, nullptr, sequence, g);
-        sequence.insert(sequence.end(), r.ids.begin(), r.ids.end());
-        expected.push_back(std::move(sequence));
-    }
+    const TokenSequences expected = samplesOneByOne(f.original, f.options, static_cast<std::size_t>(count));
     const HealData split = splitHealData(expected, f.options.heldOutFraction, "");
     QCOMPARE(f.data.train, split.train);
     QCOMPARE(f.data.heldOut, split.heldOut);
@@ -290,46 +297,29 @@ void TestHealer::sampledDataFillsTheTokenBudget()
     // poem5L's samples mostly stop at an end-of-text token well before its 128 positions: the data is drawn in rounds
     // until it holds the tokens asked for, each sequence still its own seed's sample, in seed order.
     const Model poem = test::loadRealModel("poem5L");
-    const Transformer original(poem);
     HealOptions o = quickOptions();
     o.data.sequenceLength = 128;
     o.data.tokens = 2048;
-    const HealData d = prepareHealData(original, nullptr, o);
+    const HealData d = prepareHealData(Transformer(poem), nullptr, o);
     QVERIFY2(d.trainTokens() + d.heldOutTokens() >= o.data.tokens - 1,
              qPrintable(QString("%1 tokens of %2").arg(d.trainTokens() + d.heldOutTokens()).arg(o.data.tokens)));
     QVERIFY(d.trainTokens() + d.heldOutTokens() <= o.data.tokens);
     const std::size_t firstRound = static_cast<std::size_t>(o.data.tokens / o.data.sequenceLength);
     QVERIFY2(d.train.size() + d.heldOut.size() > firstRound, "one round was enough: the test no longer covers rounds");
-    // The sequences in seed order (splitHealData keeps it); check the first and last of the first round and one of
-    // a later round against sampling each alone.
-    const HealData whole = splitHealData([&] {
-        TokenSequences seqs;
-        for (std::size_t i = 0; i < d.train.size() + d.heldOut.size(); ++i) {
-            GenerationOptions g;
-            g.steps = o.data.sequenceLength - 1;
-            g.temperature = o.data.temperature;
-            g.topP = 1.0f;
-            g.seed = (o.seed + 1000) * 7919 + i;
-            std::vector<int> sequence = promptIds(poem.config, nullptr, "");
-            const GenerationResult r = generate(cpuBackend(), original, nullptr, sequence, g);
-            sequence.insert(sequence.end(), r.ids.begin(), r.ids.end());
-            seqs.push_back(std::move(sequence));
-        }
-        return seqs;
-    }(), o.heldOutFraction, "");
+    // Every sequence, in seed order (splitHealData keeps it), is its seed's sample alone; only the last one may be
+    // cut by the budget.
+    const HealData whole = splitHealData(samplesOneByOne(poem, o, d.train.size() + d.heldOut.size()), o.heldOutFraction, "");
     QCOMPARE(whole.train.size(), d.train.size());
     QCOMPARE(whole.heldOut.size(), d.heldOut.size());
-    // Equal except the last sequence, which the budget may cut.
-    for (std::size_t i = 0; i < d.train.size(); ++i) {
-        const auto& a = d.train[i];
-        const auto& b = whole.train[i];
-        QVERIFY2(a.size() <= b.size() && std::equal(a.begin(), a.end(), b.begin()), qPrintable(QString("train %1").arg(i)));
-    }
-    for (std::size_t i = 0; i < d.heldOut.size(); ++i) {
-        const auto& a = d.heldOut[i];
-        const auto& b = whole.heldOut[i];
-        QVERIFY2(a.size() <= b.size() && std::equal(a.begin(), a.end(), b.begin()), qPrintable(QString("held out %1").arg(i)));
-    }
+    const auto checkPrefixes = [](const TokenSequences& got, const TokenSequences& alone, const char* part) {
+        for (std::size_t i = 0; i < got.size(); ++i)
+            QVERIFY2(got[i].size() <= alone[i].size() && std::equal(got[i].begin(), got[i].end(), alone[i].begin()),
+                     qPrintable(QString("%1 %2").arg(part).arg(i)));
+    };
+    checkPrefixes(d.train, whole.train, "train");
+    if (QTest::currentTestFailed())
+        return;
+    checkPrefixes(d.heldOut, whole.heldOut, "held out");
 }
 
 void TestHealer::badInputIsRefusedBeforeAnyWork()
