@@ -175,6 +175,7 @@ int runConvert(const Arguments& args)
             layer["output_error_initial"] = f.outputErrorInitial;
             layer["output_error_final"] = f.outputErrorFinal;
             layer["balanced"] = f.balanced;
+            layer["fit_tokens"] = f.tokens;
         }
         layers.push_back(layer);
     }
@@ -224,6 +225,9 @@ int runConvert(const Arguments& args)
     }
     if (const auto& d = conversion.decompositionCheck)
         std::cout << decompositionCheckSummary(*d) << "\n";
+    if (!conversion.fits.empty() && conversion.analysis)
+        std::cout << "refitted layer by layer on " << conversion.fits.front().tokens << " of the " << conversion.analysis->calibrationTokens
+                  << " calibration tokens (--refit-tokens)\n";
     std::cout << "KV cache per token: " << originalKv << " -> " << c.kvElementsPerToken() << " elements ("
               << 100.0 * j["kv_saving"].get<double>() << "% saved), " << seconds << " s\n";
     if (healed) {

@@ -1,5 +1,6 @@
 #include "arguments.h"
 #include "commands.h"
+#include "util/allocator_policy.h"
 #include "util/error.h"
 #include "util/input_integrity.h"
 #include "util/version.h"
@@ -35,6 +36,7 @@ void printOverview(std::ostream& out, const std::vector<mla::cli::CommandSpec>& 
 
 int main(int argc, char** argv)
 {
+    mla::keepFreedMemoryForReuse(); // one job, then exit: freed layer buffers are reused, not faulted in again
     const auto commands = commandTable();
     std::vector<std::string> args(argv + 1, argv + argc);
     if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {

@@ -42,6 +42,7 @@ KeyValueSplit splitKeyValue(const ModelConfig& c, const LayerWeights& layer, con
     s.kRopeBias = gather(layer.kBias, ropeRows);
     s.kNopeBias = gather(layer.kBias, nopeRows);
     s.vBias = layer.vBias;
+    s.nopeRows = std::move(nopeRows);
     return s;
 }
 

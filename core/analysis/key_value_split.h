@@ -13,6 +13,7 @@ struct KeyValueSplit {
     MatrixRM kNope;  // [kvHeads * (d_h - 2p), hidden]
     MatrixRM v;      // [kvHeads * d_h, hidden]
     VectorF kRopeBias, kNopeBias, vBias; // empty without biases
+    std::vector<std::int64_t> nopeRows;  // the rows of the key projection that kNope holds, in its order
 };
 
 KeyValueSplit splitKeyValue(const ModelConfig& config, const LayerWeights& layer, const LayerPairSelection& selection);

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <set>
 
 namespace mla {
@@ -155,7 +156,7 @@ LayerInputs layerInputs(const ModelConfig& c, const LayerWeights& w, const Trans
 
 ConvertedAttention convertAtWidest(const ComputeBackend& backend, const ModelConfig& c, const LayerWeights& w, const AnalysisResult& analysis,
                                    const AllocationOptions& options, std::int64_t l, std::int64_t p, std::int64_t widest,
-                                   const LayerInputs& in, const JobControl& job, MlaLayerConfig& m)
+                                   const LayerInputs& in, const WhitenedKeyValue* keyValue, const JobControl& job, MlaLayerConfig& m)
 {
     m.keptPairs = selectLayerPairs(c, options.strategy, p, 0, &analysis.layers[static_cast<std::size_t>(l)].scores);
     m.method = LatentMethod::Joint;
@@ -166,7 +167,18 @@ ConvertedAttention convertAtWidest(const ComputeBackend& backend, const ModelCon
     AttentionConversionShortcuts shortcuts;
     shortcuts.whitening = in.whitening.size() > 0 ? &in.whitening : nullptr;
     shortcuts.relativeErrors = false;
+    shortcuts.keyValue = keyValue;
     return convertAttention(backend, c, w, m, settings, &in.covariance, job, shortcuts);
+}
+
+// The layer's whitened [K; V] and its Gram, shared by every pair count's decomposition, where they serve it: on the
+// CPU, activation-aware, with every key and value row fewer than the hidden width (so each pair count's joint matrix
+// is decomposed on its rows' side, and the Gram stays below the hidden width squared).
+std::optional<WhitenedKeyValue> sharedKeyValue(const ComputeBackend& backend, const ModelConfig& c, const LayerWeights& w, const LayerInputs& in)
+{
+    if (in.whitening.size() == 0 || backend.device().gpu || 2 * c.kvDim() >= c.hidden)
+        return std::nullopt;
+    return whitenedKeyValue(backend, w, in.whitening);
 }
 
 // The exhaustive reference: a single-layer model per candidate, full attention over every token.
@@ -176,6 +188,7 @@ void measureLayerExhaustive(const ComputeBackend& backend, const Model& model, c
 {
     const ModelConfig& c = model.config;
     const LayerWeights& w = model.layers[static_cast<std::size_t>(l)];
+    const std::optional<WhitenedKeyValue> keyValue = sharedKeyValue(backend, c, w, in);
     for (std::int64_t p = 0; p <= maxPairs; ++p) {
         if (options.onlyPairs >= 0 && p != options.onlyPairs)
             continue;
@@ -187,7 +200,8 @@ void measureLayerExhaustive(const ComputeBackend& backend, const Model& model, c
         const std::int64_t rope = c.kvHeads * 2 * p;
         MlaLayerConfig m;
         // The factors at the largest width; narrower widths are their leading columns (the truncated decomposition).
-        const ConvertedAttention full = convertAtWidest(backend, c, w, analysis, options, l, p, widths.back(), in, job, m);
+        const ConvertedAttention full = convertAtWidest(backend, c, w, analysis, options, l, p, widths.back(), in,
+                                                        keyValue ? &*keyValue : nullptr, job, m);
         for (std::int64_t d : widths) {
             ConvertedAttention a = full;
             a.downKv = full.downKv.topRows(d);
@@ -248,11 +262,14 @@ void measureLayerFast(const ComputeBackend& backend, const Model& model, const A
     const ModelConfig& c = model.config;
     const LayerWeights& w = model.layers[static_cast<std::size_t>(l)];
     const LayerCandidateErrors evaluator(c, w, in.x, in.target, candidateErrorOptions(options));
+    const std::optional<WhitenedKeyValue> keyValue = sharedKeyValue(backend, c, w, in);
     std::set<std::int64_t> measured;
     std::int64_t step = options.pairStep;
     if (step <= 0) {
         step = 1;
-        while (step * 2 * 8 <= maxPairs + 1)
+        // About 4 coarse counts: the refinement finds the hull's counts from there (tst_allocation_speed, steps 2 and
+        // 4 against every count); a grid of 8 measured a third more candidates for the same splits (docs/benchmarks.md).
+        while (step * 2 * 4 <= maxPairs + 1)
             step *= 2;
     }
     int levels = 0;
@@ -270,7 +287,8 @@ void measureLayerFast(const ComputeBackend& backend, const Model& model, const A
         if (widths.empty())
             return;
         MlaLayerConfig m;
-        const ConvertedAttention full = convertAtWidest(backend, c, w, analysis, options, l, p, widths.back(), in, job, m);
+        const ConvertedAttention full = convertAtWidest(backend, c, w, analysis, options, l, p, widths.back(), in,
+                                                        keyValue ? &*keyValue : nullptr, job, m);
         const std::vector<double> errors = evaluator.errors(full, m.keptPairs, widths);
         const std::int64_t rope = c.kvHeads * 2 * p;
         for (std::size_t i = 0; i < widths.size(); ++i)

@@ -44,9 +44,9 @@ struct AllocationOptions {
     // reference the fast path is tested against; hundreds of times slower).
     bool exhaustive = false;
     // The fast path (LayerCandidateErrors): query rows evaluated (0: all) in how many of the calibration sequences
-    // (0: all), output sketch width (0: exact), and the coarse step of the pair counts (0: automatic, about 8
-    // coarse counts; 1: every count). Refinement halves the step around the pair counts on the lower convex hull of
-    // (elements, cost), the ones a budget can choose. 256 rows in 4 sequences: on the shipped models the same
+    // (0: all), output sketch width (0: exact), and the coarse step of the pair counts (0: automatic, about 4
+    // coarse counts, 5 of the 33 on a head of 64; 1: every count). Refinement halves the step around the pair counts
+    // on the lower convex hull of (elements, cost), the ones a budget can choose. 256 rows in 4 sequences: on the shipped models the same
     // splits as 1024 rows in all 16 on two, within the quality bound on the other two, in 25% less allocation time
     // (docs/benchmarks.md).
     std::int64_t queryRows = 256;

@@ -30,6 +30,11 @@ enum class ConversionTarget { Mha2mla, DeepSeekV3 };
 std::string_view conversionTargetName(ConversionTarget t); // mha2mla, deepseek-v3
 bool parseConversionTarget(std::string_view name, ConversionTarget& out);
 
+// ConversionSettings::refitTokens: every calibration token, or the automatic share (sequentialCalibrationCount).
+inline constexpr std::int64_t kRefitTokensAll = -1;
+inline constexpr std::int64_t kRefitTokensAuto = 0;
+inline constexpr std::int64_t kRefitTokensPerFeature = 4;
+
 // Every choice a conversion makes. Negative / empty values mean "use the default" and are resolved by
 // resolveLayerConfigs.
 struct ConversionSettings {
@@ -51,6 +56,10 @@ struct ConversionSettings {
     bool chooseBalance = false;        // per layer, keep balanced or plain, whichever gives the lower output error
     bool refit = false;                // least-squares refit of up projections and W_o, layer by layer in order
     double refitRidge = 1e-3;          // ridge toward the initial weights, relative to the mean Gram diagonal
+    // Calibration tokens the sequential conversion (its covariances and refits) runs on, as whole sequences from the
+    // first: kRefitTokensAuto (half the calibration, but at least kRefitTokensPerFeature per fitted feature),
+    // kRefitTokensAll, or at least this many (sequentialCalibrationCount).
+    std::int64_t refitTokens = 0;
     bool allocate = false;             // choose pairs and latent per layer for a total budget (see kvBudget)
     std::int64_t kvBudget = -1;        // total cached elements per token over all layers; -1: from targetSaving
     std::string preset;                // "paper", "best" or empty

@@ -29,11 +29,23 @@ struct ConvertedAttention {
     double factorSquaredNorm = 0.0;
 };
 
+// A layer's whitened keys and values, [K; V] S with every key row, and the Gram of its rows: the joint matrix of any
+// RoPE pair count is a row subset of [K; V], so its whitened product is a row subset of this one and the Gram a
+// principal submatrix. An allocation measuring a dozen pair counts per layer multiplies and forms the Gram once.
+struct WhitenedKeyValue {
+    MatrixXdRM product;   // [K; V] S: the key projection's rows, then the value projection's
+    Eigen::MatrixXd gram; // of product's rows rounded to float, as the decomposition of one pair count forms it
+};
+WhitenedKeyValue whitenedKeyValue(const ComputeBackend& backend, const LayerWeights& layer, const MatrixXdRM& whitening);
+
 // For a caller that converts one layer many times (the allocation, once per pair count): what it computed once, and
 // what it does not need.
 struct AttentionConversionShortcuts {
     const MatrixXdRM* whitening = nullptr; // whiteningFactor(covariance, 1e-6) of the covariance passed, when known
     bool relativeErrors = true;            // false: leave the *RelativeError fields at 0 (three products fewer)
+    // whitenedKeyValue(layer, *whitening): used by an exact joint decomposition without the balance on the CPU
+    // whose rows are the smaller side; any other conversion ignores it.
+    const WhitenedKeyValue* keyValue = nullptr;
 };
 
 // Converts one layer's attention. `covariance` (E[x x^T] of the attention input) is used by the activation-aware

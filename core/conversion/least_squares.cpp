@@ -1,5 +1,6 @@
 #include "conversion/least_squares.h"
 
+#include "numerics/dense_kernels.h"
 #include "numerics/gram.h"
 #include "util/error.h"
 
@@ -27,7 +28,9 @@ double LeastSquaresFit::residual(const MatrixRM& w) const
     // sum ||y - W x||^2 = sum ||y||^2 - 2 tr(W X^T Y) + tr(W X^T X W^T)
     const MatrixXdRM wd = w.cast<double>();
     const double cross = (wd.transpose().array() * m_cross.array()).sum();
-    const double quadratic = (wd * m_gram).cwiseProduct(wd).sum();
+    MatrixXdRM wg(wd.rows(), m_gram.cols());
+    gemmRowMajor(wg, 1.0, wd, m_gram, 0.0); // the AVX2 kernels: W_o's quadratic term is the size of a layer's Gram
+    const double quadratic = wg.cwiseProduct(wd).sum();
     return std::max(0.0, m_targetEnergy - 2.0 * cross + quadratic);
 }
 

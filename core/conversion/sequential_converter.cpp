@@ -47,6 +47,25 @@ struct Observed : ForwardObserver {
 
 } // namespace
 
+std::size_t sequentialCalibrationCount(const ModelConfig& config, const std::vector<std::vector<int>>& sequences, std::int64_t refitTokens)
+{
+    std::int64_t total = 0;
+    for (const std::vector<int>& s : sequences)
+        total += static_cast<std::int64_t>(s.size());
+    if (refitTokens == kRefitTokensAll)
+        return sequences.size();
+    const std::int64_t goal = refitTokens == kRefitTokensAuto
+                                  ? std::max((total + 1) / 2, kRefitTokensPerFeature * std::max(config.qDim(), config.hidden))
+                                  : refitTokens;
+    std::int64_t tokens = 0;
+    for (std::size_t i = 0; i < sequences.size(); ++i) {
+        tokens += static_cast<std::int64_t>(sequences[i].size());
+        if (tokens >= goal)
+            return i + 1;
+    }
+    return sequences.size();
+}
+
 Model singleLayerModel(const Model& base, const LayerWeights& layer, const std::optional<MlaLayerConfig>& mla)
 {
     Model m;
@@ -68,7 +87,8 @@ Model singleLayerModel(const Model& base, const LayerWeights& layer, const std::
 SequentialConverter::SequentialConverter(const ComputeBackend& backend, const Model& original, const ConversionPlan& plan, const CalibrationSet& calibration,
                                          const JobControl& job, const OriginalTrajectory* kept)
     : m_backend(backend), m_original(original), m_plan(plan), m_job(job), m_converted(original),
-      m_originalInputs(Transformer(original), nonEmpty(calibration).sequences, calibration.sequences.size(), kept)
+      m_originalInputs(Transformer(original), nonEmpty(calibration).sequences,
+                       sequentialCalibrationCount(original.config, calibration.sequences, plan.settings.refitTokens), kept)
 {
     m_converted.config = plan.converted;
     const std::span<const MatrixRM> embedded = m_originalInputs.current();
@@ -190,6 +210,7 @@ const LayerWeights& SequentialConverter::convertLayer(std::int64_t l, const JobC
         }
     }
     LayerFitReport report;
+    report.tokens = tokens;
     report.outputErrorInitial = bestError;
     report.balanced = bestBalanced;
 

@@ -18,7 +18,17 @@ struct LayerFitReport {
     double outputResidualBefore = 0.0; // the same for W_o
     double outputResidualAfter = 0.0;
     bool balanced = false;             // the key/value balance was used in this layer
+    std::int64_t tokens = 0;           // calibration tokens this layer was fitted and measured on
 };
+
+// How many calibration sequences, from the first, the sequential conversion runs on (ConversionSettings::refitTokens):
+// all of them for kRefitTokensAll; else the fewest whose tokens reach the goal, which for kRefitTokensAuto is half
+// the calibration's tokens but at least kRefitTokensPerFeature per feature of the widest fit (the query width that W_o
+// is refitted from, or the hidden width of the whitening covariance). The sequential conversion runs the converted
+// model's forward pass, the refits' attention passes and their normal equations on every token it is given: half
+// the tokens cost about half its time. On a model whose calibration is short for its widths (a 7B's 4096 features
+// against the default 4096 tokens) the rule keeps every token (docs/benchmarks.md, the measured trade).
+std::size_t sequentialCalibrationCount(const ModelConfig& config, const std::vector<std::vector<int>>& sequences, std::int64_t refitTokens);
 
 // Converts layer after layer on calibration data, so that each layer is decomposed and refitted on the inputs it will
 // really see: the hidden states produced by the already-converted layers before it (method document, section 7). The

@@ -39,6 +39,8 @@ void validateConversionSettings(const ModelConfig& c, const ConversionSettings& 
 {
     if (s.flashMla && s.target != ConversionTarget::DeepSeekV3)
         fail("--flashmla applies to --target deepseek-v3");
+    if (s.refitTokens < kRefitTokensAll)
+        fail("--refit-tokens must be all, auto or a positive token count, got " + std::to_string(s.refitTokens));
     if (s.powerIterations < 0 || s.powerIterations > kMaxPowerIterations)
         fail("--power-iterations " + std::to_string(s.powerIterations) + " is outside the allowed range " + range(0, kMaxPowerIterations));
     if (s.decomposition == DecompositionMethod::Randomized && s.target == ConversionTarget::DeepSeekV3)

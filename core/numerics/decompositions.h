@@ -64,6 +64,14 @@ public:
     explicit SpectralDecomposition(const MatrixRM& m, const JobControl& job = {});
     explicit SpectralDecomposition(const MatrixXdRM& m, const JobControl& job = {});
 
+    // From the Gram of the matrix on its smaller side, already computed (an allocation takes each pair count's from one
+    // larger Gram, of which it is a principal submatrix); factors() must then be given the matrix it is the Gram of.
+    static SpectralDecomposition fromGram(Eigen::MatrixXd gram, GramSide side, std::int64_t rows, std::int64_t cols,
+                                          const JobControl& job = {})
+    {
+        return SpectralDecomposition(std::move(gram), side, rows, cols, job);
+    }
+
     std::int64_t rows() const { return m_rows; }
     std::int64_t cols() const { return m_cols; }
     const std::vector<double>& singularValues() const { return m_singular; } // descending, min(rows, cols) values

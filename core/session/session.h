@@ -42,7 +42,7 @@ struct Session {
 };
 
 inline constexpr const char* kSessionFormatName = "mla-workbench-session";
-inline constexpr int kSessionSchemaVersion = 5;
+inline constexpr int kSessionSchemaVersion = 6;
 
 // A new session for an analysis of `model`: its config JSON and parameter count filled in, the workbench settings
 // starting as the analysed ones (default calibration, nothing locked).

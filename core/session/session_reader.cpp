@@ -467,6 +467,12 @@ Session loadVersion5(const Hdf5Reader& reader)
     return SessionReader(reader, 5).read();
 }
 
+// Version 6 adds the calibration tokens of the sequential refit (refit_tokens); older files read it as automatic.
+Session loadVersion6(const Hdf5Reader& reader)
+{
+    return SessionReader(reader, 6).read();
+}
+
 // The migration hook: one loader per schema version this tool can read, each returning a current Session. When the
 // schema changes, the new version gets a loader and the old loaders stay, so older files keep opening.
 struct SchemaLoader {
@@ -480,6 +486,7 @@ constexpr SchemaLoader kSchemaLoaders[] = {
     {3, &loadVersion3},
     {4, &loadVersion4},
     {5, &loadVersion5},
+    {6, &loadVersion6},
 };
 
 Session readSession(const std::filesystem::path& path, std::optional<std::uint64_t> memoryBudget)

@@ -279,6 +279,23 @@ std::vector<SettingField> makeTable()
                  "ridge of the least-squares refit, relative to the mean Gram diagonal", "", nullptr, none,
                  {0.0, std::numeric_limits<double>::max()}, [](const S& s) -> V { return s.conversion.refitRidge; },
                  [](S& s, const V& v) { s.conversion.refitRidge = numberOf(v); }, {}});
+    t.push_back({"refit_tokens", "refit_tokens", "", SettingType::Integer, SettingScope::Conversion, 6,
+                 "calibration tokens the sequential refit runs on: -1 all, 0 automatic (half, at least 4 per fitted feature), "
+                 "or at least this many (whole sequences)",
+                 "", nullptr, [](const ModelConfig*) { return std::pair<std::int64_t, std::int64_t>{kRefitTokensAll, std::numeric_limits<std::int64_t>::max()}; },
+                 noNumber, [](const S& s) -> V { return s.conversion.refitTokens; },
+                 [](S& s, const V& v) { s.conversion.refitTokens = integerOf(v); },
+                 {{"refit-tokens", "N|auto|all",
+                   "calibration tokens the layer-by-layer refit runs on, as whole sequences from the first: auto (default: half "
+                   "of them, but at least 4 per fitted feature, so a large model keeps them all), all, or at least N",
+                   [](S& s, const std::string& text, const ModelConfig&) {
+                       if (text == "all")
+                           s.conversion.refitTokens = kRefitTokensAll;
+                       else if (text == "auto")
+                           s.conversion.refitTokens = kRefitTokensAuto;
+                       else
+                           s.conversion.refitTokens = flagInteger("refit-tokens", text, 1, std::numeric_limits<std::int64_t>::max());
+                   }}}});
     t.push_back({"allocate", "allocate", "allocate", SettingType::Flag, SettingScope::Conversion, 1,
                  "choose pairs and latent per layer for the KV budget", "", nullptr, none, noNumber,
                  [](const S& s) -> V { return s.conversion.allocate; }, [](S& s, const V& v) { s.conversion.allocate = flagOf(v); },

@@ -38,6 +38,7 @@ private slots:
     void fullRopeNoSvdMatchesTheOriginal();
     void conversionErrorsAreCleanExits();
     void randomizedDecompositionIsCheckedAndShown();
+    void refitTokensAreChosenAndShown();
 };
 
 void TestCliConversion::analyzeJsonContract()
@@ -170,6 +171,42 @@ void TestCliConversion::randomizedDecompositionIsCheckedAndShown()
     QCOMPARE(r.exitCode, 1);
     QVERIFY2(r.err.find("mha2mla target") != std::string::npos, r.err.c_str());
     QVERIFY(!std::filesystem::exists(dir / "x"));
+}
+
+// The best preset refits on half the calibration by default (this model's 64 features ask for 256 tokens at least),
+// on all of it with --refit-tokens all, and says so in both outputs.
+void TestCliConversion::refitTokensAreChosenAndShown()
+{
+    const auto dir = test::scratchDir("cli-refit-tokens");
+    const std::vector<std::string> common{"--preset", "best", "--kv-saving", "0.75", "--calib-samples", "6", "--calib-seq-len", "128"};
+    auto convert = [&](const std::string& name, std::vector<std::string> extra) {
+        std::vector<std::string> args{"convert", "--demo", "--out", (dir / name).string(), "--json"};
+        args.insert(args.end(), common.begin(), common.end());
+        args.insert(args.end(), extra.begin(), extra.end());
+        return test::runCliJson(args);
+    };
+    const json automatic = convert("auto", {});
+    const json all = convert("all", {"--refit-tokens", "all"});
+    const auto calibration = automatic["calibration"]["tokens"].get<std::int64_t>();
+    QCOMPARE(all["calibration"]["tokens"].get<std::int64_t>(), calibration);
+    const auto fitted = automatic["layers"][0]["fit_tokens"].get<std::int64_t>();
+    QVERIFY2(fitted >= std::max<std::int64_t>((calibration + 1) / 2, 4 * 64) && fitted < calibration, automatic.dump().c_str());
+    for (const json& layer : automatic["layers"])
+        QCOMPARE(layer["fit_tokens"].get<std::int64_t>(), fitted);
+    for (const json& layer : all["layers"])
+        QCOMPARE(layer["fit_tokens"].get<std::int64_t>(), calibration);
+
+    std::vector<std::string> text{"convert", "--demo", "--out", (dir / "text").string()};
+    text.insert(text.end(), common.begin(), common.end());
+    const test::ProcessResult r = test::runCli(text);
+    QCOMPARE(r.exitCode, 0);
+    const std::string line = "refitted layer by layer on " + std::to_string(fitted) + " of the " + std::to_string(calibration) + " calibration tokens";
+    QVERIFY2(r.out.find(line) != std::string::npos, r.out.c_str());
+    for (const char* bad : {"0", "-3", "some"}) {
+        const test::ProcessResult b = test::runCli({"convert", "--demo", "--out", (dir / "x").string(), "--refit-tokens", bad});
+        QCOMPARE(b.exitCode, 2);
+        QVERIFY2(b.err.find("--refit-tokens") != std::string::npos, b.err.c_str());
+    }
 }
 
 QTEST_APPLESS_MAIN(TestCliConversion)

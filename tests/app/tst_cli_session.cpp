@@ -50,7 +50,7 @@ void TestCliSession::sessionJsonRepeatsAnalyzeJson()
         QVERIFY2(s.contains(it.key()), it.key().c_str());
         QVERIFY2(s[it.key()] == it.value(), it.key().c_str());
     }
-    QCOMPARE(s["session"]["schema_version"].get<int>(), 5); // docs/session-format.md
+    QCOMPARE(s["session"]["schema_version"].get<int>(), 6); // docs/session-format.md
     QCOMPARE(s["session"]["format"].get<std::string>(), std::string("mla-workbench-session"));
     QCOMPARE(s["settings"]["rope_strategy"], a["rope_strategy"]);
 

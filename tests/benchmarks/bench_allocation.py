@@ -12,7 +12,7 @@ calibration, as tests/tools/results_table.py), then `eval --reference` on 16 hel
 original (seeds 1000 + i), and prints the perplexity-gap ratio (ppl_best - ppl_orig) / (ppl_paper - ppl_orig).
 
 Usage: bench_allocation.py [--cli build/app/mla-workbench-cli] [--layers 8[,30,...]] [--quality]
-                           [--no-time] [--max-ratio 3] [--threads N] [--work DIR]
+                           [--no-time] [--max-ratio 3] [--threads N] [--work DIR] [--best-flags '--refit-tokens all']
 Standard library only.
 """
 import argparse
@@ -62,7 +62,7 @@ def load():
         return f.read().split()[0]
 
 
-def time_presets(cli, work, layers, threads=0):
+def time_presets(cli, work, layers, threads=0, best_flags=()):
     model = os.path.join(work, f"smollm-{layers}")
     if not os.path.exists(model):
         subprocess.run([cli, "synth", "--shape", "smollm-135m", "--layers", str(layers), "--dtype", "f32", "--out", model,
@@ -79,7 +79,7 @@ def time_presets(cli, work, layers, threads=0):
     for preset in ("paper", "best"):
         out = os.path.join(work, f"out-{preset}")
         wall, rss, cpu = timed([cli, "convert", model, "--out", out, "--force", "--preset", preset, "--calib-ids", ids,
-                                "--quiet"], env)
+                                "--quiet", *(best_flags if preset == "best" else ())], env)
         result[preset] = {"seconds": wall, "rss": rss, "cpu": cpu}
         shutil.rmtree(out, ignore_errors=True)
     result["load_after"] = load()
@@ -89,7 +89,7 @@ def time_presets(cli, work, layers, threads=0):
     return result
 
 
-def quality(cli, work):
+def quality(cli, work, best_flags=()):
     rows = []
     for name, rel in MODELS:
         model = os.path.join(ROOT, rel)
@@ -105,7 +105,8 @@ def quality(cli, work):
         row = {"model": name}
         for preset in ("paper", "best"):
             out = os.path.join(work, f"{name}-{preset}")
-            args = ["convert", model, "--out", out, "--force", "--preset", preset, "--kv-saving", "0.75", "--quiet", "--json"]
+            args = ["convert", model, "--out", out, "--force", "--preset", preset, "--kv-saving", "0.75", "--quiet", "--json",
+                    *(best_flags if preset == "best" else ())]
             try:
                 c = run_json(cli, *args)
             except subprocess.CalledProcessError as e:
@@ -137,6 +138,8 @@ def main():
                     help="OMP_NUM_THREADS for both presets (0: the default, all cores); 1 gives ratios that the load of "
                          "a shared machine barely moves (no thread waits on another)")
     ap.add_argument("--work", default=None)
+    ap.add_argument("--best-flags", default="",
+                    help="more convert flags for the best preset, e.g. '--refit-tokens all' (the trade-off in docs/benchmarks.md)")
     args = ap.parse_args()
     work = args.work or tempfile.mkdtemp(prefix="mla-bench-allocation-")
     os.makedirs(work, exist_ok=True)
@@ -145,7 +148,7 @@ def main():
         print("| layers | paper s | best s | best / paper | CPU s paper / best | CPU ratio | paper RSS MB | best RSS MB | RSS ratio | load before/after |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for layers in [int(x) for x in args.layers.split(",")]:
-            r = time_presets(args.cli, work, layers, args.threads)
+            r = time_presets(args.cli, work, layers, args.threads, args.best_flags.split())
             print(f"| {layers} | {r['paper']['seconds']:.1f} | {r['best']['seconds']:.1f} | {r['ratio']:.2f} | "
                   f"{r['paper']['cpu']:.1f} / {r['best']['cpu']:.1f} | {r['cpu_ratio']:.2f} | "
                   f"{r['paper']['rss'] / 2**20:.0f} | {r['best']['rss'] / 2**20:.0f} | {r['rss_ratio']:.2f} | "
@@ -154,7 +157,7 @@ def main():
                 print(f"FAIL: best / paper = {r['ratio']:.2f} on the 8-layer cut, above {args.max_ratio}", file=sys.stderr)
                 failed = True
     if args.quality:
-        quality(args.cli, work)
+        quality(args.cli, work, args.best_flags.split())
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     return 1 if failed else 0

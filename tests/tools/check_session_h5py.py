@@ -40,7 +40,7 @@ def main():
     with h5py.File(session_path, "r") as f:
         if text(f.attrs.get("format")) != "mla-workbench-session":
             problems.append(f"format attribute is {f.attrs.get('format')!r}")
-        if int(f.attrs.get("schema_version", -1)) != 5:
+        if int(f.attrs.get("schema_version", -1)) != 6:
             problems.append(f"schema_version is {f.attrs.get('schema_version')!r}")
         a = f["analysis"]
         layers = int(a.attrs["layers"])

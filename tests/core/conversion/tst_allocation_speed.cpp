@@ -2,16 +2,19 @@
 // sketched output error) against the exhaustive one: a single-layer model and full attention per candidate.
 #include "analysis/analyzer.h"
 #include "backend/compute_backend.h"
+#include "common/deepseek_fixtures.h"
 #include "common/model_fixtures.h"
 #include "common/test_support.h"
 #include "conversion/budget_allocation.h"
 #include "conversion/candidate_errors.h"
+#include "conversion/layer_converter.h"
 #include "conversion/sequential_converter.h"
 #include "engine/ops.h"
 
 #include <QtTest>
 
 #include <map>
+#include <random>
 
 using namespace mla;
 
@@ -72,6 +75,7 @@ private slots:
     void fixedPairsMeasureOnlyThatCount();
     void analysisCovarianceServesOnlyItsOwnTokens();
     void sequenceSubsetIsTheErrorOfThoseSequences();
+    void sharedKeyValueGivesEachPairCountsFactors();
 };
 
 void TestAllocationSpeed::sharedWidthErrorsEqualTheDirectEvaluation()
@@ -104,17 +108,22 @@ void TestAllocationSpeed::sharedWidthErrorsEqualTheDirectEvaluation()
 
 void TestAllocationSpeed::coarseToFineFindsTheExhaustiveOptimum()
 {
-    // A coarse grid of step 2 refined around the hull finds the optimum of measuring every pair count, on every
+    // A coarse grid of step 2, and of step 4 where the heads have 8 pairs (3 coarse counts: coarser than the default's
+    // 5 of 33 on a head of 64), refined around the hull finds the optimum of measuring every pair count, on every
     // shipped real model at a 75% saving.
     for (const char* name : {"stories260K", "aidreams260K", "xs260K", "poem5L"}) {
         const Fixture f = fixture(name, 2, 32);
         AllocationOptions o = exact(f.budget);
         const Allocation every = allocateBudget(measureAllocationCandidates(cpuBackend(), f.model, f.analysis, f.calibration, o), f.budget);
-        o.pairStep = 2;
-        const auto coarse = measureAllocationCandidates(cpuBackend(), f.model, f.analysis, f.calibration, o);
-        const Allocation refined = allocateBudget(coarse, f.budget);
-        QVERIFY2(refined.pairs == every.pairs && refined.latent == every.latent, name);
-        QCOMPARE(refined.totalCost, every.totalCost);
+        for (std::int64_t step : {2, 4}) {
+            if (step > f.model.config.headDim / 4)
+                continue;
+            o.pairStep = step;
+            const auto coarse = measureAllocationCandidates(cpuBackend(), f.model, f.analysis, f.calibration, o);
+            const Allocation refined = allocateBudget(coarse, f.budget);
+            QVERIFY2(refined.pairs == every.pairs && refined.latent == every.latent, qPrintable(QString("%1, step %2").arg(name).arg(step)));
+            QCOMPARE(refined.totalCost, every.totalCost);
+        }
     }
 }
 
@@ -247,6 +256,55 @@ void TestAllocationSpeed::sequenceSubsetIsTheErrorOfThoseSequences()
     o.sequences = 0;
     const std::vector<double> all = LayerCandidateErrors(c, w, x, target, o).errors(a, m.keptPairs, widths);
     QVERIFY(std::abs(all[2] - subset[2]) > 1e-6 * all[2]);
+}
+
+// The allocation decomposes every pair count's joint matrix from one whitened [K; V] and its Gram per layer: the same
+// factors as decomposing each pair count's own matrix (a wrong row, e.g. the values' offset, would change them whole).
+void TestAllocationSpeed::sharedKeyValueGivesEachPairCountsFactors()
+{
+    ModelConfig c; // keys and values (2 x 16 rows) narrower than the hidden width (64): the shared path applies
+    c.hidden = 64;
+    c.layers = 1;
+    c.heads = 4;
+    c.kvHeads = 2;
+    c.headDim = 8;
+    c.ffn = 96;
+    c.vocab = 64;
+    c.maxPositions = 32;
+    const Model model = test::randomModel(c, 5);
+    const LayerWeights& w = model.layers[0];
+    std::mt19937 rng(3);
+    std::normal_distribution<double> normal;
+    MatrixXdRM x(400, c.hidden);
+    for (Eigen::Index i = 0; i < x.rows(); ++i)
+        for (Eigen::Index j = 0; j < x.cols(); ++j)
+            x(i, j) = normal(rng) * (1.0 + 0.2 * static_cast<double>(j % 7)); // anisotropic: whitening matters
+    const MatrixXdRM covariance = x.transpose() * x / static_cast<double>(x.rows());
+    const MatrixXdRM whitening = attentionWhitening(covariance);
+    const WhitenedKeyValue kv = whitenedKeyValue(cpuBackend(), w, whitening);
+    QCOMPARE(kv.product.rows(), 2 * c.kvDim());
+    ConversionSettings s;
+    s.activationAware = true;
+    for (std::int64_t p = 0; p <= c.headDim / 2; ++p) {
+        MlaLayerConfig m;
+        m.keptPairs = selectLayerPairs(c, RopeStrategy::Low, p, 0, nullptr);
+        m.method = LatentMethod::Joint;
+        m.latentK = std::min<std::int64_t>(12, 2 * c.kvDim() - 2 * p * c.kvHeads);
+        AttentionConversionShortcuts own, shared;
+        own.whitening = shared.whitening = &whitening;
+        shared.keyValue = &kv;
+        const ConvertedAttention a = convertAttention(cpuBackend(), c, w, m, s, &covariance, {}, own);
+        const ConvertedAttention b = convertAttention(cpuBackend(), c, w, m, s, &covariance, {}, shared);
+        for (const auto& [x0, x1] : {std::pair{&a.downKv, &b.downKv}, std::pair{&a.upK, &b.upK}, std::pair{&a.upV, &b.upV}}) {
+            QCOMPARE(x1->rows(), x0->rows());
+            QCOMPARE(x1->cols(), x0->cols());
+            if (x0->size() == 0)
+                continue; // every pair kept: no position-free key rows
+            const double scale = std::max(1.0, static_cast<double>(x0->cwiseAbs().maxCoeff()));
+            QVERIFY2((*x0 - *x1).cwiseAbs().maxCoeff() <= 1e-5 * scale, qPrintable(QString("pairs %1").arg(p)));
+        }
+        QVERIFY(std::abs(a.factorSquaredResidual - b.factorSquaredResidual) <= 1e-9 * std::max(1.0, a.factorSquaredNorm));
+    }
 }
 
 QTEST_GUILESS_MAIN(TestAllocationSpeed)

@@ -26,6 +26,8 @@ private slots:
     void leastSquaresRefitNeverIncreasesTheObjective();
     void sequentialRefitsNeverIncreaseCalibrationError();
     void keptTrajectoryLeavesAllocationAndConversionUnchanged();
+    void sequentialCalibrationFollowsTheRefitTokens();
+    void refitOnFewerTokensIsTheConversionOfTheFirstSequences();
     void presetsSetWhatTheyPromise();
 };
 
@@ -219,6 +221,75 @@ void TestBeyondPaper::keptTrajectoryLeavesAllocationAndConversionUnchanged()
         const MatrixRM u0 = m0.layers[l].upV.toMatrix(), u1 = m1.layers[l].upV.toMatrix();
         QVERIFY((u0.array() == u1.array()).all());
     }
+}
+
+// Half the calibration, at least 4 tokens per feature of the widest fit, in whole sequences from the first.
+void TestBeyondPaper::sequentialCalibrationFollowsTheRefitTokens()
+{
+    ModelConfig smollm; // the SmolLM-135M shape's widths: hidden 576, 9 heads of 64
+    smollm.hidden = 576;
+    smollm.heads = 9;
+    smollm.headDim = 64;
+    ModelConfig llama7b = smollm; // a 7B's 4096 features
+    llama7b.hidden = 4096;
+    llama7b.heads = 32;
+    llama7b.headDim = 128;
+    ModelConfig tiny = smollm; // the shipped 260K models
+    tiny.hidden = 64;
+    tiny.heads = 8;
+    tiny.headDim = 8;
+    const std::vector<std::vector<int>> sixteen(16, std::vector<int>(256, 1));
+    QCOMPARE(sequentialCalibrationCount(smollm, sixteen, kRefitTokensAuto), std::size_t(9)); // 4 x 576 = 2304 tokens
+    QCOMPARE(sequentialCalibrationCount(tiny, sixteen, kRefitTokensAuto), std::size_t(8));   // half of 4096
+    QCOMPARE(sequentialCalibrationCount(llama7b, sixteen, kRefitTokensAuto), std::size_t(16)); // 16384 wanted: all
+    QCOMPARE(sequentialCalibrationCount(tiny, sixteen, kRefitTokensAll), std::size_t(16));
+    QCOMPARE(sequentialCalibrationCount(tiny, sixteen, 1), std::size_t(1));
+    QCOMPARE(sequentialCalibrationCount(tiny, sixteen, 257), std::size_t(2)); // whole sequences: rounded up
+    QCOMPARE(sequentialCalibrationCount(tiny, sixteen, 1 << 20), std::size_t(16));
+    // Sequences of uneven length (sampled ones stop at an end of text): tokens are counted, not sequences.
+    std::vector<std::vector<int>> uneven{std::vector<int>(100, 1), std::vector<int>(200, 1), std::vector<int>(10, 1), std::vector<int>(290, 1)};
+    QCOMPARE(sequentialCalibrationCount(tiny, uneven, kRefitTokensAuto), std::size_t(2)); // 300 of 600 (above 4 x 64)
+    uneven.front().resize(50);
+    QCOMPARE(sequentialCalibrationCount(tiny, uneven, kRefitTokensAuto), std::size_t(4)); // 275 wanted: 260 after three
+}
+
+// With fewer refit tokens than the calibration holds, the sequential conversion is exactly the conversion of the first
+// sequences alone (the same bits), and reports the tokens it ran on.
+void TestBeyondPaper::refitOnFewerTokensIsTheConversionOfTheFirstSequences()
+{
+    const Model model = test::loadRealModel("stories260K");
+    const ModelConfig& c = model.config;
+    CalibrationSet all, first;
+    all.sequences = test::sampleSequences(Transformer(model), 6, 64, 9);
+    first.sequences.assign(all.sequences.begin(), all.sequences.begin() + 4);
+    ConversionSettings s;
+    applyPreset("best", s);
+    s.strategy = RopeStrategy::High; // no analysis needed
+    s.ropePairs = 1;
+    s.targetSaving = 0.75;
+    s.allocate = false;
+    const ConversionPlan plan = planConversion(c, s, selectPairs(c, s, nullptr));
+    QCOMPARE(sequentialCalibrationCount(c, all.sequences, s.refitTokens), std::size_t(4)); // 4 x 64 features = 256 tokens
+    std::int64_t firstTokens = 0;
+    for (const auto& q : first.sequences)
+        firstTokens += static_cast<std::int64_t>(q.size());
+    ConversionPlan everyToken = plan;
+    everyToken.settings.refitTokens = kRefitTokensAll;
+    std::vector<LayerFitReport> rAuto, rFirst, rAll;
+    const Model mAuto = convertSequentially(cpuBackend(), model, plan, all, {}, &rAuto);
+    const Model mFirst = convertSequentially(cpuBackend(), model, everyToken, first, {}, &rFirst);
+    const Model mAll = convertSequentially(cpuBackend(), model, everyToken, all, {}, &rAll);
+    bool allDiffers = false;
+    for (std::size_t l = 0; l < rAuto.size(); ++l) {
+        QCOMPARE(rAuto[l].tokens, firstTokens);
+        QCOMPARE(rFirst[l].tokens, firstTokens);
+        QCOMPARE(rAll[l].tokens, all.tokens());
+        QCOMPARE(rAuto[l].outputErrorFinal, rFirst[l].outputErrorFinal);
+        const MatrixRM o0 = mAuto.layers[l].o.toMatrix(), o1 = mFirst.layers[l].o.toMatrix(), o2 = mAll.layers[l].o.toMatrix();
+        QVERIFY((o0.array() == o1.array()).all());
+        allDiffers = allDiffers || !(o0.array() == o2.array()).all();
+    }
+    QVERIFY(allDiffers);
 }
 
 void TestBeyondPaper::presetsSetWhatTheyPromise()

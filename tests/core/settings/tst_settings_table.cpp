@@ -106,7 +106,7 @@ private Q_SLOTS:
         QCOMPARE(conversionFlags, (std::vector<std::string>{"rope-strategy", "rope-pairs", "uniform-start", "svd", "latent-dim",
                                                             "kv-saving", "sigma", "decomposition", "power-iterations", "preset",
                                                             "kv-budget", "whiten", "balance",
-                                                            "refit", "no-refit", "allocate", "target", "flashmla"}));
+                                                            "refit", "no-refit", "refit-tokens", "allocate", "target", "flashmla"}));
         QCOMPARE(calibrationFlags, (std::vector<std::string>{"calib-samples", "calib-text", "calib-ids", "calib-seq-len", "seed"}));
     }
 
