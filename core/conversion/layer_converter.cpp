@@ -83,11 +83,8 @@ Factors factorize(const ComputeBackend& backend, const MatrixRM& m, std::int64_t
 bool sharesKeyValue(const ComputeBackend& backend, const WhitenedKeyValue* kv, std::int64_t rows, std::int64_t cols, std::int64_t k,
                     const ConversionSettings& settings)
 {
-    if (!kv || backend.device().gpu || rows == 0 || k <= 0 || smallerGramSide(rows, cols) != GramSide::Rows)
-        return false;
-    const LowRankOptions options = lowRankOptions(settings);
-    const std::int64_t kk = std::min(k, rows);
-    return rows <= options.exactLimit || kk + std::max<std::int64_t>(options.oversampling, 0) >= rows;
+    return kv && !backend.device().gpu && rows > 0 && k > 0 && smallerGramSide(rows, cols) == GramSide::Rows
+           && lowRankIsExact(rows, cols, k, lowRankOptions(settings));
 }
 
 // factorize() of the rows `rows` of [K; V], whitened, from the layer's shared product and Gram.

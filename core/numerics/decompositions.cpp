@@ -233,6 +233,13 @@ LowRankFactors SpectralDecomposition::factors(const MatrixRM& m, std::int64_t k,
     return f;
 }
 
+bool lowRankIsExact(std::int64_t rows, std::int64_t cols, std::int64_t k, const LowRankOptions& options)
+{
+    const std::int64_t minDim = std::min(rows, cols);
+    const std::int64_t kk = std::min(k, minDim);
+    return minDim <= options.exactLimit || kk + std::max<std::int64_t>(options.oversampling, 0) >= minDim;
+}
+
 LowRankFactors lowRankFactors(const MatrixRM& m, std::int64_t k, const LowRankOptions& options, const JobControl& job)
 {
     if (k < 0)
@@ -240,10 +247,8 @@ LowRankFactors lowRankFactors(const MatrixRM& m, std::int64_t k, const LowRankOp
     const Index minDim = std::min(m.rows(), m.cols());
     if (minDim == 0 || k == 0)
         return trivialFactors(m, k);
-    const Index kk = std::min<Index>(k, minDim);
-    const Index oversampling = std::max<std::int64_t>(options.oversampling, 0);
-    if (minDim > options.exactLimit && kk + oversampling < minDim) {
-        LowRankFactors f = randomizedLowRank(m, kk, options, job);
+    if (!lowRankIsExact(m.rows(), m.cols(), k, options)) {
+        LowRankFactors f = randomizedLowRank(m, std::min<Index>(k, minDim), options, job);
         padTo(f, m.rows(), m.cols(), k);
         return f;
     }

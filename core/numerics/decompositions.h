@@ -50,6 +50,9 @@ struct LowRankOptions {
 };
 
 LowRankFactors lowRankFactors(const MatrixRM& m, std::int64_t k, const LowRankOptions& options = {}, const JobControl& job = {});
+// Whether lowRankFactors of a rows x cols matrix at rank k > 0 takes the exact path (a SpectralDecomposition of the
+// Gram on the smaller side) rather than the randomized one.
+bool lowRankIsExact(std::int64_t rows, std::int64_t cols, std::int64_t k, const LowRankOptions& options);
 
 // Shared by every backend's lowRankFactors: zero columns of up / rows of down (and zero singular values) up to rank k,
 // and the factors of rank k for an empty or rank-0 request (all zero, residual ||m||_F).
